@@ -1,0 +1,39 @@
+# streetwatch: `make demo` sets everything up and runs the demo; `make test` sets up and runs the tests.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := out/demo
+
+export YOLO_OFFLINE := 1
+
+.PHONY: demo test lint setup setup-train test-slow clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Training extra (PyTorch + Ultralytics): only for train/export, never for inference.
+setup-train: $(STAMP)
+	$(BIN)/pip install -q -e '.[train,dev]'
+
+demo: $(STAMP)
+	$(BIN)/streetwatch synth --out $(DEMO)/input --clips 1 --clip-seconds 30
+	$(BIN)/streetwatch analyze $(DEMO)/input/clips/street_000.mp4 --out $(DEMO)/report \
+		--config examples/demo_cameras.yaml --dwell 4 --annotate
+	@echo "Open $(DEMO)/report/report.html"
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy detector pipelines datasets models service
+	$(BIN)/pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,136 @@
+"""Compact training packs: merged real and synthetic data under a size budget.
+
+A pack is one self-contained YOLO folder (canonical labels) small enough to
+travel to a lent GPU machine: images are re-encoded at a reduced size and JPEG
+quality chosen so the whole pack fits ``max_mb``. Each source keeps its own
+validation split (``val_<source>.yaml``) so metrics stay per source, and
+``manifest.json`` records provenance and licenses of every file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from datasets.yolo import YoloDataset
+from detector.types import CANONICAL_LABELS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One dataset going into a pack."""
+
+    name: str
+    data_yaml: Path
+    license: str
+    remap: dict[str, str]
+
+
+def read_license(data_yaml: Path) -> str:
+    """Return the license line of a shared-data folder's README, or 'unknown'."""
+    readme = data_yaml.parent / "README.md"
+    if readme.exists():
+        for line in readme.read_text().splitlines():
+            if "licen" in line.lower():
+                return line.strip("#*- ").strip()
+    return "unknown"
+
+
+def _encode(img: np.ndarray, max_side: int, quality: int) -> bytes:
+    h, w = img.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    if s < 1.0:
+        img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return bytes(buf)
+
+
+def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 416,
+               qualities: tuple[int, ...] = (82, 75, 68, 60, 52)) -> dict[str, object]:
+    """Write a pack of ``sources`` into ``out``, lowering JPEG quality until it fits ``max_mb``.
+
+    Returns:
+        The manifest written to ``out/manifest.json``.
+    """
+    items = []
+    for src in sources:
+        ds = YoloDataset.load(src.data_yaml)
+        cmap = ds.canonical_map(src.remap)
+        for split in ("train", "val"):
+            for it in ds.items(split):
+                items.append((src, split, it, cmap))
+    if not items:
+        raise ValueError("no images in the given sources")
+    images = {}
+    for _src, _split, it, _ in items:
+        img = cv2.imread(str(it.image), cv2.IMREAD_COLOR)
+        if img is None:
+            log.warning("skipping unreadable image %s", it.image)
+            continue
+        images[it.image] = img
+    budget = max_mb * 1024 * 1024 * 0.97  # leave room for labels and yaml files
+    chosen = qualities[-1]
+    encoded: dict[Path, bytes] = {}
+    for q in qualities:
+        encoded = {p: _encode(img, max_side, q) for p, img in images.items()}
+        total = sum(len(b) for b in encoded.values())
+        log.info("pack: quality %d -> %.1f MB", q, total / 2**20)
+        if total <= budget:
+            chosen = q
+            break
+    else:
+        raise ValueError(f"pack does not fit {max_mb} MB even at JPEG quality {qualities[-1]}; lower --max-side")
+    if out.exists():
+        shutil.rmtree(out)
+    files = []
+    for src, split, it, cmap in items:
+        if it.image not in encoded:
+            continue
+        stem = f"{src.name}__{it.image.stem}"
+        img_path = out / "images" / f"{split}_{src.name}" / f"{stem}.jpg"
+        lbl_path = out / "labels" / f"{split}_{src.name}" / f"{stem}.txt"
+        img_path.parent.mkdir(parents=True, exist_ok=True)
+        lbl_path.parent.mkdir(parents=True, exist_ok=True)
+        img_path.write_bytes(encoded[it.image])
+        lines = [f"{cmap[c]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}" for c, cx, cy, w, h in it.boxes if c in cmap]
+        lbl_path.write_text("\n".join(lines) + ("\n" if lines else ""))
+        files.append({"file": str(img_path.relative_to(out)), "source": src.name, "split": split,
+                      "original": str(it.image), "boxes": len(lines)})
+    names = "".join(f"  {i}: {n}\n" for i, n in enumerate(CANONICAL_LABELS))
+    train_dirs = sorted({f"images/train_{s.name}" for s in sources if (out / f"images/train_{s.name}").exists()})
+    val_dirs = sorted({f"images/val_{s.name}" for s in sources if (out / f"images/val_{s.name}").exists()})
+    (out / "data.yaml").write_text(
+        "# no path key: folders resolve relative to this file\n"
+        f"train: [{', '.join(train_dirs)}]\nval: [{', '.join(val_dirs)}]\nnames:\n{names}")
+    for s in sources:
+        if (out / f"images/val_{s.name}").exists():
+            (out / f"val_{s.name}.yaml").write_text(
+                f"train: images/val_{s.name}\nval: images/val_{s.name}\nnames:\n{names}")
+    digest = hashlib.sha256()
+    for f in sorted(files, key=lambda x: str(x["file"])):
+        digest.update(str(f["file"]).encode())
+        digest.update((out / str(f["file"])).read_bytes())
+    manifest: dict[str, object] = {
+        "names": list(CANONICAL_LABELS),
+        "max_side": max_side,
+        "jpeg_quality": chosen,
+        "dataset_sha256": digest.hexdigest(),
+        "sources": [{"name": s.name, "data": str(s.data_yaml), "license": s.license, "remap": s.remap}
+                    for s in sources],
+        "files": files,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    log.info("pack: %d images, %.1f MB, JPEG quality %d -> %s", len(files), size / 2**20, chosen, out)
+    return manifest

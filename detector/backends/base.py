@@ -1,0 +1,105 @@
+"""The detector backend interface, its typed configs and the backend registry.
+
+Backends turn a batch of BGR frames into one :class:`~detector.types.Detections`
+per frame, in original-frame pixels, with class ids into ``names``. Shared code
+only ever sees this interface; the registry maps a config's ``type`` to the
+class implementing it, and backends with heavy dependencies (PyTorch) import
+them lazily so the ONNX path never loads torch.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from detector.types import Detections
+
+Frame = npt.NDArray[np.uint8]
+
+
+class ModelLoadError(RuntimeError):
+    """The model file is missing, unreadable or not a detector this project can run."""
+
+
+class BaseBackendConfig(BaseModel):
+    """Settings shared by every backend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Path = Field(description="Path of the model file (ONNX or PyTorch .pt); never a hub name.")
+    conf: float = Field(default=0.25, ge=0.0, le=1.0, description="Minimum detection confidence.")
+    iou: float = Field(default=0.6, gt=0.0, le=1.0, description="IoU threshold of NMS for raw outputs.")
+    imgsz: int | None = Field(default=None, ge=32, le=4096,
+                              description="Input size; by default read from the model's metadata.")
+
+
+class OnnxConfig(BaseBackendConfig):
+    """ONNX Runtime backend (default; no PyTorch needed)."""
+
+    type: Literal["onnx"] = "onnx"
+    threads: int = Field(default=0, ge=0, le=256, description="Intra-op threads; 0 lets ORT decide.")
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"],
+                                 description="ONNX Runtime execution providers, in order of preference.")
+
+
+class UltralyticsConfig(BaseBackendConfig):
+    """Ultralytics/PyTorch backend (optional extra ``train``)."""
+
+    type: Literal["ultralytics"] = "ultralytics"
+    device: str = Field(default="cpu", description="Torch device, e.g. 'cpu' or '0'.")
+
+
+BackendConfig = Annotated[OnnxConfig | UltralyticsConfig, Field(discriminator="type")]
+
+
+class DetectorBackend(abc.ABC):
+    """A detector: frames in, detections out.
+
+    Attributes:
+        names: Class names indexed by class id.
+        imgsz: Network input side in pixels.
+    """
+
+    names: list[str]
+    imgsz: int
+
+    @abc.abstractmethod
+    def detect(self, frames: list[Frame]) -> list[Detections]:
+        """Detect objects in a batch of BGR frames; one result per frame, in frame pixels."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources held by the backend."""
+
+
+#: Maps a config ``type`` to ``module:Class`` of its backend (imported on first use).
+REGISTRY: dict[str, str] = {
+    "onnx": "detector.backends.onnx:OnnxBackend",
+    "ultralytics": "detector.backends.ultralytics:UltralyticsBackend",
+}
+
+
+def create_backend(config: OnnxConfig | UltralyticsConfig) -> DetectorBackend:
+    """Instantiate the backend a config names.
+
+    Raises:
+        ModelLoadError: The model file is missing or cannot be loaded.
+    """
+    if not config.model.is_file():
+        raise ModelLoadError(f"model file not found: {config.model}")
+    module_name, cls_name = REGISTRY[config.type].split(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    backend: DetectorBackend = cls(config)
+    return backend
+
+
+def config_for(model: Path, **kwargs: object) -> OnnxConfig | UltralyticsConfig:
+    """Pick the backend config from a model file's suffix (``.onnx`` or ``.pt``)."""
+    if model.suffix == ".pt":
+        return UltralyticsConfig(model=model, **kwargs)  # type: ignore[arg-type]
+    return OnnxConfig(model=model, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,12 @@
+"""Shipped detector models, their cards, and the tools that make them.
+
+``models/default/`` holds the default detector (ONNX + card) used by
+``analyze``, ``serve`` and ``evaluate`` unless ``--model`` is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent
+DEFAULT_MODEL = MODELS_DIR / "default" / "model.onnx"

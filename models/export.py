@@ -1,0 +1,93 @@
+"""Export trained weights to ONNX with metadata, and write the model card.
+
+The ONNX file carries Ultralytics' metadata (``names``, ``imgsz``, ...) plus
+``streetwatch_version`` and ``dataset_sha256``; YOLO26 models are exported
+NMS-free (``[N, 300, 6]``) with a dynamic batch axis. The card (``card.json``
+and ``card.md``) records data sources and licenses, per-class metrics on every
+validation split, the training run, and the measured CPU speed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def export_onnx(weights: Path, out_dir: Path, imgsz: int, dataset_sha256: str | None = None,
+                version: str = "0") -> Path:
+    """Export ``weights`` (.pt) to ``out_dir/model.onnx``; needs the ``train`` extra."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    import onnx
+    from ultralytics import YOLO
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    produced = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, nms=False))
+    model = onnx.load(str(produced))
+    extra = {"streetwatch_version": version, "dataset_sha256": dataset_sha256 or "unknown"}
+    for k, v in extra.items():
+        entry = next((p for p in model.metadata_props if p.key == k), None) or model.metadata_props.add()
+        entry.key, entry.value = k, v
+    target = out_dir / "model.onnx"
+    onnx.save(model, str(target))
+    if produced.resolve() != target.resolve():
+        produced.unlink(missing_ok=True)
+    return target
+
+
+def measure_cpu_speed(model: Path, threads: int = 1, runs: int = 30) -> dict[str, float]:
+    """Median and p90 latency (ms) of one frame through the ONNX backend on this CPU."""
+    from detector.backends.base import OnnxConfig
+    from detector.backends.onnx import OnnxBackend
+
+    backend = OnnxBackend(OnnxConfig(model=model, threads=threads))
+    frame = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        backend.detect([frame])
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {"threads": threads, "median_ms": round(statistics.median(times), 2),
+            "p90_ms": round(times[int(0.9 * (len(times) - 1))], 2), "frame": "1280x720, letterbox included"}
+
+
+def write_card(out_dir: Path, card: dict[str, Any]) -> None:
+    """Write ``card.json`` and a readable ``card.md``."""
+    (out_dir / "card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False))
+    lines = [f"# Model card: {card.get('name', out_dir.name)}", "", card.get("summary", ""), ""]
+    t = card.get("training", {})
+    if t:
+        lines += ["## Training", ""] + [f"- {k}: {v}" for k, v in t.items()] + [""]
+    for split, res in card.get("metrics", {}).items():
+        lines += [f"## Validation: {split}", "", f"mAP50 {res.get('map50')}, mAP50-95 {res.get('map50_95')}", "",
+                  "| class | P | R | AP50 | AP50-95 | instances |", "|---|---|---|---|---|---|"]
+        for c, m in res.get("classes", {}).items():
+            lines.append(f"| {c} | {m['precision']} | {m['recall']} | {m['ap50']} | {m['ap50_95']} | "
+                         f"{m.get('instances', '')} |")
+        lines.append("")
+    if card.get("speed"):
+        lines += ["## Speed on CPU", ""] + [f"- {s}" for s in card["speed"]] + [""]
+    if card.get("data"):
+        lines += ["## Data and licenses", ""] + [f"- {d}" for d in card["data"]] + [""]
+    if card.get("limits"):
+        lines += ["## Known limits", ""] + [f"- {x}" for x in card["limits"]] + [""]
+    if card.get("measured_by"):
+        lines += ["## How these numbers were measured", "", *[f"    {c}" for c in card["measured_by"]], ""]
+    (out_dir / "card.md").write_text("\n".join(lines))
+
+
+def copy_training_outputs(run_dir: Path, out_dir: Path) -> None:
+    """Keep the training log files beside the model (results.csv, metrics.json)."""
+    for name in ("results.csv", "metrics.json"):
+        if (run_dir / name).exists():
+            shutil.copy(run_dir / name, out_dir / f"train_{name}")

@@ -1,0 +1,198 @@
+"""One-file, unattended GPU training of the default detector.
+
+Runs on a lent CUDA machine that already has PyTorch (the project's wheels for
+Ultralytics are carried next to it) and on any other machine as a fallback.
+It trains YOLO26n from its model YAML (never a hub checkpoint) on a training
+pack made by ``streetwatch datasets pack``, for as many epochs as fit in the
+time budget, validates the best weights on every per-source validation split,
+and writes everything a model card needs into ``--out``:
+
+    best.pt, results.csv, metrics.json, train.log (and best.onnx when export works)
+
+Ultralytics saves ``best.pt``/``last.pt`` every epoch, and this script writes
+its outputs in a ``finally`` block, so a run stopped at the time limit (SIGTERM)
+still leaves the best weights so far.
+
+Example:
+    python models/train_gpu.py --pack pack --out out --minutes 8.5 --imgsz 416
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("train_gpu")
+
+
+def _offline_environment(workdir: Path) -> None:
+    """Make Ultralytics work with no network: offline flag, private config dir, a local font."""
+    os.environ["YOLO_OFFLINE"] = "1"
+    cfg = workdir / "yolo_config"
+    (cfg / "Ultralytics").mkdir(parents=True, exist_ok=True)
+    os.environ["YOLO_CONFIG_DIR"] = str(cfg)
+    try:
+        import matplotlib
+
+        font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+            shutil.copy(font, cfg / "Ultralytics" / name)
+    except Exception as exc:  # fonts only matter for plots
+        log.warning("no local font for Ultralytics plots: %s", exc)
+
+
+def _polars_fallback() -> None:
+    """Provide ``polars.read_csv(...).to_dict()`` when polars is missing.
+
+    Ultralytics reads its own ``results.csv`` with polars when saving a
+    checkpoint; polars' 54 MB runtime does not fit the GPU carry budget, so a
+    stdlib ``csv`` reader stands in for exactly that call.
+    """
+    try:
+        import polars  # noqa: F401
+    except ImportError:
+        mod = types.ModuleType("polars")
+
+        class _Frame:
+            def __init__(self, rows: list[dict[str, str]]) -> None:
+                self.rows = rows
+
+            def to_dict(self, as_series: bool = False) -> dict[str, list[Any]]:
+                keys = list(self.rows[0]) if self.rows else []
+                out: dict[str, list[Any]] = {k.strip(): [] for k in keys}
+                for r in self.rows:
+                    for k in keys:
+                        v = r[k]
+                        try:
+                            out[k.strip()].append(float(v))
+                        except ValueError:
+                            out[k.strip()].append(v)
+                return out
+
+        def read_csv(data: bytes | str, **_: Any) -> _Frame:
+            text = data.decode() if isinstance(data, bytes) else Path(data).read_text()
+            return _Frame(list(csv.DictReader(io.StringIO(text))))
+
+        mod.read_csv = read_csv  # type: ignore[attr-defined]
+        sys.modules["polars"] = mod
+
+
+def _validate(model_path: Path, pack: Path, imgsz: int, device: str) -> dict[str, Any]:
+    """Validate weights on each ``val_*.yaml`` of the pack and on the merged val."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(model_path))
+    out: dict[str, Any] = {}
+    for yaml_path in [pack / "data.yaml", *sorted(pack.glob("val_*.yaml"))]:
+        split = "all" if yaml_path.name == "data.yaml" else yaml_path.stem[4:]
+        m = model.val(data=str(yaml_path), imgsz=imgsz, batch=32, device=device, plots=False,
+                      verbose=False, workers=4, split="val")
+        names = m.names
+        per_class: dict[str, Any] = {}
+        for i, c in enumerate(m.box.ap_class_index):
+            p, r, ap50, ap = m.box.class_result(i)
+            per_class[names[int(c)]] = {"precision": round(float(p), 4), "recall": round(float(r), 4),
+                                        "ap50": round(float(ap50), 4), "ap50_95": round(float(ap), 4),
+                                        "instances": int(m.nt_per_class[int(c)])}
+        out[split] = {"map50": round(float(m.box.map50), 4), "map50_95": round(float(m.box.map), 4),
+                      "classes": per_class}
+        log.info("val %s: mAP50 %.3f %s", split, m.box.map50, {k: v["ap50"] for k, v in per_class.items()})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train, validate and collect outputs; returns a process exit code."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pack", type=Path, required=True, help="training pack folder (has data.yaml)")
+    ap.add_argument("--out", type=Path, required=True, help="where best.pt, metrics.json, ... go")
+    ap.add_argument("--model", default="yolo26n.yaml", help="model YAML (built from scratch)")
+    ap.add_argument("--minutes", type=float, default=8.5, help="training time budget")
+    ap.add_argument("--imgsz", type=int, default=416)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=min(12, os.cpu_count() or 2))
+    ap.add_argument("--device", default="0")
+    ap.add_argument("--epochs", type=int, default=400, help="upper bound; the time budget decides")
+    args = ap.parse_args(argv)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        handlers=[logging.StreamHandler(), logging.FileHandler(args.out / "train.log")])
+    work = Path(tempfile.mkdtemp(prefix="sw_train_"))
+    _offline_environment(work)
+    _polars_fallback()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.engine import trainer as trainer_mod
+
+    # AMP self-check loads a hub checkpoint; offline it cannot, and CUDA GPUs here run AMP fine.
+    trainer_mod.check_amp = lambda model: torch.cuda.is_available()  # type: ignore[attr-defined]
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    device = args.device if torch.cuda.is_available() else "cpu"
+    log.info("device %s, torch %s", gpu, torch.__version__)
+    started = time.time()
+    run_dir = work / "runs" / "train"
+    summary: dict[str, Any] = {"gpu": gpu, "model": args.model, "imgsz": args.imgsz, "batch": args.batch,
+                               "time_budget_min": args.minutes, "pack_manifest_sha256": None}
+    manifest = args.pack / "manifest.json"
+    if manifest.exists():
+        summary["pack_manifest_sha256"] = json.loads(manifest.read_text()).get("dataset_sha256")
+    try:
+        for workers in (args.workers, 0):
+            minutes = args.minutes - (time.time() - started) / 60
+            try:
+                summary["workers"] = workers
+                YOLO(args.model).train(
+                    data=str(args.pack / "data.yaml"), epochs=args.epochs, time=minutes / 60, imgsz=args.imgsz,
+                    batch=args.batch, workers=workers, device=device, project=str(work / "runs"), name="train",
+                    exist_ok=True, plots=False, cache="ram", patience=1000, close_mosaic=10, mixup=0.1, seed=0,
+                    deterministic=False)
+                break
+            except Exception:
+                # Data-loader workers can die where shared memory is small; retry once without them.
+                if workers == 0 or time.time() - started > 120:
+                    raise
+                log.exception("training with %d workers failed early; retrying with workers=0", workers)
+    except KeyboardInterrupt:
+        log.warning("interrupted: keeping the weights saved so far")
+    finally:
+        summary["train_seconds"] = round(time.time() - started, 1)
+        weights = run_dir / "weights" / "best.pt"
+        if not weights.exists():
+            weights = run_dir / "weights" / "last.pt"
+        if (run_dir / "results.csv").exists():
+            shutil.copy(run_dir / "results.csv", args.out / "results.csv")
+            summary["epochs"] = sum(1 for _ in open(run_dir / "results.csv")) - 1
+        if weights.exists():
+            shutil.copy(weights, args.out / "best.pt")
+            try:
+                summary["val"] = _validate(weights, args.pack, args.imgsz, device)
+            except Exception as exc:
+                log.exception("validation failed: %s", exc)
+            try:
+                onnx = YOLO(str(weights)).export(format="onnx", imgsz=args.imgsz, dynamic=True, simplify=False,
+                                                 nms=False)
+                shutil.copy(onnx, args.out / "best.onnx")
+            except Exception as exc:
+                log.warning("ONNX export skipped (do it with `streetwatch export`): %s", exc)
+        summary["total_seconds"] = round(time.time() - started, 1)
+        (args.out / "metrics.json").write_text(json.dumps(summary, indent=1))
+        log.info("wrote %s", sorted(p.name for p in args.out.iterdir()))
+    return 0 if (args.out / "best.pt").exists() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Batch analysis of recorded video: ``streetwatch analyze``.
+
+Each input file is matched to a camera of the config (by its ``source``
+pattern, or the only camera, or a whole-frame default), run through the shared
+:class:`~pipelines.runner.CameraPipeline`, and its cases are committed to
+``DIR/cases.db``. A bad input is reported in ``errors`` and never stops the
+others. With ``workers > 1`` files are analysed in parallel processes, each
+with its own detector session and a share of the CPU threads.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from detector.backends.base import DetectorBackend, ModelLoadError, config_for, create_backend
+from pipelines.config import AppConfig, CameraConfig, ConfigError, load_config
+from pipelines.runner import CameraPipeline, run_source
+from pipelines.sinks.evidence import EvidenceRecorder
+from pipelines.sinks.store import CaseStore
+from pipelines.sources import DecodeMode, SourceError, expand_inputs, probe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AnalyzeOptions:
+    """Options of a batch run (the CLI flags)."""
+
+    inputs: list[str]
+    out: Path
+    model: Path
+    config: Path | None = None
+    annotate: bool = False
+    workers: int = 1
+    dwell: float | None = None
+    decode: DecodeMode | None = None
+    conf: float = 0.25
+    progress: bool = True
+
+
+@dataclass
+class AnalyzeResult:
+    """What a batch run produced."""
+
+    cases: list[dict[str, Any]]
+    errors: list[dict[str, str]]
+    stats: dict[str, Any]
+    settings: dict[str, Any]
+    exit_code: int
+    report: Path | None = None
+    sources_ok: list[str] = field(default_factory=list)
+
+
+def camera_for(path: Path, cfg: AppConfig) -> CameraConfig:
+    """Pick the camera of a file: matching ``source``, the only camera, or a whole-frame default."""
+    for cam in cfg.cameras:
+        if cam.source and (Path(cam.source).resolve() == path.resolve()
+                           or fnmatch.fnmatch(path.name, cam.source) or fnmatch.fnmatch(str(path), cam.source)):
+            return cam
+    if len(cfg.cameras) == 1 and not cfg.cameras[0].source:
+        return cfg.cameras[0]
+    stem = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in path.stem)[:64] or "camera"
+    return CameraConfig(id=stem)
+
+
+def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: DetectorBackend,
+                 store: CaseStore, bar_position: int | None) -> dict[str, Any]:
+    cam = camera_for(path, cfg)
+    rules = cfg.rules_for(cam)
+    settings = rules.settings(opts.dwell)
+    info = probe(path)
+    evidence = EvidenceRecorder(opts.out / "evidence", long_s=max(settings.dwell_s.values()) + 30)
+    pipeline = CameraPipeline(cam, settings, backend.names, store, str(path), evidence, opts.out, opts.dwell)
+    writer = None
+    if opts.annotate:
+        from pipelines.sinks.video import AnnotatedVideoWriter
+
+        writer = AnnotatedVideoWriter(opts.out / "annotated" / f"{path.stem}.mp4", backend.names)
+    bar = None
+    if bar_position is not None and info.duration_s > 0:
+        bar = tqdm(total=round(info.duration_s, 1), desc=path.name[:30], unit="s", position=bar_position,
+                   leave=False, mininterval=0.5)
+    last = [0.0]
+
+    def progress(ts: float) -> None:
+        if bar is not None and ts - last[0] >= 0.5:
+            bar.update(round(ts - last[0], 1))
+            last[0] = ts
+
+    try:
+        stats = run_source(path, pipeline, backend, opts.decode or cam.decode, on_frame=writer, progress=progress)
+    finally:
+        if writer is not None:
+            writer.close()
+        if bar is not None:
+            bar.close()
+    out = asdict(stats)
+    out["camera"] = cam.id
+    return out
+
+
+def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int
+            ) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Analyse files in a worker process (own detector session, own store connection)."""
+    cfg = AppConfig.model_validate_json(cfg_json)
+    backend = create_backend(config_for(opts.model, conf=opts.conf, threads=threads))
+    store = CaseStore(opts.out / "cases.db")
+    results: dict[str, Any] = {}
+    errors: list[dict[str, str]] = []
+    try:
+        for p in paths:
+            try:
+                results[p] = _analyze_one(Path(p), opts, cfg, backend, store, None)
+            except SourceError as exc:
+                errors.append({"source": p, "error": str(exc)})
+    finally:
+        store.close()
+    return results, errors
+
+
+def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
+    """Run a batch analysis and write cases.json, cases.csv, report.html and evidence under ``opts.out``."""
+    from pipelines.report import write_cases_csv, write_cases_json, write_report
+
+    started = time.perf_counter()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    files, errors = expand_inputs(opts.inputs)
+    cfg = AppConfig()
+    if opts.config is not None:
+        try:
+            cfg = load_config(opts.config)
+        except ConfigError as exc:
+            errors.append({"source": str(opts.config), "error": str(exc)})
+            files = []
+    db = opts.out / "cases.db"
+    if db.exists():  # never mix runs, never delete a previous run's cases
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            if Path(str(db) + suffix).exists():
+                shutil.move(str(db) + suffix, str(opts.out / f"cases.{stamp}.db{suffix}"))
+    store = CaseStore(db)
+    per_source: dict[str, Any] = {}
+    model_info: dict[str, Any] = {"path": str(opts.model)}
+    if files:
+        try:
+            backend = create_backend(config_for(opts.model, conf=opts.conf, threads=max(1, (os.cpu_count() or 2)
+                                                                                         // max(1, opts.workers))))
+            model_info.update(names=backend.names, imgsz=backend.imgsz)
+        except (ModelLoadError, ValueError) as exc:
+            errors.append({"source": str(opts.model), "error": str(exc)})
+            files = []
+    if files and opts.workers <= 1:
+        bar = tqdm(files, desc="inputs", unit="file", position=0, disable=not opts.progress)
+        for path in bar:
+            try:
+                per_source[str(path)] = _analyze_one(path, opts, cfg, backend, store, 1 if opts.progress else None)
+            except SourceError as exc:
+                errors.append({"source": str(path), "error": str(exc)})
+        bar.close()
+    elif files:
+        threads = max(1, (os.cpu_count() or 2) // opts.workers)
+        chunks = [[str(f) for f in files[i :: opts.workers]] for i in range(opts.workers)]
+        with ProcessPoolExecutor(max_workers=opts.workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_worker, c, opts, cfg.model_dump_json(), threads) for c in chunks if c]
+            for fut in tqdm(as_completed(futures), total=len(futures), desc="workers", disable=not opts.progress):
+                res, errs = fut.result()
+                per_source.update(res)
+                errors.extend(errs)
+    cases = [c.as_dict() for c in store.cases()]
+    store.close()
+    stats: dict[str, Any] = {
+        "inputs": len(files) + sum(1 for e in errors if e["source"] not in per_source),
+        "analysed": len(per_source),
+        "failed": len(errors),
+        "frames_decoded": sum(s["frames_decoded"] for s in per_source.values()),
+        "frames_inferred": sum(s["frames_inferred"] for s in per_source.values()),
+        "video_s": round(sum(s["video_s"] for s in per_source.values()), 3),
+        "wall_s": round(time.perf_counter() - started, 3),
+        "sources": per_source,
+    }
+    settings: dict[str, Any] = {
+        "model": model_info, "config": str(opts.config) if opts.config else None,
+        "dwell_override_s": opts.dwell, "decode": opts.decode or "per camera", "conf": opts.conf,
+        "workers": opts.workers, "cameras": [c.model_dump() for c in cfg.cameras],
+        "rules": cfg.rules.model_dump(),
+    }
+    write_cases_json(opts.out / "cases.json", cases, errors, stats, settings)
+    write_cases_csv(opts.out / "cases.csv", cases)
+    report = write_report(opts.out, cases, errors, stats, settings)
+    code = 0 if per_source else 2
+    return AnalyzeResult(cases, errors, stats, settings, code, report, list(per_source))

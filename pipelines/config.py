@@ -1,0 +1,250 @@
+"""Camera configuration: YAML validated by strict pydantic models.
+
+Unknown keys are rejected, every field has bounds and a description, and
+polygons use one format only: lists of ``[x, y]`` pairs normalised to 0..1 of
+the frame. Errors name the file, the line and the field:
+
+    cameras.yaml:12: cameras.0.zones.0.polygon: polygon needs at least 3 points
+
+Example:
+    cameras:
+      - id: gate-east
+        source: rtsp://10.0.0.5/stream1
+        location: {address: "No. 8 Jianshe Rd", gps: [30.27, 120.16]}
+        zones:
+          - id: sidewalk
+            polygon: [[0, 0.55], [1, 0.55], [1, 1], [0, 1]]
+            violations: [street_stall, garbage]
+            dwell_s: {street_stall: 90}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from detector.events import VIOLATIONS
+from detector.rules import DEFAULT_DWELL_S, AllowArea, RuleSettings, ZoneSpec
+from detector.zones import PolygonZone
+
+Violation = Literal["street_stall", "uncovered_truck", "garbage", "barbecue", "overflowing_bin"]
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names file, line and field."""
+
+
+class Strict(BaseModel):
+    """Base of all config models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_polygon(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if len(points) < 3:
+        raise ValueError("polygon needs at least 3 points")
+    for x, y in points:
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ValueError(f"point [{x}, {y}] is outside the frame: coordinates are normalised 0..1")
+    pts = np.asarray(points, np.float64)
+    n = len(pts)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if abs(i - j) <= 1 or (i == 0 and j == n - 1):
+                continue
+            if _segments_cross(pts[i], pts[(i + 1) % n], pts[j], pts[(j + 1) % n]):
+                raise ValueError(f"polygon intersects itself (edges {i} and {j})")
+    area = 0.5 * float(np.sum(pts[:, 0] * np.roll(pts[:, 1], -1) - np.roll(pts[:, 0], -1) * pts[:, 1]))
+    if abs(area) < 1e-6:
+        raise ValueError("polygon has no area")
+    return points
+
+
+def _segments_cross(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> bool:
+    def orient(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> float:
+        return float((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]))
+
+    o1, o2, o3, o4 = orient(a, b, c), orient(a, b, d), orient(c, d, a), orient(c, d, b)
+    return (o1 * o2 < 0) and (o3 * o4 < 0)
+
+
+class Location(Strict):
+    """Where the camera is, for dispatch to the city platform."""
+
+    address: str = Field(default="", description="Street address shown in cases.")
+    gps: tuple[float, float] | None = Field(default=None, description="Latitude, longitude (WGS-84).")
+
+    @field_validator("gps")
+    @classmethod
+    def _gps_range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not (-90 <= v[0] <= 90 and -180 <= v[1] <= 180):
+            raise ValueError("gps must be [latitude -90..90, longitude -180..180]")
+        return v
+
+
+class AllowConfig(Strict):
+    """An allowlisted area: a licensed stall, a fixed bin."""
+
+    polygon: list[tuple[float, float]] = Field(description="Normalised [x, y] points.")
+    violations: list[Violation] = Field(default_factory=lambda: list(VIOLATIONS),
+                                        description="Violations permitted in this area.")
+    note: str = Field(default="", description="Why it is allowed (licence number...).")
+
+    _poly = field_validator("polygon")(_check_polygon)
+
+
+class ZoneConfig(Strict):
+    """A watched area of a camera's view."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    polygon: list[tuple[float, float]] = Field(description="Normalised [x, y] points, 0..1 of the frame.")
+    violations: list[Violation] = Field(default_factory=lambda: list(VIOLATIONS),
+                                        description="Violations watched in this zone.")
+    dwell_s: dict[Violation, float] = Field(default_factory=dict,
+                                            description="Per-violation dwell time overrides, seconds.")
+    allowlist: list[AllowConfig] = Field(default_factory=list)
+    smoke_means_barbecue: bool = Field(default=False,
+                                       description="Smoke alone starts a barbecue case here (kerbside eateries).")
+
+    _poly = field_validator("polygon")(_check_polygon)
+
+    @field_validator("dwell_s")
+    @classmethod
+    def _dwell_bounds(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, s in v.items():
+            if not 0 <= s <= 86_400:
+                raise ValueError(f"dwell_s.{k} must be within 0..86400 seconds")
+        return v
+
+
+class RulesConfig(Strict):
+    """Defaults of the violation rules (zones may override dwell times)."""
+
+    dwell_s: dict[Violation, float] = Field(default_factory=lambda: dict(DEFAULT_DWELL_S))
+    truck_min_samples: int = Field(default=3, ge=1, le=1000)
+    gap_tolerance_s: float = Field(default=20.0, ge=0, le=3600)
+    cooldown_s: float = Field(default=600.0, ge=0, le=86_400)
+    min_confidence: dict[Violation, float] = Field(default_factory=dict)
+    update_interval_s: float = Field(default=30.0, gt=0, le=3600)
+
+    def settings(self, dwell_override: float | None = None) -> RuleSettings:
+        """Return rule settings; ``dwell_override`` replaces every dwell time."""
+        dwell = {**DEFAULT_DWELL_S, **self.dwell_s}
+        if dwell_override is not None:
+            dwell = {k: dwell_override for k in dwell}
+        return RuleSettings(dwell_s=dwell, truck_min_samples=self.truck_min_samples,
+                            gap_tolerance_s=self.gap_tolerance_s, cooldown_s=self.cooldown_s,
+                            min_confidence=dict(self.min_confidence), update_interval_s=self.update_interval_s)
+
+
+class CameraConfig(Strict):
+    """One camera: its source, place and watched zones."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = ""
+    source: str = Field(default="", description="File path, rtsp://, http(s):// URL; empty in batch analysis.")
+    location: Location = Field(default_factory=Location)
+    detect_fps: float = Field(default=2.0, gt=0, le=60, description="Frames per second sent to the detector.")
+    decode: Literal["all", "keyframes"] = Field(default="all",
+                                                description="Decode every frame, or key frames only.")
+    zones: list[ZoneConfig] = Field(default_factory=list,
+                                    description="Watched zones; none means the whole frame, every violation.")
+    rules: RulesConfig | None = Field(default=None, description="Overrides of the global rules.")
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> CameraConfig:
+        ids = [z.id for z in self.zones]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate zone ids {sorted(dup)}")
+        return self
+
+    def zone_specs(self, dwell_override: float | None = None) -> list[ZoneSpec]:
+        """Return the zones as rule specs (the whole frame when none are configured)."""
+        if not self.zones:
+            return [ZoneSpec(id="frame", zone=PolygonZone(np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)))]
+        out = []
+        for z in self.zones:
+            dwell = {k: (dwell_override if dwell_override is not None else v) for k, v in z.dwell_s.items()}
+            allow = tuple(AllowArea(PolygonZone(np.asarray(a.polygon, np.float32)), frozenset(a.violations))
+                          for a in z.allowlist)
+            out.append(ZoneSpec(id=z.id, zone=PolygonZone(np.asarray(z.polygon, np.float32)),
+                                violations=frozenset(z.violations), dwell_s=dwell, allow=allow,
+                                smoke_means_barbecue=z.smoke_means_barbecue))
+        return out
+
+
+class AppConfig(Strict):
+    """A camera file: cameras plus global rule defaults."""
+
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> AppConfig:
+        ids = [c.id for c in self.cameras]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate camera ids {sorted(dup)}")
+        return self
+
+    def rules_for(self, camera: CameraConfig) -> RulesConfig:
+        """Return the camera's rules (its own when set, else the global ones)."""
+        return camera.rules or self.rules
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """Find the 1-based line of a pydantic error location in a YAML node tree."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if k.value == str(part)), None)
+            if nxt is None:  # an unknown key: point at the key itself
+                key = next((k for k, _ in node.value if k.value == str(part)), None)
+                return key.start_mark.line + 1 if key is not None else line
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def parse_config(text: str, source: str = "<config>", model: type[BaseModel] = AppConfig) -> Any:
+    """Parse and validate YAML text; raises :class:`ConfigError` naming file, line and field."""
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the top level must be a mapping")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(node, loc)
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{source}:{line or '?'}: {field}: {msg}{more}") from exc
+
+
+def load_config(path: Path) -> AppConfig:
+    """Load a camera YAML file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    cfg: AppConfig = parse_config(text, str(path))
+    return cfg

@@ -1,0 +1,123 @@
+"""Batch outputs: cases.json, cases.csv and a self-contained HTML report.
+
+The report has, per source, a timeline picture (one row per violation type,
+one bar per case from first sighting to end, a tick at confirmation), a table
+of cases with snapshot thumbnails and clip links, and the settings used.
+Everything is local files: no CDN, no scripts.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from detector.events import VIOLATIONS
+
+COLORS: dict[str, tuple[int, int, int]] = {
+    "street_stall": (60, 120, 230),
+    "uncovered_truck": (40, 160, 240),
+    "garbage": (60, 170, 60),
+    "barbecue": (40, 40, 210),
+    "overflowing_bin": (170, 110, 40),
+}
+
+
+def timeline_png(cases: list[dict[str, Any]], duration: float, path: Path, width: int = 900) -> None:
+    """Draw a per-violation timeline of cases and save it as PNG."""
+    rows = list(VIOLATIONS)
+    left, top, row_h = 150, 20, 28
+    h = top + row_h * len(rows) + 40
+    img = np.full((h, width, 3), 255, np.uint8)
+    span = max(duration, max((c["end_s"] for c in cases), default=0.0), 1.0)
+    plot_w = width - left - 20
+
+    def x_of(t: float) -> int:
+        return left + int(plot_w * t / span)
+
+    for i, name in enumerate(rows):
+        y = top + i * row_h
+        cv2.putText(img, name, (8, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (40, 40, 40), 1, cv2.LINE_AA)
+        cv2.line(img, (left, y + row_h - 2), (left + plot_w, y + row_h - 2), (225, 225, 225), 1)
+    for c in cases:
+        i = rows.index(c["violation"]) if c["violation"] in rows else 0
+        y = top + i * row_h
+        x1, x2 = x_of(c["start_s"]), max(x_of(c["end_s"]), x_of(c["start_s"]) + 3)
+        cv2.rectangle(img, (x1, y + 5), (x2, y + row_h - 7), COLORS.get(c["violation"], (100, 100, 100)), -1)
+        xc = x_of(c["confirmed_s"])
+        cv2.line(img, (xc, y + 2), (xc, y + row_h - 4), (0, 0, 0), 2)
+    axis_y = top + row_h * len(rows) + 5
+    for k in range(6):
+        t = span * k / 5
+        x = x_of(t)
+        cv2.line(img, (x, axis_y), (x, axis_y + 5), (0, 0, 0), 1)
+        cv2.putText(img, f"{t:.0f}s", (x - 10, axis_y + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+
+
+def write_cases_json(path: Path, cases: list[dict[str, Any]], errors: list[dict[str, str]],
+                     stats: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Write ``cases.json``."""
+    path.write_text(json.dumps({"cases": cases, "errors": errors, "stats": stats, "settings": settings},
+                               indent=1, ensure_ascii=False))
+
+
+def write_cases_csv(path: Path, cases: list[dict[str, Any]]) -> None:
+    """Write ``cases.csv`` (one row per case)."""
+    cols = ["id", "violation", "source", "camera", "zone", "start_s", "confirmed_s", "end_s", "confidence",
+            "box", "snapshot", "clip", "snapshot_sha256", "clip_sha256"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for c in cases:
+            w.writerow([c["id"], c["violation"], c["source"], c["camera"], c["zone"], c["start_s"], c["confirmed_s"],
+                        c["end_s"], c["confidence"], " ".join(str(v) for v in c["box"]), c["snapshot"] or "",
+                        c["clip"] or "", c["sha256"]["snapshot"] or "", c["sha256"]["clip"] or ""])
+
+
+def write_report(out: Path, cases: list[dict[str, Any]], errors: list[dict[str, str]], stats: dict[str, Any],
+                 settings: dict[str, Any]) -> Path:
+    """Write ``report.html`` with a timeline per source; returns its path."""
+    e = html.escape
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>streetwatch report</title>",
+             "<style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}img.t{height:72px}"
+             ".err{color:#b00}h2{margin-top:2em}code{background:#f4f4f4}</style></head><body>",
+             "<h1>streetwatch — violation report</h1>",
+             f"<p>{len(cases)} cases from {len(stats.get('sources', {}))} sources; "
+             f"{stats.get('frames_decoded', 0)} frames decoded, {stats.get('frames_inferred', 0)} inferred, "
+             f"{stats.get('video_s', 0):.1f} s of video in {stats.get('wall_s', 0):.1f} s.</p>"]
+    if errors:
+        parts.append("<h2>Inputs that could not be analysed</h2><ul>")
+        parts += [f"<li class='err'><code>{e(x['source'])}</code>: {e(x['error'])}</li>" for x in errors]
+        parts.append("</ul>")
+    for i, (source, st) in enumerate(sorted(stats.get("sources", {}).items())):
+        sc = [c for c in cases if c["source"] == source]
+        png = Path("report") / f"timeline_{i}.png"
+        timeline_png(sc, float(st.get("video_s", 0.0)), out / png)
+        parts.append(f"<h2>{e(source)}</h2><p>camera <code>{e(str(st.get('camera')))}</code>, "
+                     f"{st.get('width')}×{st.get('height')}, {st.get('video_s', 0):.1f} s, "
+                     f"{st.get('frames_decoded')} frames decoded, {st.get('frames_inferred')} inferred; "
+                     f"{len(sc)} cases.</p><img src='{png.as_posix()}' alt='timeline of violations'>")
+        if sc:
+            parts.append("<table><tr><th>snapshot</th><th>violation</th><th>zone</th><th>start</th>"
+                         "<th>confirmed</th><th>end</th><th>confidence</th><th>clip</th><th>case</th></tr>")
+            for c in sc:
+                s = e(c["snapshot"] or "")
+                snap = f"<a href='{s}'><img class='t' src='{s}'></a>" if s else ""
+                clip = f"<a href='{e(c['clip'])}'>clip</a>" if c["clip"] else ""
+                parts.append(f"<tr><td>{snap}</td><td>{e(c['violation'])}</td><td>{e(c['zone'])}</td>"
+                             f"<td>{c['start_s']:.1f}s</td><td>{c['confirmed_s']:.1f}s</td><td>{c['end_s']:.1f}s</td>"
+                             f"<td>{c['confidence']:.2f}</td><td>{clip}</td><td><code>{e(c['id'])}</code></td></tr>")
+            parts.append("</table>")
+    parts.append("<h2>Settings</h2><pre>" + e(json.dumps(settings, indent=1, ensure_ascii=False)) + "</pre>")
+    parts.append("</body></html>")
+    path = out / "report.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

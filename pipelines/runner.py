@@ -1,0 +1,196 @@
+"""The one pipeline: frames -> detector -> tracker -> zones and rules -> events -> sinks.
+
+`analyze`, `evaluate` and `serve` all run :class:`CameraPipeline`; they differ
+only in where frames come from and where events go. The pipeline does not own
+the detector, so a service can batch frames of many cameras into one call and
+hand each camera its detections.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from detector.backends.base import DetectorBackend
+from detector.events import EventState, ViolationEvent
+from detector.rules import RuleSettings, ViolationRules
+from detector.tracking import NorfairTracker
+from detector.types import Detections
+from pipelines.config import CameraConfig
+from pipelines.sinks.evidence import EvidenceRecorder, sha256_file
+from pipelines.sinks.store import CaseStore
+from pipelines.sources import DecodeMode, Frame, read_frames
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[ViolationEvent, str], None]
+
+
+@dataclass
+class SourceStats:
+    """Counters of one processed source."""
+
+    frames_decoded: int = 0
+    frames_inferred: int = 0
+    video_s: float = 0.0
+    wall_s: float = 0.0
+    decode_s: float = 0.0
+    infer_s: float = 0.0
+    width: int = 0
+    height: int = 0
+    events: int = 0
+    detections_per_class: dict[str, int] = field(default_factory=dict)
+
+
+class CameraPipeline:
+    """Per-camera state: sampling, tracking, rules, case store and evidence.
+
+    Args:
+        camera: The camera's configuration (zones, detect_fps).
+        settings: Rule settings (dwell times, gaps, cooldown).
+        names: Detector class names.
+        store: Where cases are committed.
+        source: Name of the source in cases (file name or stream URL).
+        evidence: Evidence recorder, or None for no evidence files.
+        evidence_root: Evidence paths in the store are relative to this folder.
+        dwell_override: Replaces every dwell time when set.
+        on_event: Called with each event and its case id after the case is committed.
+    """
+
+    def __init__(self, camera: CameraConfig, settings: RuleSettings, names: list[str], store: CaseStore,
+                 source: str, evidence: EvidenceRecorder | None = None, evidence_root: Path | None = None,
+                 dwell_override: float | None = None, on_event: EventCallback | None = None) -> None:
+        self.camera = camera
+        self.names = names
+        self.store = store
+        self.source = source
+        self.evidence = evidence
+        self.evidence_root = evidence_root
+        self.zones = camera.zone_specs(dwell_override)
+        self.rules = ViolationRules(camera.id, self.zones, names, settings)
+        hit_max = max(2, round(camera.detect_fps * max(settings.gap_tolerance_s, 1.0) / 4))
+        self.tracker = NorfairTracker(hit_counter_max=hit_max)
+        self.on_event = on_event
+        self.stats = SourceStats()
+        self._next_infer = 0.0
+        self._last_ts = 0.0
+        self.last_detections = Detections.empty()
+
+    def wants(self, ts: float) -> bool:
+        """Whether the frame at ``ts`` should go to the detector (time-based sampling)."""
+        return ts + 1e-6 >= self._next_infer
+
+    def observe(self, frame: Frame) -> None:
+        """Account for a decoded frame and buffer it for evidence."""
+        self.stats.frames_decoded += 1
+        self.stats.video_s = max(self.stats.video_s, frame.ts)
+        self.stats.height, self.stats.width = frame.image.shape[:2]
+        self._last_ts = frame.ts
+        if self.evidence is not None:
+            self._store_files(self.evidence.observe(frame.ts, frame.image))
+
+    def handle(self, frame: Frame, detections: Detections) -> list[ViolationEvent]:
+        """Track and apply the rules to a sampled frame's detections; commit and report events."""
+        self._next_infer = frame.ts + 1.0 / self.camera.detect_fps
+        self.stats.frames_inferred += 1
+        for c in detections.class_id:
+            name = self.names[int(c)] if int(c) < len(self.names) else str(c)
+            self.stats.detections_per_class[name] = self.stats.detections_per_class.get(name, 0) + 1
+        tracked = self.tracker.update(detections)
+        self.last_detections = tracked
+        h, w = frame.image.shape[:2]
+        events = self.rules.update(tracked, frame.ts, w, h)
+        for ev in events:
+            self._emit(ev, frame)
+        return events
+
+    def _emit(self, ev: ViolationEvent, frame: Frame | None) -> None:
+        case_id = self.store.record(ev, self.source)  # committed before anyone hears of it
+        self.stats.events += 1
+        if ev.state is EventState.START and self.evidence is not None and frame is not None:
+            zone = next((z for z in self.zones if z.id == ev.zone), None)
+            h, w = frame.image.shape[:2]
+            poly = zone.zone.pixels(w, h) if zone is not None and zone.id != "frame" else None
+            try:
+                snap = self.evidence.start_case(case_id, ev, frame.image, poly)
+                self._store_files([(case_id, "snapshot", snap)])
+            except Exception as exc:  # evidence is best effort; the case is already stored
+                log.error("%s: snapshot of case %s failed: %s", self.source, case_id, exc)
+        if self.on_event is not None:
+            try:
+                self.on_event(ev, case_id)
+            except Exception as exc:
+                log.error("event callback failed for case %s: %s", case_id, exc)
+
+    def _store_files(self, files: list[tuple[str, str, Path]]) -> None:
+        for case_id, kind, path in files:
+            rel = path.relative_to(self.evidence_root) if self.evidence_root else path
+            try:
+                self.store.add_evidence(case_id, kind, rel.as_posix(), sha256_file(path))
+            except Exception as exc:
+                log.error("evidence %s of case %s not recorded: %s", path, case_id, exc)
+
+    def finish(self) -> list[ViolationEvent]:
+        """End active violations and write pending evidence (end of a source)."""
+        events = self.rules.finish(self._last_ts)
+        for ev in events:
+            self._emit(ev, None)
+        if self.evidence is not None:
+            self._store_files(self.evidence.finish())
+        return events
+
+
+def run_source(path: Path, pipeline: CameraPipeline, backend: DetectorBackend, mode: DecodeMode = "all",
+               on_frame: Callable[[Frame, Detections | None], None] | None = None,
+               progress: Callable[[float], None] | None = None) -> SourceStats:
+    """Run a whole file through a pipeline, one sampled frame at a time.
+
+    Args:
+        path: Video or image file.
+        pipeline: The camera pipeline to feed.
+        backend: Detector.
+        mode: Decode every frame or key frames only.
+        on_frame: Called for every decoded frame with its detections (None if not sampled).
+        progress: Called with the timestamp of each decoded frame.
+    """
+    started = time.perf_counter()
+    stats = pipeline.stats
+    frames = read_frames(path, mode)
+    t_dec = time.perf_counter()
+    try:
+        for frame in frames:
+            stats.decode_s += time.perf_counter() - t_dec
+            pipeline.observe(frame)
+            det = None
+            if pipeline.wants(frame.ts):
+                t0 = time.perf_counter()
+                det = backend.detect([frame.image])[0]
+                stats.infer_s += time.perf_counter() - t0
+                pipeline.handle(frame, det)
+            if on_frame is not None:
+                on_frame(frame, pipeline.last_detections if det is not None else None)
+            if progress is not None:
+                progress(frame.ts)
+            t_dec = time.perf_counter()
+    finally:
+        pipeline.finish()
+        stats.wall_s = time.perf_counter() - started
+    return stats
+
+
+def draw_detections(image: np.ndarray, det: Detections, names: list[str]) -> np.ndarray:
+    """Draw detections with class names, scores and track ids on a copy of a frame."""
+    out = image.copy()
+    for (x1, y1, x2, y2), conf, cls, tid in det:
+        color = tuple(int(c) for c in np.random.default_rng(cls).integers(60, 255, 3))
+        cv2.rectangle(out, (int(x1), int(y1)), (int(x2), int(y2)), color, 2)
+        name = names[cls] if cls < len(names) else str(cls)
+        label = f"{name} {conf:.2f}" + (f" #{tid}" if tid >= 0 else "")
+        cv2.putText(out, label, (int(x1), max(12, int(y1) - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+    return out

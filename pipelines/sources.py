@@ -1,0 +1,197 @@
+"""Frame sources: video files and still images, with real timestamps.
+
+Video is decoded with PyAV; every frame carries its presentation timestamp in
+seconds from the start of the stream (never a frame-index guess). The
+``keyframes`` mode asks the decoder to skip non-key frames entirely, which is
+what makes hours of recordings cheap to scan. Corrupt packets in the middle of
+a file are skipped; a file that yields no frame at all is an error.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".ts", ".mov", ".m4v", ".flv"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+DecodeMode = Literal["all", "keyframes"]
+
+
+class SourceError(RuntimeError):
+    """An input that cannot be read; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A decoded frame.
+
+    Attributes:
+        image: BGR pixels ``(h, w, 3)``.
+        ts: Seconds from the start of the source (presentation time).
+        index: Decoded-frame counter.
+        keyframe: Whether it was a key frame.
+    """
+
+    image: npt.NDArray[np.uint8]
+    ts: float
+    index: int
+    keyframe: bool = True
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
+    """Expand files, folders and globs into media files; returns (files, errors)."""
+    files: list[Path] = []
+    errors: list[dict[str, str]] = []
+    media = VIDEO_SUFFIXES | IMAGE_SUFFIXES
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in media)
+            if not found:
+                errors.append({"source": item, "error": "folder has no video or image files"})
+            files.extend(found)
+        elif p.exists():
+            if p.suffix.lower() not in media:
+                errors.append({"source": item, "error": f"unsupported file type '{p.suffix or '(none)'}'"
+                               f" (videos: {', '.join(sorted(VIDEO_SUFFIXES))}; images: jpg, png, bmp, webp)"})
+            else:
+                files.append(p)
+        elif any(c in item for c in "*?["):
+            found = sorted(Path(f) for f in glob.glob(item, recursive=True) if Path(f).suffix.lower() in media)
+            if not found:
+                errors.append({"source": item, "error": "pattern matches no video or image files"})
+            files.extend(found)
+        else:
+            errors.append({"source": item, "error": "no such file or folder"})
+    seen: set[Path] = set()
+    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]  # type: ignore[func-returns-value]
+    return unique, errors
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a source is: size, duration and frame rate (0 when unknown)."""
+
+    width: int
+    height: int
+    duration_s: float
+    fps: float
+
+
+def probe(path: Path) -> MediaInfo:
+    """Read a source's size, duration and frame rate without decoding it all."""
+    _check_file(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        img = _read_image(path)
+        return MediaInfo(img.shape[1], img.shape[0], 0.0, 0.0)
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise SourceError(f"{path}: no video stream")
+            st = container.streams.video[0]
+            dur = float(st.duration * st.time_base) if st.duration and st.time_base else (
+                container.duration / 1e6 if container.duration else 0.0)
+            fps = float(st.average_rate) if st.average_rate else 0.0
+            return MediaInfo(st.codec_context.width, st.codec_context.height, dur, fps)
+    except av.error.FFmpegError as exc:
+        raise SourceError(f"{path}: not a readable video ({exc.strerror or type(exc).__name__})") from exc
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise SourceError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: empty file (0 bytes)")
+
+
+def _read_image(path: Path) -> npt.NDArray[np.uint8]:
+    data = np.fromfile(str(path), np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None:
+        raise SourceError(f"{path}: not a readable image")
+    return img
+
+
+def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0) -> Iterator[Frame]:
+    """Yield the frames of a video or image file with their timestamps.
+
+    Args:
+        path: Video or image file.
+        mode: ``all`` decodes every frame; ``keyframes`` decodes key frames only.
+        threads: Decoder threads (0: FFmpeg decides).
+
+    Raises:
+        SourceError: The file is missing, empty, not a video, or yields no frame.
+    """
+    _check_file(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        yield Frame(_read_image(path), 0.0, 0, True)
+        return
+    import av
+
+    try:
+        container = av.open(str(path), options={"err_detect": "ignore_err"})
+    except av.error.FFmpegError as exc:
+        raise SourceError(f"{path}: not a readable video ({exc.strerror or type(exc).__name__})") from exc
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{path}: cannot open ({exc})") from exc
+    with container:
+        if not container.streams.video:
+            raise SourceError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if threads:
+            stream.codec_context.thread_count = threads
+        if mode == "keyframes":
+            stream.codec_context.skip_frame = "NONKEY"
+        tb = float(stream.time_base) if stream.time_base else 0.0
+        start = stream.start_time if stream.start_time is not None else None
+        fps = float(stream.average_rate) if stream.average_rate else 25.0
+        count, last_ts, bad_packets, jumps = 0, -1.0, 0, 0
+        demux = container.demux(stream)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                break
+            except av.error.FFmpegError:
+                bad_packets += 1
+                if bad_packets > 50:
+                    break
+                continue
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                bad_packets += 1
+                continue
+            for fr in frames:
+                if fr.pts is not None and tb:
+                    if start is None:
+                        start = fr.pts
+                    ts = (fr.pts - start) * tb
+                else:
+                    ts = last_ts + 1.0 / fps if last_ts >= 0 else 0.0
+                if ts <= last_ts:  # timestamps that jump backwards or repeat: keep time monotonic
+                    jumps += 1
+                    ts = last_ts + 1.0 / fps
+                last_ts = ts
+                yield Frame(fr.to_ndarray(format="bgr24"), float(ts), count, bool(fr.key_frame))
+                count += 1
+        if bad_packets:
+            log.warning("%s: skipped %d corrupt packets", path, bad_packets)
+        if jumps:
+            log.warning("%s: %d timestamps went backwards or repeated; made monotonic", path, jumps)
+        if count == 0:
+            raise SourceError(f"{path}: no decodable video frames (corrupt or truncated)")
