@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from datasets.render import Camera, Obj, draw_objects, render_background
+from datasets.render import Camera, Image, Obj, draw_objects, render_background
 from datasets.synth import barbecue, bin_, garbage_pile, person, sample_palette, street_stall, truck
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: in
     walkers = [(float(rng.uniform(4.5, 8.0)), float(rng.uniform(8, 30)), float(rng.uniform(-1.2, 1.2)))
                for _ in range(3)]
     boxes: dict[int, list[float]] = {}
-    static_cache: tuple[frozenset[int], np.ndarray] | None = None
+    static_cache: tuple[frozenset[int], Image] | None = None
     n_frames = round(duration * fps)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as out:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from datasets.yolo import YoloDataset
 from detector.types import CANONICAL_LABELS
@@ -45,11 +46,11 @@ def read_license(data_yaml: Path) -> str:
     return "unknown"
 
 
-def _encode(img: np.ndarray, max_side: int, quality: int) -> bytes:
+def _encode(img: npt.NDArray[np.uint8], max_side: int, quality: int) -> bytes:
     h, w = img.shape[:2]
     s = min(1.0, max_side / max(h, w))
     if s < 1.0:
-        img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        img = np.asarray(cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA), np.uint8)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding failed")
@@ -72,13 +73,13 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
                 items.append((src, split, it, cmap))
     if not items:
         raise ValueError("no images in the given sources")
-    images = {}
+    images: dict[Path, npt.NDArray[np.uint8]] = {}
     for _src, _split, it, _ in items:
         img = cv2.imread(str(it.image), cv2.IMREAD_COLOR)
         if img is None:
             log.warning("skipping unreadable image %s", it.image)
             continue
-        images[it.image] = img
+        images[it.image] = np.asarray(img, np.uint8)
     budget = max_mb * 1024 * 1024 * 0.97  # leave room for labels and yaml files
     chosen = qualities[-1]
     encoded: dict[Path, bytes] = {}

@@ -109,11 +109,12 @@ class Obj:
 
     def points(self) -> F32:
         pts = [f for p in self.parts for f in p.faces]
-        pts += [np.array([c - [r, 0, r], [*c, r, 0, r]], np.float32) for c, r, _, _ in self.soft]
+        half = [np.array([r, 0, r], np.float32) for _, r, _, _ in self.soft]
+        pts += [np.stack([c - h, c + h]).astype(np.float32) for (c, _, _, _), h in zip(self.soft, half, strict=True)]
         return np.concatenate(pts).astype(np.float32) if pts else np.zeros((0, 3), np.float32)
 
     def center(self) -> F32:
-        return self.points().mean(axis=0)
+        return np.asarray(self.points().mean(axis=0), np.float32)
 
 
 def cuboid(x: float, y: float, z: float, sx: float, sy: float, sz: float, color: Color,
@@ -274,11 +275,12 @@ def draw_objects(img: Image, cam: Camera, objs: list[Obj], rng: np.random.Genera
                 continue
             rad = max(1, int(cam.focal * r / z[0]))
             over = np.zeros_like(img)
-            cv2.circle(over, (int(uv[0, 0]), int(uv[0, 1])), rad, col, -1, lineType=cv2.LINE_AA)
-            mask = np.zeros(img.shape[:2], np.float32)
-            cv2.circle(mask, (int(uv[0, 0]), int(uv[0, 1])), rad, 1.0, -1, lineType=cv2.LINE_AA)
+            centre = (int(uv[0, 0]), int(uv[0, 1]))
+            cv2.circle(over, centre, rad, col, -1, lineType=cv2.LINE_AA)
+            disc = np.zeros(img.shape[:2], np.uint8)
+            cv2.circle(disc, centre, rad, (255,), -1, lineType=cv2.LINE_AA)
             k = max(3, rad // 2 * 2 + 1)
-            mask = cv2.GaussianBlur(mask, (k, k), 0) * a
+            mask = cv2.GaussianBlur(disc, (k, k), 0).astype(np.float32) * (a / 255.0)
             img[:] = (img * (1 - mask[..., None]) + over * mask[..., None]).astype(np.uint8)
         if obj.label is None:
             continue

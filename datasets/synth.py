@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from datasets.render import (
     Camera,
@@ -96,19 +97,19 @@ def street_stall(rng: np.random.Generator, x: float, y: float) -> list[Obj]:
 def barbecue(rng: np.random.Generator, x: float, y: float, smoke: bool) -> list[Obj]:
     """An outdoor grill on legs with glowing coals, skewers and usually a smoke plume."""
     o = Obj("barbecue")
-    w, d, hz = rng.uniform(0.8, 1.6), rng.uniform(0.3, 0.5), rng.uniform(0.7, 0.9)
+    w, d, hz = float(rng.uniform(0.8, 1.6)), float(rng.uniform(0.3, 0.5)), float(rng.uniform(0.7, 0.9))
     metal = _rand_color(rng, [(50, 50, 50), (90, 90, 95), (150, 150, 155)], 15)
     for sx in (-1, 1):
         for sy in (-1, 1):
             o.parts.append(cylinder(x + sx * w / 2.3, y + sy * d / 2.3, 0, 0.02, hz, (40, 40, 40), n=5))
-    o.parts.append(cuboid(x, y, hz, w, d, rng.uniform(0.12, 0.22), metal, top=False))
+    o.parts.append(cuboid(x, y, hz, w, d, float(rng.uniform(0.12, 0.22)), metal, top=False))
     coal = Part([np.array([(x - w / 2.1, y - d / 2.1, hz + 0.1), (x + w / 2.1, y - d / 2.1, hz + 0.1),
                            (x + w / 2.1, y + d / 2.1, hz + 0.1), (x - w / 2.1, y + d / 2.1, hz + 0.1)],
                           np.float32)], (30, int(rng.integers(60, 140)), 230), emissive=True)
     o.parts.append(coal)
     for i in range(int(rng.integers(4, 12))):
-        sx = x - w / 2.2 + (i + 0.5) * w / 12
-        o.parts.append(cuboid(sx, y, hz + 0.13, 0.04, d * 1.3, 0.03, (40, 80, 150), texture=15))
+        skewer_x = x - w / 2.2 + (i + 0.5) * w / 12
+        o.parts.append(cuboid(skewer_x, y, hz + 0.13, 0.04, d * 1.3, 0.03, (40, 80, 150), texture=15))
     out = [o]
     if smoke:
         s = Obj("smoke" if rng.uniform() < 0.7 else None)
@@ -313,7 +314,7 @@ def populate(rng: np.random.Generator, cam: Camera, lay: Layout, focus: str | No
     return objs
 
 
-def _distort_points(pts: np.ndarray, w: int, h: int, k1: float) -> np.ndarray:
+def _distort_points(pts: npt.NDArray[np.float64], w: int, h: int, k1: float) -> npt.NDArray[np.float64]:
     """Map undistorted pixel points to where barrel distortion ``k1`` moves them."""
     f = max(w, h) / 2
     n = (pts - [w / 2, h / 2]) / f
@@ -343,16 +344,16 @@ def randomise(img: Image, boxes: list[tuple[str, Box]], rng: np.random.Generator
         out = out * rng.uniform(0.75, 1.25) + rng.uniform(-20, 20)
         out = out * np.array([rng.uniform(0.9, 1.1) for _ in range(3)], np.float32)
     if rng.uniform() < 0.15:  # rain streaks
-        streak = np.zeros((h, w), np.float32)
+        streak = np.zeros((h, w), np.uint8)
         for _ in range(int(rng.integers(200, 600))):
             x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
             ln = int(rng.integers(5, 20))
-            cv2.line(streak, (x0, y0), (x0 + ln // 4, y0 + ln), 1.0, 1)
-        out = out * 0.85 + streak[..., None] * 60
+            cv2.line(streak, (x0, y0), (x0 + ln // 4, y0 + ln), (60,), 1)
+        out = out * 0.85 + streak[..., None].astype(np.float32)
         tags.append("rain")
     if rng.uniform() < 0.3:
         k = int(rng.choice([3, 5]))
-        out = cv2.GaussianBlur(out, (k, k), 0)
+        out = np.asarray(cv2.GaussianBlur(out, (k, k), 0), np.float32)
     out = out + rng.normal(0, rng.uniform(1, 8), out.shape).astype(np.float32)
     img = np.clip(out, 0, 255).astype(np.uint8)
     if rng.uniform() < 0.3:  # barrel distortion of a wide lens
@@ -361,8 +362,8 @@ def randomise(img: Image, boxes: list[tuple[str, Box]], rng: np.random.Generator
         xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         nx, ny = (xs - w / 2) / f, (ys - h / 2) / f
         r2 = nx**2 + ny**2
-        img = cv2.remap(img, nx * (1 + k1 * r2) * f + w / 2, ny * (1 + k1 * r2) * f + h / 2,
-                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        img = np.asarray(cv2.remap(img, nx * (1 + k1 * r2) * f + w / 2, ny * (1 + k1 * r2) * f + h / 2,
+                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT), np.uint8)
         new_boxes = []
         for name, (x1, y1, x2, y2) in boxes:
             edge = np.linspace(0, 1, 9)
@@ -377,7 +378,7 @@ def randomise(img: Image, boxes: list[tuple[str, Box]], rng: np.random.Generator
     q = int(rng.integers(25, 92))  # compression, as a camera stream would deliver
     ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])
     if ok:
-        img = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+        img = np.asarray(cv2.imdecode(enc, cv2.IMREAD_COLOR), np.uint8)
     return img, boxes, tags
 
 

@@ -90,7 +90,7 @@ def box_iou(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArr
     area_a = np.prod((a[:, 2:] - a[:, :2]).clip(0), axis=1)
     area_b = np.prod((b[:, 2:] - b[:, :2]).clip(0), axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
-    return (inter / np.maximum(union, 1e-9)).astype(np.float32)
+    return np.asarray(inter / np.maximum(union, 1e-9), np.float32)
 
 
 def nms(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32], iou: float) -> npt.NDArray[np.int64]:

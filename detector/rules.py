@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from detector.events import VIOLATIONS, EventState, ViolationEvent
 from detector.postprocess import box_iou
@@ -103,7 +104,7 @@ class _Place:
     key: str
     zone: str
     violation: str
-    box: np.ndarray
+    box: npt.NDArray[np.float32]
     first_seen: float
     present_since: float
     last_seen: float
@@ -154,8 +155,8 @@ class ViolationRules:
                    for a in zone.allow):
                 continue
             support = label == "smoke" and not zone.smoke_means_barbecue
-            box = tuple(float(v) for v in det.xyxy[i])
-            out.append((violation, box, conf, int(det.tracker_id[i]), support))  # type: ignore[arg-type]
+            x1, y1, x2, y2 = (float(v) for v in det.xyxy[i])
+            out.append((violation, (x1, y1, x2, y2), conf, int(det.tracker_id[i]), support))
         return out
 
     def _match(self, violation: str, zone: str, box: Box, track_id: int, support: bool,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
-from norfair import Detection as NfDetection
-from norfair import Tracker as NfTracker
+from norfair.tracker import Detection as NfDetection
+from norfair.tracker import Tracker as NfTracker
 
 from detector.types import Detections
 

@@ -103,7 +103,7 @@ class Detections:
     def bottom_center(self) -> FloatArray:
         """Return the ``(n, 2)`` bottom-centre anchor points (where objects touch the ground)."""
         x = (self.xyxy[:, 0] + self.xyxy[:, 2]) / 2
-        return np.stack([x, self.xyxy[:, 3]], axis=1).astype(np.float32)
+        return np.asarray(np.stack([x, self.xyxy[:, 3]], axis=1), np.float32)
 
     @staticmethod
     def merge(items: list[Detections]) -> Detections:

@@ -44,7 +44,7 @@ def export_onnx(weights: Path, out_dir: Path, imgsz: int, dataset_sha256: str | 
     return target
 
 
-def measure_cpu_speed(model: Path, threads: int = 1, runs: int = 30) -> dict[str, float]:
+def measure_cpu_speed(model: Path, threads: int = 1, runs: int = 30) -> dict[str, Any]:
     """Median and p90 latency (ms) of one frame through the ONNX backend on this CPU."""
     from detector.backends.base import OnnxConfig
     from detector.backends.onnx import OnnxBackend

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from ultralytics.engine import trainer as trainer_mod
 
     # AMP self-check loads a hub checkpoint; offline it cannot, and CUDA GPUs here run AMP fine.
-    trainer_mod.check_amp = lambda model: torch.cuda.is_available()  # type: ignore[attr-defined]
+    trainer_mod.check_amp = lambda model: torch.cuda.is_available()  # type: ignore[attr-defined,unused-ignore]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     device = args.device if torch.cuda.is_available() else "cpu"
     log.info("device %s, torch %s", gpu, torch.__version__)

@@ -21,17 +21,26 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
+import numpy.typing as npt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from detector.events import VIOLATIONS
 from detector.rules import DEFAULT_DWELL_S, AllowArea, RuleSettings, ZoneSpec
 from detector.zones import PolygonZone
 
+Point = npt.NDArray[np.float64]
 Violation = Literal["street_stall", "uncovered_truck", "garbage", "barbecue", "overflowing_bin"]
+
+
+def _all_violations() -> list[Violation]:
+    return list(get_args(Violation))
+
+
+def _default_dwell() -> dict[Violation, float]:
+    return {v: DEFAULT_DWELL_S[v] for v in get_args(Violation)}
 
 
 class ConfigError(ValueError):
@@ -64,8 +73,8 @@ def _check_polygon(points: list[tuple[float, float]]) -> list[tuple[float, float
     return points
 
 
-def _segments_cross(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> bool:
-    def orient(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> float:
+def _segments_cross(a: Point, b: Point, c: Point, d: Point) -> bool:
+    def orient(p: Point, q: Point, r: Point) -> float:
         return float((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]))
 
     o1, o2, o3, o4 = orient(a, b, c), orient(a, b, d), orient(c, d, a), orient(c, d, b)
@@ -90,7 +99,7 @@ class AllowConfig(Strict):
     """An allowlisted area: a licensed stall, a fixed bin."""
 
     polygon: list[tuple[float, float]] = Field(description="Normalised [x, y] points.")
-    violations: list[Violation] = Field(default_factory=lambda: list(VIOLATIONS),
+    violations: list[Violation] = Field(default_factory=_all_violations,
                                         description="Violations permitted in this area.")
     note: str = Field(default="", description="Why it is allowed (licence number...).")
 
@@ -102,7 +111,7 @@ class ZoneConfig(Strict):
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     polygon: list[tuple[float, float]] = Field(description="Normalised [x, y] points, 0..1 of the frame.")
-    violations: list[Violation] = Field(default_factory=lambda: list(VIOLATIONS),
+    violations: list[Violation] = Field(default_factory=_all_violations,
                                         description="Violations watched in this zone.")
     dwell_s: dict[Violation, float] = Field(default_factory=dict,
                                             description="Per-violation dwell time overrides, seconds.")
@@ -124,7 +133,7 @@ class ZoneConfig(Strict):
 class RulesConfig(Strict):
     """Defaults of the violation rules (zones may override dwell times)."""
 
-    dwell_s: dict[Violation, float] = Field(default_factory=lambda: dict(DEFAULT_DWELL_S))
+    dwell_s: dict[Violation, float] = Field(default_factory=_default_dwell)
     truck_min_samples: int = Field(default=3, ge=1, le=1000)
     gap_tolerance_s: float = Field(default=20.0, ge=0, le=3600)
     cooldown_s: float = Field(default=600.0, ge=0, le=86_400)
@@ -133,12 +142,13 @@ class RulesConfig(Strict):
 
     def settings(self, dwell_override: float | None = None) -> RuleSettings:
         """Return rule settings; ``dwell_override`` replaces every dwell time."""
-        dwell = {**DEFAULT_DWELL_S, **self.dwell_s}
+        dwell: dict[str, float] = {**DEFAULT_DWELL_S, **{str(k): v for k, v in self.dwell_s.items()}}
         if dwell_override is not None:
             dwell = {k: dwell_override for k in dwell}
         return RuleSettings(dwell_s=dwell, truck_min_samples=self.truck_min_samples,
                             gap_tolerance_s=self.gap_tolerance_s, cooldown_s=self.cooldown_s,
-                            min_confidence=dict(self.min_confidence), update_interval_s=self.update_interval_s)
+                            min_confidence={str(k): v for k, v in self.min_confidence.items()},
+                            update_interval_s=self.update_interval_s)
 
 
 class CameraConfig(Strict):
@@ -169,7 +179,7 @@ class CameraConfig(Strict):
             return [ZoneSpec(id="frame", zone=PolygonZone(np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)))]
         out = []
         for z in self.zones:
-            dwell = {k: (dwell_override if dwell_override is not None else v) for k, v in z.dwell_s.items()}
+            dwell = {str(k): v if dwell_override is None else dwell_override for k, v in z.dwell_s.items()}
             allow = tuple(AllowArea(PolygonZone(np.asarray(a.polygon, np.float32)), frozenset(a.violations))
                           for a in z.allowlist)
             out.append(ZoneSpec(id=z.id, zone=PolygonZone(np.asarray(z.polygon, np.float32)),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from detector.backends.base import DetectorBackend
 from detector.events import EventState, ViolationEvent
@@ -184,7 +185,7 @@ def run_source(path: Path, pipeline: CameraPipeline, backend: DetectorBackend, m
     return stats
 
 
-def draw_detections(image: np.ndarray, det: Detections, names: list[str]) -> np.ndarray:
+def draw_detections(image: npt.NDArray[np.uint8], det: Detections, names: list[str]) -> npt.NDArray[np.uint8]:
     """Draw detections with class names, scores and track ids on a copy of a frame."""
     out = image.copy()
     for (x1, y1, x2, y2), conf, cls, tid in det:

@@ -121,7 +121,7 @@ def _read_image(path: Path) -> npt.NDArray[np.uint8]:
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
         raise SourceError(f"{path}: not a readable image")
-    return img
+    return np.asarray(img, np.uint8)
 
 
 def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0) -> Iterator[Frame]:
@@ -144,7 +144,12 @@ def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0) -> Itera
     try:
         container = av.open(str(path), options={"err_detect": "ignore_err"})
     except av.error.FFmpegError as exc:
-        raise SourceError(f"{path}: not a readable video ({exc.strerror or type(exc).__name__})") from exc
+        reason = exc.strerror or type(exc).__name__
+        if not _opencv_can_open(path):
+            raise SourceError(f"{path}: not a readable video ({reason})") from exc
+        log.warning("%s: PyAV cannot open it (%s); decoding with OpenCV", path, reason)
+        yield from _read_frames_opencv(path, mode)
+        return
     except (OSError, ValueError) as exc:
         raise SourceError(f"{path}: cannot open ({exc})") from exc
     with container:
@@ -187,7 +192,7 @@ def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0) -> Itera
                     jumps += 1
                     ts = last_ts + 1.0 / fps
                 last_ts = ts
-                yield Frame(fr.to_ndarray(format="bgr24"), float(ts), count, bool(fr.key_frame))
+                yield Frame(np.asarray(fr.to_ndarray(format="bgr24"), np.uint8), float(ts), count, bool(fr.key_frame))
                 count += 1
         if bad_packets:
             log.warning("%s: skipped %d corrupt packets", path, bad_packets)
@@ -195,3 +200,41 @@ def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0) -> Itera
             log.warning("%s: %d timestamps went backwards or repeated; made monotonic", path, jumps)
         if count == 0:
             raise SourceError(f"{path}: no decodable video frames (corrupt or truncated)")
+
+
+def _opencv_can_open(path: Path) -> bool:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return bool(cap.isOpened()) and cap.read()[0]
+    finally:
+        cap.release()
+
+
+def _read_frames_opencv(path: Path, mode: DecodeMode) -> Iterator[Frame]:
+    """Fallback decoder: OpenCV's FFmpeg backend, timestamps from ``CAP_PROP_POS_MSEC``.
+
+    OpenCV cannot skip non-key frames in the decoder, so ``keyframes`` mode keeps
+    one frame per second instead.
+    """
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    count, last_ts, next_keep = 0, -1.0, 0.0
+    try:
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                break
+            ts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if ts <= last_ts:
+                ts = last_ts + 1.0 / fps
+            last_ts = ts
+            if mode == "keyframes":
+                if ts + 1e-6 < next_keep:
+                    continue
+                next_keep = ts + 1.0
+            yield Frame(np.asarray(img, np.uint8), float(ts), count, mode == "keyframes")
+            count += 1
+    finally:
+        cap.release()
+    if count == 0:
+        raise SourceError(f"{path}: no decodable video frames (corrupt or truncated)")

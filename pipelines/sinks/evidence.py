@@ -71,7 +71,7 @@ def write_clip(frames: list[tuple[float, Image]], path: Path, fps_hint: float = 
         last_pts = -1
         for ts, img in frames:
             if img.shape[:2] != (h, w):
-                img = cv2.resize(img, (w, h))
+                img = np.asarray(cv2.resize(img, (w, h)), np.uint8)
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h2, :w2]), format="bgr24")
             pts = max(last_pts + 1, round((ts - t0) * 1000))
             vf.pts, vf.time_base = pts, Fraction(1, 1000)
@@ -124,7 +124,8 @@ class EvidenceRecorder:
         h, w = image.shape[:2]
         self._scale = min(1.0, self.max_width / w)
         if self._scale < 1.0:
-            image = cv2.resize(image, (round(w * self._scale), round(h * self._scale)), interpolation=cv2.INTER_AREA)
+            size = (round(w * self._scale), round(h * self._scale))
+            image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
         return bytes(buf) if ok else b""
 
@@ -156,7 +157,8 @@ class EvidenceRecorder:
                 frames = [frames[i] for i in sorted(set(idx.tolist()))]
             decoded = [(t, cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)) for t, b in frames if b]
             try:
-                write_clip([(t, im) for t, im in decoded if im is not None], p.path, self.fast_fps)
+                write_clip([(t, np.asarray(im, np.uint8)) for t, im in decoded if im is not None], p.path,
+                           self.fast_fps)
                 finished.append((p.case_id, "clip", p.path))
             except Exception as exc:  # a failed clip must not lose the case: it keeps its snapshot
                 log.error("clip %s could not be written: %s", p.path, exc)

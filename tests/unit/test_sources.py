@@ -106,3 +106,13 @@ def test_expand_inputs_reports_each_bad_input(tmp_path: Path) -> None:
     assert "no such file or folder" in msgs
     assert "folder has no video or image files" in msgs
     assert "pattern matches no video or image files" in msgs
+
+
+def test_opencv_fallback_keeps_timestamps(tmp_path: Path) -> None:
+    from pipelines.sources import _read_frames_opencv
+
+    path = write_video(tmp_path / "cv.mp4", [i * 40 for i in range(50)], gop=10)
+    frames = list(_read_frames_opencv(path, "all"))
+    assert len(frames) == 50 and frames[10].ts == pytest.approx(0.4, abs=0.02)
+    sparse = list(_read_frames_opencv(path, "keyframes"))
+    assert [round(f.ts, 1) for f in sparse] == [0.0, 1.0]

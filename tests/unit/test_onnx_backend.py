@@ -1,0 +1,48 @@
+"""The ONNX Runtime backend on the bundled default model (no PyTorch involved)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector.backends.base import ModelLoadError, OnnxConfig, config_for, create_backend
+from detector.backends.onnx import parse_names
+from detector.types import CANONICAL_LABELS
+
+
+def test_default_model_metadata_and_batch(default_model: Path, street_clip: tuple[Path, dict]) -> None:
+    from pipelines.sources import read_frames
+
+    backend = create_backend(config_for(default_model, threads=1))
+    assert backend.names == list(CANONICAL_LABELS)
+    assert backend.imgsz == 320
+    frames = [f.image for f in read_frames(street_clip[0]) if f.index in (20, 30)]
+    batch = backend.detect(frames)
+    single = [backend.detect([f])[0] for f in frames]
+    assert len(batch) == 2
+    for b, s in zip(batch, single, strict=True):
+        np.testing.assert_allclose(b.xyxy, s.xyxy, atol=0.5)
+    names = {backend.names[c] for d in batch for c in d.class_id}
+    assert "garbage" in names
+    h, w = frames[0].shape[:2]
+    for d in batch:
+        assert (d.xyxy[:, [0, 2]] <= w).all() and (d.xyxy[:, [1, 3]] <= h).all()
+    assert backend.detect([np.zeros((1, 1, 3), np.uint8)])[0] is not None  # a 1x1 frame is no crash
+    assert "torch" not in sys.modules, "the inference path must not import torch"
+
+
+def test_missing_or_broken_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="model file not found"):
+        create_backend(OnnxConfig(model=tmp_path / "none.onnx"))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(ModelLoadError, match="cannot load ONNX model"):
+        create_backend(OnnxConfig(model=broken))
+
+
+def test_parse_names() -> None:
+    assert parse_names("{0: 'a', 1: 'b', 10: 'c', 2: 'd'}") == ["a", "b", "d", "c"]
+    assert parse_names("['x', 'y']") == ["x", "y"]

@@ -1,0 +1,89 @@
+"""Synthetic scenes and training packs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from datasets.pack import Source, build_pack
+from datasets.synth import barbecue, render_scene, write_yolo_dataset
+from datasets.yolo import DatasetError, YoloDataset, label_path
+from detector.types import CANONICAL_LABELS
+
+
+@pytest.mark.parametrize("focus", ["street_stall", "barbecue", "truck", "garbage", "bin"])
+def test_render_scene_boxes_lie_in_the_image(focus: str) -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        img, boxes, _tags = render_scene(rng, 320, 192, focus)
+        assert img.shape == (192, 320, 3) and img.dtype == np.uint8
+        for name, (x1, y1, x2, y2) in boxes:
+            assert name in CANONICAL_LABELS
+            assert 0 <= x1 < x2 <= 320 and 0 <= y1 < y2 <= 192
+
+
+def test_smoke_plume_has_a_box() -> None:
+    objs = barbecue(np.random.default_rng(0), 0.0, 10.0, smoke=True)
+    pts = [o.points() for o in objs if o.soft]
+    assert pts and pts[0].shape[1] == 3 and len(pts[0]) >= 2
+
+
+def test_yolo_dataset_round_trip(tmp_path: Path) -> None:
+    data = write_yolo_dataset(tmp_path / "syn", n=14, seed=1, width=320, height=192)
+    ds = YoloDataset.load(data)
+    assert ds.names[0] == "street_stall" and ds.canonical_map() == {i: i for i in range(9)}
+    items = list(ds.items("train")) + list(ds.items("val"))
+    assert len(items) == 14
+    for it in items:
+        img = cv2.imread(str(it.image))
+        assert img.shape[:2] == (192, 320)
+        for _c, cx, cy, w, h in it.boxes:
+            assert 0 <= cx - w / 2 + 1e-6 and cx + w / 2 <= 1 + 1e-6 and 0 <= cy - h / 2 + 1e-6
+
+
+def test_label_path_and_bad_label(tmp_path: Path) -> None:
+    assert label_path(Path("/d/images/train/a.jpg")) == Path("/d/labels/train/a.txt")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.jpg"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5\n")
+    (tmp_path / "data.yaml").write_text("train: images\nval: images\nnames: [overflow]\n")
+    ds = YoloDataset.load(tmp_path / "data.yaml")
+    with pytest.raises(DatasetError, match=r"a\.txt:1: expected 5 fields"):
+        list(ds.items("train"))
+    with pytest.raises(DatasetError, match="not canonical"):
+        ds.canonical_map()
+    assert ds.canonical_map({"overflow": "overflowing_bin"}) == {0: 5}
+
+
+def test_pack_fits_budget_and_keeps_provenance(tmp_path: Path) -> None:
+    data = write_yolo_dataset(tmp_path / "syn", n=20, seed=2, width=320, height=192)
+    manifest = build_pack([Source("synthetic", data, "project's own", {})], tmp_path / "pack", max_mb=0.4,
+                          max_side=160)
+    size = sum(p.stat().st_size for p in (tmp_path / "pack").rglob("*") if p.is_file())
+    assert size <= 0.4 * 2**20
+    spec = yaml.safe_load((tmp_path / "pack" / "data.yaml").read_text())
+    assert spec["names"][3] == "garbage" and spec["val"] == ["images/val_synthetic"]
+    assert (tmp_path / "pack" / "val_synthetic.yaml").exists()
+    on_disk = json.loads((tmp_path / "pack" / "manifest.json").read_text())
+    assert on_disk["dataset_sha256"] == manifest["dataset_sha256"] and len(on_disk["files"]) == 20
+    assert all(f["source"] == "synthetic" and Path(f["original"]).exists() for f in on_disk["files"])
+    with pytest.raises(ValueError, match="does not fit"):
+        build_pack([Source("synthetic", data, "x", {})], tmp_path / "tiny", max_mb=0.001, max_side=160)
+
+
+def test_datasets_pack_cli(tmp_path: Path) -> None:
+    from pipelines.cli import main
+
+    data_root = tmp_path / "data"
+    write_yolo_dataset(data_root / "fake_real", n=7, seed=4, width=320, height=192)
+    assert main(["datasets", "pack", "--data", str(data_root), "--out", str(tmp_path / "pk"), "--max-mb", "1",
+                 "--synth", "7", "--max-side", "160"]) == 0
+    manifest = json.loads((tmp_path / "pk" / "manifest.json").read_text())
+    assert {s["name"] for s in manifest["sources"]} == {"fake_real", "synthetic"}
+    assert len(manifest["files"]) == 14
