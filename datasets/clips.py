@@ -149,3 +149,30 @@ def write_clip_set(out: Path, n: int = 1, duration: float = 30.0, fps: float = 1
     labels.write_text(json.dumps({"version": "streetwatch-synth-1", "database": db}, indent=1))
     return labels
 
+
+
+#: The committed regression clips (tests/data/clips): two with violations, one with distractors only.
+REGRESSION_SCRIPTS: dict[str, list[Actor]] = {
+    "reg_violations_a.mp4": default_script(16.0),
+    "reg_violations_b.mp4": [
+        Actor("street_stall", 1.0, 16.0, 5.5, 12.0),
+        Actor("garbage", 4.0, 16.0, 6.8, 22.0),
+        Actor("uncovered_truck", 8.0, 13.0, -2.0, 32.0, speed=4.0),
+    ],
+    "reg_distractors.mp4": [
+        Actor("covered_truck", 2.0, 8.0, -2.0, 34.0, speed=4.0),
+        Actor("garbage_bin", 0.0, 16.0, 6.0, 14.0),
+    ],
+}
+
+
+def write_regression_set(out: Path, duration: float = 16.0, fps: float = 5.0, width: int = 640,
+                         height: int = 360) -> Path:
+    """Render the small labelled regression set used by CI; returns the labels path."""
+    out.mkdir(parents=True, exist_ok=True)
+    db: dict[str, object] = {}
+    for i, (name, script) in enumerate(REGRESSION_SCRIPTS.items()):
+        db[name] = render_clip(out / name, duration, fps, width, height, seed=100 + i, script=script)
+    labels = out / "labels.json"
+    labels.write_text(json.dumps({"version": "streetwatch-regression-1", "database": db}, indent=1))
+    return labels

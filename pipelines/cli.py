@@ -2,13 +2,14 @@
 
 Subcommands:
     analyze   batch analysis of recorded video or images into cases and a report
+    evaluate  ``images``: detector AP on a labelled dataset; ``clips``: event P/R/F1 and delay
     synth     synthetic labelled street images (YOLO) and clips (ActivityNet labels)
     datasets  dataset tools: ``pack`` (a compact training pack)
     train     train a detector with Ultralytics, offline (``train`` extra)
     export    export trained weights to ONNX with metadata and a model card
 
 Exit codes: 0 success (for analyze: at least one input analysed), 1 usage
-error, 2 nothing could be analysed.
+error, 2 nothing could be analysed, 3 a score fell below its baseline.
 """
 
 from __future__ import annotations
@@ -59,6 +60,52 @@ def cmd_analyze(args: argparse.Namespace) -> int:
              s["video_s"], s["wall_s"])
     sys.stdout.write(f"report: {result.report}\ncases: {args.out / 'cases.json'}\n")
     return result.exit_code
+
+
+def _remap(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        old, sep, new = p.partition("=")
+        if not sep or not old or not new:
+            raise SystemExit(f"--names takes old=new pairs, got '{p}'")
+        out[old] = new
+    return out
+
+
+def _gate(metrics: dict[str, object], args: argparse.Namespace) -> int:
+    from pipelines.evaluate import gate
+
+    if args.baseline is None:
+        return 0
+    found = gate(metrics, args.baseline, args.fail_under)
+    for f in found:
+        log.error("regression: %s", f)
+    if not found:
+        log.info("no score dropped by more than %s against %s", args.fail_under, args.baseline)
+    return 3 if found else 0
+
+
+def cmd_evaluate_images(args: argparse.Namespace) -> int:
+    """Score the detector on a labelled image dataset."""
+    from pipelines.evaluate import evaluate_images
+
+    m = evaluate_images(args.data, args.out, args.model, _remap(args.names), args.imgsz, args.conf, args.split)
+    log.info("mAP50 %s on %d images: %s", m["map50"], m["images"],
+             {k: v.get("ap50", "absent") for k, v in m["classes"].items()})
+    sys.stdout.write(f"metrics: {args.out / 'metrics.json'}\nreport: {args.out / 'report.html'}\n")
+    return _gate(m, args)
+
+
+def cmd_evaluate_clips(args: argparse.Namespace) -> int:
+    """Score the whole product on labelled clips."""
+    from pipelines.evaluate import evaluate_clips
+
+    m = evaluate_clips(args.labels, args.videos, args.out, args.model, args.config, args.dwell, args.iou,
+                       _remap(args.names))
+    log.info("events: %s; false alarms per hour %s",
+             {k: v["f1"] for k, v in m["events"].items() if v["f1"] is not None}, m["false_alarms_per_hour"])
+    sys.stdout.write(f"metrics: {args.out / 'metrics.json'}\nreport: {args.out / 'report.html'}\n")
+    return _gate(m, args)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -140,6 +187,33 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--conf", type=float, default=0.25, help="minimum detection confidence")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=cmd_analyze)
+
+    ev = sub.add_parser("evaluate", help="score the detector (images) or the whole product (labelled clips)")
+    esub = ev.add_subparsers(dest="evaluate_command", required=True, parser_class=_Parser)
+    gate_help = "exit 3 when any score drops by more than --fail-under against this metrics.json"
+    ei = esub.add_parser("images", help="per-class P, R, AP50, AP50-95 (COCO) on a YOLO dataset")
+    ei.add_argument("--data", type=Path, required=True, help="data.yaml of a YOLO dataset")
+    ei.add_argument("--out", type=Path, required=True)
+    ei.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ei.add_argument("--names", nargs="*", default=[], metavar="OLD=NEW", help="rename dataset classes")
+    ei.add_argument("--imgsz", type=int, help="input size (default: the model's)")
+    ei.add_argument("--conf", type=float, default=0.25, help="threshold of precision, recall and confusion")
+    ei.add_argument("--split", default="val")
+    ei.add_argument("--baseline", type=Path, help=gate_help)
+    ei.add_argument("--fail-under", type=float, default=0.02)
+    ei.set_defaults(func=cmd_evaluate_images)
+    ec = esub.add_parser("clips", help="event precision, recall, F1 and delay on labelled clips")
+    ec.add_argument("--labels", type=Path, required=True, help="ActivityNet JSON or CVAT for video XML")
+    ec.add_argument("--videos", type=Path, required=True, help="folder of the clips")
+    ec.add_argument("--out", type=Path, required=True)
+    ec.add_argument("--config", type=Path)
+    ec.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ec.add_argument("--dwell", type=float, help="override every dwell time (seconds)")
+    ec.add_argument("--iou", type=float, default=0.3, help="temporal IoU needed for a match")
+    ec.add_argument("--names", nargs="*", default=[], metavar="OLD=NEW", help="rename label classes")
+    ec.add_argument("--baseline", type=Path, help=gate_help)
+    ec.add_argument("--fail-under", type=float, default=0.02)
+    ec.set_defaults(func=cmd_evaluate_clips)
 
     s = sub.add_parser("synth", help="render synthetic labelled street scenes and clips")
     s.add_argument("--out", type=Path, required=True)

@@ -1,0 +1,158 @@
+"""``streetwatch evaluate``: score the detector on images and the whole product on labelled clips.
+
+Clip evaluation runs exactly the batch pipeline (:func:`pipelines.analyze.analyze`)
+over each labelled clip, then matches its cases with the labelled segments
+(see :mod:`datasets.evaluate` for the matching rule).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from datasets.evaluate import PredEvent, event_scores, match_events, regressions
+from datasets.evaluate_images import coco_ap, collect, draw_confusion, draw_pr_curves, image_metrics, pr_at_threshold
+from datasets.labels import ClipLabels, load_event_labels
+from detector.backends.base import config_for, create_backend
+from detector.events import VIOLATIONS
+from pipelines.analyze import AnalyzeOptions, analyze
+from pipelines.report import COLORS
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_images(data: Path, out: Path, model: Path, remap: dict[str, str], imgsz: int | None, conf: float,
+                    split: str = "val") -> dict[str, Any]:
+    """Evaluate a detector on a YOLO dataset split; writes metrics.json, pictures and report.html."""
+    out.mkdir(parents=True, exist_ok=True)
+    backend = create_backend(config_for(model, conf=0.001, imgsz=imgsz))
+    ev = collect(data, backend, split, remap)
+    metrics = image_metrics(ev, backend.names, conf)
+    _, curves = coco_ap(ev, backend.names)
+    _, cm = pr_at_threshold(ev, len(backend.names), conf)
+    draw_pr_curves(curves, out / "pr_curves.png")
+    idx = [backend.names.index(c) for c in ev.classes] + [len(backend.names)]
+    draw_confusion(cm[np.ix_(idx, idx)], [*ev.classes, "background"], out / "confusion.png")
+    result = {"model": str(model), "data": str(data), "split": split, "images": len(ev.gt), "conf": conf,
+              "imgsz": backend.imgsz, "remap": remap, **metrics}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td>" + (
+            f"<td colspan=4>absent from the model</td><td>{m['instances']}</td></tr>" if m.get("absent") else
+            f"<td>{m['ap50']}</td><td>{m['ap50_95']}</td><td>{m['precision']}</td><td>{m['recall']}</td>"
+            f"<td>{m['instances']}</td></tr>")
+        for n, m in metrics["classes"].items())
+    (out / "report.html").write_text(
+        "<!doctype html><meta charset='utf-8'><title>streetwatch evaluation</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "table{border-collapse:collapse}</style>"
+        f"<h1>Detector evaluation</h1><p>model <code>{html.escape(str(model))}</code>, data "
+        f"<code>{html.escape(str(data))}</code> ({split}, {len(ev.gt)} images), mAP50 {metrics['map50']}, "
+        f"precision/recall at confidence {conf}.</p><table><tr><th>class</th><th>AP50</th><th>AP50-95</th>"
+        f"<th>P</th><th>R</th><th>instances</th></tr>{rows}</table>"
+        "<h2>Precision-recall (IoU 0.5)</h2><img src='pr_curves.png'>"
+        "<h2>Confusion matrix (rows: labelled, columns: predicted)</h2><img src='confusion.png'>", encoding="utf-8")
+    return result
+
+
+def _clip_timeline(name: str, labels: ClipLabels, preds: list[PredEvent], path: Path, width: int = 900) -> None:
+    rows = list(VIOLATIONS)
+    left, row_h = 150, 30
+    img = np.full((row_h * len(rows) + 30, width, 3), 255, np.uint8)
+    span = max(labels.duration, max((p.end for p in preds), default=0.0), 1.0)
+    plot_w = width - left - 10
+
+    def x_of(t: float) -> int:
+        return left + int(plot_w * t / span)
+
+    for i, cls in enumerate(rows):
+        y = i * row_h
+        cv2.putText(img, cls, (6, y + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (30, 30, 30), 1, cv2.LINE_AA)
+        for s in labels.segments:
+            if s.label == cls:
+                cv2.rectangle(img, (x_of(s.start), y + 3), (max(x_of(s.end), x_of(s.start) + 2), y + 12),
+                              (150, 150, 150), -1)
+        for p in preds:
+            if p.label == cls:
+                cv2.rectangle(img, (x_of(p.start), y + 15), (max(x_of(p.end), x_of(p.start) + 2), y + 25),
+                              COLORS.get(cls, (0, 0, 0)), -1)
+                cv2.line(img, (x_of(p.alert), y + 13), (x_of(p.alert), y + 27), (0, 0, 0), 2)
+    cv2.putText(img, f"{name}: grey = labelled, colour = predicted, tick = alert; {span:.0f} s",
+                (6, row_h * len(rows) + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), img)
+
+
+def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, config: Path | None,
+                   dwell: float | None, iou: float = 0.3, remap: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the batch pipeline over labelled clips and score events; writes metrics.json and report.html."""
+    out.mkdir(parents=True, exist_ok=True)
+    clips = load_event_labels(labels_path, remap)
+    inputs = [str(videos / c.name) for c in clips]
+    result = analyze(AnalyzeOptions(inputs=inputs, out=out / "run", model=model, config=config, dwell=dwell,
+                                    progress=False))
+    by_source: dict[str, list[PredEvent]] = {}
+    for c in result.cases:
+        by_source.setdefault(Path(c["source"]).name, []).append(
+            PredEvent(c["violation"], float(c["start_s"]), float(c["end_s"]), float(c["confirmed_s"])))
+    failed = {Path(e["source"]).name: e["error"] for e in result.errors}
+    per_clip: dict[str, Any] = {}
+    matched = []
+    tagged: dict[str, list[Any]] = {}
+    hours = 0.0
+    (out / "timelines").mkdir(exist_ok=True)
+    for clip in clips:
+        preds = by_source.get(clip.name, [])
+        matches, fps, fns = match_events(preds, clip.segments, iou)
+        row = (preds, clip.segments, matches, fps, fns)
+        if clip.name not in failed:
+            matched.append(row)
+            hours += clip.duration / 3600
+            for t in clip.tags:
+                tagged.setdefault(t, []).append(row)
+        _clip_timeline(clip.name, clip, preds, out / "timelines" / f"{Path(clip.name).stem}.png")
+        per_clip[clip.name] = {
+            "error": failed.get(clip.name),
+            "duration": clip.duration, "tags": clip.tags,
+            "labelled": [{"label": s.label, "segment": [s.start, s.end]} for s in clip.segments],
+            "predicted": [{"label": p.label, "segment": [p.start, p.end], "alert": p.alert} for p in preds],
+            "matches": [{"pred": m.pred, "gt": m.gt, "iou": m.iou} for m in matches],
+            "false_positives": fps, "false_negatives": fns,
+        }
+    events = event_scores(matched, VIOLATIONS)
+    total_fp = sum(v["fp"] for v in events.values())
+    metrics: dict[str, Any] = {
+        "labels": str(labels_path), "videos": str(videos), "model": str(model),
+        "settings": {"iou": iou, "dwell_override_s": dwell, "config": str(config) if config else None,
+                     "matching": "one-to-one per class, greedy by temporal IoU; delay = alert - labelled start"},
+        "events": events,
+        "false_alarms_per_hour": round(total_fp / hours, 3) if hours else None,
+        "by_tag": {t: event_scores(rows, VIOLATIONS) for t, rows in sorted(tagged.items())},
+        "clips": per_clip,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    table = "".join(f"<tr><td>{k}</td><td>{v['precision']}</td><td>{v['recall']}</td><td>{v['f1']}</td>"
+                    f"<td>{v['tp']}</td><td>{v['fp']}</td><td>{v['fn']}</td><td>{v['delay_median_s']}</td>"
+                    f"<td>{v['delay_p90_s']}</td></tr>" for k, v in events.items())
+    pics = "".join(f"<h3>{html.escape(n)}</h3>"
+                   + (f"<p>error: {html.escape(str(c['error']))}</p>" if c["error"] else "")
+                   + f"<img src='timelines/{Path(n).stem}.png'>" for n, c in per_clip.items())
+    (out / "report.html").write_text(
+        "<!doctype html><meta charset='utf-8'><title>streetwatch event evaluation</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "table{border-collapse:collapse}</style><h1>Event evaluation</h1>"
+        f"<p>{len(clips)} clips, temporal IoU ≥ {iou}, false alarms per hour: {metrics['false_alarms_per_hour']}."
+        "</p><table><tr><th>violation</th><th>P</th><th>R</th><th>F1</th><th>TP</th><th>FP</th><th>FN</th>"
+        f"<th>delay median s</th><th>delay p90 s</th></tr>{table}</table><h2>Per clip</h2>{pics}"
+        f"<h2>Settings</h2><pre>{html.escape(json.dumps(metrics['settings'], indent=1))}</pre>", encoding="utf-8")
+    return metrics
+
+
+def gate(metrics: dict[str, Any], baseline: Path, margin: float) -> list[str]:
+    """Compare metrics with a baseline file; returns the regressions (empty when none)."""
+    return regressions(metrics, json.loads(baseline.read_text()), margin)

@@ -1,0 +1,63 @@
+"""`streetwatch evaluate` on the committed regression clips and on the real image sets, with the CI gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+from tests.conftest import shared_data_or_skip
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def test_clip_regression_gate(tmp_path: Path) -> None:
+    args = ["evaluate", "clips", "--labels", str(DATA / "clips" / "labels.json"), "--videos", str(DATA / "clips"),
+            "--config", str(DATA / "regression.yaml"), "--dwell", "3", "--out", str(tmp_path / "ev"),
+            "--baseline", str(DATA / "clips_baseline.json"), "--fail-under", "0.02"]
+    assert main(args) == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["events"]["garbage"]["tp"] == 2 and m["events"]["uncovered_truck"]["tp"] == 2
+    assert m["settings"]["dwell_override_s"] == 3 and m["settings"]["iou"] == 0.3
+    assert set(m["clips"]) == {"reg_violations_a.mp4", "reg_violations_b.mp4", "reg_distractors.mp4"}
+    assert m["by_tag"]["synthetic"]["street_stall"]["tp"] == 2
+    report = (tmp_path / "ev" / "report.html").read_text()
+    assert "reg_distractors.mp4" in report and (tmp_path / "ev" / "timelines" / "reg_violations_a.png").exists()
+    # The same run against a baseline that is better than what we get must fail the gate.
+    better = json.loads((DATA / "clips_baseline.json").read_text())
+    better["events"]["overflowing_bin"]["precision"] = 1.0
+    (tmp_path / "better.json").write_text(json.dumps(better))
+    args[args.index(str(DATA / "clips_baseline.json"))] = str(tmp_path / "better.json")
+    assert main(args) == 3
+
+
+def test_clip_labels_with_missing_video_are_reported(tmp_path: Path) -> None:
+    labels = {"database": {"nope.mp4": {"duration": 10, "annotations": [{"segment": [1, 5], "label": "garbage"}]}}}
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    assert main(["evaluate", "clips", "--labels", str(tmp_path / "labels.json"), "--videos", str(tmp_path),
+                 "--out", str(tmp_path / "ev")]) == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert "no such file" in m["clips"]["nope.mp4"]["error"]
+    assert m["events"]["garbage"]["fn"] == 0  # a clip that could not be read is not scored
+
+
+@pytest.mark.shared_data
+def test_image_evaluation_on_real_garbage_with_gate(tmp_path: Path) -> None:
+    data = shared_data_or_skip() / "garbage_bags" / "data.yaml"
+    assert main(["evaluate", "images", "--data", str(data), "--out", str(tmp_path / "ev"),
+                 "--baseline", str(DATA / "garbage_bags_baseline.json")]) == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["images"] == 63 and m["classes"]["garbage"]["instances"] == 293
+    assert (tmp_path / "ev" / "pr_curves.png").exists() and (tmp_path / "ev" / "confusion.png").exists()
+
+
+@pytest.mark.shared_data
+def test_classes_the_model_lacks_are_reported_absent(tmp_path: Path) -> None:
+    data = shared_data_or_skip() / "garbage_street_cn" / "data.yaml"
+    assert main(["evaluate", "images", "--data", str(data), "--out", str(tmp_path / "ev"),
+                 "--names", "garbage_bin=wheelie_bin"]) == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["classes"]["wheelie_bin"]["absent"] is True and m["classes"]["wheelie_bin"]["instances"] == 769
+    assert "ap50" in m["classes"]["overflowing_bin"]
