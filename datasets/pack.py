@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ def read_license(data_yaml: Path) -> str:
     if readme.exists():
         for line in readme.read_text().splitlines():
             if "licen" in line.lower():
-                return line.strip("#*- ").strip()
+                return re.sub(r"[*_`#]", "", line).strip(" -") or "unknown"
     return "unknown"
 
 

@@ -4,12 +4,13 @@ Subcommands:
     analyze   batch analysis of recorded video or images into cases and a report
     evaluate  ``images``: detector AP on a labelled dataset; ``clips``: event P/R/F1 and delay
     synth     synthetic labelled street images (YOLO) and clips (ActivityNet labels)
-    datasets  dataset tools: ``pack`` (a compact training pack)
+    datasets  dataset tools: ``import``, ``export``, ``check``, ``merge``, ``pack``
     train     train a detector with Ultralytics, offline (``train`` extra)
     export    export trained weights to ONNX with metadata and a model card
 
 Exit codes: 0 success (for analyze: at least one input analysed), 1 usage
-error, 2 nothing could be analysed, 3 a score fell below its baseline.
+error, 2 nothing could be analysed, 3 a score fell below its baseline, 4 a
+dataset check found problems.
 """
 
 from __future__ import annotations
@@ -144,6 +145,65 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a labelled dataset of any supported format into a canonical YOLO dataset."""
+    from datasets.formats import assign_splits, canonical, read_any, write_yolo
+
+    records = read_any(args.format, args.src, args.images, args.video, args.out / "_frames")
+    records = canonical(records, _remap(args.names), args.drop_unknown)
+    assign_splits(records, args.val_fraction, args.seed)
+    data_yaml, _ = write_yolo(records, args.out)
+    sys.stdout.write(f"dataset: {data_yaml} ({len(records)} images)\n")
+    return 0
+
+
+def cmd_export_dataset(args: argparse.Namespace) -> int:
+    """Export a YOLO dataset as COCO JSON (one file per split) or as a copy in YOLO format."""
+    from datasets.formats import read_yolo, write_coco, write_yolo
+
+    records = read_yolo(args.data)
+    if args.format == "coco":
+        for split in sorted({r.split or "train" for r in records}):
+            path = write_coco([r for r in records if r.split == split], args.out / f"{split}.json",
+                              relative_to=args.data.parent)
+            sys.stdout.write(f"coco: {path}\n")
+    else:
+        data_yaml, _ = write_yolo(records, args.out)
+        sys.stdout.write(f"dataset: {data_yaml}\n")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check a dataset and write its card."""
+    from datasets.check import check_dataset, write_card
+
+    report = check_dataset(args.data, args.near_bits)
+    out = args.out or args.data.parent / "card"
+    _, md = write_card(report, out)
+    for p in report["problems"][:20]:
+        log.warning("%s: %s", p["file"], p["problem"])
+    d = report["duplicates"]
+    log.info("%s: %s images, %d problems, %d exact duplicate groups, %d near-duplicate pairs (%d across splits)",
+             args.data, {s: c["images"] for s, c in report["counts"].items()}, len(report["problems"]),
+             len(d["exact_groups"]), len(d["near_pairs"]), d["near_across_splits"])
+    sys.stdout.write(f"card: {md}\n")
+    return 0 if report["ok"] else 4
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Merge YOLO datasets with provenance and a near-duplicate-aware split."""
+    from datasets.check import sources_and_licenses
+    from datasets.formats import read_yolo
+    from datasets.merge import MergeSource, merge
+
+    sources = [MergeSource(p.parent.name, read_yolo(p), sources_and_licenses(p)[0]["license"]) for p in args.data]
+    manifest = merge(sources, args.out, _remap(args.names), args.val_fraction, args.near_bits, args.seed,
+                     args.drop_unknown)
+    sys.stdout.write(f"dataset: {args.out / 'data.yaml'} ({len(manifest['files'])} images, "
+                     f"{manifest['groups']} groups)\n")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train with Ultralytics (the same script that runs on a lent GPU)."""
     from models.train_gpu import main as train_main
@@ -238,6 +298,38 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--synth", type=int, default=1400, help="synthetic images to add (0: none)")
     pk.add_argument("--seed", type=int, default=1)
     pk.set_defaults(func=cmd_pack)
+    from datasets.formats import FORMATS
+
+    im = dsub.add_parser("import", help="import COCO, VOC, CVAT, Label Studio or YOLO labels as canonical YOLO")
+    im.add_argument("--format", choices=FORMATS, required=True)
+    im.add_argument("--src", type=Path, required=True, help="label file (or VOC folder, or YOLO data.yaml)")
+    im.add_argument("--images", type=Path, help="image folder (default: beside the label file)")
+    im.add_argument("--video", type=Path, help="the video of a CVAT for video export")
+    im.add_argument("--out", type=Path, required=True)
+    im.add_argument("--names", nargs="*", default=[], metavar="OLD=NEW")
+    im.add_argument("--drop-unknown", action="store_true", help="drop labels that map to no canonical name")
+    im.add_argument("--val-fraction", type=float, default=0.2)
+    im.add_argument("--seed", type=int, default=0)
+    im.set_defaults(func=cmd_import)
+    ex = dsub.add_parser("export", help="export a YOLO dataset as COCO JSON or a YOLO copy")
+    ex.add_argument("--data", type=Path, required=True)
+    ex.add_argument("--format", choices=["coco", "yolo"], required=True)
+    ex.add_argument("--out", type=Path, required=True)
+    ex.set_defaults(func=cmd_export_dataset)
+    ck = dsub.add_parser("check", help="check labels, images, duplicates and balance; write a dataset card")
+    ck.add_argument("data", type=Path, help="data.yaml")
+    ck.add_argument("--out", type=Path, help="card folder (default: beside data.yaml)")
+    ck.add_argument("--near-bits", type=int, default=4, help="dHash distance of near-duplicates")
+    ck.set_defaults(func=cmd_check)
+    mg = dsub.add_parser("merge", help="merge YOLO datasets with provenance and a duplicate-aware split")
+    mg.add_argument("data", type=Path, nargs="+", help="data.yaml of each source")
+    mg.add_argument("--out", type=Path, required=True)
+    mg.add_argument("--names", nargs="*", default=[], metavar="OLD=NEW")
+    mg.add_argument("--drop-unknown", action="store_true")
+    mg.add_argument("--val-fraction", type=float, default=0.2)
+    mg.add_argument("--near-bits", type=int, default=4)
+    mg.add_argument("--seed", type=int, default=0)
+    mg.set_defaults(func=cmd_merge)
 
     t = sub.add_parser("train", help="train a detector with Ultralytics (needs the train extra)")
     t.add_argument("--data", type=Path, required=True, help="training pack folder (with data.yaml)")
