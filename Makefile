@@ -9,17 +9,21 @@ export YOLO_OFFLINE := 1
 
 .PHONY: demo test lint setup setup-train test-slow clean
 
+TRAIN_STAMP := $(VENV)/.installed-train
+
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
-
 # Training extra (PyTorch + Ultralytics): only for train/export, never for inference.
-setup-train: $(STAMP)
+$(TRAIN_STAMP): $(STAMP)
 	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $(TRAIN_STAMP)
+
+setup: $(STAMP)
+setup-train: $(TRAIN_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/streetwatch synth --out $(DEMO)/input --clips 1 --clip-seconds 30
@@ -27,12 +31,12 @@ demo: $(STAMP)
 		--config examples/demo_cameras.yaml --dwell 4 --annotate
 	@echo "Open $(DEMO)/report/report.html"
 
-test: $(STAMP)
+test: $(TRAIN_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy detector pipelines datasets models service
 	$(BIN)/pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(TRAIN_STAMP)
 	$(BIN)/pytest -q -m slow
 
 clean:

@@ -28,7 +28,7 @@ def export_onnx(weights: Path, out_dir: Path, imgsz: int, dataset_sha256: str | 
     """Export ``weights`` (.pt) to ``out_dir/model.onnx``; needs the ``train`` extra."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     import onnx
-    from ultralytics import YOLO
+    from ultralytics.models import YOLO
 
     out_dir.mkdir(parents=True, exist_ok=True)
     produced = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, nms=False))

@@ -91,7 +91,7 @@ def _polars_fallback() -> None:
 
 def _validate(model_path: Path, pack: Path, imgsz: int, device: str) -> dict[str, Any]:
     """Validate weights on each ``val_*.yaml`` of the pack and on the merged val."""
-    from ultralytics import YOLO
+    from ultralytics.models import YOLO
 
     model = YOLO(str(model_path))
     out: dict[str, Any] = {}
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pack", type=Path, required=True, help="training pack folder (has data.yaml)")
     ap.add_argument("--out", type=Path, required=True, help="where best.pt, metrics.json, ... go")
     ap.add_argument("--model", default="yolo26n.yaml", help="model YAML (built from scratch)")
-    ap.add_argument("--minutes", type=float, default=8.5, help="training time budget")
+    ap.add_argument("--minutes", type=float, default=8.5, help="training time budget (0: train --epochs)")
     ap.add_argument("--imgsz", type=int, default=416)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--workers", type=int, default=min(12, os.cpu_count() or 2))
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
     import torch
-    from ultralytics import YOLO
     from ultralytics.engine import trainer as trainer_mod
+    from ultralytics.models import YOLO
 
     # AMP self-check loads a hub checkpoint; offline it cannot, and CUDA GPUs here run AMP fine.
     trainer_mod.check_amp = lambda model: torch.cuda.is_available()  # type: ignore[attr-defined,unused-ignore]
@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 summary["workers"] = workers
                 YOLO(args.model).train(
-                    data=str(args.pack / "data.yaml"), epochs=args.epochs, time=minutes / 60, imgsz=args.imgsz,
+                    data=str(args.pack / "data.yaml"), epochs=args.epochs,
+                    time=minutes / 60 if args.minutes > 0 else None, imgsz=args.imgsz,
                     batch=args.batch, workers=workers, device=device, project=str(work / "runs"), name="train",
                     exist_ok=True, plots=False, cache="ram", patience=1000, close_mosaic=10, mixup=0.1, seed=0,
                     deterministic=False)

@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--model", default="yolo26n.yaml", help="model YAML (from scratch) or a local .pt")
     t.add_argument("--epochs", type=int, default=100)
-    t.add_argument("--minutes", type=float, default=60.0, help="time budget")
+    t.add_argument("--minutes", type=float, default=60.0, help="time budget (0: exactly --epochs)")
     t.add_argument("--imgsz", type=int, default=320)
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--workers", type=int, default=0)

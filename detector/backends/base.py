@@ -98,8 +98,12 @@ def create_backend(config: OnnxConfig | UltralyticsConfig) -> DetectorBackend:
     return backend
 
 
-def config_for(model: Path, **kwargs: object) -> OnnxConfig | UltralyticsConfig:
-    """Pick the backend config from a model file's suffix (``.onnx`` or ``.pt``)."""
+def config_for(model: Path, conf: float = 0.25, imgsz: int | None = None, threads: int = 0
+               ) -> OnnxConfig | UltralyticsConfig:
+    """Pick the backend config from a model file's suffix (``.pt``: Ultralytics, else ONNX).
+
+    ``threads`` sets ONNX Runtime's intra-op threads; PyTorch keeps its own setting.
+    """
     if model.suffix == ".pt":
-        return UltralyticsConfig(model=model, **kwargs)  # type: ignore[arg-type]
-    return OnnxConfig(model=model, **kwargs)  # type: ignore[arg-type]
+        return UltralyticsConfig(model=model, conf=conf, imgsz=imgsz)
+    return OnnxConfig(model=model, conf=conf, imgsz=imgsz, threads=threads)

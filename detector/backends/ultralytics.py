@@ -7,8 +7,10 @@ downloaded are refused, and ``YOLO_OFFLINE=1`` is set before import.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from detector.backends.base import DetectorBackend, Frame, ModelLoadError, UltralyticsConfig
 from detector.types import Detections
@@ -22,7 +24,7 @@ class UltralyticsBackend(DetectorBackend):
         if not config.model.is_file():
             raise ModelLoadError(f"model file not found (hub names are never downloaded): {config.model}")
         try:
-            from ultralytics import YOLO
+            from ultralytics.models import YOLO
         except ImportError as exc:
             raise ModelLoadError("the ultralytics backend needs the 'train' extra: pip install '.[train]'") from exc
         self.config = config
@@ -39,8 +41,15 @@ class UltralyticsBackend(DetectorBackend):
                                      device=self.config.device, verbose=False)
         out = []
         for r in results:
-            b = r.boxes
-            out.append(Detections(xyxy=b.xyxy.cpu().numpy().astype(np.float32),
-                                  confidence=b.conf.cpu().numpy().astype(np.float32),
-                                  class_id=b.cls.cpu().numpy().astype(np.int64)))
+            b: Any = getattr(r, "boxes", None)
+            if b is None:
+                out.append(Detections.empty())
+                continue
+            out.append(Detections(xyxy=_numpy(b.xyxy).astype(np.float32), confidence=_numpy(b.conf).astype(np.float32),
+                                  class_id=_numpy(b.cls).astype(np.int64)))
         return out
+
+
+def _numpy(x: Any) -> npt.NDArray[Any]:
+    """A torch tensor (or array) as a numpy array."""
+    return np.asarray(x.cpu().numpy() if hasattr(x, "cpu") else x)

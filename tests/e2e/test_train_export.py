@@ -1,0 +1,49 @@
+"""`streetwatch train` (1 epoch at a tiny size) and `streetwatch export`, in subprocesses (torch stays out)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from datasets.pack import Source, build_pack
+from datasets.synth import write_yolo_dataset
+from detector.backends.base import config_for, create_backend
+from detector.types import CANONICAL_LABELS
+
+needs_train = pytest.mark.skipif(
+    importlib.util.find_spec("ultralytics") is None and os.environ.get("CI") != "true",
+    reason="the train extra is not installed (make setup-train)")
+
+
+@needs_train
+def test_train_one_epoch_then_export(tmp_path: Path) -> None:
+    data = write_yolo_dataset(tmp_path / "syn", n=16, seed=3, width=320, height=192)
+    build_pack([Source("synthetic", data, "project's own", {})], tmp_path / "pack", max_mb=2, max_side=160)
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "ycfg")}
+    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "train", "--data", str(tmp_path / "pack"), "--out",
+                          str(tmp_path / "run"), "--epochs", "1", "--minutes", "0", "--imgsz", "96", "--batch", "4"],
+                         capture_output=True, text=True, timeout=900, env=env, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "results.csv").exists()
+    exp = subprocess.run([sys.executable, "-m", "pipelines.cli", "export", str(tmp_path / "run" / "best.pt"),
+                          "--out", str(tmp_path / "model"), "--imgsz", "96", "--metrics",
+                          str(tmp_path / "run" / "metrics.json")],
+                         capture_output=True, text=True, timeout=900, env=env, check=False)
+    assert exp.returncode == 0, exp.stdout[-3000:] + exp.stderr[-3000:]
+    onnx = tmp_path / "model" / "model.onnx"
+    backend = create_backend(config_for(onnx))
+    assert backend.names == list(CANONICAL_LABELS) and backend.imgsz == 96
+    card = (tmp_path / "model" / "card.md").read_text()
+    assert "Speed on CPU" in card and "ms median" in card
+    # The PyTorch weights run through the Ultralytics backend of the same pipeline.
+    img = next((tmp_path / "syn" / "images" / "train").glob("*.jpg"))
+    ana = subprocess.run([sys.executable, "-m", "pipelines.cli", "analyze", str(img), "--out", str(tmp_path / "a"),
+                          "--model", str(tmp_path / "run" / "best.pt"), "-q"],
+                         capture_output=True, text=True, timeout=900, env=env, check=False)
+    assert ana.returncode == 0, ana.stderr[-3000:]
+    assert '"model": {\n   "path"' in (tmp_path / "a" / "cases.json").read_text()
