@@ -22,6 +22,7 @@ import numpy as np
 
 from datasets.render import Camera, Image, Obj, draw_objects, render_background
 from datasets.synth import barbecue, bin_, garbage_pile, person, sample_palette, street_stall, truck
+from detector.types import CANONICAL_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,14 @@ def _build(actor: Actor, rng: np.random.Generator, y: float) -> list[Obj]:
     return truck(rng, actor.x, y, load=load)
 
 
+def _write_frame_labels(path: Path, boxes: list[tuple[str, tuple[float, float, float, float]]], width: int,
+                        height: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{CANONICAL_LABELS.index(n)} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+             f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}" for n, (x1, y1, x2, y2) in boxes]
+    path.write_text("\n".join(lines) + ("\n" if lines else ""))
+
+
 def default_script(duration: float) -> list[Actor]:
     """The demo scene: garbage dumped, a stall set up and packed away, a muck truck, a barbecue."""
     d = duration
@@ -68,8 +77,14 @@ def default_script(duration: float) -> list[Actor]:
 
 
 def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: int = 1280, height: int = 720,
-                seed: int = 0, script: list[Actor] | None = None) -> dict[str, object]:
-    """Render a labelled clip to ``path`` (H.264 MP4); returns its ActivityNet entry."""
+                seed: int = 0, script: list[Actor] | None = None, frame_labels: Path | None = None,
+                label_every: int = 5) -> dict[str, object]:
+    """Render a labelled clip to ``path`` (H.264 MP4); returns its ActivityNet entry.
+
+    With ``frame_labels``, every ``label_every``-th frame's exact boxes of all labelled objects
+    (violations and context such as trucks, bins, smoke) are written as YOLO files
+    ``frame_labels/<frame index>.txt`` with canonical class ids.
+    """
     rng = np.random.default_rng(seed)
     cam = Camera(width=width, height=height, cam_height=6.0, pitch_deg=24.0, hfov_deg=68.0, yaw_deg=8.0)
     palette = sample_palette(rng)
@@ -80,6 +95,7 @@ def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: in
     walkers = [(float(rng.uniform(4.5, 8.0)), float(rng.uniform(8, 30)), float(rng.uniform(-1.2, 1.2)))
                for _ in range(3)]
     boxes: dict[int, list[float]] = {}
+    static_boxes: list[tuple[str, tuple[float, float, float, float]]] = []
     static_cache: tuple[frozenset[int], Image] | None = None
     n_frames = round(duration * fps)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +113,8 @@ def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: in
                 for k in sorted(present):
                     built = _build(script[k], np.random.default_rng(seeds[k]), script[k].y)
                     objs += built
-                for name, box in draw_objects(layer, cam, objs, rng):
+                static_boxes = draw_objects(layer, cam, objs, rng)
+                for name, box in static_boxes:
                     for k in present:
                         if name == script[k].kind:
                             boxes.setdefault(k, list(box))
@@ -116,6 +133,8 @@ def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: in
                     for name, box in drawn:
                         if name == a.kind:
                             boxes.setdefault(k, list(box))
+            if frame_labels is not None and i % label_every == 0:
+                _write_frame_labels(frame_labels / f"{i:06d}.txt", static_boxes + drawn, width, height)
             noise = rng.normal(0, 2.0, frame.shape).astype(np.float32)
             frame = np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
             vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
@@ -172,7 +191,8 @@ def write_regression_set(out: Path, duration: float = 16.0, fps: float = 5.0, wi
     out.mkdir(parents=True, exist_ok=True)
     db: dict[str, object] = {}
     for i, (name, script) in enumerate(REGRESSION_SCRIPTS.items()):
-        db[name] = render_clip(out / name, duration, fps, width, height, seed=100 + i, script=script)
+        db[name] = render_clip(out / name, duration, fps, width, height, seed=100 + i, script=script,
+                               frame_labels=out / "frames" / Path(name).stem)
     labels = out / "labels.json"
     labels.write_text(json.dumps({"version": "streetwatch-regression-1", "database": db}, indent=1))
     return labels

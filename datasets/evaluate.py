@@ -130,6 +130,9 @@ def regressions(metrics: dict[str, Any], baseline: dict[str, Any], margin: float
     walk(metrics.get("events", metrics.get("classes")), baseline.get("events", baseline.get("classes")), "")
     if "map50" in baseline:
         walk(metrics.get("map50"), baseline["map50"], "map50")
+    if isinstance(baseline.get("frames"), dict):
+        frames = metrics.get("frames") or {}
+        walk(frames.get("classes"), baseline["frames"].get("classes"), "frames", missing=not frames)
     return found
 
 

@@ -85,6 +85,39 @@ def collect(data_yaml: Path, backend: DetectorBackend, split: str = "val", remap
 Curves = dict[str, npt.NDArray[np.float64]]
 
 
+def add_video_frames(ev: ImageEval, video: Path, frames: dict[int, list[tuple[str, tuple[float, float, float, float]]]],
+                     backend: DetectorBackend) -> int:
+    """Add the labelled frames of a clip (decoded from ``video``) to an evaluation; returns frames added."""
+    from pipelines.sources import read_frames
+
+    model_ids = {n: i for i, n in enumerate(backend.names)}
+    for rows in frames.values():
+        for label, _ in rows:
+            if label in model_ids and label not in ev.classes:
+                ev.classes.append(label)
+    ev.classes.sort(key=lambda n: model_ids[n])
+    added = 0
+    for fr in read_frames(video):
+        if fr.index not in frames:
+            continue
+        k = len(ev.gt)
+        boxes, cls = [], []
+        for label, box in frames[fr.index]:
+            if label in model_ids:
+                boxes.append(box)
+                cls.append(model_ids[label])
+            else:
+                ev.absent[label] = ev.absent.get(label, 0) + 1
+        ev.gt.append((k, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(cls, np.int64)))
+        det = backend.detect([fr.image])[0]
+        wanted = [model_ids[c] for c in ev.classes]
+        keep = np.isin(det.class_id, wanted)
+        ev.dets.append((k, det.xyxy[keep], det.confidence[keep], det.class_id[keep]))
+        ev.sizes[k] = (fr.image.shape[1], fr.image.shape[0])
+        added += 1
+    return added
+
+
 def coco_ap(ev: ImageEval, names: list[str]) -> tuple[dict[str, tuple[float, float]], Curves]:
     """Per-class (AP50, AP50-95) and the IoU=0.5 precision curve (101 recall points) from COCOeval."""
     from pycocotools.coco import COCO

@@ -4,8 +4,12 @@ Accepted formats:
     * ActivityNet-style JSON: ``{"database": {"clip.mp4": {"duration": 50.7,
       "annotations": [{"segment": [34.5, 50.1], "label": "garbage"}], "tags": ["night"]}}}``;
       an annotation may carry an optional ``box`` or ``polygon``.
-    * CVAT for video 1.1 XML: each ``<track>`` becomes one event spanning its
-      first to last visible (not ``outside``) frame, at the task's frame rate.
+    * CVAT for video 1.1 XML: each ``<track>`` of a violation label becomes one
+      event spanning its first to last visible (not ``outside``) frame, at the
+      task's frame rate; every visible box also becomes a per-frame box for
+      frame AP (context labels such as ``truck`` give frame boxes only).
+    * YOLO per-frame label folders (``DIR/<clip stem>/<frame index>.txt``,
+      canonical class ids) add per-frame boxes to any clip.
 
 Labels use violation names (``street_stall``, ``uncovered_truck``, ``garbage``,
 ``barbecue``, ``overflowing_bin``); ``--names old=new`` style remaps apply.
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from detector.events import VIOLATIONS
+from detector.types import CANONICAL_LABELS
 
 
 class LabelError(ValueError):
@@ -35,14 +40,26 @@ class Segment:
     box: tuple[float, float, float, float] | None = None
 
 
+FrameBoxes = dict[int, list[tuple[str, tuple[float, float, float, float]]]]
+
+
 @dataclass
 class ClipLabels:
-    """The labelled events of one clip."""
+    """The labelled events of one clip, and optional per-frame boxes (detector label names).
+
+    Attributes:
+        name: Clip file name.
+        duration: Seconds.
+        segments: Labelled violation events.
+        tags: Free tags (``night``, ``rain``...) for per-tag metrics.
+        frames: Frame index -> boxes ``(label, (x1, y1, x2, y2))`` in pixels, for frame AP.
+    """
 
     name: str
     duration: float
     segments: list[Segment]
     tags: list[str] = field(default_factory=list)
+    frames: FrameBoxes = field(default_factory=dict)
 
 
 def _remap(label: str, remap: dict[str, str], where: str) -> str:
@@ -94,13 +111,43 @@ def load_cvat_video(path: Path, remap: dict[str, str] | None = None, fps: float 
     size = int(task.findtext("size") or 0) if task is not None else 0
     rate = fps or 25.0
     segs = []
+    boxes: FrameBoxes = {}
     for track in root.iter("track"):
-        frames = [int(b.get("frame", 0)) for b in track if b.get("outside", "0") != "1"]
-        if not frames:
-            continue
-        label = _remap(track.get("label", ""), remap, f"{path}: track {track.get('id')}")
-        segs.append(Segment(label, min(frames) / rate, (max(frames) + 1) / rate))
-    return [ClipLabels(name=name, duration=size / rate, segments=segs)]
+        raw = track.get("label", "")
+        label = remap.get(raw, raw)
+        where = f"{path}: track {track.get('id')}"
+        visible = [b for b in track.iter("box") if b.get("outside", "0") != "1"]
+        if label not in VIOLATIONS and label not in CANONICAL_LABELS:
+            _remap(raw, remap, where)  # raises: neither a violation nor a detector label
+        for b in visible:
+            box = (float(b.get("xtl", 0)), float(b.get("ytl", 0)), float(b.get("xbr", 0)), float(b.get("ybr", 0)))
+            boxes.setdefault(int(b.get("frame", 0)), []).append((label, box))
+        if visible and label in VIOLATIONS:  # context labels (truck, garbage_bin...) give frame boxes only
+            frames = [int(b.get("frame", 0)) for b in visible]
+            segs.append(Segment(label, min(frames) / rate, (max(frames) + 1) / rate))
+    return [ClipLabels(name=name, duration=size / rate, segments=segs, frames=boxes)]
+
+
+def load_yolo_frames(folder: Path, width: int, height: int) -> FrameBoxes:
+    """Read per-frame YOLO labels of one clip: ``folder/<frame index>.txt`` with canonical class ids."""
+    out: FrameBoxes = {}
+    for f in sorted(folder.glob("*.txt")):
+        try:
+            index = int(f.stem.rsplit("_", 1)[-1])
+        except ValueError as exc:
+            raise LabelError(f"{f}: per-frame label files are named by frame index (000123.txt)") from exc
+        rows = []
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            v = line.split()
+            if not v:
+                continue
+            if len(v) != 5 or not v[0].isdigit() or int(v[0]) >= len(CANONICAL_LABELS):
+                raise LabelError(f"{f}:{n}: expected 'class cx cy w h' with a canonical class id")
+            cx, cy, w, h = (float(x) for x in v[1:])
+            rows.append((CANONICAL_LABELS[int(v[0])], ((cx - w / 2) * width, (cy - h / 2) * height,
+                                                       (cx + w / 2) * width, (cy + h / 2) * height)))
+        out[index] = rows
+    return out
 
 
 def load_event_labels(path: Path, remap: dict[str, str] | None = None) -> list[ClipLabels]:

@@ -102,7 +102,7 @@ def cmd_evaluate_clips(args: argparse.Namespace) -> int:
     from pipelines.evaluate import evaluate_clips
 
     m = evaluate_clips(args.labels, args.videos, args.out, args.model, args.config, args.dwell, args.iou,
-                       _remap(args.names))
+                       _remap(args.names), args.frame_labels, args.conf)
     log.info("events: %s; false alarms per hour %s",
              {k: v["f1"] for k, v in m["events"].items() if v["f1"] is not None}, m["false_alarms_per_hour"])
     sys.stdout.write(f"metrics: {args.out / 'metrics.json'}\nreport: {args.out / 'report.html'}\n")
@@ -271,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--dwell", type=float, help="override every dwell time (seconds)")
     ec.add_argument("--iou", type=float, default=0.3, help="temporal IoU needed for a match")
     ec.add_argument("--names", nargs="*", default=[], metavar="OLD=NEW", help="rename label classes")
+    ec.add_argument("--frame-labels", type=Path, help="YOLO per-frame labels: DIR/<clip stem>/<frame>.txt")
+    ec.add_argument("--conf", type=float, default=0.25, help="threshold of frame precision and recall")
     ec.add_argument("--baseline", type=Path, help=gate_help)
     ec.add_argument("--fail-under", type=float, default=0.02)
     ec.set_defaults(func=cmd_evaluate_clips)

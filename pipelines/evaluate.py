@@ -17,12 +17,22 @@ import cv2
 import numpy as np
 
 from datasets.evaluate import PredEvent, event_scores, match_events, regressions
-from datasets.evaluate_images import coco_ap, collect, draw_confusion, draw_pr_curves, image_metrics, pr_at_threshold
-from datasets.labels import ClipLabels, load_event_labels
+from datasets.evaluate_images import (
+    ImageEval,
+    add_video_frames,
+    coco_ap,
+    collect,
+    draw_confusion,
+    draw_pr_curves,
+    image_metrics,
+    pr_at_threshold,
+)
+from datasets.labels import ClipLabels, load_event_labels, load_yolo_frames
 from detector.backends.base import config_for, create_backend
 from detector.events import VIOLATIONS
 from pipelines.analyze import AnalyzeOptions, analyze
 from pipelines.report import COLORS
+from pipelines.sources import probe
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +98,40 @@ def _clip_timeline(name: str, labels: ClipLabels, preds: list[PredEvent], path: 
     cv2.imwrite(str(path), img)
 
 
+def frame_metrics(clips: list[ClipLabels], videos: Path, model: Path, conf: float) -> dict[str, Any] | None:
+    """COCO AP of the detector on the clips' labelled frames (None when no clip has frame boxes)."""
+    with_frames = [c for c in clips if c.frames and (videos / c.name).exists()]
+    if not with_frames:
+        return None
+    backend = create_backend(config_for(model, conf=0.001))
+    ev = ImageEval(classes=[], absent={})
+    for c in with_frames:
+        add_video_frames(ev, videos / c.name, c.frames, backend)
+    return {"frames": len(ev.gt), "conf": conf, **image_metrics(ev, backend.names, conf)}
+
+
 def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, config: Path | None,
-                   dwell: float | None, iou: float = 0.3, remap: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run the batch pipeline over labelled clips and score events; writes metrics.json and report.html."""
+                   dwell: float | None, iou: float = 0.3, remap: dict[str, str] | None = None,
+                   frame_labels: Path | None = None, conf: float = 0.25) -> dict[str, Any]:
+    """Run the batch pipeline over labelled clips and score events (and frames, where boxes are labelled).
+
+    Writes ``metrics.json`` and ``report.html`` into ``out``.
+    """
     out.mkdir(parents=True, exist_ok=True)
     clips = load_event_labels(labels_path, remap)
+    if frame_labels is not None:
+        for c in clips:
+            folder = frame_labels / Path(c.name).stem
+            if folder.is_dir() and (videos / c.name).exists():
+                info = probe(videos / c.name)
+                c.frames.update(load_yolo_frames(folder, info.width, info.height))
     inputs = [str(videos / c.name) for c in clips]
     result = analyze(AnalyzeOptions(inputs=inputs, out=out / "run", model=model, config=config, dwell=dwell,
                                     progress=False))
     by_source: dict[str, list[PredEvent]] = {}
-    for c in result.cases:
-        by_source.setdefault(Path(c["source"]).name, []).append(
-            PredEvent(c["violation"], float(c["start_s"]), float(c["end_s"]), float(c["confirmed_s"])))
+    for case in result.cases:
+        by_source.setdefault(Path(case["source"]).name, []).append(
+            PredEvent(case["violation"], float(case["start_s"]), float(case["end_s"]), float(case["confirmed_s"])))
     failed = {Path(e["source"]).name: e["error"] for e in result.errors}
     per_clip: dict[str, Any] = {}
     matched = []
@@ -133,6 +165,7 @@ def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, conf
         "events": events,
         "false_alarms_per_hour": round(total_fp / hours, 3) if hours else None,
         "by_tag": {t: event_scores(rows, VIOLATIONS) for t, rows in sorted(tagged.items())},
+        "frames": frame_metrics(clips, videos, model, conf),
         "clips": per_clip,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -147,7 +180,10 @@ def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, conf
         "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px}"
         "table{border-collapse:collapse}</style><h1>Event evaluation</h1>"
         f"<p>{len(clips)} clips, temporal IoU ≥ {iou}, false alarms per hour: {metrics['false_alarms_per_hour']}."
-        "</p><table><tr><th>violation</th><th>P</th><th>R</th><th>F1</th><th>TP</th><th>FP</th><th>FN</th>"
+        + (f" Frame AP50 on {metrics['frames']['frames']} labelled frames: mAP50 {metrics['frames']['map50']}, "
+           + ", ".join(f"{k} {v.get('ap50', 'absent')}" for k, v in metrics["frames"]["classes"].items())
+           if metrics["frames"] else "")
+        + "</p><table><tr><th>violation</th><th>P</th><th>R</th><th>F1</th><th>TP</th><th>FP</th><th>FN</th>"
         f"<th>delay median s</th><th>delay p90 s</th></tr>{table}</table><h2>Per clip</h2>{pics}"
         f"<h2>Settings</h2><pre>{html.escape(json.dumps(metrics['settings'], indent=1))}</pre>", encoding="utf-8")
     return metrics

@@ -16,6 +16,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 def test_clip_regression_gate(tmp_path: Path) -> None:
     args = ["evaluate", "clips", "--labels", str(DATA / "clips" / "labels.json"), "--videos", str(DATA / "clips"),
             "--config", str(DATA / "regression.yaml"), "--dwell", "3", "--out", str(tmp_path / "ev"),
+            "--frame-labels", str(DATA / "clips" / "frames"),
             "--baseline", str(DATA / "clips_baseline.json"), "--fail-under", "0.02"]
     assert main(args) == 0
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
@@ -23,6 +24,7 @@ def test_clip_regression_gate(tmp_path: Path) -> None:
     assert m["settings"]["dwell_override_s"] == 3 and m["settings"]["iou"] == 0.3
     assert set(m["clips"]) == {"reg_violations_a.mp4", "reg_violations_b.mp4", "reg_distractors.mp4"}
     assert m["by_tag"]["synthetic"]["street_stall"]["tp"] == 2
+    assert m["frames"]["frames"] == 48 and m["frames"]["classes"]["truck"]["instances"] == 6
     report = (tmp_path / "ev" / "report.html").read_text()
     assert "reg_distractors.mp4" in report and (tmp_path / "ev" / "timelines" / "reg_violations_a.png").exists()
     # The same run against a baseline that is better than what we get must fail the gate.
