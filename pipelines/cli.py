@@ -2,6 +2,7 @@
 
 Subcommands:
     analyze   batch analysis of recorded video or images into cases and a report
+    serve     the real-time camera stream service (cases API, SSE, dispatch, metrics)
     evaluate  ``images``: detector AP on a labelled dataset; ``clips``: event P/R/F1 and delay
     synth     synthetic labelled street images (YOLO) and clips (ActivityNet labels)
     datasets  dataset tools: ``import``, ``export``, ``check``, ``merge``, ``pack``
@@ -107,6 +108,30 @@ def cmd_evaluate_clips(args: argparse.Namespace) -> int:
              {k: v["f1"] for k, v in m["events"].items() if v["f1"] is not None}, m["false_alarms_per_hour"])
     sys.stdout.write(f"metrics: {args.out / 'metrics.json'}\nreport: {args.out / 'report.html'}\n")
     return _gate(m, args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the camera stream service."""
+    import uvicorn
+
+    from pipelines.config import ConfigError
+    from service.app import create_app
+    from service.settings import load_service_config
+
+    try:
+        cfg = load_service_config(args.config)
+        if args.port is not None:
+            cfg.server.port = args.port
+        if args.host is not None:
+            cfg.server.host = args.host
+        app = create_app(cfg)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("serving %d cameras on http://%s:%d (API docs at /docs)", len(cfg.cameras), cfg.server.host,
+             cfg.server.port)
+    uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, log_level="info", access_log=False)
+    return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -247,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--conf", type=float, default=0.25, help="minimum detection confidence")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=cmd_analyze)
+
+    sv = sub.add_parser("serve", help="the real-time camera stream service (FastAPI)")
+    sv.add_argument("--config", type=Path, required=True, help="service YAML (cameras, model, storage, auth)")
+    sv.add_argument("--port", type=int, help="override server.port")
+    sv.add_argument("--host", help="override server.host (default 127.0.0.1)")
+    sv.set_defaults(func=cmd_serve)
 
     ev = sub.add_parser("evaluate", help="score the detector (images) or the whole product (labelled clips)")
     esub = ev.add_subparsers(dest="evaluate_command", required=True, parser_class=_Parser)

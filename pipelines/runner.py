@@ -9,6 +9,7 @@ hand each camera its detections.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from detector.tracking import NorfairTracker
 from detector.types import Detections
 from pipelines.config import CameraConfig
 from pipelines.sinks.evidence import EvidenceRecorder, sha256_file
-from pipelines.sinks.store import CaseStore
+from pipelines.sinks.store import CaseContext, CaseStore
 from pipelines.sources import DecodeMode, Frame, read_frames
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,16 @@ class CameraPipeline:
         evidence_root: Evidence paths in the store are relative to this folder.
         dwell_override: Replaces every dwell time when set.
         on_event: Called with each event and its case id after the case is committed.
+        context: Address, GPS and dispatch targets written with each new case.
+
+    ``observe`` and ``handle`` may be called from different threads (a camera's
+    reader and the shared detector): a lock serialises them.
     """
 
     def __init__(self, camera: CameraConfig, settings: RuleSettings, names: list[str], store: CaseStore,
                  source: str, evidence: EvidenceRecorder | None = None, evidence_root: Path | None = None,
-                 dwell_override: float | None = None, on_event: EventCallback | None = None) -> None:
+                 dwell_override: float | None = None, on_event: EventCallback | None = None,
+                 context: CaseContext | None = None) -> None:
         self.camera = camera
         self.names = names
         self.store = store
@@ -78,6 +84,8 @@ class CameraPipeline:
         hit_max = max(2, round(camera.detect_fps * max(settings.gap_tolerance_s, 1.0) / 4))
         self.tracker = NorfairTracker(hit_counter_max=hit_max)
         self.on_event = on_event
+        self.context = context
+        self.lock = threading.Lock()
         self.stats = SourceStats()
         self._next_infer = 0.0
         self._last_ts = 0.0
@@ -89,6 +97,10 @@ class CameraPipeline:
 
     def observe(self, frame: Frame) -> None:
         """Account for a decoded frame and buffer it for evidence."""
+        with self.lock:
+            self._observe(frame)
+
+    def _observe(self, frame: Frame) -> None:
         self.stats.frames_decoded += 1
         self.stats.video_s = max(self.stats.video_s, frame.ts)
         self.stats.height, self.stats.width = frame.image.shape[:2]
@@ -98,6 +110,10 @@ class CameraPipeline:
 
     def handle(self, frame: Frame, detections: Detections) -> list[ViolationEvent]:
         """Track and apply the rules to a sampled frame's detections; commit and report events."""
+        with self.lock:
+            return self._handle(frame, detections)
+
+    def _handle(self, frame: Frame, detections: Detections) -> list[ViolationEvent]:
         self._next_infer = frame.ts + 1.0 / self.camera.detect_fps
         self.stats.frames_inferred += 1
         for c in detections.class_id:
@@ -112,7 +128,7 @@ class CameraPipeline:
         return events
 
     def _emit(self, ev: ViolationEvent, frame: Frame | None) -> None:
-        case_id = self.store.record(ev, self.source)  # committed before anyone hears of it
+        case_id = self.store.record(ev, self.source, self.context)  # committed before anyone hears of it
         self.stats.events += 1
         if ev.state is EventState.START and self.evidence is not None and frame is not None:
             zone = next((z for z in self.zones if z.id == ev.zone), None)
@@ -139,6 +155,10 @@ class CameraPipeline:
 
     def finish(self) -> list[ViolationEvent]:
         """End active violations and write pending evidence (end of a source)."""
+        with self.lock:
+            return self._finish()
+
+    def _finish(self) -> list[ViolationEvent]:
         events = self.rules.finish(self._last_ts)
         for ev in events:
             self._emit(ev, None)

@@ -14,11 +14,14 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import av.container
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +155,36 @@ def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0) -> Itera
         return
     except (OSError, ValueError) as exc:
         raise SourceError(f"{path}: cannot open ({exc})") from exc
+    yield from _decode(container, str(path), mode, threads, live=False)
+
+
+def open_stream(url: str, mode: DecodeMode = "all", open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
+                ) -> Iterator[Frame]:
+    """Yield frames of a network stream (RTSP over TCP, HTTP MJPEG/HLS) with their timestamps.
+
+    Any read error or a read stalled for ``read_timeout_s`` raises :class:`SourceError`, so the
+    caller can reconnect.
+    """
+    import av
+
+    options = {"rtsp_transport": "tcp"} if url.startswith(("rtsp://", "rtsps://")) else {}
+    try:
+        container = av.open(url, options=options, timeout=(open_timeout_s, read_timeout_s))
+    except av.error.FFmpegError as exc:
+        raise SourceError(f"{url}: cannot connect ({exc.strerror or type(exc).__name__})") from exc
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{url}: cannot connect ({exc})") from exc
+    yield from _decode(container, url, mode, 0, live=True)
+
+
+def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode, threads: int, live: bool
+            ) -> Iterator[Frame]:
+    """Decode the first video stream of an open container; corrupt packets are skipped (files only)."""
+    import av
+
     with container:
         if not container.streams.video:
-            raise SourceError(f"{path}: no video stream")
+            raise SourceError(f"{name}: no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if threads:
@@ -171,7 +201,9 @@ def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0) -> Itera
                 packet = next(demux)
             except StopIteration:
                 break
-            except av.error.FFmpegError:
+            except av.error.FFmpegError as exc:
+                if live:
+                    raise SourceError(f"{name}: read failed ({exc.strerror or type(exc).__name__})") from exc
                 bad_packets += 1
                 if bad_packets > 50:
                     break
@@ -195,11 +227,11 @@ def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0) -> Itera
                 yield Frame(np.asarray(fr.to_ndarray(format="bgr24"), np.uint8), float(ts), count, bool(fr.key_frame))
                 count += 1
         if bad_packets:
-            log.warning("%s: skipped %d corrupt packets", path, bad_packets)
+            log.warning("%s: skipped %d corrupt packets", name, bad_packets)
         if jumps:
-            log.warning("%s: %d timestamps went backwards or repeated; made monotonic", path, jumps)
+            log.warning("%s: %d timestamps went backwards or repeated; made monotonic", name, jumps)
         if count == 0:
-            raise SourceError(f"{path}: no decodable video frames (corrupt or truncated)")
+            raise SourceError(f"{name}: no decodable video frames (corrupt or truncated)")
 
 
 def _opencv_can_open(path: Path) -> bool:

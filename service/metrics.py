@@ -1,0 +1,53 @@
+"""Prometheus text exposition of the service's counters (no client library needed)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.app import Runtime
+
+HEALTH_STATES = ("connecting", "live", "stalled", "failed", "stopped")
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(rt: Runtime) -> str:
+    """Render all metrics in the Prometheus text format 0.0.4."""
+    out: list[str] = []
+
+    def metric(name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]]) -> None:
+        out.append(f"# HELP {name} {help_}")
+        out.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            lab = ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items())
+            out.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
+
+    workers = list(rt.engine.workers.values())
+    per = [({"camera": w.camera_id}, w) for w in workers]
+    metric("streetwatch_frames_decoded_total", "counter", "Frames decoded per camera.",
+           [(lab, w.stats.frames_decoded) for lab, w in per])
+    metric("streetwatch_frames_inferred_total", "counter", "Frames sent to the detector per camera.",
+           [(lab, w.stats.frames_inferred) for lab, w in per])
+    metric("streetwatch_frames_dropped_total", "counter", "Sampled frames dropped because the queue was full.",
+           [(lab, w.stats.frames_dropped) for lab, w in per])
+    metric("streetwatch_reconnects_total", "counter", "Camera reconnects.",
+           [(lab, w.stats.reconnects) for lab, w in per])
+    metric("streetwatch_queue_depth", "gauge", "Frames waiting for the detector.",
+           [(lab, len(w.queue)) for lab, w in per])
+    metric("streetwatch_decode_seconds_total", "counter", "Time spent decoding.",
+           [(lab, round(w.stats.decode_seconds, 4)) for lab, w in per])
+    metric("streetwatch_inference_seconds_total", "counter", "Detector time attributed to the camera.",
+           [(lab, round(w.stats.infer_seconds, 4)) for lab, w in per])
+    metric("streetwatch_camera_health", "gauge", "1 for the camera's current health state.",
+           [({"camera": w.camera_id, "state": s}, 1.0 if w.health == s else 0.0) for w in workers
+            for s in HEALTH_STATES])
+    counts = rt.store.counts()
+    metric("streetwatch_cases", "gauge", "Cases by violation and state.",
+           [({"violation": v, "state": s}, n) for v, s, n in counts["cases"]])
+    metric("streetwatch_outbox", "gauge", "Dispatch outbox rows by state.",
+           [({"state": s}, counts["outbox"].get(s, 0)) for s in ("pending", "delivered", "dead")])
+    metric("streetwatch_sse_clients", "gauge", "Connected event-stream clients.", [({}, rt.bus.subscribers)])
+    return "\n".join(out) + "\n"

@@ -1,0 +1,292 @@
+"""The live service's moving parts: one reader per camera, one shared detector, one dispatcher.
+
+* :class:`CameraWorker` reads a camera (RTSP over TCP, HTTP MJPEG/HLS, or a file
+  looped at real-time pace for demos), reconnects with exponential backoff,
+  reports its health (connecting / live / stalled / failed), feeds every decoded
+  frame to the camera's evidence buffer and queues the sampled ones in a bounded
+  queue that drops the oldest frame instead of growing.
+* :class:`InferenceEngine` takes frames from all cameras' queues, batches them
+  into one detector call and hands each camera its detections: the same
+  :class:`~pipelines.runner.CameraPipeline` as ``analyze``.
+* :class:`Dispatcher` delivers outbox rows to the city platform's webhooks with
+  retries, exponential backoff, an ``Idempotency-Key`` header and a dead-letter state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from detector.backends.base import DetectorBackend
+from pipelines.runner import CameraPipeline
+from pipelines.sinks.store import CaseStore
+from pipelines.sources import Frame, SourceError, open_stream, read_frames
+from service.settings import IngestConfig, WebhookConfig
+
+log = logging.getLogger(__name__)
+
+HealthCallback = Callable[[str, str, str], None]  # camera, state, detail
+
+
+@dataclass
+class CameraStats:
+    """Counters of one camera, read by /metrics."""
+
+    frames_decoded: int = 0
+    frames_queued: int = 0
+    frames_dropped: int = 0
+    frames_inferred: int = 0
+    reconnects: int = 0
+    last_frame_at: float = 0.0
+    decode_seconds: float = 0.0
+    infer_seconds: float = 0.0
+    events: int = 0
+
+
+@dataclass
+class CameraWorker:
+    """Reads one camera in its own thread.
+
+    Args:
+        camera_id: Camera id.
+        source: URL or file path.
+        mode: ``all`` or ``keyframes`` decoding.
+        pipeline: The camera's pipeline (evidence buffer, sampling, rules).
+        ingest: Reconnect, timeout and queue settings.
+        on_health: Called on every health change.
+        wakeup: Set when a frame is queued (the engine waits on it).
+    """
+
+    camera_id: str
+    source: str
+    mode: str
+    pipeline: CameraPipeline
+    ingest: IngestConfig
+    on_health: HealthCallback
+    wakeup: threading.Event
+    stats: CameraStats = field(default_factory=CameraStats)
+    health: str = "new"
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        self.queue: deque[Frame] = deque(maxlen=self.ingest.queue)
+        self.queue_lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
+        self._t0 = time.monotonic()
+        self.is_file = "://" not in self.source
+        self.paced_seconds = 0.0
+
+    def start(self) -> None:
+        """Start reading."""
+        self._set_health("connecting")
+        self.thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the reader to stop and wait for it (a blocked read ends at its read timeout)."""
+        self.stop_event.set()
+        self.thread.join(timeout)
+
+    def _set_health(self, state: str, detail: str = "") -> None:
+        if state != self.health or detail != self.detail:
+            self.health, self.detail = state, detail
+            self.on_health(self.camera_id, state, detail)
+
+    def take(self) -> Frame | None:
+        """Pop the oldest queued frame, if any."""
+        with self.queue_lock:
+            return self.queue.popleft() if self.queue else None
+
+    def check_stall(self, now: float) -> None:
+        """Mark a live camera stalled when no frame arrived for ``stall_s`` (called by the watchdog)."""
+        if self.health == "live" and now - self.stats.last_frame_at > self.ingest.stall_s:
+            self._set_health("stalled", f"no frame for {now - self.stats.last_frame_at:.0f} s")
+
+    def _frames(self) -> Iterator[Frame]:
+        if self.is_file:
+            # A file is replayed in a loop at real-time pace, like a camera (demos and tests).
+            offset = 0.0
+            while not self.stop_event.is_set():
+                start = time.monotonic()
+                last = 0.0
+                for fr in read_frames(Path(self.source), "keyframes" if self.mode == "keyframes" else "all"):
+                    delay = start + fr.ts - time.monotonic()
+                    if delay > 0:
+                        self.paced_seconds += delay  # waiting is not decoding: keep it out of the metric
+                        if self.stop_event.wait(delay):
+                            return
+                    last = fr.ts
+                    yield Frame(fr.image, offset + fr.ts, fr.index, fr.keyframe)
+                offset += last + 0.04
+        else:
+            for fr in open_stream(self.source, "keyframes" if self.mode == "keyframes" else "all",
+                                  self.ingest.open_timeout_s, self.ingest.read_timeout_s):
+                # Live clock: seconds since the worker started, continuous across reconnects.
+                yield Frame(fr.image, time.monotonic() - self._t0, fr.index, fr.keyframe)
+                if self.stop_event.is_set():
+                    return
+
+    def _run(self) -> None:
+        failures = 0
+        while not self.stop_event.is_set():
+            self._set_health("connecting")
+            try:
+                t_dec = time.perf_counter()
+                for frame in self._frames():
+                    now = time.monotonic()
+                    self.stats.decode_seconds += max(0.0, time.perf_counter() - t_dec - self.paced_seconds)
+                    self.paced_seconds = 0.0
+                    self.stats.frames_decoded += 1
+                    self.stats.last_frame_at = now
+                    failures = 0
+                    self._set_health("live")
+                    self.pipeline.observe(frame)
+                    if self.pipeline.wants(frame.ts):
+                        with self.queue_lock:
+                            if len(self.queue) == self.queue.maxlen:
+                                self.stats.frames_dropped += 1
+                            self.queue.append(frame)
+                        self.stats.frames_queued += 1
+                        self.wakeup.set()
+                    t_dec = time.perf_counter()
+                if self.stop_event.is_set():
+                    break
+                raise SourceError(f"{self.source}: stream ended")
+            except Exception as exc:  # any reader failure: back off and reconnect, never die
+                failures += 1
+                self.stats.reconnects += 1
+                delay = min(self.ingest.max_backoff_s, self.ingest.backoff_s * 2 ** (failures - 1))
+                self._set_health("failed" if failures >= 3 else "connecting", str(exc)[:300])
+                log.warning("camera %s: %s; reconnecting in %.1f s", self.camera_id, exc, delay)
+                if self.stop_event.wait(delay):
+                    break
+        self._set_health("stopped")
+
+
+class InferenceEngine:
+    """One detector shared by all cameras, batching their frames."""
+
+    def __init__(self, backend: DetectorBackend, batch: int) -> None:
+        self.backend = backend
+        self.batch = batch
+        self.workers: dict[str, CameraWorker] = {}
+        self.lock = threading.Lock()
+        self.wakeup = threading.Event()
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self.batches = 0
+        self.errors = 0
+
+    def start(self) -> None:
+        """Start the inference thread."""
+        self.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the current batch."""
+        self.stop_event.set()
+        self.wakeup.set()
+        self.thread.join(timeout)
+
+    def _collect(self) -> list[tuple[CameraWorker, Frame]]:
+        with self.lock:
+            workers = list(self.workers.values())
+        items: list[tuple[CameraWorker, Frame]] = []
+        for w in workers:  # one frame per camera per round: fair between cameras
+            fr = w.take()
+            if fr is not None:
+                items.append((w, fr))
+            if len(items) >= self.batch:
+                break
+        return items
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            items = self._collect()
+            if not items:
+                self.wakeup.wait(0.5)
+                self.wakeup.clear()
+                continue
+            t0 = time.perf_counter()
+            try:
+                dets = self.backend.detect([fr.image for _, fr in items])
+            except Exception as exc:
+                self.errors += 1
+                log.error("detector failed on a batch of %d frames: %s", len(items), exc)
+                continue
+            per_frame = (time.perf_counter() - t0) / len(items)
+            self.batches += 1
+            for (w, fr), det in zip(items, dets, strict=True):
+                w.stats.frames_inferred += 1
+                w.stats.infer_seconds += per_frame
+                try:
+                    w.stats.events += len(w.pipeline.handle(fr, det))
+                except Exception as exc:  # one camera's failure never stops the others
+                    log.exception("camera %s: pipeline failed: %s", w.camera_id, exc)
+
+
+class Dispatcher:
+    """Delivers outbox rows to webhooks until delivered or dead-lettered."""
+
+    def __init__(self, store: CaseStore, webhooks: list[WebhookConfig], public_url: str = "",
+                 on_result: Callable[[dict[str, object]], None] | None = None) -> None:
+        self.store = store
+        self.webhooks = {w.name: w for w in webhooks}
+        self.public_url = public_url.rstrip("/")
+        self.on_result = on_result
+        self.stop_event = threading.Event()
+        self.wakeup = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
+        self.client = httpx.Client(follow_redirects=False)
+
+    def start(self) -> None:
+        """Start delivering."""
+        self.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the current delivery."""
+        self.stop_event.set()
+        self.wakeup.set()
+        self.thread.join(timeout)
+        self.client.close()
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            rows = self.store.outbox_due(time.time())
+            for row in rows:
+                if self.stop_event.is_set():
+                    break
+                self._deliver(row)
+            self.wakeup.wait(0.2 if rows else 1.0)
+            self.wakeup.clear()
+
+    def _deliver(self, row: dict[str, object]) -> None:
+        hook = self.webhooks.get(str(row["target"]))
+        attempts = int(row["attempts"]) + 1  # type: ignore[call-overload]
+        if hook is None:
+            self.store.outbox_result(int(row["id"]), False, f"no webhook named {row['target']}", dead=True)  # type: ignore[call-overload]
+            return
+        payload = dict(row["payload"])  # type: ignore[call-overload]
+        case_id = payload["case_id"]
+        payload["evidence"] = {k: f"{self.public_url}/api/cases/{case_id}/evidence/{k}" for k in ("snapshot", "clip")}
+        headers = {**hook.headers, "Idempotency-Key": str(row["idempotency_key"]), "Content-Type": "application/json"}
+        try:
+            resp = self.client.post(hook.url, json=payload, headers=headers, timeout=hook.timeout_s)
+            ok, error = 200 <= resp.status_code < 300, f"HTTP {resp.status_code}"
+        except httpx.HTTPError as exc:
+            ok, error = False, f"{type(exc).__name__}: {exc}"
+        dead = not ok and attempts >= hook.max_attempts
+        delay = min(hook.max_backoff_s, hook.backoff_s * 2 ** (attempts - 1))
+        self.store.outbox_result(int(row["id"]), ok, error, time.time() + delay, dead)  # type: ignore[call-overload]
+        if not ok:
+            log.warning("dispatch of case %s to %s failed (%s), attempt %d%s", case_id, hook.name, error, attempts,
+                        "; dead-lettered" if dead else f"; retry in {delay:.1f} s")
+        if self.on_result is not None:
+            self.on_result({"case_id": case_id, "target": hook.name, "ok": ok, "attempts": attempts, "dead": dead,
+                            "error": "" if ok else error})

@@ -1,0 +1,169 @@
+"""Service configuration (``streetwatch serve --config SERVICE.yaml``).
+
+The same strict YAML loading as the camera files (errors name file, line and
+field). Cameras use the batch camera schema, with a ``source`` URL. API tokens
+are never written in the file in clear: each comes from an environment
+variable or is given as its SHA-256; there is no default token, and the
+service refuses to start without one.
+
+Example:
+    server: {host: 127.0.0.1, port: 8080}
+    auth:
+      tokens:
+        - {name: admin, role: admin, env: STREETWATCH_ADMIN_TOKEN}
+    dispatch:
+      webhooks:
+        - {name: city-12319, url: "http://127.0.0.1:9000/cases"}
+    cameras:
+      - id: demo
+        source: out/demo/input/clips/street_000.mp4
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from models import DEFAULT_MODEL
+from pipelines.config import CameraConfig, ConfigError, RulesConfig, Strict, parse_config
+
+Role = Literal["viewer", "operator", "admin"]
+ROLE_RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
+
+
+class ServerConfig(Strict):
+    """Where the API listens."""
+
+    host: str = Field(default="127.0.0.1", description="Bind address; loopback by default.")
+    port: int = Field(default=8080, ge=1, le=65535)
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; none by default.")
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Largest accepted request body.")
+
+
+class ModelConfig(Strict):
+    """The shared detector."""
+
+    path: Path = Field(default=DEFAULT_MODEL)
+    conf: float = Field(default=0.25, ge=0, le=1)
+    threads: int = Field(default=0, ge=0, le=256, description="ONNX Runtime threads; 0 lets it decide.")
+    batch: int = Field(default=4, ge=1, le=64, description="Most frames of different cameras per detector call.")
+
+
+class StorageConfig(Strict):
+    """Where cases and evidence live."""
+
+    db: Path = Field(default=Path("out/service/cases.db"), description="SQLite file (WAL).")
+    evidence: Path = Field(default=Path("out/service/evidence"))
+
+
+class TokenConfig(Strict):
+    """One API token: from an environment variable, or known by its SHA-256 only."""
+
+    name: str = Field(min_length=1, max_length=64)
+    role: Role
+    env: str | None = Field(default=None, description="Environment variable holding the token.")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 (hex) of the token.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenConfig:
+        if (self.env is None) == (self.sha256 is None):
+            raise ValueError("give exactly one of 'env' or 'sha256'")
+        return self
+
+
+class AuthConfig(Strict):
+    """Bearer tokens with roles (viewer < operator < admin)."""
+
+    tokens: list[TokenConfig] = Field(default_factory=list)
+
+
+class WebhookConfig(Strict):
+    """A city-platform endpoint that receives each new case."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=5.0, gt=0, le=120)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    backoff_s: float = Field(default=2.0, gt=0, le=3600, description="First retry delay; doubles each time.")
+    max_backoff_s: float = Field(default=600.0, gt=0)
+
+
+class DispatchConfig(Strict):
+    """Dispatch of cases to the city case platform."""
+
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    public_url: str = Field(default="", description="Base URL put in front of evidence links in payloads.")
+
+
+class IngestConfig(Strict):
+    """Camera reading: reconnects and stall detection."""
+
+    open_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    read_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    backoff_s: float = Field(default=1.0, gt=0, le=60, description="First reconnect delay; doubles up to the max.")
+    max_backoff_s: float = Field(default=60.0, gt=0, le=3600)
+    stall_s: float = Field(default=5.0, gt=0, le=600, description="No frame for this long: the camera is stalled.")
+    queue: int = Field(default=2, ge=1, le=100, description="Frames waiting per camera; the oldest is dropped.")
+
+
+class ServiceConfig(Strict):
+    """The whole service file."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ServiceConfig:
+        ids = [c.id for c in self.cameras]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"duplicate camera ids {dup}")
+        for c in self.cameras:
+            if not c.source:
+                raise ValueError(f"camera {c.id} needs a source (rtsp://, http(s)://, or a file)")
+        return self
+
+
+def load_service_config(path: Path) -> ServiceConfig:
+    """Load and validate a service YAML file; relative paths resolve against the working directory."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    cfg: ServiceConfig = parse_config(text, str(path), ServiceConfig)
+    return cfg
+
+
+def resolve_tokens(cfg: AuthConfig, environ: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """Map SHA-256 of each usable token to ``(name, role)``.
+
+    Raises:
+        ConfigError: No token is usable (a service without auth never starts).
+    """
+    env = os.environ if environ is None else environ
+    out: dict[str, tuple[str, str]] = {}
+    missing = []
+    for t in cfg.tokens:
+        if t.env is not None:
+            value = env.get(t.env, "")
+            if len(value) < 16:
+                missing.append(f"{t.name} (set {t.env} to a secret of at least 16 characters)")
+                continue
+            out[hashlib.sha256(value.encode()).hexdigest()] = (t.name, t.role)
+        elif t.sha256 is not None:
+            out[t.sha256] = (t.name, t.role)
+    if not out:
+        hint = "; ".join(missing) or "add auth.tokens to the config"
+        raise ConfigError(f"no API token is configured: {hint}")
+    return out
