@@ -32,6 +32,7 @@ demo: $(STAMP)
 	@echo "Open $(DEMO)/report/report.html"
 
 test: $(TRAIN_STAMP)
+	bash scripts/install-test-services.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy detector pipelines datasets models service
 	$(BIN)/pytest -q

@@ -228,7 +228,7 @@ def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode,
                 count += 1
         if bad_packets:
             log.warning("%s: skipped %d corrupt packets", name, bad_packets)
-        if jumps:
+        if jumps and not live:  # live streams run on the wall clock; their PTS are not used
             log.warning("%s: %d timestamps went backwards or repeated; made monotonic", name, jumps)
         if count == 0:
             raise SourceError(f"{name}: no decodable video frames (corrupt or truncated)")

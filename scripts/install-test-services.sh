@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the tests' real services need, from Debian packages: GStreamer's RTSP server
+# (scripts/rtsp_server.py, run by the system python3 with python3-gi). Idempotent; needs root.
+set -euo pipefail
+if /usr/bin/python3 - <<'PY' 2>/dev/null
+import gi
+gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst, GstRtspServer
+Gst.init(None)
+assert all(Gst.ElementFactory.find(n) for n in ("qtdemux", "h264parse", "rtph264pay"))
+PY
+then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "install-test-services: not root; the RTSP tests will be skipped (CI installs them)" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null || true
+apt-get install -y -q --no-install-recommends python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad >/dev/null

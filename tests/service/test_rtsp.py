@@ -1,0 +1,108 @@
+"""A real RTSP server on 127.0.0.1 (GStreamer) read by the service; the server dies and comes back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from service.app import create_app
+from service.settings import ServiceConfig
+from tests.service.conftest import DATA, TOKENS, free_port, wait_for
+
+SERVER = Path(__file__).resolve().parents[2] / "scripts" / "rtsp_server.py"
+
+
+def gst_available() -> bool:
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0');"
+                            "from gi.repository import GstRtspServer"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+class RtspServer:
+    """scripts/rtsp_server.py in a subprocess."""
+
+    def __init__(self, clip: Path, port: int) -> None:
+        self.clip, self.port = clip, port
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["/usr/bin/python3", str(SERVER), "--file", str(self.clip), "--port",
+                                      str(self.port), "--path", "cam"], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("READY"), line
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/cam"
+
+
+@pytest.fixture()
+def rtsp(tmp_path: Path) -> Iterator[RtspServer]:
+    if not gst_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("GStreamer's RTSP server is required in CI (scripts/install-test-services.sh)")
+        pytest.skip("GStreamer RTSP server not installed (scripts/install-test-services.sh)")
+    server = RtspServer(DATA / "clips" / "reg_violations_b.mp4", free_port())
+    server.start()
+    yield server
+    server.kill()
+
+
+def test_rtsp_camera_survives_a_server_restart_without_losing_or_duplicating_cases(
+        rtsp: RtspServer, tmp_path: Path) -> None:
+    port = free_port()
+    cfg = ServiceConfig.model_validate({
+        "server": {"port": port},
+        "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "ADMIN_T"}]},
+        "storage": {"db": str(tmp_path / "cases.db"), "evidence": str(tmp_path / "evidence")},
+        "ingest": {"open_timeout_s": 5, "read_timeout_s": 3, "backoff_s": 0.5, "max_backoff_s": 2, "stall_s": 2},
+        "cameras": [{"id": "rtsp-cam", "source": rtsp.url,
+                     "zones": [{"id": "pavement", "polygon": [[0.44, 0.0], [1.0, 0.0], [1.0, 1.0], [0.74, 1.0]],
+                                "violations": ["street_stall", "garbage"]}]}],
+        "rules": {"dwell_s": {"street_stall": 2, "garbage": 2}, "gap_tolerance_s": 3},
+    })
+    app = create_app(cfg, environ=dict(TOKENS))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, 60, "server start")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                          headers={"Authorization": f"Bearer {TOKENS['ADMIN_T']}"}) as c:
+            def camera() -> dict:
+                cams: list[dict] = c.get("/api/cameras").json()
+                return cams[0]
+
+            wait_for(lambda: camera()["health"] == "live", 60, "live")
+            before = wait_for(lambda: (items := c.get("/api/cases").json()["items"]) and len(items) >= 1 and items,
+                              60, "a case")
+            rtsp.kill()
+            wait_for(lambda: camera()["health"] in ("stalled", "connecting", "failed"), 30, "camera down")
+            rtsp.start()
+            wait_for(lambda: camera()["health"] == "live" and camera()["reconnects"] >= 1, 60, "live again")
+            inferred = camera()["frames_inferred"]
+            wait_for(lambda: camera()["frames_inferred"] >= inferred + 16, 60, "8 s more of video")
+            after = c.get("/api/cases").json()["items"]
+            assert {x["id"] for x in before} <= {x["id"] for x in after}, "a reported case was lost"
+            kinds = [x["violation"] for x in after]
+            assert len(kinds) == len(set(kinds)), f"duplicated cases after the restart: {kinds}"
+            metrics = c.get("/metrics").text
+            assert 'streetwatch_reconnects_total{camera="rtsp-cam"}' in metrics
+    finally:
+        server.should_exit = True
+        thread.join(30)
