@@ -28,6 +28,7 @@ from detector.backends.base import DetectorBackend
 from pipelines.runner import CameraPipeline
 from pipelines.sinks.store import CaseStore
 from pipelines.sources import Frame, SourceError, open_stream, read_frames
+from service.schemas import DispatchPayload
 from service.settings import IngestConfig, WebhookConfig
 
 log = logging.getLogger(__name__)
@@ -272,9 +273,14 @@ class Dispatcher:
         if hook is None:
             self.store.outbox_result(int(row["id"]), False, f"no webhook named {row['target']}", dead=True)  # type: ignore[call-overload]
             return
-        payload = dict(row["payload"])  # type: ignore[call-overload]
-        case_id = payload["case_id"]
-        payload["evidence"] = {k: f"{self.public_url}/api/cases/{case_id}/evidence/{k}" for k in ("snapshot", "clip")}
+        raw = dict(row["payload"])  # type: ignore[call-overload]
+        case_id = raw["case_id"]
+        raw["evidence"] = {k: f"{self.public_url}/api/cases/{case_id}/evidence/{k}" for k in ("snapshot", "clip")}
+        try:  # the documented schema (docs/dispatch-payload.schema.json) is what goes out
+            payload = DispatchPayload.model_validate(raw).model_dump(mode="json")
+        except ValueError as exc:
+            self.store.outbox_result(int(row["id"]), False, f"invalid payload: {exc}", dead=True)  # type: ignore[call-overload]
+            return
         headers = {**hook.headers, "Idempotency-Key": str(row["idempotency_key"]), "Content-Type": "application/json"}
         try:
             resp = self.client.post(hook.url, json=payload, headers=headers, timeout=hook.timeout_s)

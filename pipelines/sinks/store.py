@@ -221,8 +221,9 @@ class CaseStore:
                     payload = {"case_id": case_id, "violation": event.violation, "camera": event.camera,
                                "zone": event.zone, "address": ctx.address,
                                "gps": list(ctx.gps) if ctx.gps else None, "source": source,
-                               "start_s": event.start_s, "confirmed_s": event.ts, "confidence": event.confidence,
-                               "registered_at": now, **(ctx.payload_extra or {})}
+                               "start_s": round(event.start_s, 3), "confirmed_s": round(event.ts, 3),
+                               "confidence": round(event.confidence, 4), "registered_at": now,
+                               **(ctx.payload_extra or {})}
                     db.execute("INSERT INTO outbox (case_id, target, idempotency_key, payload, created_at)"
                                " VALUES (?, ?, ?, ?, ?)",
                                (case_id, target, f"{case_id}:{target}", json.dumps(payload, ensure_ascii=False), now))

@@ -10,6 +10,7 @@ import pytest
 
 from pipelines.config import ConfigError
 from service.app import create_app
+from service.schemas import DispatchPayload
 from service.settings import ServiceConfig, resolve_tokens
 from tests.service.conftest import DATA, Service, wait_for
 
@@ -82,6 +83,7 @@ def test_webhook_retries_with_one_idempotency_key_then_dispatches(service: Servi
     attempts = [r for r in rec.requests if r["body"]["case_id"] == case_id]
     assert len({r["key"] for r in attempts}) == 1 and attempts[0]["key"] == f"{case_id}:city"
     body = delivered[0]["body"]
+    DispatchPayload.model_validate(body)  # what was sent follows the documented schema
     assert body["address"] == "No. 1 Test Rd" and body["evidence"]["snapshot"].endswith(
         f"/api/cases/{case_id}/evidence/snapshot")
     with service.client("OPER_T") as oper:
@@ -171,3 +173,8 @@ def test_no_token_no_service(tmp_path: Path) -> None:
         resolve_tokens(ServiceConfig().auth, environ={})
     with pytest.raises(ConfigError, match="at least 16"):
         resolve_tokens(cfg.auth, environ={"NOPE": "short"})
+
+
+def test_documented_payload_schema_is_current() -> None:
+    committed = json.loads((Path(__file__).resolve().parents[2] / "docs" / "dispatch-payload.schema.json").read_text())
+    assert committed == DispatchPayload.model_json_schema(), "regenerate: python -m service.schemas > docs/..."

@@ -1,0 +1,50 @@
+"""The JSON payload sent to the city case platform (documented as a JSON schema).
+
+``docs/dispatch-payload.schema.json`` is generated from :class:`DispatchPayload`
+(``python -m service.schemas > docs/dispatch-payload.schema.json``) and a test keeps
+the two equal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Evidence(BaseModel):
+    """Where the platform downloads the evidence (needs a viewer token)."""
+
+    snapshot: str = Field(description="URL of the JPEG snapshot with the violation boxed.")
+    clip: str = Field(description="URL of the H.264 MP4 clip.")
+
+
+class DispatchPayload(BaseModel):
+    """One case delivered to a webhook (HTTP POST, ``Idempotency-Key: <case_id>:<webhook>``)."""
+
+    model_config = ConfigDict(extra="forbid", title="streetwatch case dispatch")
+
+    case_id: str = Field(description="Stable case id; the same on every retry.")
+    violation: str = Field(description="street_stall, uncovered_truck, garbage, barbecue or overflowing_bin.")
+    camera: str = Field(description="Camera id.")
+    camera_name: str = Field(default="", description="Camera name.")
+    zone: str = Field(description="Zone id within the camera view.")
+    address: str = Field(description="Street address of the camera.")
+    gps: tuple[float, float] | None = Field(description="Latitude, longitude (WGS-84), when configured.")
+    source: str = Field(description="Stream URL or file the case was seen in.")
+    start_s: float = Field(description="When the violation was first seen, seconds on the camera's clock.")
+    confirmed_s: float = Field(description="When it was confirmed (the alert), seconds on the camera's clock.")
+    confidence: float = Field(ge=0, le=1, description="Best detection confidence.")
+    registered_at: str = Field(description="ISO 8601 UTC time the case was registered.")
+    description: str = Field(default="", description="Human-readable summary.")
+    evidence: Evidence
+
+
+def main() -> None:
+    """Print the JSON schema."""
+    sys.stdout.write(json.dumps(DispatchPayload.model_json_schema(), indent=1, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
