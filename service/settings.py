@@ -56,7 +56,8 @@ class ModelConfig(Strict):
 class StorageConfig(Strict):
     """Where cases and evidence live."""
 
-    db: Path = Field(default=Path("out/service/cases.db"), description="SQLite file (WAL).")
+    db: str = Field(default="out/service/cases.db",
+                    description="SQLite file (WAL), or a SQLAlchemy URL such as postgresql+psycopg://user@host/db.")
     evidence: Path = Field(default=Path("out/service/evidence"))
 
 

@@ -1,92 +1,30 @@
-"""The case store: SQLite in WAL mode with a versioned schema.
+"""The case store: SQLite (WAL) by default, PostgreSQL through a SQLAlchemy URL.
 
 A case is committed when its violation starts, before anything reports it, so
 a crash after an alert never loses the case. Updates and the end of a
 violation change the same row (keyed by the violation's place key), and each
 evidence file is a row of its own with its SHA-256.
 
-Schema changes are numbered migrations applied in order; the current version
-is kept in ``schema_version``.
+The schema is the same on both databases and is created and upgraded by the
+Alembic migrations in ``pipelines/sinks/migrations`` when the store opens.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from detector.events import ViolationEvent
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, text
+from sqlalchemy.pool import NullPool
 
-MIGRATIONS: list[str] = [
-    # 1: cases and their evidence
-    """
-    CREATE TABLE cases (
-        id TEXT PRIMARY KEY,
-        event_key TEXT NOT NULL UNIQUE,
-        violation TEXT NOT NULL,
-        source TEXT NOT NULL,
-        camera TEXT NOT NULL,
-        zone TEXT NOT NULL,
-        start_s REAL NOT NULL,
-        end_s REAL NOT NULL,
-        confirmed_s REAL NOT NULL,
-        confidence REAL NOT NULL,
-        box TEXT NOT NULL,
-        track_ids TEXT NOT NULL DEFAULT '[]',
-        active INTEGER NOT NULL DEFAULT 1,
-        state TEXT NOT NULL DEFAULT 'registered',
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX cases_camera ON cases(camera, violation);
-    CREATE TABLE evidence (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        case_id TEXT NOT NULL REFERENCES cases(id),
-        kind TEXT NOT NULL CHECK (kind IN ('snapshot', 'clip')),
-        path TEXT NOT NULL,
-        sha256 TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        UNIQUE (case_id, kind)
-    );
-    """,
-    # 2: the city case flow (history of state changes) and the dispatch outbox
-    """
-    ALTER TABLE cases ADD COLUMN address TEXT NOT NULL DEFAULT '';
-    ALTER TABLE cases ADD COLUMN lat REAL;
-    ALTER TABLE cases ADD COLUMN lon REAL;
-    CREATE INDEX cases_state ON cases(state, created_at);
-    CREATE TABLE case_history (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        case_id TEXT NOT NULL REFERENCES cases(id),
-        from_state TEXT,
-        to_state TEXT NOT NULL,
-        who TEXT NOT NULL,
-        note TEXT NOT NULL DEFAULT '',
-        at TEXT NOT NULL
-    );
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        case_id TEXT NOT NULL REFERENCES cases(id),
-        target TEXT NOT NULL,
-        idempotency_key TEXT NOT NULL UNIQUE,
-        payload TEXT NOT NULL,
-        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt REAL NOT NULL DEFAULT 0,
-        last_error TEXT NOT NULL DEFAULT '',
-        created_at TEXT NOT NULL,
-        delivered_at TEXT
-    );
-    CREATE INDEX outbox_due ON outbox(state, next_attempt);
-    """,
-]
+from detector.events import ViolationEvent
 
 #: The city case flow: allowed state changes (``rejected``: the operator says it is no violation).
 TRANSITIONS: dict[str, set[str]] = {
@@ -152,47 +90,78 @@ class Case:
         }
 
 
-class CaseStore:
-    """Cases and evidence in one SQLite database (thread-safe, WAL)."""
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+
+def database_url(target: Path | str) -> str:
+    """A SQLAlchemy URL for a store: a path means a SQLite file."""
+    if isinstance(target, str) and "://" in target:
+        return target
+    return f"sqlite:///{Path(target)}"
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _: Any) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's begin hook below issue BEGIN
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # writers queue up instead of failing mid-transaction
+
+    return engine
+
+
+class CaseStore:
+    """Cases, their history, evidence and dispatch outbox (thread-safe).
+
+    Args:
+        target: A SQLite file path, or a SQLAlchemy URL (``postgresql+psycopg://...``).
+    """
+
+    def __init__(self, target: Path | str) -> None:
+        url = database_url(target)
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = _sqlite_engine(url)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=5)
+        self.url = url
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
 
     def _migrate(self) -> None:
-        with self._tx() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM schema_version").fetchone()
-            version = row[0] if row else 0
-            if row is None:
-                db.execute("INSERT INTO schema_version VALUES (0)")
-            for i, sql in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in sql.split(";"):  # executescript would commit the open transaction
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute("UPDATE schema_version SET version = ?", (i,))
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
 
     @property
     def version(self) -> int:
-        """The schema version of the database."""
-        return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+        """The schema version (the Alembic revision number)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> Iterator[Connection]:
+        with self._lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
 
     def record(self, event: ViolationEvent, source: str, context: CaseContext | None = None) -> str:
         """Apply a lifecycle event; returns the case id (created on the first event of a place).
@@ -203,20 +172,25 @@ class CaseStore:
         key = f"{source}|{event.key}"
         now = _now()
         ctx = context or CaseContext()
+        active = 0 if event.state.value == "end" else 1
         with self._tx() as db:
-            row = db.execute("SELECT id FROM cases WHERE event_key = ?", (key,)).fetchone()
+            row = db.execute(text("SELECT id FROM cases WHERE event_key = :k"), {"k": key}).first()
             if row is None:
                 case_id = uuid.uuid4().hex[:16]
                 lat, lon = ctx.gps if ctx.gps else (None, None)
-                db.execute(
+                db.execute(text(
                     "INSERT INTO cases (id, event_key, violation, source, camera, zone, start_s, end_s, confirmed_s,"
-                    " confidence, box, track_ids, active, created_at, updated_at, address, lat, lon)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (case_id, key, event.violation, source, event.camera, event.zone, event.start_s, event.ts,
-                     event.ts, event.confidence, json.dumps(list(event.box)), json.dumps(list(event.track_ids)),
-                     0 if event.state.value == "end" else 1, now, now, ctx.address, lat, lon))
-                db.execute("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
-                           " VALUES (?, NULL, 'registered', 'system', 'violation confirmed', ?)", (case_id, now))
+                    " confidence, box, track_ids, active, state, created_at, updated_at, address, lat, lon)"
+                    " VALUES (:id, :key, :violation, :source, :camera, :zone, :start, :ts, :ts, :conf, :box, :tracks,"
+                    " :active, 'registered', :now, :now, :address, :lat, :lon)"),
+                    {"id": case_id, "key": key, "violation": event.violation, "source": source,
+                     "camera": event.camera, "zone": event.zone, "start": event.start_s, "ts": event.ts,
+                     "conf": event.confidence, "box": json.dumps(list(event.box)),
+                     "tracks": json.dumps(list(event.track_ids)), "active": active, "now": now,
+                     "address": ctx.address, "lat": lat, "lon": lon})
+                db.execute(text("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
+                                " VALUES (:c, NULL, 'registered', 'system', 'violation confirmed', :now)"),
+                           {"c": case_id, "now": now})
                 for target in ctx.targets:
                     payload = {"case_id": case_id, "violation": event.violation, "camera": event.camera,
                                "zone": event.zone, "address": ctx.address,
@@ -224,43 +198,53 @@ class CaseStore:
                                "start_s": round(event.start_s, 3), "confirmed_s": round(event.ts, 3),
                                "confidence": round(event.confidence, 4), "registered_at": now,
                                **(ctx.payload_extra or {})}
-                    db.execute("INSERT INTO outbox (case_id, target, idempotency_key, payload, created_at)"
-                               " VALUES (?, ?, ?, ?, ?)",
-                               (case_id, target, f"{case_id}:{target}", json.dumps(payload, ensure_ascii=False), now))
+                    db.execute(text("INSERT INTO outbox (case_id, target, idempotency_key, payload, state, attempts,"
+                                    " next_attempt, last_error, created_at)"
+                                    " VALUES (:c, :t, :k, :p, 'pending', 0, 0, '', :now)"),
+                               {"c": case_id, "t": target, "k": f"{case_id}:{target}",
+                                "p": json.dumps(payload, ensure_ascii=False), "now": now})
                 return case_id
             case_id = str(row[0])
-            db.execute(
-                "UPDATE cases SET end_s = MAX(end_s, ?), confidence = MAX(confidence, ?),"
-                " box = CASE WHEN ? > confidence THEN ? ELSE box END, track_ids = ?, active = ?, updated_at = ?"
-                " WHERE id = ?",
-                (event.ts, event.confidence, event.confidence, json.dumps(list(event.box)),
-                 json.dumps(list(event.track_ids)), 0 if event.state.value == "end" else 1, now, case_id))
+            db.execute(text(
+                "UPDATE cases SET end_s = CASE WHEN end_s > :ts THEN end_s ELSE :ts END,"
+                " box = CASE WHEN :conf > confidence THEN :box ELSE box END,"
+                " confidence = CASE WHEN :conf > confidence THEN :conf ELSE confidence END,"
+                " track_ids = :tracks, active = :active, updated_at = :now WHERE id = :id"),
+                {"ts": event.ts, "conf": event.confidence, "box": json.dumps(list(event.box)),
+                 "tracks": json.dumps(list(event.track_ids)), "active": active, "now": now, "id": case_id})
             return case_id
 
     def add_evidence(self, case_id: str, kind: str, path: str, sha256: str) -> None:
         """Record an evidence file of a case (replacing an earlier one of the same kind)."""
         with self._tx() as db:
-            db.execute("INSERT INTO evidence (case_id, kind, path, sha256, created_at) VALUES (?, ?, ?, ?, ?)"
-                       " ON CONFLICT (case_id, kind) DO UPDATE SET path = excluded.path,"
-                       " sha256 = excluded.sha256", (case_id, kind, path, sha256, _now()))
+            db.execute(text("INSERT INTO evidence (case_id, kind, path, sha256, created_at)"
+                            " VALUES (:c, :k, :p, :s, :now) ON CONFLICT (case_id, kind) DO UPDATE"
+                            " SET path = excluded.path, sha256 = excluded.sha256"),
+                       {"c": case_id, "k": kind, "p": path, "s": sha256, "now": _now()})
 
-    def cases(self, source: str | None = None, ids: list[str] | None = None) -> list[Case]:
+    def cases(self, source: str | None = None, ids: Sequence[str] | None = None) -> list[Case]:
         """Return stored cases, oldest first, optionally of one source or with the given ids."""
-        where, args = [], []
+        where: list[str] = []
+        args: dict[str, Any] = {}
         if source is not None:
-            where.append("source = ?")
-            args.append(source)
+            where.append("source = :source")
+            args["source"] = source
         if ids is not None:
-            where.append(f"id IN ({','.join('?' * len(ids))})")
-            args.extend(ids)
+            if not ids:
+                return []
+            where.append("id IN :ids")
+            args["ids"] = list(ids)
         cond = (" WHERE " + " AND ".join(where)) if where else ""
-        with self._lock:
-            q = ("SELECT id, violation, source, camera, zone, start_s, end_s, confirmed_s, confidence, box,"
-                 " track_ids, active, state, address, lat, lon, created_at FROM cases")
-            rows = self._db.execute(q + cond + " ORDER BY source, start_s, id", args).fetchall()
-            ev = self._db.execute("SELECT case_id, kind, path, sha256 FROM evidence" + (
-                f" WHERE case_id IN ({','.join('?' * len(ids))})" if ids is not None else ""),
-                ids if ids is not None else []).fetchall()
+        q = text("SELECT id, violation, source, camera, zone, start_s, end_s, confirmed_s, confidence, box,"
+                 " track_ids, active, state, address, lat, lon, created_at FROM cases" + cond +
+                 " ORDER BY source, start_s, id")
+        ev_q = text("SELECT case_id, kind, path, sha256 FROM evidence" + (" WHERE case_id IN :ids" if ids else ""))
+        if ids is not None:
+            q = q.bindparams(bindparam("ids", expanding=True))
+            ev_q = ev_q.bindparams(bindparam("ids", expanding=True))
+        with self._read() as db:
+            rows = db.execute(q, args).all()
+            ev = db.execute(ev_q, {"ids": list(ids)} if ids else {}).all()
         evidence: dict[str, dict[str, dict[str, str]]] = {}
         for case_id, kind, path, sha in ev:
             evidence.setdefault(case_id, {})[kind] = {"path": path, "sha256": sha}
@@ -273,22 +257,23 @@ class CaseStore:
               since: str | None = None, until: str | None = None, limit: int = 50, offset: int = 0
               ) -> tuple[int, list[Case]]:
         """Filter cases (newest first); returns the total count and one page."""
-        where, args = [], []
+        where, args = [], {}
         for col, val in (("camera", camera), ("violation", violation), ("state", state)):
             if val is not None:
-                where.append(f"{col} = ?")
-                args.append(val)
+                where.append(f"{col} = :{col}")
+                args[col] = val
         if since is not None:
-            where.append("created_at >= ?")
-            args.append(since)
+            where.append("created_at >= :since")
+            args["since"] = since
         if until is not None:
-            where.append("created_at < ?")
-            args.append(until)
+            where.append("created_at < :until")
+            args["until"] = until
         cond = (" WHERE " + " AND ".join(where)) if where else ""
-        with self._lock:
-            total = int(self._db.execute(f"SELECT COUNT(*) FROM cases{cond}", args).fetchone()[0])
-            ids = [r[0] for r in self._db.execute(
-                f"SELECT id FROM cases{cond} ORDER BY created_at DESC, id LIMIT ? OFFSET ?", [*args, limit, offset])]
+        with self._read() as db:
+            total = int(db.execute(text(f"SELECT COUNT(*) FROM cases{cond}"), args).scalar_one())
+            ids = [r[0] for r in db.execute(text(
+                f"SELECT id FROM cases{cond} ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset"),
+                {**args, "limit": limit, "offset": offset})]
         by_id = {c.id: c for c in self.cases(ids=ids)}
         return total, [by_id[i] for i in ids if i in by_id]
 
@@ -299,9 +284,9 @@ class CaseStore:
 
     def history(self, case_id: str) -> list[dict[str, Any]]:
         """State changes of a case, oldest first."""
-        with self._lock:
-            rows = self._db.execute("SELECT from_state, to_state, who, note, at FROM case_history WHERE case_id = ?"
-                                    " ORDER BY id", (case_id,)).fetchall()
+        with self._read() as db:
+            rows = db.execute(text("SELECT from_state, to_state, who, note, at FROM case_history WHERE case_id = :c"
+                                   " ORDER BY id"), {"c": case_id}).all()
         return [{"from": r[0], "to": r[1], "who": r[2], "note": r[3], "at": r[4]} for r in rows]
 
     def transition(self, case_id: str, to_state: str, who: str, note: str = "") -> Case:
@@ -312,27 +297,29 @@ class CaseStore:
             TransitionError: The flow does not allow it.
         """
         with self._tx() as db:
-            row = db.execute("SELECT state FROM cases WHERE id = ?", (case_id,)).fetchone()
-            if row is None:
+            current = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar()
+            if current is None:
                 raise KeyError(case_id)
-            current = str(row[0])
             if to_state not in TRANSITIONS.get(current, set()):
                 raise TransitionError(f"case {case_id} is {current}; it cannot become {to_state}"
                                       f" (allowed: {', '.join(sorted(TRANSITIONS.get(current, set()))) or 'none'})")
             now = _now()
-            db.execute("UPDATE cases SET state = ?, updated_at = ? WHERE id = ?", (to_state, now, case_id))
-            db.execute("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
-                       " VALUES (?, ?, ?, ?, ?, ?)", (case_id, current, to_state, who, note, now))
+            db.execute(text("UPDATE cases SET state = :s, updated_at = :now WHERE id = :c"),
+                       {"s": to_state, "now": now, "c": case_id})
+            db.execute(text("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
+                            " VALUES (:c, :f, :t, :w, :n, :now)"),
+                       {"c": case_id, "f": current, "t": to_state, "w": who, "n": note, "now": now})
         case = self.get(case_id)
         assert case is not None
         return case
 
     def outbox_due(self, now: float, limit: int = 20) -> list[dict[str, Any]]:
         """Pending outbox rows whose next attempt is due."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(text(
                 "SELECT id, case_id, target, idempotency_key, payload, attempts FROM outbox"
-                " WHERE state = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?", (now, limit)).fetchall()
+                " WHERE state = 'pending' AND next_attempt <= :now ORDER BY id LIMIT :limit"),
+                {"now": now, "limit": limit}).all()
         return [{"id": r[0], "case_id": r[1], "target": r[2], "idempotency_key": r[3],
                  "payload": json.loads(r[4]), "attempts": r[5]} for r in rows]
 
@@ -342,32 +329,34 @@ class CaseStore:
         now = _now()
         with self._tx() as db:
             if ok:
-                db.execute("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?,"
-                           " last_error = '' WHERE id = ?", (now, row_id))
-                case_id = db.execute("SELECT case_id FROM outbox WHERE id = ?", (row_id,)).fetchone()[0]
-                state = db.execute("SELECT state FROM cases WHERE id = ?", (case_id,)).fetchone()[0]
+                db.execute(text("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = :now,"
+                                " last_error = '' WHERE id = :id"), {"now": now, "id": row_id})
+                case_id = db.execute(text("SELECT case_id FROM outbox WHERE id = :id"), {"id": row_id}).scalar_one()
+                state = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar_one()
                 if state == "registered":
-                    db.execute("UPDATE cases SET state = 'dispatched', updated_at = ? WHERE id = ?", (now, case_id))
-                    db.execute("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
-                               " VALUES (?, 'registered', 'dispatched', 'system:dispatcher', 'delivered', ?)",
-                               (case_id, now))
+                    db.execute(text("UPDATE cases SET state = 'dispatched', updated_at = :now WHERE id = :c"),
+                               {"now": now, "c": case_id})
+                    db.execute(text("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
+                                    " VALUES (:c, 'registered', 'dispatched', 'system:dispatcher', 'delivered', :now)"),
+                               {"c": case_id, "now": now})
             else:
-                db.execute("UPDATE outbox SET state = ?, attempts = attempts + 1, next_attempt = ?, last_error = ?"
-                           " WHERE id = ?", ("dead" if dead else "pending", next_attempt, error[:500], row_id))
+                db.execute(text("UPDATE outbox SET state = :s, attempts = attempts + 1, next_attempt = :n,"
+                                " last_error = :e WHERE id = :id"),
+                           {"s": "dead" if dead else "pending", "n": next_attempt, "e": error[:500], "id": row_id})
 
     def outbox(self, state: str | None = None, case_id: str | None = None) -> list[dict[str, Any]]:
         """Outbox rows (for the API), optionally filtered."""
-        where, args = [], []
+        where, args = [], {}
         if state:
-            where.append("state = ?")
-            args.append(state)
+            where.append("state = :state")
+            args["state"] = state
         if case_id:
-            where.append("case_id = ?")
-            args.append(case_id)
+            where.append("case_id = :case_id")
+            args["case_id"] = case_id
         cond = (" WHERE " + " AND ".join(where)) if where else ""
-        with self._lock:
-            rows = self._db.execute("SELECT id, case_id, target, idempotency_key, state, attempts, last_error,"
-                                    f" created_at, delivered_at FROM outbox{cond} ORDER BY id", args).fetchall()
+        with self._read() as db:
+            rows = db.execute(text("SELECT id, case_id, target, idempotency_key, state, attempts, last_error,"
+                                   f" created_at, delivered_at FROM outbox{cond} ORDER BY id"), args).all()
         keys = ("id", "case_id", "target", "idempotency_key", "state", "attempts", "last_error", "created_at",
                 "delivered_at")
         return [dict(zip(keys, r, strict=True)) for r in rows]
@@ -375,18 +364,17 @@ class CaseStore:
     def retry_dead(self, row_id: int) -> bool:
         """Put a dead-lettered row back in the queue; returns whether it was dead."""
         with self._tx() as db:
-            cur = db.execute("UPDATE outbox SET state = 'pending', next_attempt = 0 WHERE id = ? AND state = 'dead'",
-                             (row_id,))
-            return cur.rowcount > 0
+            cur = db.execute(text("UPDATE outbox SET state = 'pending', next_attempt = 0"
+                                  " WHERE id = :id AND state = 'dead'"), {"id": row_id})
+            return bool(cur.rowcount)
 
     def counts(self) -> dict[str, Any]:
         """Cases by violation and state, and the outbox backlog (for metrics)."""
-        with self._lock:
-            by = self._db.execute("SELECT violation, state, COUNT(*) FROM cases GROUP BY violation, state").fetchall()
-            ob = self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
-        return {"cases": [(v, s, n) for v, s, n in by], "outbox": dict(ob)}
+        with self._read() as db:
+            by = db.execute(text("SELECT violation, state, COUNT(*) FROM cases GROUP BY violation, state")).all()
+            ob = db.execute(text("SELECT state, COUNT(*) FROM outbox GROUP BY state")).all()
+        return {"cases": [(v, s, int(n)) for v, s, n in by], "outbox": {s: int(n) for s, n in ob}}
 
     def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._db.close()
+        """Release the database connections."""
+        self.engine.dispose()

@@ -1,0 +1,76 @@
+"""The same case store on SQLite and on a real PostgreSQL server (schema from the Alembic migrations)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from detector.events import EventState, ViolationEvent
+from pipelines.sinks.store import CaseContext, CaseStore, TransitionError
+from tests.pg import postgres_cluster
+from tests.service.conftest import free_port
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    with postgres_cluster(free_port()) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CaseStore]:
+    if request.param == "sqlite":
+        s = CaseStore(tmp_path / "cases.db")
+    else:
+        url = request.getfixturevalue("pg_url")
+        s = CaseStore(url)
+        with s.engine.begin() as c:  # a clean slate per test, schema kept
+            c.execute(text("TRUNCATE outbox, case_history, evidence, cases"))
+    yield s
+    s.close()
+
+
+def ev(state: EventState, ts: float, conf: float = 0.6, key: str = "cam:z:garbage:1") -> ViolationEvent:
+    return ViolationEvent(state=state, key=key, camera="cam", zone="z", violation="garbage", start_s=1.0, ts=ts,
+                          confidence=conf, box=(10, 20, 30, 40), best_ts=ts, track_ids=(3,))
+
+
+def test_schema_version_and_lifecycle(store: CaseStore) -> None:
+    assert store.version == 2
+    ctx = CaseContext(address="No. 8", gps=(30.1, 120.2), targets=("city",))
+    cid = store.record(ev(EventState.START, 5.0), "a.mp4", ctx)
+    assert store.record(ev(EventState.UPDATE, 9.0, conf=0.9), "a.mp4", ctx) == cid
+    assert store.record(ev(EventState.END, 12.0), "a.mp4", ctx) == cid
+    store.add_evidence(cid, "snapshot", "e/x.jpg", "ab" * 32)
+    store.add_evidence(cid, "snapshot", "e/y.jpg", "cd" * 32)
+    c = store.get(cid)
+    assert c is not None
+    assert (c.start_s, c.confirmed_s, c.end_s, c.confidence, c.active) == (1.0, 5.0, 12.0, 0.9, False)
+    assert c.evidence == {"snapshot": {"path": "e/y.jpg", "sha256": "cd" * 32}}
+    assert c.address == "No. 8" and c.gps == (30.1, 120.2)
+    total, page = store.query(violation="garbage", limit=10)
+    assert total == 1 and page[0].id == cid
+    assert store.query(camera="other")[0] == 0
+
+
+def test_flow_outbox_and_dead_letters(store: CaseStore) -> None:
+    cid = store.record(ev(EventState.START, 5.0), "a.mp4", CaseContext(targets=("city", "backup")))
+    due = store.outbox_due(time.time())
+    assert [(r["target"], r["idempotency_key"]) for r in due] == [("city", f"{cid}:city"),
+                                                                  ("backup", f"{cid}:backup")]
+    store.outbox_result(due[1]["id"], False, "HTTP 500", next_attempt=time.time() + 60, dead=True)
+    store.outbox_result(due[0]["id"], True)
+    assert store.get(cid).state == "dispatched"  # type: ignore[union-attr]
+    assert [r["state"] for r in store.outbox(case_id=cid)] == ["delivered", "dead"]
+    assert store.retry_dead(due[1]["id"]) and not store.retry_dead(due[1]["id"])
+    store.transition(cid, "handled", "oper", "gone")
+    with pytest.raises(TransitionError, match="cannot become dispatched"):
+        store.transition(cid, "dispatched", "oper")
+    with pytest.raises(KeyError):
+        store.transition("nope", "closed", "oper")
+    assert [h["to"] for h in store.history(cid)] == ["registered", "dispatched", "handled"]
+    assert store.counts() == {"cases": [("garbage", "handled", 1)], "outbox": {"delivered": 1, "pending": 1}}
