@@ -7,7 +7,7 @@ DEMO := out/demo
 
 export YOLO_OFFLINE := 1
 
-.PHONY: demo test lint setup setup-train test-slow clean
+.PHONY: demo test lint setup setup-train test-slow bench-live clean
 
 TRAIN_STAMP := $(VENV)/.installed-train
 
@@ -39,6 +39,12 @@ test: $(TRAIN_STAMP)
 
 test-slow: $(TRAIN_STAMP)
 	$(BIN)/pytest -q -m slow
+
+# Live streams held by one machine (RTSP on loopback into serve); writes bench/results/live.json.
+bench-live: $(TRAIN_STAMP)
+	bash scripts/install-test-services.sh
+	$(BIN)/streetwatch synth --out out/bench --clips 1 --clip-seconds 60 --fps 25
+	$(BIN)/python bench/live.py --clip out/bench/clips/street_000.mp4 --streams 4 8 12 16 --seconds 40
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -91,9 +91,17 @@ class CameraPipeline:
         self._last_ts = 0.0
         self.last_detections = Detections.empty()
 
-    def wants(self, ts: float) -> bool:
-        """Whether the frame at ``ts`` should go to the detector (time-based sampling)."""
-        return ts + 1e-6 >= self._next_infer
+    def sample(self, ts: float) -> bool:
+        """Whether the frame at ``ts`` goes to the detector (time-based sampling at ``detect_fps``).
+
+        A ``True`` claims the slot at once, so frames decoded while this one waits for the
+        detector are not sampled too.
+        """
+        with self.lock:
+            if ts + 1e-6 < self._next_infer:
+                return False
+            self._next_infer = ts + 1.0 / self.camera.detect_fps
+            return True
 
     def observe(self, frame: Frame) -> None:
         """Account for a decoded frame and buffer it for evidence."""
@@ -114,7 +122,6 @@ class CameraPipeline:
             return self._handle(frame, detections)
 
     def _handle(self, frame: Frame, detections: Detections) -> list[ViolationEvent]:
-        self._next_infer = frame.ts + 1.0 / self.camera.detect_fps
         self.stats.frames_inferred += 1
         for c in detections.class_id:
             name = self.names[int(c)] if int(c) < len(self.names) else str(c)
@@ -189,7 +196,7 @@ def run_source(path: Path, pipeline: CameraPipeline, backend: DetectorBackend, m
             stats.decode_s += time.perf_counter() - t_dec
             pipeline.observe(frame)
             det = None
-            if pipeline.wants(frame.ts):
+            if pipeline.sample(frame.ts):
                 t0 = time.perf_counter()
                 det = backend.detect([frame.image])[0]
                 stats.infer_s += time.perf_counter() - t0

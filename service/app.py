@@ -84,7 +84,9 @@ class Runtime:
 
     def _on_event(self, camera: CameraConfig) -> Callable[[ViolationEvent, str], None]:
         def publish(ev: ViolationEvent, case_id: str) -> None:
+            worker = self.engine.workers.get(camera.id)
             self.bus.publish("violation", {
+                "ts_wall": round(worker.clock_epoch + ev.ts, 3) if worker is not None else None,
                 "state": ev.state.value, "case_id": case_id, "camera": ev.camera, "zone": ev.zone,
                 "violation": ev.violation, "start_s": round(ev.start_s, 3), "ts": round(ev.ts, 3),
                 "confidence": round(ev.confidence, 4), "box": [round(v, 1) for v in ev.box],

@@ -82,6 +82,7 @@ class CameraWorker:
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
         self._t0 = time.monotonic()
+        self.clock_epoch = time.time()  # wall time of the camera clock's zero (live streams)
         self.is_file = "://" not in self.source
         self.paced_seconds = 0.0
 
@@ -149,7 +150,7 @@ class CameraWorker:
                     failures = 0
                     self._set_health("live")
                     self.pipeline.observe(frame)
-                    if self.pipeline.wants(frame.ts):
+                    if self.pipeline.sample(frame.ts):
                         with self.queue_lock:
                             if len(self.queue) == self.queue.maxlen:
                                 self.stats.frames_dropped += 1
