@@ -32,7 +32,7 @@ def mjpeg_url() -> Iterator[str]:
     jpegs = [cv2.imencode(".jpg", f.image)[1].tobytes() for f in read_frames(CLIP) if f.index < 30]
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
             self.end_headers()
@@ -89,8 +89,8 @@ def test_camera_worker_goes_live_on_mjpeg_and_samples_in_time(mjpeg_url: str, tm
     cam = CameraConfig(id="mjpeg", source=mjpeg_url, detect_fps=2)
     pipeline = CameraPipeline(cam, RuleSettings(), list(CANONICAL_LABELS), CaseStore(tmp_path / "c.db"), mjpeg_url)
     health: list[str] = []
-    worker = CameraWorker("mjpeg", mjpeg_url, "all", pipeline, IngestConfig(queue=100), lambda c, s, d: health.append(s),
-                          threading.Event())
+    worker = CameraWorker("mjpeg", mjpeg_url, "all", pipeline, IngestConfig(queue=100),
+                          lambda c, s, d: health.append(s), threading.Event())
     worker.start()
     try:
         wait_for(lambda: worker.stats.frames_queued >= 4, 30, "four sampled frames")
