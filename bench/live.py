@@ -20,18 +20,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import psutil
-import uvicorn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.app import create_app  # noqa: E402
 from service.settings import ServiceConfig  # noqa: E402
-from tests.service.conftest import free_port, wait_for  # noqa: E402
+from tests.service.conftest import free_port, running_service, wait_for  # noqa: E402
 
 log = logging.getLogger("bench.live")
 TOKEN = "bench-admin-token-0123456789"
@@ -57,10 +56,6 @@ def run_once(clip: Path, n: int, seconds: float, tmp: Path) -> dict[str, object]
                     for i, p in enumerate(ports)],
         "rules": {"dwell_s": {"street_stall": 3, "garbage": 3, "barbecue": 3}, "gap_tolerance_s": 5},
     })
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg, environ={"BENCH_T": TOKEN}), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     latencies: list[float] = []
     stop = threading.Event()
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -79,44 +74,49 @@ def run_once(clip: Path, n: int, seconds: float, tmp: Path) -> dict[str, object]
                     if d["state"] == "start" and d.get("ts_wall"):
                         latencies.append(time.time() - d["ts_wall"])
     try:
-        wait_for(lambda: server.started, 60, "server")
-        threading.Thread(target=listen, daemon=True).start()
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30)
-        wait_for(lambda: all(c["health"] == "live" for c in client.get("/api/cameras").json()), 120, "all live")
-        time.sleep(5)  # warm-up
-        proc = psutil.Process(os.getpid())
-        before = {c["id"]: c for c in client.get("/api/cameras").json()}
-        t0 = time.time()
-        rss = []
-        while time.time() - t0 < seconds:
-            rss.append(proc.memory_info().rss / 2**20)
-            time.sleep(1)
-        after = {c["id"]: c for c in client.get("/api/cameras").json()}
-        dt = time.time() - t0
-        fps = [(after[k]["frames_decoded"] - before[k]["frames_decoded"]) / dt for k in after]
-        inferred = sum(after[k]["frames_inferred"] - before[k]["frames_inferred"] for k in after)
-        dropped = sum(after[k]["frames_dropped"] - before[k]["frames_dropped"] for k in after)
-        queued = inferred + dropped
-        p95: float | None = None
-        if latencies:
-            p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 2 else latencies[0]
-        result = {"streams": n, "window_s": round(dt, 1), "decode_fps_min": round(min(fps), 2),
-                  "decode_fps_median": round(statistics.median(fps), 2), "inferred_per_s": round(inferred / dt, 2),
-                  "dropped_share": round(dropped / queued, 4) if queued else 0.0, "alerts": len(latencies),
-                  "alert_latency_p95_s": round(p95, 3) if p95 is not None else None,
-                  "alert_latency_median_s": round(statistics.median(latencies), 3) if latencies else None,
-                  "rss_mb_max": round(max(rss), 1), "rss_mb_per_stream": round(max(rss) / n, 1),
-                  "reconnects": sum(after[k]["reconnects"] for k in after)}
-        result["held"] = bool(result["decode_fps_min"] >= 24 and result["dropped_share"] < 0.01  # type: ignore[operator]
-                              and p95 is not None and p95 <= 3.0)
-        client.close()
-        return result
+        with running_service(cfg, {"BENCH_T": TOKEN}):
+            return measure(port, n, seconds, latencies, listen)
     finally:
         stop.set()
-        server.should_exit = True
-        thread.join(60)
         for s in servers:
             s.kill()
+
+
+def measure(port: int, n: int, seconds: float, latencies: list[float], listen: Callable[[], None]
+            ) -> dict[str, object]:
+    """Warm up, then sample the cameras' counters and RSS over ``seconds``."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    threading.Thread(target=listen, daemon=True).start()
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30)
+    wait_for(lambda: all(c["health"] == "live" for c in client.get("/api/cameras").json()), 120, "all live")
+    time.sleep(5)  # warm-up
+    proc = psutil.Process(os.getpid())
+    before = {c["id"]: c for c in client.get("/api/cameras").json()}
+    t0 = time.time()
+    rss = []
+    while time.time() - t0 < seconds:
+        rss.append(proc.memory_info().rss / 2**20)
+        time.sleep(1)
+    after = {c["id"]: c for c in client.get("/api/cameras").json()}
+    dt = time.time() - t0
+    fps = [(after[k]["frames_decoded"] - before[k]["frames_decoded"]) / dt for k in after]
+    inferred = sum(after[k]["frames_inferred"] - before[k]["frames_inferred"] for k in after)
+    dropped = sum(after[k]["frames_dropped"] - before[k]["frames_dropped"] for k in after)
+    queued = inferred + dropped
+    p95: float | None = None
+    if latencies:
+        p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 2 else latencies[0]
+    result = {"streams": n, "window_s": round(dt, 1), "decode_fps_min": round(min(fps), 2),
+              "decode_fps_median": round(statistics.median(fps), 2), "inferred_per_s": round(inferred / dt, 2),
+              "dropped_share": round(dropped / queued, 4) if queued else 0.0, "alerts": len(latencies),
+              "alert_latency_p95_s": round(p95, 3) if p95 is not None else None,
+              "alert_latency_median_s": round(statistics.median(latencies), 3) if latencies else None,
+              "rss_mb_max": round(max(rss), 1), "rss_mb_per_stream": round(max(rss) / n, 1),
+              "reconnects": sum(after[k]["reconnects"] for k in after)}
+    result["held"] = bool(result["decode_fps_min"] >= 24 and result["dropped_share"] < 0.01  # type: ignore[operator]
+                          and p95 is not None and p95 <= 3.0)
+    client.close()
+    return result
 
 
 def main() -> int:

@@ -172,29 +172,39 @@ class CameraWorker:
         self._set_health("stopped")
 
 
-class InferenceEngine:
+class BackgroundLoop:
+    """A daemon thread running ``_run`` until stopped; ``wakeup`` cuts its waits short."""
+
+    def __init__(self, name: str) -> None:
+        self.wakeup = threading.Event()
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start the thread."""
+        self.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the current unit of work."""
+        self.stop_event.set()
+        self.wakeup.set()
+        self.thread.join(timeout)
+
+
+class InferenceEngine(BackgroundLoop):
     """One detector shared by all cameras, batching their frames."""
 
     def __init__(self, backend: DetectorBackend, batch: int) -> None:
+        super().__init__("inference")
         self.backend = backend
         self.batch = batch
         self.workers: dict[str, CameraWorker] = {}
         self.lock = threading.Lock()
-        self.wakeup = threading.Event()
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self.batches = 0
         self.errors = 0
-
-    def start(self) -> None:
-        """Start the inference thread."""
-        self.thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the current batch."""
-        self.stop_event.set()
-        self.wakeup.set()
-        self.thread.join(timeout)
 
     def _collect(self) -> list[tuple[CameraWorker, Frame]]:
         with self.lock:
@@ -233,29 +243,21 @@ class InferenceEngine:
                     log.exception("camera %s: pipeline failed: %s", w.camera_id, exc)
 
 
-class Dispatcher:
+class Dispatcher(BackgroundLoop):
     """Delivers outbox rows to webhooks until delivered or dead-lettered."""
 
     def __init__(self, store: CaseStore, webhooks: list[WebhookConfig], public_url: str = "",
                  on_result: Callable[[dict[str, object]], None] | None = None) -> None:
+        super().__init__("dispatcher")
         self.store = store
         self.webhooks = {w.name: w for w in webhooks}
         self.public_url = public_url.rstrip("/")
         self.on_result = on_result
-        self.stop_event = threading.Event()
-        self.wakeup = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
         self.client = httpx.Client(follow_redirects=False)
 
-    def start(self) -> None:
-        """Start delivering."""
-        self.thread.start()
-
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the current delivery."""
-        self.stop_event.set()
-        self.wakeup.set()
-        self.thread.join(timeout)
+        """Stop after the current delivery and close the HTTP client."""
+        super().stop(timeout)
         self.client.close()
 
     def _run(self) -> None:

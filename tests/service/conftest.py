@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -71,6 +72,21 @@ class Receiver:
         self.server.shutdown()
 
 
+@contextmanager
+def running_service(cfg: ServiceConfig, environ: dict[str, str] | None = None) -> Iterator[str]:
+    """Run the service with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+    app = create_app(cfg, environ=dict(TOKENS) if environ is None else environ)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=cfg.server.port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, 60, "server start")
+        yield f"http://127.0.0.1:{cfg.server.port}"
+    finally:
+        server.should_exit = True
+        thread.join(60)
+
+
 @dataclass
 class Service:
     url: str
@@ -105,13 +121,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
                                 "violations": ["street_stall", "garbage"]}]}],
         "rules": {"dwell_s": {"street_stall": 2, "garbage": 2}, "gap_tolerance_s": 3},
     })
-    app = create_app(cfg, environ=dict(TOKENS))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 60, "server start")
-    yield Service(f"http://127.0.0.1:{port}", cfg, ok, dead)
-    server.should_exit = True
-    thread.join(30)
+    with running_service(cfg) as url:
+        yield Service(url, cfg, ok, dead)
     ok.stop()
     dead.stop()

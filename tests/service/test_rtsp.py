@@ -5,17 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from service.app import create_app
 from service.settings import ServiceConfig
-from tests.service.conftest import DATA, TOKENS, free_port, wait_for
+from tests.service.conftest import DATA, TOKENS, free_port, running_service, wait_for
 
 SERVER = Path(__file__).resolve().parents[2] / "scripts" / "rtsp_server.py"
 
@@ -65,9 +62,8 @@ def rtsp(tmp_path: Path) -> Iterator[RtspServer]:
 
 def test_rtsp_camera_survives_a_server_restart_without_losing_or_duplicating_cases(
         rtsp: RtspServer, tmp_path: Path) -> None:
-    port = free_port()
     cfg = ServiceConfig.model_validate({
-        "server": {"port": port},
+        "server": {"port": free_port()},
         "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "ADMIN_T"}]},
         "storage": {"db": str(tmp_path / "cases.db"), "evidence": str(tmp_path / "evidence")},
         "ingest": {"open_timeout_s": 5, "read_timeout_s": 3, "backoff_s": 0.5, "max_backoff_s": 2, "stall_s": 2},
@@ -76,33 +72,26 @@ def test_rtsp_camera_survives_a_server_restart_without_losing_or_duplicating_cas
                                 "violations": ["street_stall", "garbage"]}]}],
         "rules": {"dwell_s": {"street_stall": 2, "garbage": 2}, "gap_tolerance_s": 3},
     })
-    app = create_app(cfg, environ=dict(TOKENS))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, 60, "server start")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                          headers={"Authorization": f"Bearer {TOKENS['ADMIN_T']}"}) as c:
-            def camera() -> dict:
-                cams: list[dict] = c.get("/api/cameras").json()
-                return cams[0]
+    headers = {"Authorization": f"Bearer {TOKENS['ADMIN_T']}"}
+    with running_service(cfg) as url, httpx.Client(base_url=url, timeout=30, headers=headers) as c:
+        def camera() -> dict:
+            cams: list[dict] = c.get("/api/cameras").json()
+            return cams[0]
 
-            wait_for(lambda: camera()["health"] == "live", 60, "live")
-            before = wait_for(lambda: (items := c.get("/api/cases").json()["items"]) and len(items) >= 1 and items,
-                              60, "a case")
-            rtsp.kill()
-            wait_for(lambda: camera()["health"] in ("stalled", "connecting", "failed"), 30, "camera down")
-            rtsp.start()
-            wait_for(lambda: camera()["health"] == "live" and camera()["reconnects"] >= 1, 60, "live again")
-            inferred = camera()["frames_inferred"]
-            wait_for(lambda: camera()["frames_inferred"] >= inferred + 16, 60, "8 s more of video")
-            after = c.get("/api/cases").json()["items"]
-            assert {x["id"] for x in before} <= {x["id"] for x in after}, "a reported case was lost"
-            kinds = [x["violation"] for x in after]
-            assert len(kinds) == len(set(kinds)), f"duplicated cases after the restart: {kinds}"
-            metrics = c.get("/metrics").text
-            assert 'streetwatch_reconnects_total{camera="rtsp-cam"}' in metrics
-    finally:
-        server.should_exit = True
-        thread.join(30)
+        def some_cases() -> list[dict] | None:
+            items: list[dict] = c.get("/api/cases").json()["items"]
+            return items or None
+
+        wait_for(lambda: camera()["health"] == "live", 60, "live")
+        before = wait_for(some_cases, 60, "a case")
+        rtsp.kill()
+        wait_for(lambda: camera()["health"] in ("stalled", "connecting", "failed"), 30, "camera down")
+        rtsp.start()
+        wait_for(lambda: camera()["health"] == "live" and camera()["reconnects"] >= 1, 60, "live again")
+        inferred = camera()["frames_inferred"]
+        wait_for(lambda: camera()["frames_inferred"] >= inferred + 16, 60, "8 s more of video")
+        after = c.get("/api/cases").json()["items"]
+        assert {x["id"] for x in before} <= {x["id"] for x in after}, "a reported case was lost"
+        kinds = [x["violation"] for x in after]
+        assert len(kinds) == len(set(kinds)), f"duplicated cases after the restart: {kinds}"
+        assert 'streetwatch_reconnects_total{camera="rtsp-cam"}' in c.get("/metrics").text
