@@ -20,6 +20,7 @@ All times are the source's timestamps in seconds; nothing counts frames.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,6 +131,8 @@ class ViolationRules:
         self.settings = settings or RuleSettings()
         self._places: list[_Place] = []
         self._counter = 0
+        # Keys must never collide with an earlier run's (a restarted service shares the case store).
+        self._session = uuid.uuid4().hex[:8]
 
     def dwell(self, zone: ZoneSpec, violation: str) -> float:
         """Return the dwell time of a violation in a zone (zone override, then settings)."""
@@ -200,7 +203,7 @@ class ViolationRules:
                         continue
                     self._counter += 1
                     cx, cy = (box[0] + box[2]) / 2 / max(width, 1), (box[1] + box[3]) / 2 / max(height, 1)
-                    key = f"{self.camera}:{zone.id}:{violation}:{self._counter}@{cx:.2f},{cy:.2f}"
+                    key = f"{self.camera}:{zone.id}:{violation}:{self._session}-{self._counter}@{cx:.2f},{cy:.2f}"
                     place = _Place(key=key, zone=zone.id, violation=violation, box=np.asarray(box, np.float32),
                                    first_seen=ts, present_since=ts, last_seen=ts, best_conf=conf, best_box=box,
                                    best_ts=ts)

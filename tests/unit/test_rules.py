@@ -152,3 +152,9 @@ def test_finish_ends_active_violations() -> None:
     feed(r, [(float(t), [(*PILE, 0.8, "garbage")], [1]) for t in range(0, 12)])
     ev = r.finish(11.0)
     assert states(ev) == ["end"] and ev[0].ts == 11.0
+
+
+def test_keys_of_a_restarted_camera_never_collide_with_earlier_runs() -> None:
+    frames = [(float(t), [(*PILE, 0.8, "garbage")], [1]) for t in range(0, 12)]
+    first, second = feed(rules(), frames), feed(rules(), frames)
+    assert first[0].key != second[0].key  # the store keys cases by it: a restart must not reopen old cases
