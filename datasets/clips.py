@@ -43,7 +43,14 @@ class Actor:
     speed: float = 0.0  # metres per second along -Y (towards the camera) for trucks
 
 
-def _build(actor: Actor, rng: np.random.Generator, y: float) -> list[Obj]:
+def _build(actor: Actor, rng: np.random.Generator, y: float, seed: int) -> list[Obj]:
+    objs = _build_objects(actor, rng, y)
+    for i, o in enumerate(objs):
+        o.seed = seed + i
+    return objs
+
+
+def _build_objects(actor: Actor, rng: np.random.Generator, y: float) -> list[Obj]:
     if actor.kind == "street_stall":
         return street_stall(rng, actor.x, y)
     if actor.kind == "garbage":
@@ -111,9 +118,8 @@ def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: in
                 layer = bg.copy()
                 objs: list[Obj] = []
                 for k in sorted(present):
-                    built = _build(script[k], np.random.default_rng(seeds[k]), script[k].y)
-                    objs += built
-                static_boxes = draw_objects(layer, cam, objs, rng)
+                    objs += _build(script[k], np.random.default_rng(seeds[k]), script[k].y, seeds[k])
+                static_boxes = draw_objects(layer, cam, objs, np.random.default_rng(seed))
                 for name, box in static_boxes:
                     for k in present:
                         if name == script[k].kind:
@@ -124,10 +130,12 @@ def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: in
             for k, a in enumerate(script):
                 if a.speed and a.start <= t < a.end:
                     y = a.y - a.speed * (t - a.start)
-                    moving += _build(a, np.random.default_rng(seeds[k]), y)
+                    moving += _build(a, np.random.default_rng(seeds[k]), y, seeds[k])
             for wx, wy, v in walkers:
-                moving.append(person(np.random.default_rng(int(wx * 1000)), wx, wy + v * t * 0.8))
-            drawn = draw_objects(frame, cam, moving, rng)
+                walker = person(np.random.default_rng(int(wx * 1000)), wx, wy + v * t * 0.8)
+                walker.seed = int(wx * 1000)
+                moving.append(walker)
+            drawn = draw_objects(frame, cam, moving, np.random.default_rng(seed))
             for k, a in enumerate(script):
                 if a.speed and a.start <= t < a.end:
                     for name, box in drawn:

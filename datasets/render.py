@@ -105,6 +105,7 @@ class Obj:
 
     label: str | None
     parts: list[Part] = field(default_factory=list)
+    seed: int | None = None  # fixes the texture noise (clips keep an object's look across frames)
     soft: list[tuple[F32, float, Color, float]] = field(default_factory=list)  # centre, radius, colour, alpha
 
     def points(self) -> F32:
@@ -249,7 +250,12 @@ def draw_objects(img: Image, cam: Camera, objs: list[Obj], rng: np.random.Genera
     """Draw objects far-to-near and return label boxes ``(name, (x1, y1, x2, y2))`` of visible ones."""
     boxes: list[tuple[str, tuple[float, float, float, float]]] = []
     order = sorted(objs, key=lambda o: -float(o.center()[1]))
+    base = int(rng.integers(1 << 30))
     for obj in order:
+        # Texture noise seeded by the object's own geometry: an object keeps its look when others
+        # come or go (a re-rendered static scene must not change what stays in it).
+        ident = obj.seed if obj.seed is not None else int(abs(float(obj.points().sum())) * 1000) % (1 << 31)
+        obj_rng = np.random.default_rng((base, ident))
         faces: list[tuple[float, F32, Part]] = []
         for part in obj.parts:
             for f in part.faces:
@@ -261,7 +267,8 @@ def draw_objects(img: Image, cam: Camera, objs: list[Obj], rng: np.random.Genera
                 continue
             n = np.cross(f[1] - f[0], f[2] - f[0])
             n = n / (np.linalg.norm(n) + 1e-9)
-            col = part.color if part.emissive else _shade(part.color, n.astype(np.float32), rng.normal(0, part.texture))
+            col = part.color if part.emissive else _shade(part.color, n.astype(np.float32),
+                                                          obj_rng.normal(0, part.texture))
             poly = np.round(uv * 16).astype(np.int32)
             if part.alpha >= 1:
                 cv2.fillPoly(img, [poly], col, lineType=cv2.LINE_AA, shift=4)

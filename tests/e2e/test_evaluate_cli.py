@@ -20,7 +20,7 @@ def test_clip_regression_gate(tmp_path: Path) -> None:
             "--baseline", str(DATA / "clips_baseline.json"), "--fail-under", "0.02"]
     assert main(args) == 0
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert m["events"]["garbage"]["tp"] == 2 and m["events"]["uncovered_truck"]["tp"] == 2
+    assert m["events"]["street_stall"]["tp"] == 2 and m["events"]["uncovered_truck"]["tp"] == 2
     assert m["settings"]["dwell_override_s"] == 3 and m["settings"]["iou"] == 0.3
     assert set(m["clips"]) == {"reg_violations_a.mp4", "reg_violations_b.mp4", "reg_distractors.mp4"}
     assert m["by_tag"]["synthetic"]["street_stall"]["tp"] == 2
