@@ -3,6 +3,7 @@
 Subcommands:
     analyze   batch analysis of recorded video or images into cases and a report
     serve     the real-time camera stream service (cases API, SSE, dispatch, metrics)
+    speak     play a test message on a loudspeaker
     evaluate  ``images``: detector AP on a labelled dataset; ``clips``: event P/R/F1 and delay
     synth     synthetic labelled street images (YOLO) and clips (ActivityNet labels)
     datasets  dataset tools: ``import``, ``export``, ``check``, ``merge``, ``pack``
@@ -131,6 +132,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("serving %d cameras on http://%s:%d (API docs at /docs)", len(cfg.cameras), cfg.server.host,
              cfg.server.port)
     uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, log_level="info", access_log=False)
+    return 0
+
+
+def cmd_speak(args: argparse.Namespace) -> int:
+    """Play a test message on a speaker (commissioning)."""
+    from urllib.parse import urlparse
+
+    from pipelines.sinks.voice import (
+        EspeakTts,
+        FileSpeaker,
+        HttpSpeaker,
+        Message,
+        RtpSpeaker,
+        Speaker,
+        SpeechError,
+        load_audio,
+    )
+
+    target = urlparse(args.to)
+    speaker: Speaker
+    if target.scheme == "rtp" and target.hostname and target.port:
+        speaker = RtpSpeaker("cli", target.hostname, target.port, args.codec)
+    elif target.scheme in ("http", "https"):
+        speaker = HttpSpeaker("cli", args.to)
+    elif target.scheme == "file":
+        speaker = FileSpeaker("cli", Path(target.path))
+    else:
+        raise SystemExit(f"--to takes rtp://HOST:PORT, http(s)://... or file:///DIR, got '{args.to}'")
+    try:
+        pcm, rate = load_audio(args.audio) if args.audio else EspeakTts(args.cache, args.voice).render(args.text)
+        speaker.play(Message(args.text, pcm, rate, args.volume))
+    except (SpeechError, OSError) as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("played %.1f s of audio on %s", len(pcm) / rate, args.to)
     return 0
 
 
@@ -278,6 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, help="override server.port")
     sv.add_argument("--host", help="override server.host (default 127.0.0.1)")
     sv.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("speak", help="play a test message on a loudspeaker (RTP G.711, HTTP API or file)")
+    sp.add_argument("text", help="message text (Mandarin by default)")
+    sp.add_argument("--to", required=True, help="rtp://HOST:PORT, http(s)://speaker/api or file:///DIR")
+    sp.add_argument("--codec", choices=["pcmu", "pcma"], default="pcmu", help="G.711 law for RTP")
+    sp.add_argument("--voice", default="cmn", help="espeak-ng voice")
+    sp.add_argument("--volume", type=float, default=1.0)
+    sp.add_argument("--audio", type=Path, help="play this WAV/MP3 instead of speaking the text")
+    sp.add_argument("--cache", type=Path, default=Path("out/tts-cache"), help="TTS cache folder")
+    sp.set_defaults(func=cmd_speak)
 
     ev = sub.add_parser("evaluate", help="score the detector (images) or the whole product (labelled clips)")
     esub = ev.add_subparsers(dest="evaluate_command", required=True, parser_class=_Parser)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the tests' real services need, from Debian packages: GStreamer's RTSP server
 # (scripts/rtsp_server.py, run by the system python3 with python3-gi) and a PostgreSQL server
-# (the tests start their own throw-away cluster on 127.0.0.1). Idempotent; needs root.
+# (the tests start their own throw-away cluster on 127.0.0.1), and espeak-ng for the Mandarin voice
+# warnings. Idempotent; needs root.
 set -euo pipefail
 have_pg() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
-if have_pg && /usr/bin/python3 - <<'PY' 2>/dev/null
+if have_pg && command -v espeak-ng >/dev/null && /usr/bin/python3 - <<'PY' 2>/dev/null
 import gi
 gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst, GstRtspServer
@@ -21,4 +22,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null || true
 apt-get install -y -q --no-install-recommends python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad postgresql >/dev/null
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad postgresql espeak-ng >/dev/null
