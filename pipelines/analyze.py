@@ -25,6 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from detector.backends.base import DetectorBackend, ModelLoadError, config_for, create_backend
+from detector.warnings import warning_stats
 from pipelines.config import AppConfig, CameraConfig, ConfigError, load_config
 from pipelines.runner import CameraPipeline, run_source
 from pipelines.sinks.evidence import EvidenceRecorder
@@ -108,6 +109,9 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
             bar.close()
     out = asdict(stats)
     out["camera"] = cam.id
+    if pipeline.warnings is not None:
+        out["warnings"] = warning_stats(pipeline.warning_actions)
+        out["warning_log"] = pipeline.warning_log
     return out
 
 

@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detector.rules import DEFAULT_DWELL_S, AllowArea, RuleSettings, ZoneSpec
+from detector.warnings import DEFAULT_MESSAGES, QuietHours, WarningSettings
 from detector.zones import PolygonZone
 
 Point = npt.NDArray[np.float64]
@@ -106,6 +107,38 @@ class AllowConfig(Strict):
     _poly = field_validator("polygon")(_check_polygon)
 
 
+class WarningConfig(Strict):
+    """Voice warnings in a zone ("remote voice persuasion") and the re-check that follows them."""
+
+    violations: list[Violation] = Field(default_factory=_all_violations, description="Violations warned about.")
+    messages: dict[Violation, str] = Field(default_factory=dict,
+                                           description="Message text per violation (Mandarin defaults).")
+    audio: dict[Violation, Path] = Field(default_factory=dict,
+                                         description="Pre-recorded WAV/MP3 per violation, played instead of TTS.")
+    speakers: list[str] = Field(default_factory=list, description="Names of the speakers to play on.")
+    quiet_hours: list[str] = Field(default_factory=list, description="Daily windows without warnings: 22:00-07:00.")
+    cooldown_s: float = Field(default=300.0, ge=0, le=86_400, description="Least time between warnings in the zone.")
+    max_repeats: int = Field(default=2, ge=1, le=20, description="Warnings per violation at most.")
+    recheck_s: float = Field(default=60.0, gt=0, le=3600, description="Re-check the place this long after a warning.")
+    volume: float = Field(default=1.0, ge=0, le=2)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _windows(cls, v: list[str]) -> list[str]:
+        for w in v:
+            QuietHours.parse(w)
+        return v
+
+    def settings(self) -> WarningSettings:
+        """The policy in the form the warning loop uses."""
+        messages = {**DEFAULT_MESSAGES, **{str(k): t for k, t in self.messages.items()}}
+        return WarningSettings(violations=frozenset(self.violations), messages=messages,
+                               speakers=tuple(self.speakers),
+                               quiet_hours=tuple(QuietHours.parse(w) for w in self.quiet_hours),
+                               cooldown_s=self.cooldown_s, max_repeats=self.max_repeats, recheck_s=self.recheck_s,
+                               volume=self.volume)
+
+
 class ZoneConfig(Strict):
     """A watched area of a camera's view."""
 
@@ -118,6 +151,7 @@ class ZoneConfig(Strict):
     allowlist: list[AllowConfig] = Field(default_factory=list)
     smoke_means_barbecue: bool = Field(default=False,
                                        description="Smoke alone starts a barbecue case here (kerbside eateries).")
+    warnings: WarningConfig | None = Field(default=None, description="Voice warnings in this zone.")
 
     _poly = field_validator("polygon")(_check_polygon)
 
@@ -186,6 +220,10 @@ class CameraConfig(Strict):
                                 violations=frozenset(z.violations), dwell_s=dwell, allow=allow,
                                 smoke_means_barbecue=z.smoke_means_barbecue))
         return out
+
+    def warning_settings(self) -> dict[str, WarningSettings]:
+        """Warning policies by zone id (zones without one are left out)."""
+        return {z.id: z.warnings.settings() for z in self.zones if z.warnings is not None}
 
 
 class AppConfig(Strict):

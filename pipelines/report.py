@@ -116,6 +116,20 @@ def write_report(out: Path, cases: list[dict[str, Any]], errors: list[dict[str, 
                              f"<td>{c['start_s']:.1f}s</td><td>{c['confirmed_s']:.1f}s</td><td>{c['end_s']:.1f}s</td>"
                              f"<td>{c['confidence']:.2f}</td><td>{clip}</td><td><code>{e(c['id'])}</code></td></tr>")
             parts.append("</table>")
+        log_rows = st.get("warning_log") or []
+        if log_rows:
+            parts.append("<h3>Voice warnings (simulated on the recording)</h3><table><tr><th>time</th><th>zone</th>"
+                         "<th>violation</th><th>step</th><th>message / outcome</th><th>case</th></tr>")
+            for w in log_rows:
+                what = e(str(w["text"])) if w["kind"] == "play" else e(str(w["outcome"]))
+                if w.get("time_to_clear_s") is not None:
+                    what += f" (cleared {w['time_to_clear_s']:.0f} s after the warning)"
+                step = f"warning #{w['repeat']}" if w["kind"] == "play" else "re-check"
+                parts.append(f"<tr><td>{w['ts']:.1f}s</td><td>{e(str(w['zone']))}</td><td>{e(str(w['violation']))}"
+                             f"</td><td>{step}</td><td>{what}</td><td><code>{e(str(w['case_id']))}</code></td></tr>")
+            parts.append("</table><p>" + "; ".join(
+                f"{e(k)}: {v['played']} played, resolved by warning {v['share_resolved']}, median time to clear "
+                f"{v['median_time_to_clear_s']} s" for k, v in (st.get("warnings") or {}).items()) + "</p>")
     parts.append("<h2>Settings</h2><pre>" + e(json.dumps(settings, indent=1, ensure_ascii=False)) + "</pre>")
     parts.append("</body></html>")
     path = out / "report.html"

@@ -8,6 +8,7 @@ hand each camera its detections.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ from detector.events import EventState, ViolationEvent
 from detector.rules import RuleSettings, ViolationRules
 from detector.tracking import NorfairTracker
 from detector.types import Detections
+from detector.warnings import WarningAction, WarningLoop
 from pipelines.config import CameraConfig
 from pipelines.sinks.evidence import EvidenceRecorder, sha256_file
 from pipelines.sinks.store import CaseContext, CaseStore
@@ -64,6 +66,9 @@ class CameraPipeline:
         dwell_override: Replaces every dwell time when set.
         on_event: Called with each event and its case id after the case is committed.
         context: Address, GPS and dispatch targets written with each new case.
+        on_warning: Called with each warning to play (the service sends it to speakers);
+            batch analysis only logs them in ``warning_log`` (a simulation).
+        time_of_day: The local time of day for quiet hours (default: the wall clock).
 
     ``observe`` and ``handle`` may be called from different threads (a camera's
     reader and the shared detector): a lock serialises them.
@@ -72,7 +77,8 @@ class CameraPipeline:
     def __init__(self, camera: CameraConfig, settings: RuleSettings, names: list[str], store: CaseStore,
                  source: str, evidence: EvidenceRecorder | None = None, evidence_root: Path | None = None,
                  dwell_override: float | None = None, on_event: EventCallback | None = None,
-                 context: CaseContext | None = None) -> None:
+                 context: CaseContext | None = None, on_warning: Callable[[WarningAction, str], None] | None = None,
+                 time_of_day: Callable[[], dt.time] | None = None) -> None:
         self.camera = camera
         self.names = names
         self.store = store
@@ -90,6 +96,13 @@ class CameraPipeline:
         self._next_infer = 0.0
         self._last_ts = 0.0
         self.last_detections = Detections.empty()
+        policies = camera.warning_settings()
+        self.warnings = WarningLoop(policies) if policies else None
+        self.on_warning = on_warning
+        self.time_of_day = time_of_day or (lambda: dt.datetime.now().time())
+        self.warning_log: list[dict[str, object]] = []
+        self.warning_actions: list[WarningAction] = []
+        self._case_of: dict[str, str] = {}
 
     def sample(self, ts: float) -> bool:
         """Whether the frame at ``ts`` goes to the detector (time-based sampling at ``detect_fps``).
@@ -132,11 +145,39 @@ class CameraPipeline:
         events = self.rules.update(tracked, frame.ts, w, h)
         for ev in events:
             self._emit(ev, frame)
+        if self.warnings is not None:
+            self._warning_actions(self.warnings.tick(frame.ts, self.time_of_day()))
         return events
+
+    def _warning_actions(self, actions: list[WarningAction]) -> None:
+        """Play warnings and apply the closed loop's outcomes to the cases."""
+        self.warning_actions.extend(actions)
+        for a in actions:
+            case_id = self._case_of.get(a.key, "")
+            self.warning_log.append({"case_id": case_id, "kind": a.kind, "zone": a.zone, "violation": a.violation,
+                                     "ts": round(a.ts, 3), "text": a.text, "repeat": a.repeat, "outcome": a.outcome,
+                                     "time_to_clear_s": a.time_to_clear_s})
+            try:
+                if a.kind == "play" and self.on_warning is not None:
+                    self.on_warning(a, case_id)
+                elif a.outcome == "resolved_by_warning" and case_id:
+                    self.store.transition(case_id, "closed", "system:warning", "resolved_by_warning")
+                elif a.outcome == "warned_no_effect" and case_id:
+                    self.store.annotate(case_id, "system:warning", "warned_no_effect")
+            except Exception as exc:  # a speaker or a state change must never stop the frame loop
+                log.error("%s: warning step for case %s failed: %s", self.source, case_id, exc)
 
     def _emit(self, ev: ViolationEvent, frame: Frame | None) -> None:
         case_id = self.store.record(ev, self.source, self.context)  # committed before anyone hears of it
         self.stats.events += 1
+        self._case_of[ev.key] = case_id
+        if self.warnings is not None:
+            if ev.state is EventState.START:
+                self._warning_actions(self.warnings.on_start(ev.key, ev.zone, ev.violation, ev.ts, self.time_of_day()))
+            elif ev.state is EventState.END:
+                self.warnings.on_end(ev.key, ev.ts)
+            else:
+                self.warnings.on_resume(ev.key)
         if ev.state is EventState.START and self.evidence is not None and frame is not None:
             zone = next((z for z in self.zones if z.id == ev.zone), None)
             h, w = frame.image.shape[:2]

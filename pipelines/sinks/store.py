@@ -313,6 +313,16 @@ class CaseStore:
         assert case is not None
         return case
 
+    def annotate(self, case_id: str, who: str, note: str) -> None:
+        """Add a history entry that does not change the state (e.g. a warning's outcome)."""
+        with self._tx() as db:
+            state = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar()
+            if state is None:
+                raise KeyError(case_id)
+            db.execute(text("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
+                            " VALUES (:c, :s, :s, :w, :n, :now)"), {"c": case_id, "s": state, "w": who, "n": note,
+                                                                    "now": _now()})
+
     def outbox_due(self, now: float, limit: int = 20) -> list[dict[str, Any]]:
         """Pending outbox rows whose next attempt is due."""
         with self._read() as db:
