@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -163,12 +163,19 @@ class CameraPipeline:
                 elif a.outcome == "resolved_by_warning" and case_id:
                     self.store.transition(case_id, "closed", "system:warning", "resolved_by_warning")
                 elif a.outcome == "warned_no_effect" and case_id:
-                    self.store.annotate(case_id, "system:warning", "warned_no_effect")
+                    if self.context is not None and self.context.targets:
+                        self.store.enqueue_dispatch(case_id, self.context, "warned_no_effect")
+                    else:
+                        self.store.annotate(case_id, "system:warning", "warned_no_effect")
             except Exception as exc:  # a speaker or a state change must never stop the frame loop
                 log.error("%s: warning step for case %s failed: %s", self.source, case_id, exc)
 
     def _emit(self, ev: ViolationEvent, frame: Frame | None) -> None:
-        case_id = self.store.record(ev, self.source, self.context)  # committed before anyone hears of it
+        context = self.context
+        if context is not None and self.warnings is not None and ev.zone in self.warnings.zones \
+                and ev.violation in self.warnings.zones[ev.zone].violations:
+            context = replace(context, defer_dispatch=True)  # the warning's re-check decides on dispatch
+        case_id = self.store.record(ev, self.source, context)  # committed before anyone hears of it
         self.stats.events += 1
         self._case_of[ev.key] = case_id
         if self.warnings is not None:

@@ -11,6 +11,7 @@ errors have one shape: ``{"error": {"status": 404, "message": "..."}}``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import threading
@@ -34,6 +35,7 @@ from pipelines.sinks.store import Case, CaseContext, CaseStore, TransitionError
 from service.bus import EventBus, sse_format
 from service.runtime import CameraWorker, Dispatcher, InferenceEngine
 from service.settings import ROLE_RANK, ServiceConfig, resolve_tokens
+from service.voice import VoiceService
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class Runtime:
         self.engine = InferenceEngine(self.backend, m.batch)
         self.dispatcher = Dispatcher(self.store, config.dispatch.webhooks, config.dispatch.public_url,
                                      on_result=lambda r: self.bus.publish("dispatch", r))
+        self.voice = VoiceService(config.voice, self.bus.publish)
         self.cameras: dict[str, CameraConfig] = {}
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
@@ -74,6 +77,7 @@ class Runtime:
             self.remove_camera(cid)
         self.engine.stop()
         self.dispatcher.stop()
+        self.voice.close()
         self.store.close()
 
     def _watch(self) -> None:
@@ -106,7 +110,8 @@ class Runtime:
                                   payload_extra={"camera_name": cam.name,
                                                  "description": f"{cam.name or cam.id}: automatic detection"})
             pipeline = CameraPipeline(cam, settings, self.backend.names, self.store, cam.source, evidence,
-                                      self.evidence_root, None, self._on_event(cam), context)
+                                      self.evidence_root, None, self._on_event(cam), context,
+                                      on_warning=functools.partial(self.voice.warn, cam))
             worker = CameraWorker(cam.id, cam.source, cam.decode, pipeline, self.config.ingest, self._on_health,
                                   self.engine.wakeup)
             self.cameras[cam.id] = cam
@@ -391,6 +396,11 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None) -> 
             raise HTTPException(404, "no such camera")
         rt.remove_camera(camera_id)
         return Response(status_code=204)
+
+    @app.get("/api/speakers", tags=["voice"])
+    def speakers(rt: RuntimeDep, _: Viewer) -> list[dict[str, object]]:
+        """Loudspeakers with health and counters."""
+        return rt.voice.status()
 
     @app.get("/api/outbox", tags=["dispatch"])
     def outbox(rt: RuntimeDep, _: Operator,

@@ -112,6 +112,41 @@ class IngestConfig(Strict):
     queue: int = Field(default=2, ge=1, le=100, description="Frames waiting per camera; the oldest is dropped.")
 
 
+class SpeakerConfig(Strict):
+    """A loudspeaker near cameras: an RTP G.711 stream, a vendor HTTP API, or an audit folder."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: Literal["rtp", "http", "file"]
+    host: str | None = Field(default=None, description="rtp: unicast or multicast address.")
+    port: int | None = Field(default=None, ge=1, le=65535, description="rtp: UDP port.")
+    codec: Literal["pcmu", "pcma"] = Field(default="pcmu", description="rtp: G.711 law.")
+    ttl: int = Field(default=4, ge=1, le=255, description="rtp: multicast TTL.")
+    url: str | None = Field(default=None, pattern=r"^https?://", description="http: the speaker API.")
+    method: str = Field(default="POST")
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str = Field(default='{{"text": "{text}", "volume": {volume}}}',
+                      description="http: body template with {text}, {volume}, {audio_b64} (WAV).")
+    folder: Path | None = Field(default=None, description="file: where audit WAVs go.")
+    attempts: int = Field(default=3, ge=1, le=20)
+    backoff_s: float = Field(default=1.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _fields_of_type(self) -> SpeakerConfig:
+        need = {"rtp": ("host", "port"), "http": ("url",), "file": ("folder",)}[self.type]
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a {self.type} speaker needs {', '.join(missing)}")
+        return self
+
+
+class VoiceConfig(Strict):
+    """Speakers and the text-to-speech voice."""
+
+    speakers: list[SpeakerConfig] = Field(default_factory=list)
+    tts_voice: str = Field(default="cmn", description="espeak-ng voice (cmn: Mandarin).")
+    cache: Path = Field(default=Path("out/service/tts-cache"))
+
+
 class ServiceConfig(Strict):
     """The whole service file."""
 
@@ -121,6 +156,7 @@ class ServiceConfig(Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    voice: VoiceConfig = Field(default_factory=VoiceConfig)
     cameras: list[CameraConfig] = Field(default_factory=list)
     rules: RulesConfig = Field(default_factory=RulesConfig)
 
@@ -130,9 +166,14 @@ class ServiceConfig(Strict):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"duplicate camera ids {dup}")
+        speakers = {s.name for s in self.voice.speakers}
         for c in self.cameras:
             if not c.source:
                 raise ValueError(f"camera {c.id} needs a source (rtsp://, http(s)://, or a file)")
+            for z in c.zones:
+                unknown = sorted(set(z.warnings.speakers) - speakers) if z.warnings else []
+                if unknown:
+                    raise ValueError(f"camera {c.id} zone {z.id}: unknown speakers {unknown}")
         return self
 
 

@@ -48,6 +48,7 @@ class CaseContext:
     gps: tuple[float, float] | None = None
     targets: tuple[str, ...] = ()
     payload_extra: dict[str, Any] | None = None
+    defer_dispatch: bool = False  # a voice warning comes first; dispatch only if it has no effect
 
 
 def _now() -> str:
@@ -191,18 +192,8 @@ class CaseStore:
                 db.execute(text("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
                                 " VALUES (:c, NULL, 'registered', 'system', 'violation confirmed', :now)"),
                            {"c": case_id, "now": now})
-                for target in ctx.targets:
-                    payload = {"case_id": case_id, "violation": event.violation, "camera": event.camera,
-                               "zone": event.zone, "address": ctx.address,
-                               "gps": list(ctx.gps) if ctx.gps else None, "source": source,
-                               "start_s": round(event.start_s, 3), "confirmed_s": round(event.ts, 3),
-                               "confidence": round(event.confidence, 4), "registered_at": now,
-                               **(ctx.payload_extra or {})}
-                    db.execute(text("INSERT INTO outbox (case_id, target, idempotency_key, payload, state, attempts,"
-                                    " next_attempt, last_error, created_at)"
-                                    " VALUES (:c, :t, :k, :p, 'pending', 0, 0, '', :now)"),
-                               {"c": case_id, "t": target, "k": f"{case_id}:{target}",
-                                "p": json.dumps(payload, ensure_ascii=False), "now": now})
+                if not ctx.defer_dispatch:
+                    self._enqueue(db, case_id, ctx)
                 return case_id
             case_id = str(row[0])
             db.execute(text(
@@ -312,6 +303,34 @@ class CaseStore:
         case = self.get(case_id)
         assert case is not None
         return case
+
+    @staticmethod
+    def _enqueue(db: Connection, case_id: str, ctx: CaseContext) -> None:
+        row = db.execute(text("SELECT violation, camera, zone, source, start_s, confirmed_s, confidence, created_at"
+                              " FROM cases WHERE id = :c"), {"c": case_id}).one()
+        payload = {"case_id": case_id, "violation": row[0], "camera": row[1], "zone": row[2],
+                   "address": ctx.address, "gps": list(ctx.gps) if ctx.gps else None, "source": row[3],
+                   "start_s": round(row[4], 3), "confirmed_s": round(row[5], 3), "confidence": round(row[6], 4),
+                   "registered_at": row[7], **(ctx.payload_extra or {})}
+        now = _now()
+        for target in ctx.targets:
+            db.execute(text("INSERT INTO outbox (case_id, target, idempotency_key, payload, state, attempts,"
+                            " next_attempt, last_error, created_at)"
+                            " VALUES (:c, :t, :k, :p, 'pending', 0, 0, '', :now)"),
+                       {"c": case_id, "t": target, "k": f"{case_id}:{target}",
+                        "p": json.dumps(payload, ensure_ascii=False), "now": now})
+
+    def enqueue_dispatch(self, case_id: str, context: CaseContext, note: str = "") -> None:
+        """Queue a case for dispatch later (after a warning had no effect), with an optional history note."""
+        with self._tx() as db:
+            exists = db.execute(text("SELECT COUNT(*) FROM outbox WHERE case_id = :c"), {"c": case_id}).scalar_one()
+            if not exists:
+                self._enqueue(db, case_id, context)
+            if note:
+                state = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar_one()
+                db.execute(text("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
+                                " VALUES (:c, :s, :s, 'system:warning', :n, :now)"),
+                           {"c": case_id, "s": state, "n": note, "now": _now()})
 
     def annotate(self, case_id: str, who: str, note: str) -> None:
         """Add a history entry that does not change the state (e.g. a warning's outcome)."""
