@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from detector.backends.base import config_for, create_backend
 from detector.events import ViolationEvent
+from detector.warnings import warning_stats
 from pipelines.config import CameraConfig
 from pipelines.runner import CameraPipeline
 from pipelines.sinks.evidence import EvidenceRecorder
@@ -132,6 +133,14 @@ class Runtime:
     def _on_health(self, camera: str, state: str, detail: str) -> None:
         log.info("camera %s: %s %s", camera, state, detail)
         self.bus.publish("camera", {"camera": camera, "state": state, "detail": detail, "at": time.time()})
+
+    def warning_stats(self) -> dict[str, dict[str, object]]:
+        """Warnings per camera/zone/violation: played, share resolved by warning, median time to clear."""
+        out: dict[str, dict[str, object]] = {}
+        for cid, w in list(self.engine.workers.items()):
+            for k, v in warning_stats(list(w.pipeline.warning_actions)).items():
+                out[f"{cid}/{k}"] = v
+        return out
 
     def camera_status(self, camera_id: str) -> dict[str, Any]:
         """Health and counters of a camera."""
@@ -401,6 +410,11 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None) -> 
     def speakers(rt: RuntimeDep, _: Viewer) -> list[dict[str, object]]:
         """Loudspeakers with health and counters."""
         return rt.voice.status()
+
+    @app.get("/api/warnings", tags=["voice"])
+    def warnings(rt: RuntimeDep, _: Viewer) -> dict[str, dict[str, object]]:
+        """Per camera/zone/violation: warnings played, share resolved by warning, median time to clear."""
+        return rt.warning_stats()
 
     @app.get("/api/outbox", tags=["dispatch"])
     def outbox(rt: RuntimeDep, _: Operator,

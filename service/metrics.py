@@ -49,5 +49,17 @@ def render(rt: Runtime) -> str:
            [({"violation": v, "state": s}, n) for v, s, n in counts["cases"]])
     metric("streetwatch_outbox", "gauge", "Dispatch outbox rows by state.",
            [({"state": s}, counts["outbox"].get(s, 0)) for s in ("pending", "delivered", "dead")])
+    stats = rt.warning_stats()
+
+    def labels(key: str) -> dict[str, str]:
+        camera, zone, violation = key.split("/", 2)
+        return {"camera": camera, "zone": zone, "violation": violation}
+
+    metric("streetwatch_warnings_played_total", "counter", "Voice warnings played.",
+           [(labels(k), float(v["played"])) for k, v in stats.items()])  # type: ignore[arg-type]
+    metric("streetwatch_warnings_resolved_total", "counter", "Violations that cleared after a warning.",
+           [(labels(k), float(v["resolved"])) for k, v in stats.items()])  # type: ignore[arg-type]
+    metric("streetwatch_warnings_no_effect_total", "counter", "Violations still there at the re-check.",
+           [(labels(k), float(v["no_effect"])) for k, v in stats.items()])  # type: ignore[arg-type]
     metric("streetwatch_sse_clients", "gauge", "Connected event-stream clients.", [({}, rt.bus.subscribers)])
     return "\n".join(out) + "\n"

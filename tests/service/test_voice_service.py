@@ -28,8 +28,9 @@ def test_warning_over_rtp_then_dispatch_after_no_effect(tmp_path: Path) -> None:
                 continue
 
     threading.Thread(target=receive, daemon=True).start()
-    hook = Receiver()
+    hook, vendor = Receiver(), Receiver()
     hook.start()
+    vendor.start()
     audit = tmp_path / "audit"
     cfg = ServiceConfig.model_validate({
         "server": {"port": free_port()},
@@ -38,11 +39,12 @@ def test_warning_over_rtp_then_dispatch_after_no_effect(tmp_path: Path) -> None:
         "dispatch": {"webhooks": [{"name": "city", "url": f"http://127.0.0.1:{hook.port}/cases"}]},
         "voice": {"cache": str(tmp_path / "tts"), "speakers": [
             {"name": "pole-1", "type": "rtp", "host": "127.0.0.1", "port": rx.getsockname()[1]},
-            {"name": "audit", "type": "file", "folder": str(audit)}]},
+            {"name": "audit", "type": "file", "folder": str(audit)},
+            {"name": "vendor", "type": "http", "url": f"http://127.0.0.1:{vendor.port}/play"}]},
         "cameras": [{"id": "warn-cam", "source": str(DATA / "clips" / "reg_violations_b.mp4"),
                      "zones": [{"id": "pavement", "polygon": [[0.44, 0.0], [1.0, 0.0], [1.0, 1.0], [0.74, 1.0]],
                                 "violations": ["street_stall"],
-                                "warnings": {"violations": ["street_stall"], "speakers": ["pole-1", "audit"],
+                                "warnings": {"violations": ["street_stall"], "speakers": ["pole-1", "audit", "vendor"],
                                              "recheck_s": 4, "max_repeats": 1,
                                              "messages": {"street_stall": "请勿占道经营"}}}]}],
         "rules": {"dwell_s": {"street_stall": 2}, "gap_tolerance_s": 3},
@@ -64,7 +66,13 @@ def test_warning_over_rtp_then_dispatch_after_no_effect(tmp_path: Path) -> None:
             wait_for(lambda: hook.requests, 30, "webhook delivery")
             spk = {s["name"]: s for s in c.get("/api/speakers").json()}
             assert spk["pole-1"]["played"] >= 1 and spk["pole-1"]["health"] == "ok"
+            assert vendor.requests[0]["body"] == {"text": "请勿占道经营", "volume": 1.0}
+            stats = c.get("/api/warnings").json()["warn-cam/pavement/street_stall"]
+            assert stats["played"] == 1 and stats["no_effect"] == 1 and stats["share_resolved"] == 0.0
+            assert ('streetwatch_warnings_played_total{camera="warn-cam",zone="pavement",violation="street_stall"} 1.0'
+                    in c.get("/metrics").text)
     finally:
         stop.set()
         hook.stop()
+        vendor.stop()
         rx.close()
