@@ -152,15 +152,15 @@ class TtsEngine(abc.ABC):
 
 
 class EspeakTts(TtsEngine):
-    """espeak-ng (Debian package ``espeak-ng``), cached by a hash of text, voice and rate."""
+    """espeak-ng (Debian package ``espeak-ng``) rendered to 8 or 16 kHz WAV, cached by a hash of text and voice."""
 
-    def __init__(self, cache: Path, voice: str = "cmn", speed: int = 150) -> None:
-        self.cache, self.voice, self.speed = cache, voice, speed
+    def __init__(self, cache: Path, voice: str = "cmn", speed: int = 150, rate: Literal[8000, 16000] = 16000) -> None:
+        self.cache, self.voice, self.speed, self.rate = cache, voice, speed, rate
         self.binary = shutil.which("espeak-ng")
 
     def render(self, text: str) -> tuple[Pcm, int]:
         """Render text to speech (from the cache when it was rendered before)."""
-        key = hashlib.sha256(f"espeak-ng|{self.voice}|{self.speed}|{text}".encode()).hexdigest()[:24]
+        key = hashlib.sha256(f"espeak-ng|{self.voice}|{self.speed}|{self.rate}|{text}".encode()).hexdigest()[:24]
         path = self.cache / f"{key}.wav"
         if not path.exists():
             if self.binary is None:
@@ -171,6 +171,8 @@ class EspeakTts(TtsEngine):
                                   capture_output=True, text=True, timeout=60, check=False)
             if proc.returncode != 0 or not tmp.exists():
                 raise SpeechError(f"espeak-ng failed: {proc.stderr.strip()[:200]}")
+            pcm, rate = read_wav(tmp)
+            write_wav(tmp, resample(pcm, rate, self.rate), self.rate)
             tmp.replace(path)
         return read_wav(path)
 

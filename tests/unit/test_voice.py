@@ -97,7 +97,7 @@ def test_espeak_mandarin_is_cached_and_played_over_rtp(tmp_path: Path) -> None:
         pytest.skip("espeak-ng not installed (scripts/install-test-services.sh)")
     tts = EspeakTts(tmp_path / "cache")
     pcm, rate = tts.render("您好，此处禁止占道经营，请立即收摊离开，谢谢配合。")
-    assert rate == 22050 and 2.0 < len(pcm) / rate < 12.0
+    assert rate == 16000 and 2.0 < len(pcm) / rate < 12.0
     assert len(list((tmp_path / "cache").glob("*.wav"))) == 1
     again, _ = tts.render("您好，此处禁止占道经营，请立即收摊离开，谢谢配合。")
     assert np.array_equal(again, pcm)
@@ -162,3 +162,22 @@ def test_speak_cli_to_file_with_prerecorded_audio(tmp_path: Path) -> None:
     assert main(["speak", "test", "--audio", str(tmp_path / "msg.wav"), "--to", f"file://{tmp_path / 'out'}"]) == 0
     assert len(list((tmp_path / "out").glob("*.wav"))) == 1
     assert main(["speak", "x", "--audio", str(tmp_path / "none.wav"), "--to", f"file://{tmp_path}"]) == 2
+
+
+def test_prerecorded_mp3_is_decoded(tmp_path: Path) -> None:
+    import av
+
+    from pipelines.sinks.voice import load_audio
+
+    tone16k = (np.sin(np.linspace(0, 2 * np.pi * 440, 16000)) * 12000).astype(np.int16)
+    with av.open(str(tmp_path / "m.mp3"), "w") as c:
+        s = c.add_stream("libmp3lame", rate=16000)
+        s.layout = "mono"
+        fr = av.AudioFrame.from_ndarray(tone16k.reshape(1, -1), format="s16", layout="mono")
+        fr.sample_rate = 16000
+        for p in [*s.encode(fr), *s.encode()]:
+            c.mux(p)
+    pcm, rate = load_audio(tmp_path / "m.mp3")
+    assert rate == 16000 and abs(len(pcm) - 16000) < 1200
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64)))
+    assert abs(np.argmax(spectrum) * rate / len(pcm) - 440) < 5  # the tone survived the codec
