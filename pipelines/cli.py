@@ -131,7 +131,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     log.info("serving %d cameras on http://%s:%d (API docs at /docs)", len(cfg.cameras), cfg.server.host,
              cfg.server.port)
-    uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, log_level="info", access_log=False)
+    # Open event streams never end by themselves: give them 5 s at shutdown, then close them.
+    uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, log_level="info", access_log=False,
+                timeout_graceful_shutdown=5)
     return 0
 
 

@@ -74,8 +74,16 @@ class Runtime:
     def stop(self) -> None:
         """Stop cameras first (their last frames still get inferred), then the rest."""
         self.stop_event.set()
-        for cid in list(self.engine.workers):
-            self.remove_camera(cid)
+        with self.lock:
+            self.cameras.clear()
+            with self.engine.lock:
+                workers = list(self.engine.workers.values())
+                self.engine.workers.clear()
+        for w in workers:  # signal every reader at once, then wait: shutdown time does not grow with cameras
+            w.stop_event.set()
+        for w in workers:
+            w.stop()
+            w.pipeline.finish()
         self.engine.stop()
         self.dispatcher.stop()
         self.voice.close()
@@ -438,13 +446,16 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None) -> 
         async def stream() -> AsyncIterator[str]:
             try:
                 yield ": connected\n\n"
-                while True:
+                idle = 0
+                while not rt.stop_event.is_set():
                     try:
-                        ev = await asyncio.wait_for(sub.queue.get(), timeout=15)
+                        ev = await asyncio.wait_for(sub.queue.get(), timeout=1)
                     except TimeoutError:
                         if await request.is_disconnected():
                             return
-                        yield ": keep-alive\n\n"
+                        idle += 1
+                        if idle % 15 == 0:
+                            yield ": keep-alive\n\n"
                         continue
                     yield sse_format(ev)
             finally:

@@ -76,7 +76,8 @@ class Receiver:
 def running_service(cfg: ServiceConfig, environ: dict[str, str] | None = None) -> Iterator[str]:
     """Run the service with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
     app = create_app(cfg, environ=dict(TOKENS) if environ is None else environ)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=cfg.server.port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=cfg.server.port, log_level="warning",
+                                           timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -84,7 +85,9 @@ def running_service(cfg: ServiceConfig, environ: dict[str, str] | None = None) -
         yield f"http://127.0.0.1:{cfg.server.port}"
     finally:
         server.should_exit = True
-        thread.join(60)
+        thread.join(180)
+        if thread.is_alive():
+            raise RuntimeError("the service did not shut down within 180 s")
 
 
 @dataclass
