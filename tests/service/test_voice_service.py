@@ -27,7 +27,8 @@ def test_warning_over_rtp_then_dispatch_after_no_effect(tmp_path: Path) -> None:
             except TimeoutError:
                 continue
 
-    threading.Thread(target=receive, daemon=True).start()
+    receiver = threading.Thread(target=receive, daemon=True)
+    receiver.start()
     hook, vendor = Receiver(), Receiver()
     hook.start()
     vendor.start()
@@ -73,6 +74,7 @@ def test_warning_over_rtp_then_dispatch_after_no_effect(tmp_path: Path) -> None:
                     in c.get("/metrics").text)
     finally:
         stop.set()
+        receiver.join(5)
         hook.stop()
         vendor.stop()
         rx.close()
