@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -85,9 +84,3 @@ def write_card(out_dir: Path, card: dict[str, Any]) -> None:
         lines += ["## How these numbers were measured", "", *[f"    {c}" for c in card["measured_by"]], ""]
     (out_dir / "card.md").write_text("\n".join(lines))
 
-
-def copy_training_outputs(run_dir: Path, out_dir: Path) -> None:
-    """Keep the training log files beside the model (results.csv, metrics.json)."""
-    for name in ("results.csv", "metrics.json"):
-        if (run_dir / name).exists():
-            shutil.copy(run_dir / name, out_dir / f"train_{name}")

@@ -141,27 +141,20 @@ def cmd_speak(args: argparse.Namespace) -> int:
     """Play a test message on a speaker (commissioning)."""
     from urllib.parse import urlparse
 
-    from pipelines.sinks.voice import (
-        EspeakTts,
-        FileSpeaker,
-        HttpSpeaker,
-        Message,
-        RtpSpeaker,
-        Speaker,
-        SpeechError,
-        load_audio,
-    )
+    from pipelines.sinks.voice import EspeakTts, Message, SpeechError, load_audio
+    from service.settings import SpeakerConfig
+    from service.voice import build_speaker
 
     target = urlparse(args.to)
-    speaker: Speaker
     if target.scheme == "rtp" and target.hostname and target.port:
-        speaker = RtpSpeaker("cli", target.hostname, target.port, args.codec)
+        cfg = SpeakerConfig(name="cli", type="rtp", host=target.hostname, port=target.port, codec=args.codec)
     elif target.scheme in ("http", "https"):
-        speaker = HttpSpeaker("cli", args.to)
+        cfg = SpeakerConfig(name="cli", type="http", url=args.to)
     elif target.scheme == "file":
-        speaker = FileSpeaker("cli", Path(target.path))
+        cfg = SpeakerConfig(name="cli", type="file", folder=Path(target.path))
     else:
         raise SystemExit(f"--to takes rtp://HOST:PORT, http(s)://... or file:///DIR, got '{args.to}'")
+    speaker = build_speaker(cfg)
     try:
         pcm, rate = load_audio(args.audio) if args.audio else EspeakTts(args.cache, args.voice).render(args.text)
         speaker.play(Message(args.text, pcm, rate, args.volume))
@@ -179,6 +172,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.n:
         path = write_yolo_dataset(args.out, args.n, args.seed, width=args.width, height=args.height)
         sys.stdout.write(f"images: {path}\n")
+    if args.regression_set:
+        from datasets.clips import write_regression_set
+
+        sys.stdout.write(f"clips: {write_regression_set(args.out)}\n")
     if args.clips:
         from datasets.clips import write_clip_set
 
@@ -367,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=float, default=10.0)
     s.add_argument("--clip-width", type=int, default=1280)
     s.add_argument("--clip-height", type=int, default=720)
+    s.add_argument("--regression-set", action="store_true",
+                   help="write the committed regression clips (tests/data/clips) into --out")
     s.set_defaults(func=cmd_synth)
 
     d = sub.add_parser("datasets", help="dataset tools")
