@@ -7,7 +7,7 @@ DEMO := out/demo
 
 export YOLO_OFFLINE := 1
 
-.PHONY: demo test lint setup setup-train test-slow bench-live clean
+.PHONY: demo test lint setup setup-train test-slow bench-live bench-inference clean
 
 TRAIN_STAMP := $(VENV)/.installed-train
 
@@ -39,6 +39,10 @@ test: $(TRAIN_STAMP)
 
 test-slow: $(TRAIN_STAMP)
 	$(BIN)/pytest -q -m slow
+
+# ONNX Runtime vs Ultralytics predict on the same weights; writes bench/results/inference.json.
+bench-inference: $(TRAIN_STAMP)
+	$(BIN)/python bench/inference.py
 
 # Live streams held by one machine (RTSP on loopback into serve); writes bench/results/live.json.
 bench-live: $(TRAIN_STAMP)
