@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from detector.backends.base import DetectorBackend, ModelLoadError, config_for, create_backend
 from detector.warnings import warning_stats
-from pipelines.config import AppConfig, CameraConfig, ConfigError, load_config
+from pipelines.config import AppConfig, CameraConfig, ConfigError, load_config_lenient
 from pipelines.runner import CameraPipeline, run_source
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseStore
@@ -64,11 +64,15 @@ class AnalyzeResult:
     sources_ok: list[str] = field(default_factory=list)
 
 
+def _matches(path: Path, pattern: str) -> bool:
+    return (Path(pattern).resolve() == path.resolve() or fnmatch.fnmatch(path.name, pattern)
+            or fnmatch.fnmatch(str(path), pattern))
+
+
 def camera_for(path: Path, cfg: AppConfig) -> CameraConfig:
     """Pick the camera of a file: matching ``source``, the only camera, or a whole-frame default."""
     for cam in cfg.cameras:
-        if cam.source and (Path(cam.source).resolve() == path.resolve()
-                           or fnmatch.fnmatch(path.name, cam.source) or fnmatch.fnmatch(str(path), cam.source)):
+        if cam.source and _matches(path, cam.source):
             return cam
     if len(cfg.cameras) == 1 and not cfg.cameras[0].source:
         return cfg.cameras[0]
@@ -144,10 +148,17 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
     cfg = AppConfig()
     if opts.config is not None:
         try:
-            cfg = load_config(opts.config)
-        except ConfigError as exc:
+            cfg, bad = load_config_lenient(opts.config)
+        except ConfigError as exc:  # the file itself is unusable: nothing can be analysed as configured
             errors.append({"source": str(opts.config), "error": str(exc)})
-            files = []
+            files, bad = [], []
+        for b in bad:  # a bad camera entry stops only the inputs it would have applied to
+            errors.append({"source": str(opts.config), "error": b.error})
+            hit = [f for f in files if _matches(f, b.source)] if b.source else (
+                files if not cfg.cameras and len(bad) == 1 else [])
+            for f in hit:
+                errors.append({"source": str(f), "error": f"not analysed: its camera '{b.id}' has an invalid config"})
+            files = [f for f in files if f not in hit]
     db = opts.out / "cases.db"
     if db.exists():  # never mix runs, never delete a previous run's cases
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")

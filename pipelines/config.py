@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -263,8 +264,7 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
-def parse_config(text: str, source: str = "<config>", model: type[BaseModel] = AppConfig) -> Any:
-    """Parse and validate YAML text; raises :class:`ConfigError` naming file, line and field."""
+def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, dict[str, Any]]:
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -276,16 +276,74 @@ def parse_config(text: str, source: str = "<config>", model: type[BaseModel] = A
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: the top level must be a mapping")
+    return node, data
+
+
+def _one_line(exc: ValidationError, node: yaml.Node | None, source: str, prefix: tuple[int | str, ...] = ()
+              ) -> ConfigError:
+    err = exc.errors()[0]
+    loc = (*prefix, *err["loc"])
+    field = ".".join(str(p) for p in loc) or "(top level)"
+    line = _line_of(node, loc)
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    msg = err["msg"].removeprefix("Value error, ")
+    return ConfigError(f"{source}:{line or '?'}: {field}: {msg}{more}")
+
+
+def parse_config(text: str, source: str = "<config>", model: type[BaseModel] = AppConfig) -> Any:
+    """Parse and validate YAML text; raises :class:`ConfigError` naming file, line and field."""
+    node, data = _read_yaml(text, source)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        line = _line_of(node, loc)
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        msg = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{source}:{line or '?'}: {field}: {msg}{more}") from exc
+        raise _one_line(exc, node, source) from exc
+
+
+@dataclass(frozen=True)
+class BadCamera:
+    """A camera entry that failed validation: its error, and what it would have matched."""
+
+    error: str
+    id: str
+    source: str
+
+
+def parse_config_lenient(text: str, source: str = "<config>") -> tuple[AppConfig, list[BadCamera]]:
+    """Like :func:`parse_config`, but a bad camera entry is set aside instead of failing the whole file.
+
+    The file itself (YAML, top-level keys, global rules, duplicate ids) must still be valid.
+    """
+    node, data = _read_yaml(text, source)
+    cameras = data.get("cameras") or []
+    if not isinstance(cameras, list):
+        raise ConfigError(f"{source}:{_line_of(node, ('cameras',)) or '?'}: cameras: must be a list")
+    try:
+        base = AppConfig.model_validate({**data, "cameras": []})
+    except ValidationError as exc:
+        raise _one_line(exc, node, source) from exc
+    good: list[CameraConfig] = []
+    bad: list[BadCamera] = []
+    for i, entry in enumerate(cameras):
+        try:
+            good.append(CameraConfig.model_validate(entry))
+        except ValidationError as exc:
+            raw = entry if isinstance(entry, dict) else {}
+            bad.append(BadCamera(str(_one_line(exc, node, source, ("cameras", i))), str(raw.get("id", "")),
+                                 str(raw.get("source", ""))))
+    try:
+        cfg = AppConfig(cameras=good, rules=base.rules)
+    except ValidationError as exc:
+        raise _one_line(exc, node, source) from exc
+    return cfg, bad
+
+
+def load_config_lenient(path: Path) -> tuple[AppConfig, list[BadCamera]]:
+    """Load a camera YAML file, setting bad camera entries aside (see :func:`parse_config_lenient`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    return parse_config_lenient(text, str(path))
 
 
 def load_config(path: Path) -> AppConfig:

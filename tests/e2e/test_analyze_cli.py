@@ -107,3 +107,21 @@ def test_keyframe_mode_and_workers_agree(street_clip: tuple[Path, dict], tmp_pat
     assert main(["analyze", str(clip), "--out", str(tmp_path / "w"), "--workers", "2", "--dwell", "2", "-q"]) == 0
     data = json.loads((tmp_path / "w" / "cases.json").read_text())
     assert {"garbage", "street_stall"} <= {c["violation"] for c in data["cases"]}
+
+
+def test_a_bad_camera_entry_stops_only_its_own_inputs(tmp_path: Path, street_clip: tuple[Path, dict]) -> None:
+    clip, _ = street_clip
+    other = tmp_path / "other.mp4"
+    other.write_bytes(clip.read_bytes())
+    cfg = tmp_path / "cams.yaml"
+    cfg.write_text("cameras:\n"
+                   "  - id: good\n    source: street.mp4\n"
+                   "  - id: broken\n    source: other.mp4\n    detect_fps: -1\n")
+    assert main(["analyze", str(clip), str(other), "--out", str(tmp_path / "o"), "--config", str(cfg),
+                 "--dwell", "2", "-q"]) == 0
+    data = json.loads((tmp_path / "o" / "cases.json").read_text())
+    errs = [e["error"] for e in data["errors"]]
+    assert any("cams.yaml:6: cameras.1.detect_fps" in e for e in errs)
+    assert any("its camera 'broken' has an invalid config" in e for e in errs)
+    assert list(data["stats"]["sources"]) == [str(clip)]
+    assert data["cases"] and all(c["camera"] == "good" for c in data["cases"])
