@@ -120,7 +120,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.settings import load_service_config
 
     try:
-        cfg = load_service_config(args.config)
+        cfg, bad_cameras = load_service_config(args.config)
+        for err in bad_cameras:
+            log.error("camera not started: %s", err)
         if args.port is not None:
             cfg.server.port = args.port
         if args.host is not None:

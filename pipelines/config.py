@@ -308,30 +308,38 @@ class BadCamera:
     source: str
 
 
-def parse_config_lenient(text: str, source: str = "<config>") -> tuple[AppConfig, list[BadCamera]]:
+def parse_config_lenient(text: str, source: str = "<config>", model: type[BaseModel] = AppConfig
+                         ) -> tuple[Any, list[BadCamera]]:
     """Like :func:`parse_config`, but a bad camera entry is set aside instead of failing the whole file.
 
-    The file itself (YAML, top-level keys, global rules, duplicate ids) must still be valid.
+    Everything else (YAML, top-level keys, global sections, duplicate ids) must still be valid. Each
+    camera is checked together with the rest of the file, so cross-references (speakers) count too.
     """
     node, data = _read_yaml(text, source)
     cameras = data.get("cameras") or []
     if not isinstance(cameras, list):
         raise ConfigError(f"{source}:{_line_of(node, ('cameras',)) or '?'}: cameras: must be a list")
     try:
-        base = AppConfig.model_validate({**data, "cameras": []})
+        model.model_validate({**data, "cameras": []})
     except ValidationError as exc:
         raise _one_line(exc, node, source) from exc
-    good: list[CameraConfig] = []
+    good: list[Any] = []
     bad: list[BadCamera] = []
     for i, entry in enumerate(cameras):
         try:
-            good.append(CameraConfig.model_validate(entry))
+            model.model_validate({**data, "cameras": [entry]})
+            good.append(entry)
         except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = tuple(err["loc"])
+            rest = loc[2:] if loc[:2] == ("cameras", 0) else ()
+            line = _line_of(node, ("cameras", i, *rest))
+            field = ".".join(str(p) for p in ("cameras", i, *rest))
             raw = entry if isinstance(entry, dict) else {}
-            bad.append(BadCamera(str(_one_line(exc, node, source, ("cameras", i))), str(raw.get("id", "")),
-                                 str(raw.get("source", ""))))
+            bad.append(BadCamera(f"{source}:{line or '?'}: {field}: {err['msg'].removeprefix('Value error, ')}",
+                                 str(raw.get("id", "")), str(raw.get("source", ""))))
     try:
-        cfg = AppConfig(cameras=good, rules=base.rules)
+        cfg = model.model_validate({**data, "cameras": good})
     except ValidationError as exc:
         raise _one_line(exc, node, source) from exc
     return cfg, bad

@@ -29,7 +29,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from models import DEFAULT_MODEL
-from pipelines.config import CameraConfig, ConfigError, RulesConfig, Strict, parse_config
+from pipelines.config import CameraConfig, ConfigError, RulesConfig, Strict, parse_config_lenient
 
 Role = Literal["viewer", "operator", "admin"]
 ROLE_RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
@@ -177,14 +177,18 @@ class ServiceConfig(Strict):
         return self
 
 
-def load_service_config(path: Path) -> ServiceConfig:
-    """Load and validate a service YAML file; relative paths resolve against the working directory."""
+def load_service_config(path: Path) -> tuple[ServiceConfig, list[str]]:
+    """Load a service YAML file; returns the config and the errors of camera entries set aside.
+
+    A bad camera entry never stops the other cameras; a bad file (YAML, server, auth, storage...) does.
+    Relative paths resolve against the working directory.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from exc
-    cfg: ServiceConfig = parse_config(text, str(path), ServiceConfig)
-    return cfg
+    cfg, bad = parse_config_lenient(text, str(path), ServiceConfig)
+    return cfg, [b.error for b in bad]
 
 
 def resolve_tokens(cfg: AuthConfig, environ: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
