@@ -67,7 +67,7 @@ class CameraPipeline:
         on_event: Called with each event and its case id after the case is committed.
         context: Address, GPS and dispatch targets written with each new case.
         on_warning: Called with each warning to play (the service sends it to speakers);
-            batch analysis only logs them in ``warning_log`` (a simulation).
+            batch analysis only records them in ``warning_actions`` (a simulation).
         time_of_day: The local time of day for quiet hours (default: the wall clock).
 
     ``observe`` and ``handle`` may be called from different threads (a camera's
@@ -100,7 +100,6 @@ class CameraPipeline:
         self.warnings = WarningLoop(policies) if policies else None
         self.on_warning = on_warning
         self.time_of_day = time_of_day or (lambda: dt.datetime.now().time())
-        self.warning_log: list[dict[str, object]] = []
         self.warning_actions: list[WarningAction] = []
         self._case_of: dict[str, str] = {}
 
@@ -149,14 +148,18 @@ class CameraPipeline:
             self._warning_actions(self.warnings.tick(frame.ts, self.time_of_day()))
         return events
 
+    @property
+    def warning_log(self) -> list[dict[str, object]]:
+        """The warning actions so far, with their case ids, as JSON-ready rows (for reports)."""
+        return [{"case_id": self._case_of.get(a.key, ""), "kind": a.kind, "zone": a.zone, "violation": a.violation,
+                 "ts": round(a.ts, 3), "text": a.text, "repeat": a.repeat, "outcome": a.outcome,
+                 "time_to_clear_s": a.time_to_clear_s} for a in self.warning_actions]
+
     def _warning_actions(self, actions: list[WarningAction]) -> None:
         """Play warnings and apply the closed loop's outcomes to the cases."""
         self.warning_actions.extend(actions)
         for a in actions:
             case_id = self._case_of.get(a.key, "")
-            self.warning_log.append({"case_id": case_id, "kind": a.kind, "zone": a.zone, "violation": a.violation,
-                                     "ts": round(a.ts, 3), "text": a.text, "repeat": a.repeat, "outcome": a.outcome,
-                                     "time_to_clear_s": a.time_to_clear_s})
             try:
                 if a.kind == "play" and self.on_warning is not None:
                     self.on_warning(a, case_id)

@@ -189,9 +189,7 @@ class CaseStore:
                      "conf": event.confidence, "box": json.dumps(list(event.box)),
                      "tracks": json.dumps(list(event.track_ids)), "active": active, "now": now,
                      "address": ctx.address, "lat": lat, "lon": lon})
-                db.execute(text("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
-                                " VALUES (:c, NULL, 'registered', 'system', 'violation confirmed', :now)"),
-                           {"c": case_id, "now": now})
+                self._history(db, case_id, None, "registered", "system", "violation confirmed")
                 if not ctx.defer_dispatch:
                     self._enqueue(db, case_id, ctx)
                 return case_id
@@ -297,12 +295,17 @@ class CaseStore:
             now = _now()
             db.execute(text("UPDATE cases SET state = :s, updated_at = :now WHERE id = :c"),
                        {"s": to_state, "now": now, "c": case_id})
-            db.execute(text("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
-                            " VALUES (:c, :f, :t, :w, :n, :now)"),
-                       {"c": case_id, "f": current, "t": to_state, "w": who, "n": note, "now": now})
+            self._history(db, case_id, current, to_state, who, note)
         case = self.get(case_id)
         assert case is not None
         return case
+
+    @staticmethod
+    def _history(db: Connection, case_id: str, from_state: str | None, to_state: str, who: str, note: str) -> None:
+        """Append one entry to a case's history (inside the caller's transaction)."""
+        db.execute(text("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
+                        " VALUES (:c, :f, :t, :w, :n, :now)"),
+                   {"c": case_id, "f": from_state, "t": to_state, "w": who, "n": note, "now": _now()})
 
     @staticmethod
     def _enqueue(db: Connection, case_id: str, ctx: CaseContext) -> None:
@@ -328,9 +331,7 @@ class CaseStore:
                 self._enqueue(db, case_id, context)
             if note:
                 state = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar_one()
-                db.execute(text("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
-                                " VALUES (:c, :s, :s, 'system:warning', :n, :now)"),
-                           {"c": case_id, "s": state, "n": note, "now": _now()})
+                self._history(db, case_id, state, state, "system:warning", note)
 
     def annotate(self, case_id: str, who: str, note: str) -> None:
         """Add a history entry that does not change the state (e.g. a warning's outcome)."""
@@ -338,9 +339,7 @@ class CaseStore:
             state = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar()
             if state is None:
                 raise KeyError(case_id)
-            db.execute(text("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
-                            " VALUES (:c, :s, :s, :w, :n, :now)"), {"c": case_id, "s": state, "w": who, "n": note,
-                                                                    "now": _now()})
+            self._history(db, case_id, state, state, who, note)
 
     def outbox_due(self, now: float, limit: int = 20) -> list[dict[str, Any]]:
         """Pending outbox rows whose next attempt is due."""
@@ -365,9 +364,7 @@ class CaseStore:
                 if state == "registered":
                     db.execute(text("UPDATE cases SET state = 'dispatched', updated_at = :now WHERE id = :c"),
                                {"now": now, "c": case_id})
-                    db.execute(text("INSERT INTO case_history (case_id, from_state, to_state, who, note, at)"
-                                    " VALUES (:c, 'registered', 'dispatched', 'system:dispatcher', 'delivered', :now)"),
-                               {"c": case_id, "now": now})
+                    self._history(db, case_id, "registered", "dispatched", "system:dispatcher", "delivered")
             else:
                 db.execute(text("UPDATE outbox SET state = :s, attempts = attempts + 1, next_attempt = :n,"
                                 " last_error = :e WHERE id = :id"),
