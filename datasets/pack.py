@@ -59,8 +59,12 @@ def _encode(img: npt.NDArray[np.uint8], max_side: int, quality: int) -> bytes:
 
 
 def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 416,
-               qualities: tuple[int, ...] = (82, 75, 68, 60, 52)) -> dict[str, object]:
+               qualities: tuple[int, ...] = (82, 75, 68, 60, 52, 45, 38, 32), val_cap: int = 0) -> dict[str, object]:
     """Write a pack of ``sources`` into ``out``, lowering JPEG quality until it fits ``max_mb``.
+
+    ``val_cap`` > 0 keeps at most that many validation images per source (evenly spaced in
+    file order), for a pack that must travel light; the full validation splits stay where they
+    came from for evaluation on this machine.
 
     Returns:
         The manifest written to ``out/manifest.json``.
@@ -70,7 +74,11 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
         ds = YoloDataset.load(src.data_yaml)
         cmap = ds.canonical_map(src.remap)
         for split in ("train", "val"):
-            for it in ds.items(split):
+            split_items = list(ds.items(split))
+            if split == "val" and 0 < val_cap < len(split_items):
+                step = len(split_items) / val_cap
+                split_items = [split_items[int(i * step)] for i in range(val_cap)]
+            for it in split_items:
                 items.append((src, split, it, cmap))
     if not items:
         raise ValueError("no images in the given sources")
@@ -119,6 +127,9 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
         if (out / f"images/val_{s.name}").exists():
             (out / f"val_{s.name}.yaml").write_text(
                 f"train: images/val_{s.name}\nval: images/val_{s.name}\nnames:\n{names}")
+            if (out / f"images/train_{s.name}").exists():  # to train on one source alone (e.g. sim-to-real)
+                (out / f"only_{s.name}.yaml").write_text(
+                    f"train: images/train_{s.name}\nval: images/val_{s.name}\nnames:\n{names}")
     digest = hashlib.sha256()
     for f in sorted(files, key=lambda x: str(x["file"])):
         digest.update(str(f["file"]).encode())

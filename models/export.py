@@ -74,6 +74,17 @@ def write_card(out_dir: Path, card: dict[str, Any]) -> None:
             lines.append(f"| {c} | {m['precision']} | {m['recall']} | {m['ap50']} | {m['ap50_95']} | "
                          f"{m.get('instances', '')} |")
         lines.append("")
+    comp = card.get("comparison_map50", {})
+    if comp:
+        cols = list(next(iter(comp.values())))
+        lines += ["## Compared with the previous default (mAP50, same validation images)", "",
+                  "| split | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        lines += [f"| {split} | " + " | ".join(str(v.get(c)) for c in cols) + " |" for split, v in comp.items()]
+        lines.append("")
+    s2r = card.get("sim_to_real")
+    if s2r:
+        lines += ["## Sim-to-real gap", "", s2r.get("what", ""), "", "```", json.dumps(s2r.get("ap50", {}), indent=1),
+                  "```", "", s2r.get("reading", ""), ""]
     if card.get("speed"):
         lines += ["## Speed on CPU", ""] + [f"- {s}" for s in card["speed"]] + [""]
     if card.get("data"):

@@ -99,17 +99,34 @@ def _validate(model_path: Path, pack: Path, imgsz: int, device: str) -> dict[str
         split = "all" if yaml_path.name == "data.yaml" else yaml_path.stem[4:]
         m = model.val(data=str(yaml_path), imgsz=imgsz, batch=32, device=device, plots=False,
                       verbose=False, workers=4, split="val")
-        names = m.names
-        per_class: dict[str, Any] = {}
-        for i, c in enumerate(m.box.ap_class_index):
-            p, r, ap50, ap = m.box.class_result(i)
-            per_class[names[int(c)]] = {"precision": round(float(p), 4), "recall": round(float(r), 4),
-                                        "ap50": round(float(ap50), 4), "ap50_95": round(float(ap), 4),
-                                        "instances": int(m.nt_per_class[int(c)])}
-        out[split] = {"map50": round(float(m.box.map50), 4), "map50_95": round(float(m.box.map), 4),
-                      "classes": per_class}
-        log.info("val %s: mAP50 %.3f %s", split, m.box.map50, {k: v["ap50"] for k, v in per_class.items()})
+        out[split] = summarise(m)
+        log.info("val %s: mAP50 %.3f %s", split, m.box.map50, {k: v["ap50"] for k, v in out[split]["classes"].items()})
     return out
+
+
+def summarise(m: Any) -> dict[str, Any]:
+    """mAP and per-class precision, recall, AP50, AP50-95 and instances of an Ultralytics val result."""
+    per_class: dict[str, Any] = {}
+    for i, c in enumerate(m.box.ap_class_index):
+        p, r, ap50, ap = m.box.class_result(i)
+        per_class[m.names[int(c)]] = {"precision": round(float(p), 4), "recall": round(float(r), 4),
+                                      "ap50": round(float(ap50), 4), "ap50_95": round(float(ap), 4),
+                                      "instances": int(m.nt_per_class[int(c)])}
+    return {"map50": round(float(m.box.map50), 4), "map50_95": round(float(m.box.map), 4), "classes": per_class}
+
+
+def _names(data_yaml: Path) -> list[str]:
+    """Class names of a pack's data YAML (``names:`` block of ``i: name`` lines), without PyYAML."""
+    names: list[str] = []
+    inside = False
+    for line in data_yaml.read_text().splitlines():
+        if line.startswith("names:"):
+            inside = True
+        elif inside and line.startswith("  ") and ":" in line:
+            names.append(line.split(":", 1)[1].strip())
+        elif inside:
+            break
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=min(12, os.cpu_count() or 2))
     ap.add_argument("--device", default="0")
     ap.add_argument("--epochs", type=int, default=400, help="upper bound; the time budget decides")
+    ap.add_argument("--data", default="data.yaml", help="data YAML inside the pack (e.g. only_synthetic.yaml)")
+    ap.add_argument("--classes", default="", help="train on these class names only, comma-separated")
     args = ap.parse_args(argv)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     run_dir = work / "runs" / "train"
     summary: dict[str, Any] = {"gpu": gpu, "model": args.model, "imgsz": args.imgsz, "batch": args.batch,
-                               "time_budget_min": args.minutes, "pack_manifest_sha256": None}
+                               "time_budget_min": args.minutes, "pack_manifest_sha256": None,
+                               "data": args.data, "classes": args.classes or "all"}
+    names = _names(args.pack / args.data)
+    wanted = [c for c in args.classes.split(",") if c]
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise SystemExit(f"unknown classes {unknown}; the pack has {names}")
+    class_ids = [names.index(c) for c in wanted] or None
     manifest = args.pack / "manifest.json"
     if manifest.exists():
         summary["pack_manifest_sha256"] = json.loads(manifest.read_text()).get("dataset_sha256")
@@ -156,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 summary["workers"] = workers
                 YOLO(args.model).train(
-                    data=str(args.pack / "data.yaml"), epochs=args.epochs,
+                    data=str(args.pack / args.data), classes=class_ids, epochs=args.epochs,
                     time=minutes / 60 if args.minutes > 0 else None, imgsz=args.imgsz,
                     batch=args.batch, workers=workers, device=device, project=str(work / "runs"), name="train",
                     exist_ok=True, plots=False, cache="ram", patience=1000, close_mosaic=10, mixup=0.1, seed=0,

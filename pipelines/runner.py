@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from detector.backends.base import DetectorBackend
 from detector.events import EventState, ViolationEvent
-from detector.rules import RuleSettings, ViolationRules
+from detector.rules import RuleSettings, ViolationRules, ZoneSpec
 from detector.tracking import NorfairTracker
 from detector.types import Detections
 from detector.warnings import WarningAction, WarningLoop
@@ -96,6 +96,7 @@ class CameraPipeline:
         self._next_infer = 0.0
         self._last_ts = 0.0
         self.last_detections = Detections.empty()
+        self.last_frame: npt.NDArray[np.uint8] | None = None  # the last inferred frame (for live views)
         policies = camera.warning_settings()
         self.warnings = WarningLoop(policies) if policies else None
         self.on_warning = on_warning
@@ -140,6 +141,7 @@ class CameraPipeline:
             self.stats.detections_per_class[name] = self.stats.detections_per_class.get(name, 0) + 1
         tracked = self.tracker.update(detections)
         self.last_detections = tracked
+        self.last_frame = frame.image
         h, w = frame.image.shape[:2]
         events = self.rules.update(tracked, frame.ts, w, h)
         for ev in events:
@@ -194,7 +196,7 @@ class CameraPipeline:
             poly = zone.zone.pixels(w, h) if zone is not None and zone.id != "frame" else None
             try:
                 snap = self.evidence.start_case(case_id, ev, frame.image, poly)
-                self._store_files([(case_id, "snapshot", snap)])
+                self._store_files([(case_id, "snapshot", snap), *self.evidence.take_frames()])
             except Exception as exc:  # evidence is best effort; the case is already stored
                 log.error("%s: snapshot of case %s failed: %s", self.source, case_id, exc)
         if self.on_event is not None:
@@ -261,6 +263,20 @@ def run_source(path: Path, pipeline: CameraPipeline, backend: DetectorBackend, m
         pipeline.finish()
         stats.wall_s = time.perf_counter() - started
     return stats
+
+
+def draw_zones(image: npt.NDArray[np.uint8], zones: list[ZoneSpec]) -> npt.NDArray[np.uint8]:
+    """Draw the watched zones' outlines and ids on a copy of a frame (the whole-frame zone is not drawn)."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    for z in zones:
+        if z.id == "frame":
+            continue
+        pts = np.round(z.zone.pixels(w, h)).astype(np.int32)
+        cv2.polylines(out, [pts], True, (0, 215, 255), 2, cv2.LINE_AA)
+        x, y = int(pts[:, 0].min()), int(pts[:, 1].min())
+        cv2.putText(out, z.id, (x + 4, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 215, 255), 2, cv2.LINE_AA)
+    return out
 
 
 def draw_detections(image: npt.NDArray[np.uint8], det: Detections, names: list[str]) -> npt.NDArray[np.uint8]:

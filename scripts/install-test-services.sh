@@ -2,10 +2,12 @@
 # Installs what the tests' real services need, from Debian packages: GStreamer's RTSP server
 # (scripts/rtsp_server.py, run by the system python3 with python3-gi) and a PostgreSQL server
 # (the tests start their own throw-away cluster on 127.0.0.1), and espeak-ng for the Mandarin voice
-# warnings. Idempotent; needs root.
+# warnings, Mesa's EGL/OpenGL driver (llvmpipe) for the synthetic-scene renderer, and Chromium for the
+# dashboard's browser tests (driven by Playwright; no browser download). Idempotent; needs root.
 set -euo pipefail
 have_pg() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
-if have_pg && command -v espeak-ng >/dev/null && /usr/bin/python3 - <<'PY' 2>/dev/null
+have_egl() { ldconfig -p | grep -q libEGL_mesa; }
+if have_pg && have_egl && command -v chromium >/dev/null && command -v espeak-ng >/dev/null && /usr/bin/python3 - <<'PY' 2>/dev/null
 import gi
 gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst, GstRtspServer
@@ -22,4 +24,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null || true
 apt-get install -y -q --no-install-recommends python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad postgresql espeak-ng >/dev/null
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad postgresql espeak-ng \
+  libegl1 libegl-mesa0 libgl1-mesa-dri chromium >/dev/null

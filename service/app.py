@@ -11,166 +11,30 @@ errors have one shape: ``{"error": {"status": 404, "message": "..."}}``.
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import logging
-import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from detector.backends.base import config_for, create_backend
-from detector.events import ViolationEvent
-from detector.warnings import warning_stats
 from pipelines.config import CameraConfig
-from pipelines.runner import CameraPipeline
-from pipelines.sinks.evidence import EvidenceRecorder
-from pipelines.sinks.store import Case, CaseContext, CaseStore, TransitionError
-from service.bus import EventBus, sse_format
-from service.runtime import CameraWorker, Dispatcher, InferenceEngine
-from service.settings import ROLE_RANK, ServiceConfig, resolve_tokens
-from service.voice import VoiceService
+from pipelines.sinks.store import Case, TransitionError
+from service.bus import sse_format
+from service.dashboard import add_dashboard
+from service.deps import Admin, ErrorBody, Operator, RuntimeDep, Viewer
+from service.runtime import Runtime
+from service.settings import ServiceConfig, resolve_tokens, write_camera_back
 
 log = logging.getLogger(__name__)
 
 
-class Runtime:
-    """Everything the running service holds: store, detector, cameras, dispatcher, event bus."""
-
-    def __init__(self, config: ServiceConfig, tokens: dict[str, tuple[str, str]]) -> None:
-        self.config = config
-        self.tokens = tokens
-        self.bus = EventBus()
-        self.store = CaseStore(config.storage.db)
-        self.evidence_root = config.storage.evidence.resolve()
-        self.evidence_root.mkdir(parents=True, exist_ok=True)
-        m = config.model
-        self.backend = create_backend(config_for(m.path, conf=m.conf, threads=m.threads))
-        self.engine = InferenceEngine(self.backend, m.batch)
-        self.dispatcher = Dispatcher(self.store, config.dispatch.webhooks, config.dispatch.public_url,
-                                     on_result=lambda r: self.bus.publish("dispatch", r))
-        self.voice = VoiceService(config.voice, self.bus.publish)
-        self.cameras: dict[str, CameraConfig] = {}
-        self.lock = threading.Lock()
-        self.stop_event = threading.Event()
-        self.watchdog = threading.Thread(target=self._watch, name="watchdog", daemon=True)
-        self.started_at = time.time()
-
-    def start(self) -> None:
-        """Start the engine, dispatcher, watchdog and every configured camera."""
-        self.engine.start()
-        self.dispatcher.start()
-        self.watchdog.start()
-        for cam in self.config.cameras:
-            self.add_camera(cam)
-
-    def stop(self) -> None:
-        """Stop cameras first (their last frames still get inferred), then the rest."""
-        self.stop_event.set()
-        with self.lock:
-            self.cameras.clear()
-            with self.engine.lock:
-                workers = list(self.engine.workers.values())
-                self.engine.workers.clear()
-        for w in workers:  # signal every reader at once, then wait: shutdown time does not grow with cameras
-            w.stop_event.set()
-        for w in workers:
-            w.stop()
-            w.pipeline.finish()
-        self.engine.stop()
-        self.dispatcher.stop()
-        self.voice.close()
-        self.store.close()
-
-    def _watch(self) -> None:
-        while not self.stop_event.wait(1.0):
-            now = time.monotonic()
-            for w in list(self.engine.workers.values()):
-                w.check_stall(now)
-
-    def _on_event(self, camera: CameraConfig) -> Callable[[ViolationEvent, str], None]:
-        def publish(ev: ViolationEvent, case_id: str) -> None:
-            worker = self.engine.workers.get(camera.id)
-            self.bus.publish("violation", {
-                "ts_wall": round(worker.clock_epoch + ev.ts, 3) if worker is not None else None,
-                "state": ev.state.value, "case_id": case_id, "camera": ev.camera, "zone": ev.zone,
-                "violation": ev.violation, "start_s": round(ev.start_s, 3), "ts": round(ev.ts, 3),
-                "confidence": round(ev.confidence, 4), "box": [round(v, 1) for v in ev.box],
-                "address": camera.location.address, "emitted_at": time.time()})
-        return publish
-
-    def add_camera(self, cam: CameraConfig) -> None:
-        """Start reading a camera (its id must be new)."""
-        with self.lock:
-            if cam.id in self.cameras:
-                raise ValueError(f"camera {cam.id} exists")
-            settings = (cam.rules or self.config.rules).settings()
-            evidence = EvidenceRecorder(self.evidence_root / cam.id, long_s=max(settings.dwell_s.values()) + 30,
-                                        fast_fps=4.0, max_width=960)
-            context = CaseContext(address=cam.location.address, gps=cam.location.gps,
-                                  targets=tuple(w.name for w in self.config.dispatch.webhooks),
-                                  payload_extra={"camera_name": cam.name,
-                                                 "description": f"{cam.name or cam.id}: automatic detection"})
-            pipeline = CameraPipeline(cam, settings, self.backend.names, self.store, cam.source, evidence,
-                                      self.evidence_root, None, self._on_event(cam), context,
-                                      on_warning=functools.partial(self.voice.warn, cam))
-            worker = CameraWorker(cam.id, cam.source, cam.decode, pipeline, self.config.ingest, self._on_health,
-                                  self.engine.wakeup)
-            self.cameras[cam.id] = cam
-            with self.engine.lock:
-                self.engine.workers[cam.id] = worker
-        worker.start()
-
-    def remove_camera(self, camera_id: str) -> None:
-        """Stop a camera, end its active violations and keep its cases."""
-        with self.lock:
-            self.cameras.pop(camera_id, None)
-            with self.engine.lock:
-                worker = self.engine.workers.pop(camera_id, None)
-        if worker is not None:
-            worker.stop()
-            worker.pipeline.finish()
-
-    def _on_health(self, camera: str, state: str, detail: str) -> None:
-        log.info("camera %s: %s %s", camera, state, detail)
-        self.bus.publish("camera", {"camera": camera, "state": state, "detail": detail, "at": time.time()})
-
-    def warning_stats(self) -> dict[str, dict[str, object]]:
-        """Warnings per camera/zone/violation: played, share resolved by warning, median time to clear."""
-        out: dict[str, dict[str, object]] = {}
-        for cid, w in list(self.engine.workers.items()):
-            for k, v in warning_stats(list(w.pipeline.warning_actions)).items():
-                out[f"{cid}/{k}"] = v
-        return out
-
-    def camera_status(self, camera_id: str) -> dict[str, Any]:
-        """Health and counters of a camera."""
-        w = self.engine.workers.get(camera_id)
-        cam = self.cameras.get(camera_id)
-        if w is None or cam is None:
-            raise KeyError(camera_id)
-        s = w.stats
-        return {"id": cam.id, "name": cam.name, "source": cam.source, "health": w.health, "detail": w.detail,
-                "frames_decoded": s.frames_decoded, "frames_inferred": s.frames_inferred,
-                "frames_dropped": s.frames_dropped, "reconnects": s.reconnects, "queue": len(w.queue),
-                "events": s.events, "location": cam.location.model_dump()}
-
-
 # ---------------------------------------------------------------- API models
-
-
-class ErrorBody(BaseModel):
-    """The one error shape."""
-
-    status: int
-    message: str
 
 
 class CaseOut(BaseModel):
@@ -191,6 +55,8 @@ class CaseOut(BaseModel):
     address: str
     gps: tuple[float, float] | None
     created_at: str
+    review: str | None = Field(default=None, description="An operator's verdict: confirmed or rejected.")
+    review_reason: str = ""
     evidence: dict[str, str] = Field(description="Evidence kind -> download URL")
 
     @classmethod
@@ -198,6 +64,7 @@ class CaseOut(BaseModel):
         return cls(id=c.id, violation=c.violation, camera=c.camera, zone=c.zone, source=c.source, state=c.state,
                    active=c.active, start_s=c.start_s, confirmed_s=c.confirmed_s, end_s=c.end_s,
                    confidence=c.confidence, box=c.box, address=c.address, gps=c.gps, created_at=c.created_at,
+                   review=c.review, review_reason=c.review_reason,
                    evidence={k: f"/api/cases/{c.id}/evidence/{k}" for k in c.evidence})
 
 
@@ -224,43 +91,15 @@ class TransitionIn(BaseModel):
     note: str = Field(default="", max_length=2000)
 
 
-# ---------------------------------------------------------------- dependencies
-
-
-def runtime_of(request: Request) -> Runtime:
-    """The running service of a request."""
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-def require(role: str) -> Callable[[Request], str]:
-    """A dependency that checks the bearer token has at least ``role``; returns the token's name."""
-    def check(request: Request) -> str:
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-        tokens: dict[str, tuple[str, str]] = request.app.state.tokens
-        who = tokens.get(hashlib.sha256(token.strip().encode()).hexdigest())
-        if who is None:
-            raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
-        if ROLE_RANK[who[1]] < ROLE_RANK[role]:
-            raise HTTPException(403, f"needs the {role} role")
-        return who[0]
-    return check
-
-
-RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
-Viewer = Annotated[str, Depends(require("viewer"))]
-Operator = Annotated[str, Depends(require("operator"))]
-Admin = Annotated[str, Depends(require("admin"))]
-
-
 # ---------------------------------------------------------------- app factory
 
 
-def create_app(config: ServiceConfig, environ: dict[str, str] | None = None) -> FastAPI:
+def create_app(config: ServiceConfig, environ: dict[str, str] | None = None,
+               config_path: Path | None = None) -> FastAPI:
     """Build the service; cameras, detector and dispatcher start with the app's lifespan.
+
+    With ``config_path``, cameras added, changed or removed through the API (and the dashboard's
+    zone editor) are written back into that YAML file, comments kept.
 
     Raises:
         ConfigError: No usable API token is configured.
@@ -355,8 +194,8 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None) -> 
 
     @app.get("/api/cases/{case_id}/evidence/{kind}", tags=["cases"], response_class=FileResponse,
              responses={404: {"model": ErrorBody}})
-    def evidence(case_id: str, kind: Literal["snapshot", "clip"], rt: RuntimeDep, _: Viewer) -> FileResponse:
-        """The snapshot (JPEG) or clip (MP4) of a case, found by case id only."""
+    def evidence(case_id: str, kind: Literal["snapshot", "clip", "frame"], rt: RuntimeDep, _: Viewer) -> FileResponse:
+        """The snapshot (JPEG, boxed), clip (MP4) or clean frame (JPEG) of a case, found by case id only."""
         c = case_or_404(rt, case_id)
         entry = c.evidence.get(kind)
         if entry is None:
@@ -364,7 +203,7 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None) -> 
         path = (rt.evidence_root / entry["path"]).resolve()
         if not path.is_relative_to(rt.evidence_root) or not path.is_file():
             raise HTTPException(404, f"{kind} file is missing")
-        return FileResponse(path, media_type="image/jpeg" if kind == "snapshot" else "video/mp4",
+        return FileResponse(path, media_type="video/mp4" if kind == "clip" else "image/jpeg",
                             filename=f"{case_id}{path.suffix}")
 
     @app.post("/api/cases/{case_id}/transition", response_model=CaseDetail, tags=["cases"],
@@ -378,6 +217,18 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None) -> 
             raise HTTPException(409, str(exc)) from exc
         rt.bus.publish("case", {"case_id": case_id, "state": body.to, "who": who})
         return get_case(case_id, rt, who)
+
+    def save(camera_id: str, cam: CameraConfig | None) -> bool | None:
+        """Write an API change of a camera back to the config file; ``None`` when there is no file."""
+        if config_path is None:
+            return None
+        try:
+            write_camera_back(config_path, camera_id, cam.model_dump(mode="json", exclude_defaults=True)
+                              if cam is not None else None)
+            return True
+        except Exception as exc:  # the running change stands; the operator sees config_saved: false
+            log.error("camera %s changed but not written back to %s: %s", camera_id, config_path, exc)
+            return False
 
     @app.get("/api/cameras", tags=["cameras"])
     def cameras(rt: RuntimeDep, _: Viewer) -> list[dict[str, Any]]:
@@ -393,7 +244,7 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None) -> 
             rt.add_camera(cam)
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from exc
-        return rt.camera_status(cam.id)
+        return {**rt.camera_status(cam.id), "config_saved": save(cam.id, cam)}
 
     @app.put("/api/cameras/{camera_id}", tags=["cameras"], responses={404: {"model": ErrorBody}})
     def change_camera(camera_id: str, cam: CameraConfig, rt: RuntimeDep, _: Admin) -> dict[str, Any]:
@@ -404,7 +255,7 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None) -> 
             raise HTTPException(404, "no such camera")
         rt.remove_camera(camera_id)
         rt.add_camera(cam)
-        return rt.camera_status(cam.id)
+        return {**rt.camera_status(cam.id), "config_saved": save(cam.id, cam)}
 
     @app.delete("/api/cameras/{camera_id}", status_code=204, tags=["cameras"], responses={404: {"model": ErrorBody}})
     def delete_camera(camera_id: str, rt: RuntimeDep, _: Admin) -> Response:
@@ -412,6 +263,7 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None) -> 
         if camera_id not in rt.cameras:
             raise HTTPException(404, "no such camera")
         rt.remove_camera(camera_id)
+        save(camera_id, None)
         return Response(status_code=204)
 
     @app.get("/api/speakers", tags=["voice"])
@@ -464,5 +316,6 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None) -> 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+    add_dashboard(app)
     return app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from service.app import Runtime
+    from service.runtime import Runtime
 
 HEALTH_STATES = ("connecting", "live", "stalled", "failed", "stopped")
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -21,15 +22,22 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from detector.backends.base import DetectorBackend
+from detector.backends.base import DetectorBackend, config_for, create_backend
+from detector.events import ViolationEvent
+from detector.warnings import warning_stats
+from pipelines.config import CameraConfig
 from pipelines.runner import CameraPipeline
-from pipelines.sinks.store import CaseStore
+from pipelines.sinks.evidence import EvidenceRecorder
+from pipelines.sinks.store import CaseContext, CaseStore
 from pipelines.sources import Frame, SourceError, open_stream, read_frames
+from service.bus import EventBus
 from service.schemas import DispatchPayload
-from service.settings import IngestConfig, WebhookConfig
+from service.settings import IngestConfig, ServiceConfig, WebhookConfig
+from service.voice import VoiceService
 
 log = logging.getLogger(__name__)
 
@@ -299,3 +307,125 @@ class Dispatcher(BackgroundLoop):
         if self.on_result is not None:
             self.on_result({"case_id": case_id, "target": hook.name, "ok": ok, "attempts": attempts, "dead": dead,
                             "error": "" if ok else error})
+
+
+class Runtime:
+    """Everything the running service holds: store, detector, cameras, dispatcher, event bus."""
+
+    def __init__(self, config: ServiceConfig, tokens: dict[str, tuple[str, str]]) -> None:
+        self.config = config
+        self.tokens = tokens
+        self.bus = EventBus()
+        self.store = CaseStore(config.storage.db)
+        self.evidence_root = config.storage.evidence.resolve()
+        self.evidence_root.mkdir(parents=True, exist_ok=True)
+        m = config.model
+        self.backend = create_backend(config_for(m.path, conf=m.conf, threads=m.threads))
+        self.engine = InferenceEngine(self.backend, m.batch)
+        self.dispatcher = Dispatcher(self.store, config.dispatch.webhooks, config.dispatch.public_url,
+                                     on_result=lambda r: self.bus.publish("dispatch", r))
+        self.voice = VoiceService(config.voice, self.bus.publish)
+        self.cameras: dict[str, CameraConfig] = {}
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.watchdog = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+        self.started_at = time.time()
+
+    def start(self) -> None:
+        """Start the engine, dispatcher, watchdog and every configured camera."""
+        self.engine.start()
+        self.dispatcher.start()
+        self.watchdog.start()
+        for cam in self.config.cameras:
+            self.add_camera(cam)
+
+    def stop(self) -> None:
+        """Stop cameras first (their last frames still get inferred), then the rest."""
+        self.stop_event.set()
+        with self.lock:
+            self.cameras.clear()
+            with self.engine.lock:
+                workers = list(self.engine.workers.values())
+                self.engine.workers.clear()
+        for w in workers:  # signal every reader at once, then wait: shutdown time does not grow with cameras
+            w.stop_event.set()
+        for w in workers:
+            w.stop()
+            w.pipeline.finish()
+        self.engine.stop()
+        self.dispatcher.stop()
+        self.voice.close()
+        self.store.close()
+
+    def _watch(self) -> None:
+        while not self.stop_event.wait(1.0):
+            now = time.monotonic()
+            for w in list(self.engine.workers.values()):
+                w.check_stall(now)
+
+    def _on_event(self, camera: CameraConfig) -> Callable[[ViolationEvent, str], None]:
+        def publish(ev: ViolationEvent, case_id: str) -> None:
+            worker = self.engine.workers.get(camera.id)
+            self.bus.publish("violation", {
+                "ts_wall": round(worker.clock_epoch + ev.ts, 3) if worker is not None else None,
+                "state": ev.state.value, "case_id": case_id, "camera": ev.camera, "zone": ev.zone,
+                "violation": ev.violation, "start_s": round(ev.start_s, 3), "ts": round(ev.ts, 3),
+                "confidence": round(ev.confidence, 4), "box": [round(v, 1) for v in ev.box],
+                "address": camera.location.address, "emitted_at": time.time()})
+        return publish
+
+    def add_camera(self, cam: CameraConfig) -> None:
+        """Start reading a camera (its id must be new)."""
+        with self.lock:
+            if cam.id in self.cameras:
+                raise ValueError(f"camera {cam.id} exists")
+            settings = (cam.rules or self.config.rules).settings()
+            evidence = EvidenceRecorder(self.evidence_root / cam.id, long_s=max(settings.dwell_s.values()) + 30,
+                                        fast_fps=4.0, max_width=960)
+            context = CaseContext(address=cam.location.address, gps=cam.location.gps,
+                                  targets=tuple(w.name for w in self.config.dispatch.webhooks),
+                                  payload_extra={"camera_name": cam.name,
+                                                 "description": f"{cam.name or cam.id}: automatic detection"})
+            pipeline = CameraPipeline(cam, settings, self.backend.names, self.store, cam.source, evidence,
+                                      self.evidence_root, None, self._on_event(cam), context,
+                                      on_warning=functools.partial(self.voice.warn, cam))
+            worker = CameraWorker(cam.id, cam.source, cam.decode, pipeline, self.config.ingest, self._on_health,
+                                  self.engine.wakeup)
+            self.cameras[cam.id] = cam
+            with self.engine.lock:
+                self.engine.workers[cam.id] = worker
+        worker.start()
+
+    def remove_camera(self, camera_id: str) -> None:
+        """Stop a camera, end its active violations and keep its cases."""
+        with self.lock:
+            self.cameras.pop(camera_id, None)
+            with self.engine.lock:
+                worker = self.engine.workers.pop(camera_id, None)
+        if worker is not None:
+            worker.stop()
+            worker.pipeline.finish()
+
+    def _on_health(self, camera: str, state: str, detail: str) -> None:
+        log.info("camera %s: %s %s", camera, state, detail)
+        self.bus.publish("camera", {"camera": camera, "state": state, "detail": detail, "at": time.time()})
+
+    def warning_stats(self) -> dict[str, dict[str, object]]:
+        """Warnings per camera/zone/violation: played, share resolved by warning, median time to clear."""
+        out: dict[str, dict[str, object]] = {}
+        for cid, w in list(self.engine.workers.items()):
+            for k, v in warning_stats(list(w.pipeline.warning_actions)).items():
+                out[f"{cid}/{k}"] = v
+        return out
+
+    def camera_status(self, camera_id: str) -> dict[str, Any]:
+        """Health and counters of a camera."""
+        w = self.engine.workers.get(camera_id)
+        cam = self.cameras.get(camera_id)
+        if w is None or cam is None:
+            raise KeyError(camera_id)
+        s = w.stats
+        return {"id": cam.id, "name": cam.name, "source": cam.source, "health": w.health, "detail": w.detail,
+                "frames_decoded": s.frames_decoded, "frames_inferred": s.frames_inferred,
+                "frames_dropped": s.frames_dropped, "reconnects": s.reconnects, "queue": len(w.queue),
+                "events": s.events, "location": cam.location.model_dump()}

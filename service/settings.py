@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -213,3 +213,51 @@ def resolve_tokens(cfg: AuthConfig, environ: dict[str, str] | None = None) -> di
         hint = "; ".join(missing) or "add auth.tokens to the config"
         raise ConfigError(f"no API token is configured: {hint}")
     return out
+
+
+def write_camera_back(path: Path, camera_id: str, camera: dict[str, Any] | None) -> None:
+    """Write one camera's change made through the API back into the service YAML file.
+
+    The file is edited round-trip (ruamel.yaml): comments, key order and every other entry stay
+    as they were, including entries that were set aside as invalid. ``camera`` replaces the entry
+    with the same id (or is appended); ``None`` removes it. The previous file is kept as
+    ``<file>.bak`` and the new one replaces it atomically, so a crash never leaves half a file.
+
+    Raises:
+        OSError: The file cannot be read or written.
+        ConfigError: The file is no longer a YAML mapping.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    yaml_rt = YAML()
+    yaml_rt.preserve_quotes = True
+    yaml_rt.width = 120
+    doc = yaml_rt.load(path.read_text(encoding="utf-8"))
+    if not isinstance(doc, CommentedMap):
+        raise ConfigError(f"{path}: not a YAML mapping; camera {camera_id} not written back")
+    cams = doc.get("cameras")
+    if not isinstance(cams, CommentedSeq):
+        cams = CommentedSeq()
+        doc["cameras"] = cams
+    index = next((i for i, c in enumerate(cams) if isinstance(c, dict) and c.get("id") == camera_id), None)
+    if camera is None:
+        if index is not None:
+            del cams[index]
+    elif index is None:
+        cams.append(camera)
+    else:
+        old = cams[index]
+        for key in [k for k in old if k not in camera]:
+            del old[key]
+        for key, value in camera.items():
+            if old.get(key) != value:  # unchanged keys keep their comments and flow style
+                old[key] = value
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        yaml_rt.dump(doc, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if path.exists():
+        path.with_name(path.name + ".bak").write_bytes(path.read_bytes())
+    os.replace(tmp, path)

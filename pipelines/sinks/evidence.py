@@ -12,6 +12,7 @@ and the zone drawn on it.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -119,6 +120,7 @@ class EvidenceRecorder:
         self._scale = 1.0
         self._pending: list[_PendingClip] = []
         self.written: list[tuple[str, str, Path]] = []  # (case_id, kind, path) finished files
+        self.frames: list[tuple[str, str, Path]] = []  # clean frames not yet recorded in the store
 
     def _encode(self, image: Image) -> bytes:
         h, w = image.shape[:2]
@@ -181,6 +183,7 @@ class EvidenceRecorder:
         label = f"{event.violation} {event.confidence:.2f}"
         if not cv2.imwrite(str(snap), draw_case(img, box, label, poly), [cv2.IMWRITE_JPEG_QUALITY, 90]):  # type: ignore[arg-type]
             raise OSError(f"cannot write snapshot {snap}")
+        self._write_frame(case_id, event, np.asarray(img, np.uint8), box)
         begin = event.start_s - self.pre_s
         history = [(t, b) for t, b in self._slow if begin <= t < event.ts - self.pre_s]
         recent = [(t, b) for t, b in self._fast if t >= max(begin, event.ts - self.pre_s)]
@@ -188,6 +191,27 @@ class EvidenceRecorder:
                                           history + recent))
         self.written.append((case_id, "snapshot", snap))
         return snap
+
+    def _write_frame(self, case_id: str, event: ViolationEvent, img: Image, box: tuple[float, ...]) -> None:
+        """The same frame without drawings, plus its box: what an operator's review turns into training data."""
+        frame = self.out_dir / f"{case_id}_frame.jpg"
+        try:
+            if not cv2.imwrite(str(frame), img, [cv2.IMWRITE_JPEG_QUALITY, 92]):
+                raise OSError(f"cannot write {frame}")
+            h, w = img.shape[:2]
+            frame.with_suffix(".json").write_text(json.dumps(
+                {"case_id": case_id, "violation": event.violation, "box": [round(v, 1) for v in box],
+                 "width": w, "height": h, "ts": round(event.best_ts, 3)}))
+        except OSError as exc:  # the snapshot is the evidence; the clean frame only feeds reviews
+            log.error("clean frame of case %s not written: %s", case_id, exc)
+            return
+        self.written.append((case_id, "frame", frame))
+        self.frames.append((case_id, "frame", frame))
+
+    def take_frames(self) -> list[tuple[str, str, Path]]:
+        """Clean frames written since the last call ``(case_id, "frame", path)``."""
+        out, self.frames = self.frames, []
+        return out
 
     def _frame_at(self, ts: float) -> bytes | None:
         cands = [(abs(t - ts), b) for t, b in list(self._fast) + list(self._slow)]

@@ -76,6 +76,9 @@ class Case:
     address: str = ""
     gps: tuple[float, float] | None = None
     created_at: str = ""
+    review: str | None = None  # an operator's verdict: confirmed or rejected
+    review_reason: str = ""
+    reviewed_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the case as plain JSON-ready data (evidence flattened)."""
@@ -225,7 +228,8 @@ class CaseStore:
             args["ids"] = list(ids)
         cond = (" WHERE " + " AND ".join(where)) if where else ""
         q = text("SELECT id, violation, source, camera, zone, start_s, end_s, confirmed_s, confidence, box,"
-                 " track_ids, active, state, address, lat, lon, created_at FROM cases" + cond +
+                 " track_ids, active, state, address, lat, lon, created_at, review, review_reason, reviewed_by"
+                 " FROM cases" + cond +
                  " ORDER BY source, start_s, id")
         ev_q = text("SELECT case_id, kind, path, sha256 FROM evidence" + (" WHERE case_id IN :ids" if ids else ""))
         if ids is not None:
@@ -240,7 +244,8 @@ class CaseStore:
         return [Case(id=r[0], violation=r[1], source=r[2], camera=r[3], zone=r[4], start_s=r[5], end_s=r[6],
                      confirmed_s=r[7], confidence=r[8], box=json.loads(r[9]), track_ids=json.loads(r[10]),
                      active=bool(r[11]), state=r[12], evidence=evidence.get(r[0], {}), address=r[13],
-                     gps=(r[14], r[15]) if r[14] is not None else None, created_at=r[16]) for r in rows]
+                     gps=(r[14], r[15]) if r[14] is not None else None, created_at=r[16], review=r[17],
+                     review_reason=r[18] or "", reviewed_by=r[19]) for r in rows]
 
     def query(self, camera: str | None = None, violation: str | None = None, state: str | None = None,
               since: str | None = None, until: str | None = None, limit: int = 50, offset: int = 0
@@ -332,6 +337,50 @@ class CaseStore:
             if note:
                 state = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar_one()
                 self._history(db, case_id, state, state, "system:warning", note)
+
+    def review(self, case_id: str, verdict: str, who: str, reason: str = "") -> Case:
+        """Record an operator's verdict on a case (``confirmed`` or ``rejected``), with who, when and why.
+
+        A rejection also moves a case that is still open (registered or dispatched) to ``rejected``;
+        a verdict can be changed later, and every verdict stays in the case's history.
+
+        Raises:
+            KeyError: No such case.
+            ValueError: Unknown verdict.
+        """
+        if verdict not in ("confirmed", "rejected"):
+            raise ValueError(f"verdict must be confirmed or rejected, not {verdict!r}")
+        with self._tx() as db:
+            state = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar()
+            if state is None:
+                raise KeyError(case_id)
+            now = _now()
+            new_state = "rejected" if verdict == "rejected" and "rejected" in TRANSITIONS.get(state, set()) else state
+            db.execute(text("UPDATE cases SET review = :v, review_reason = :r, reviewed_by = :w, reviewed_at = :now,"
+                            " state = :s, updated_at = :now WHERE id = :c"),
+                       {"v": verdict, "r": reason, "w": who, "now": now, "s": new_state, "c": case_id})
+            self._history(db, case_id, state, new_state, who, f"review: {verdict}" + (f" ({reason})" if reason else ""))
+        case = self.get(case_id)
+        assert case is not None
+        return case
+
+    def reviewed(self) -> list[Case]:
+        """Cases with an operator's verdict, in the order they were reviewed."""
+        with self._read() as db:
+            ids = [r[0] for r in db.execute(text(
+                "SELECT c.id FROM cases c WHERE c.review IS NOT NULL ORDER BY"
+                " (SELECT MAX(h.id) FROM case_history h WHERE h.case_id = c.id AND h.note LIKE 'review:%')"))]
+        by_id = {c.id: c for c in self.cases(ids=ids)}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def daily(self, since: str) -> list[dict[str, Any]]:
+        """Cases per day (UTC date of registration), violation, camera and state, from ``since`` (ISO time)."""
+        with self._read() as db:
+            rows = db.execute(text(
+                "SELECT SUBSTR(created_at, 1, 10) AS day, violation, camera, state, COUNT(*) FROM cases"
+                " WHERE created_at >= :since GROUP BY day, violation, camera, state ORDER BY day"),
+                {"since": since}).all()
+        return [{"day": r[0], "violation": r[1], "camera": r[2], "state": r[3], "count": int(r[4])} for r in rows]
 
     def annotate(self, case_id: str, who: str, note: str) -> None:
         """Add a history entry that does not change the state (e.g. a warning's outcome)."""

@@ -73,9 +73,10 @@ class Receiver:
 
 
 @contextmanager
-def running_service(cfg: ServiceConfig, environ: dict[str, str] | None = None) -> Iterator[str]:
+def running_service(cfg: ServiceConfig, environ: dict[str, str] | None = None,
+                    config_path: Path | None = None) -> Iterator[str]:
     """Run the service with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
-    app = create_app(cfg, environ=dict(TOKENS) if environ is None else environ)
+    app = create_app(cfg, environ=dict(TOKENS) if environ is None else environ, config_path=config_path)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=cfg.server.port, log_level="warning",
                                            timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -40,7 +40,7 @@ def ev(state: EventState, ts: float, conf: float = 0.6, key: str = "cam:z:garbag
 
 
 def test_schema_version_and_lifecycle(store: CaseStore) -> None:
-    assert store.version == 2
+    assert store.version == 3
     ctx = CaseContext(address="No. 8", gps=(30.1, 120.2), targets=("city",))
     cid = store.record(ev(EventState.START, 5.0), "a.mp4", ctx)
     assert store.record(ev(EventState.UPDATE, 9.0, conf=0.9), "a.mp4", ctx) == cid
@@ -74,3 +74,25 @@ def test_flow_outbox_and_dead_letters(store: CaseStore) -> None:
         store.transition("nope", "closed", "oper")
     assert [h["to"] for h in store.history(cid)] == ["registered", "dispatched", "handled"]
     assert store.counts() == {"cases": [("garbage", "handled", 1)], "outbox": {"delivered": 1, "pending": 1}}
+
+
+def test_reviews_and_daily_counts(store: CaseStore) -> None:
+    a = store.record(ev(EventState.START, 5.0, key="k1"), "a.mp4")
+    b = store.record(ev(EventState.START, 6.0, key="k2"), "a.mp4")
+    store.add_evidence(a, "frame", "e/a_frame.jpg", "ef" * 32)  # clean frames are evidence too
+    assert store.review(a, "confirmed", "alice").state == "registered"
+    rejected = store.review(b, "rejected", "bob", "a parked tricycle, no goods")
+    assert (rejected.review, rejected.state, rejected.review_reason) == ("rejected", "rejected",
+                                                                       "a parked tricycle, no goods")
+    assert store.history(b)[-1] == {**store.history(b)[-1], "to": "rejected", "who": "bob",
+                                    "note": "review: rejected (a parked tricycle, no goods)"}
+    with pytest.raises(ValueError, match="verdict"):
+        store.review(a, "maybe", "alice")
+    with pytest.raises(KeyError):
+        store.review("nope", "confirmed", "alice")
+    assert [(c.id, c.review, c.reviewed_by) for c in store.reviewed()] == [(a, "confirmed", "alice"),
+                                                                          (b, "rejected", "bob")]
+    assert store.get(a).evidence["frame"]["path"] == "e/a_frame.jpg"  # type: ignore[union-attr]
+    rows = store.daily("2000-01-01")
+    assert sorted((r["state"], r["count"]) for r in rows) == [("registered", 1), ("rejected", 1)]
+    assert all(len(r["day"]) == 10 and r["camera"] == "cam" for r in rows)

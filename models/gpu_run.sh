@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One unattended call on a lent GPU machine, two trainings side by side on the same GPU:
+#   main: the default model fine-tuned from models/default/model.pt on the whole pack (real + synthetic);
+#   s2r:  the sim-to-real study, yolo26n from scratch on the synthetic images only, garbage/bin/smoke
+#         classes only, validated on the real splits (its metrics.json answers "how far does synthetic go").
+# Each run has its own time budget and a hard `timeout` two minutes after it, so the call ends in time
+# and train_gpu.py still writes its outputs (it saves on SIGTERM).
+#
+# Usage, from the repo root on the GPU machine, with the pack (streetwatch datasets pack) in ./pack and the
+# Ultralytics wheels in ./.whl:  bash models/gpu_run.sh "$OUT" [MAIN_MINUTES] [S2R_MINUTES]
+set -uo pipefail
+out=${1:?usage: gpu_run.sh OUT_DIR [MAIN_MINUTES] [S2R_MINUTES]}
+main_min=${2:-7}
+s2r_min=${3:-6}
+export PYTHONUNBUFFERED=1
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site || exit 1
+fi
+mkdir -p "$out/main" "$out/s2r"
+limit() { awk -v m="$1" 'BEGIN { printf "%d", (m + 2) * 60 }'; }  # budget + 2 minutes, in whole seconds
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+timeout -s TERM "$(limit "$main_min")" python3 models/train_gpu.py --pack pack --out "$out/main" \
+  --model models/default/model.pt --minutes "$main_min" --imgsz 320 --batch 64 --workers 10 >"$out/main.log" 2>&1 &
+a=$!
+timeout -s TERM "$(limit "$s2r_min")" python3 models/train_gpu.py --pack pack --out "$out/s2r" \
+  --model yolo26n.yaml --data only_synthetic.yaml --classes garbage,garbage_bin,overflowing_bin,smoke \
+  --minutes "$s2r_min" --imgsz 320 --batch 64 --workers 5 >"$out/s2r.log" 2>&1 &
+b=$!
+wait "$a"; ra=$?
+wait "$b"; rb=$?
+# What comes back is limited to 8 files: keep the main weights and both runs' metrics and logs.
+rm -f "$out/s2r/best.pt" "$out"/*/best.onnx "$out"/*/train.log
+echo "main rc=$ra s2r rc=$rb"
+ls -la "$out" "$out"/*
+[ -f "$out/main/best.pt" ]

@@ -1,0 +1,134 @@
+"""The operator dashboard: the page at ``/`` and the API routes only it needs.
+
+The page is plain HTML with one small script and one stylesheet (``service/static``),
+served by the service itself: no CDN, no build step. It signs in with the same bearer
+tokens as the API (kept in the browser tab's session storage) and uses:
+
+- ``GET /api/cameras/{id}/frame.jpg``: the last inferred frame, with zones and current
+  detections drawn (``overlay=false``: the clean frame, for the zone editor);
+- ``GET /api/cameras/{id}/config``: a camera's settings as the YAML schema has them;
+- ``POST /api/cases/{id}/review``: an operator's verdict (confirmed / rejected with a reason);
+- ``GET /api/stats``: cases per day by violation and camera, closure rate, warning outcomes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import cv2
+from fastapi import APIRouter, FastAPI, HTTPException, Query
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from pipelines.runner import draw_detections, draw_zones
+from service.deps import ErrorBody, Operator, RuntimeDep, Viewer
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+class ReviewIn(BaseModel):
+    """An operator's verdict on a case."""
+
+    verdict: Literal["confirmed", "rejected"]
+    reason: str = Field(default="", max_length=500, description="Why (required when rejecting).")
+
+
+def frame_jpeg(rt: Any, camera_id: str, overlay: bool) -> bytes | None:
+    """JPEG of a camera's last inferred frame, optionally with zones and detections drawn."""
+    worker = rt.engine.workers.get(camera_id)
+    if worker is None:
+        raise KeyError(camera_id)
+    pipe = worker.pipeline
+    with pipe.lock:
+        image, det = pipe.last_frame, pipe.last_detections
+        if image is None:
+            return None
+        if overlay:
+            image = draw_detections(draw_zones(image, pipe.zones), det, pipe.names)
+    h, w = image.shape[:2]
+    if w > 960:  # a tile does not need more; keeps the grid light with many cameras
+        image = cv2.resize(image, (960, round(h * 960 / w)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return bytes(buf) if ok else None
+
+
+def stats(rt: Any, days: int) -> dict[str, Any]:
+    """Cases per day by violation and by camera, states, closure rate and warning outcomes."""
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days - 1)).date()
+    rows = rt.store.daily(since.isoformat())
+    day_list = [(since + dt.timedelta(days=i)).isoformat() for i in range(days)]
+    by_violation: dict[str, dict[str, int]] = {d: {} for d in day_list}
+    by_camera: dict[str, int] = {}
+    by_state: dict[str, int] = {}
+    for r in rows:
+        per_day = by_violation.setdefault(r["day"], {})
+        per_day[r["violation"]] = per_day.get(r["violation"], 0) + r["count"]
+        by_camera[r["camera"]] = by_camera.get(r["camera"], 0) + r["count"]
+        by_state[r["state"]] = by_state.get(r["state"], 0) + r["count"]
+    total = sum(by_state.values())
+    closed = by_state.get("closed", 0)
+    warn = rt.warning_stats()
+    played = sum(int(v.get("played", 0)) for v in warn.values())
+    resolved = sum(int(v.get("resolved", 0)) for v in warn.values())
+    no_effect = sum(int(v.get("no_effect", 0)) for v in warn.values())
+    decided = resolved + no_effect
+    return {"days": day_list, "by_violation": by_violation, "by_camera": by_camera, "by_state": by_state,
+            "total": total, "closed": closed, "closure_rate": round(closed / total, 4) if total else None,
+            "warnings": {"played": played, "resolved_by_warning": resolved, "no_effect": no_effect,
+                         "resolved_rate": round(resolved / decided, 4) if decided else None, "by_place": warn}}
+
+
+def add_dashboard(app: FastAPI) -> None:
+    """Mount the page, its static files and its API routes on ``app``."""
+    router = APIRouter()
+
+    @router.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        """The dashboard page (it signs in with an API token)."""
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
+                            headers={"Cache-Control": "no-cache"})
+
+    @router.get("/api/cameras/{camera_id}/frame.jpg", tags=["dashboard"], response_class=Response,
+                responses={404: {"model": ErrorBody}, 204: {"description": "No frame yet"}})
+    def camera_frame(camera_id: str, rt: RuntimeDep, _: Viewer, overlay: bool = True) -> Response:
+        """The camera's last inferred frame (JPEG), with zones and current detections unless ``overlay=false``."""
+        try:
+            jpg = frame_jpeg(rt, camera_id, overlay)
+        except KeyError as exc:
+            raise HTTPException(404, "no such camera") from exc
+        if jpg is None:
+            return Response(status_code=204)
+        return Response(jpg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @router.get("/api/cameras/{camera_id}/config", tags=["dashboard"], responses={404: {"model": ErrorBody}})
+    def camera_config(camera_id: str, rt: RuntimeDep, _: Viewer) -> dict[str, Any]:
+        """A camera's settings, in the schema of the YAML config and of ``PUT /api/cameras/{id}``."""
+        cam = rt.cameras.get(camera_id)
+        if cam is None:
+            raise HTTPException(404, "no such camera")
+        out: dict[str, Any] = cam.model_dump(mode="json")
+        return out
+
+    @router.post("/api/cases/{case_id}/review", tags=["cases"], responses={404: {"model": ErrorBody}})
+    def review(case_id: str, body: ReviewIn, rt: RuntimeDep, who: Operator) -> dict[str, Any]:
+        """Confirm a case, or reject it with a reason; reviews become training data (``datasets from-reviews``)."""
+        if body.verdict == "rejected" and not body.reason.strip():
+            raise HTTPException(422, "reason: a rejection needs a reason")
+        try:
+            case = rt.store.review(case_id, body.verdict, who, body.reason.strip())
+        except KeyError as exc:
+            raise HTTPException(404, "no such case") from exc
+        rt.bus.publish("case", {"case_id": case_id, "state": case.state, "review": body.verdict, "who": who})
+        return {"id": case.id, "state": case.state, "review": case.review, "review_reason": case.review_reason,
+                "reviewed_by": case.reviewed_by}
+
+    @router.get("/api/stats", tags=["dashboard"])
+    def get_stats(rt: RuntimeDep, _: Viewer, days: Annotated[int, Query(ge=1, le=366)] = 14) -> dict[str, Any]:
+        """Cases per day by violation and camera, states and closure rate, warnings resolved by warning."""
+        return stats(rt, days)
+
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")

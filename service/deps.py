@@ -1,0 +1,49 @@
+"""Request dependencies of the API and the dashboard: the running service, bearer tokens with roles."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from pydantic import BaseModel
+
+from service.runtime import Runtime
+from service.settings import ROLE_RANK
+
+
+class ErrorBody(BaseModel):
+    """The one error shape."""
+
+    status: int
+    message: str
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The running service of a request."""
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def require(role: str) -> Callable[[Request], str]:
+    """A dependency that checks the bearer token has at least ``role``; returns the token's name."""
+    def check(request: Request) -> str:
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        tokens: dict[str, tuple[str, str]] = request.app.state.tokens
+        who = tokens.get(hashlib.sha256(token.strip().encode()).hexdigest())
+        if who is None:
+            raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        if ROLE_RANK[who[1]] < ROLE_RANK[role]:
+            raise HTTPException(403, f"needs the {role} role")
+        return who[0]
+    return check
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+Viewer = Annotated[str, Depends(require("viewer"))]
+Operator = Annotated[str, Depends(require("operator"))]
+Admin = Annotated[str, Depends(require("admin"))]

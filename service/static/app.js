@@ -1,0 +1,543 @@
+// streetwatch operator dashboard: camera grid, zone editor, live events, case review, statistics.
+// Plain browser JavaScript, no dependencies; every call uses the API with the signed-in bearer token.
+"use strict";
+
+const VIOLATIONS = ["street_stall", "uncovered_truck", "garbage", "barbecue", "overflowing_bin"];
+const T = {
+  en: {
+    subtitle: "Street violations", tab_cameras: "Cameras", tab_review: "Review", tab_stats: "Statistics",
+    logout: "Sign out", login_title: "Sign in", token: "API token", login: "Sign in", feed: "Live events",
+    all_states: "All states", all_violations: "All violations", all_cameras: "All cameras", unreviewed: "Not reviewed",
+    keys: "Keys: J/K next/previous · C confirm · R reject · D dispatch · X close", pick_case: "Pick a case.",
+    confirm: "Confirm (C)", reject: "Reject (R)", dispatch: "Dispatch (D)", close: "Close (X)", reason: "Reason",
+    reject_ok: "Reject", per_day: "Cases per day", per_camera: "Cases per camera", closure: "Closure rate",
+    warnings: "Voice warnings", zones_of: "Zones of", new_zone: "New zone", finish_zone: "Finish polygon",
+    delete_zone: "Delete zone", zone_id: "Zone id", save: "Save", cancel: "Cancel",
+    ze_hint: "Click to add points; drag a corner to move it.", edit_zones: "Zones", bad_token: "Unknown token",
+    no_frame: "no frame yet", saved: "Saved", saved_file: "Saved to the config file", reason_needed: "Give a reason",
+    st_registered: "registered", st_dispatched: "dispatched", st_handled: "handled", st_closed: "closed",
+    st_rejected: "rejected", confirmed: "confirmed", rejected: "rejected", dwell: "dwell s",
+    street_stall: "street stall", uncovered_truck: "uncovered truck", garbage: "garbage", barbecue: "barbecue",
+    overflowing_bin: "overflowing bin", live: "live", connecting: "connecting", stalled: "stalled", failed: "failed",
+    closed_of: "closed", played: "played", resolved_by_warning: "resolved by warning", no_cases: "No cases",
+  },
+  zh: {
+    subtitle: "街面违规智能识别", tab_cameras: "摄像头", tab_review: "案件审核", tab_stats: "统计",
+    logout: "退出", login_title: "登录", token: "API 令牌", login: "登录", feed: "实时事件",
+    all_states: "全部状态", all_violations: "全部类型", all_cameras: "全部摄像头", unreviewed: "未审核",
+    keys: "快捷键：J/K 下一条/上一条 · C 确认 · R 驳回 · D 派遣 · X 结案", pick_case: "请选择案件。",
+    confirm: "确认 (C)", reject: "驳回 (R)", dispatch: "派遣 (D)", close: "结案 (X)", reason: "驳回原因",
+    reject_ok: "驳回", per_day: "每日案件数", per_camera: "各摄像头案件数", closure: "结案率",
+    warnings: "语音劝导", zones_of: "区域设置：", new_zone: "新建区域", finish_zone: "完成多边形",
+    delete_zone: "删除区域", zone_id: "区域编号", save: "保存", cancel: "取消",
+    ze_hint: "单击添加顶点，拖动顶点可移动。", edit_zones: "区域", bad_token: "令牌无效",
+    no_frame: "暂无画面", saved: "已保存", saved_file: "已写回配置文件", reason_needed: "请填写驳回原因",
+    st_registered: "已立案", st_dispatched: "已派遣", st_handled: "已处置", st_closed: "已结案",
+    st_rejected: "已驳回", confirmed: "已确认", rejected: "已驳回", dwell: "停留秒数",
+    street_stall: "占道经营", uncovered_truck: "渣土车未覆盖", garbage: "暴露垃圾", barbecue: "露天烧烤",
+    overflowing_bin: "垃圾桶满溢", live: "在线", connecting: "连接中", stalled: "卡顿", failed: "离线",
+    closed_of: "已结案", played: "播放次数", resolved_by_warning: "劝导后消除", no_cases: "暂无案件",
+  },
+};
+const COLORS = { street_stall: "#2f8cff", uncovered_truck: "#f0b429", garbage: "#2fbf71", barbecue: "#ef4e4e",
+  overflowing_bin: "#b57bff" };
+
+let lang = localStorage.getItem("sw.lang") || "zh";
+let token = sessionStorage.getItem("sw.token") || "";
+let tab = "cameras";
+const $ = (id) => document.getElementById(id);
+const t = (k) => (T[lang] && T[lang][k]) || T.en[k] || k;
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;",
+  '"': "&quot;", "'": "&#39;" })[c]);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function applyI18n() {
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  document.querySelectorAll("[data-i18n]").forEach((e) => { e.textContent = t(e.dataset.i18n); });
+  document.querySelectorAll("[data-i18n-ph]").forEach((e) => { e.placeholder = t(e.dataset.i18nPh); });
+  $("lang").textContent = lang === "zh" ? "EN" : "中文";
+}
+
+class ApiError extends Error {}
+
+async function api(path, opts = {}) {
+  const headers = { Authorization: `Bearer ${token}`, ...(opts.headers || {}) };
+  if (opts.json !== undefined) { headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(opts.json); }
+  const r = await fetch(path, { ...opts, headers });
+  if (r.status === 401) { logout(t("bad_token")); throw new ApiError(t("bad_token")); }
+  if (!r.ok) {
+    let msg = r.statusText;
+    try { msg = (await r.json()).error.message; } catch (_) { /* not JSON */ }
+    throw new ApiError(msg);
+  }
+  return r;
+}
+
+// ------------------------------------------------------------------ sign in / out
+async function login(ev) {
+  ev.preventDefault();
+  token = $("token").value.trim();
+  $("login-error").textContent = "";
+  try {
+    await api("/api/cameras");
+  } catch (e) {
+    $("login-error").textContent = e.message;
+    return;
+  }
+  sessionStorage.setItem("sw.token", token);
+  start();
+}
+
+function logout(message) {
+  token = "";
+  sessionStorage.removeItem("sw.token");
+  $("app").hidden = true; $("tabs").hidden = true; $("logout").hidden = true; $("login").hidden = false;
+  if (message) $("login-error").textContent = message;
+}
+
+function showTab(name) {
+  tab = name;
+  document.querySelectorAll("#tabs button").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
+  ["cameras", "review", "stats"].forEach((n) => { $(`tab-${n}`).hidden = n !== name; });
+  if (name === "review") loadQueue();
+  if (name === "stats") loadStats();
+}
+
+let started = false;
+function start() {
+  $("login").hidden = true; $("app").hidden = false; $("tabs").hidden = false; $("logout").hidden = false;
+  if (started) return;
+  started = true;
+  cameraLoop();
+  eventLoop();
+  showTab(tab);
+}
+
+// ------------------------------------------------------------------ camera grid
+const tiles = new Map(); // id -> {el, frames, at, url}
+let cameraList = [];
+
+async function refreshFrame(id, img) {
+  try {
+    const r = await api(`/api/cameras/${encodeURIComponent(id)}/frame.jpg`);
+    if (r.status === 204) return;
+    const url = URL.createObjectURL(await r.blob());
+    const old = img.dataset.url;
+    img.src = url; img.dataset.url = url;
+    if (old) URL.revokeObjectURL(old);
+  } catch (_) { /* next round */ }
+}
+
+async function cameraLoop() {
+  while (token) {
+    try {
+      cameraList = await (await api("/api/cameras")).json();
+      renderCameras(cameraList);
+    } catch (_) { /* shown by the tiles' state */ }
+    await sleep(2000);
+  }
+}
+
+function renderCameras(list) {
+  const grid = $("grid");
+  const now = performance.now();
+  const seen = new Set();
+  for (const c of list) {
+    seen.add(c.id);
+    let tl = tiles.get(c.id);
+    if (!tl) {
+      const el = document.createElement("div");
+      el.className = "tile"; el.dataset.camera = c.id;
+      el.innerHTML = `<img alt=""><div class="bar"><span class="name"></span><span class="fps"></span>` +
+        `<span class="badge"></span><button class="zones" data-i18n="edit_zones">${t("edit_zones")}</button></div>`;
+      el.querySelector("button.zones").addEventListener("click", () => openZoneEditor(c.id));
+      grid.appendChild(el);
+      tl = { el, frames: c.frames_decoded, at: now };
+      tiles.set(c.id, tl);
+    }
+    const fps = tl.at < now ? ((c.frames_decoded - tl.frames) * 1000) / (now - tl.at) : 0;
+    tl.frames = c.frames_decoded; tl.at = now;
+    tl.el.querySelector(".name").textContent = c.name || c.id;
+    tl.el.querySelector(".fps").textContent = `${fps.toFixed(1)} fps`;
+    const badge = tl.el.querySelector(".badge");
+    badge.className = `badge ${c.health}`; badge.textContent = t(c.health); badge.title = c.detail || "";
+    refreshFrame(c.id, tl.el.querySelector("img"));
+  }
+  for (const [id, tl] of tiles) if (!seen.has(id)) { tl.el.remove(); tiles.delete(id); }
+  const sel = $("f-camera");
+  for (const c of list) {
+    if (![...sel.options].some((o) => o.value === c.id)) sel.add(new Option(c.name || c.id, c.id));
+  }
+}
+
+// ------------------------------------------------------------------ live events (SSE over fetch, with the token)
+function onEvent(name, data) {
+  const li = document.createElement("li");
+  const time = new Date((data.ts_wall || data.emitted_at || data.at || Date.now() / 1000) * 1000).toLocaleTimeString();
+  if (name === "violation") {
+    li.className = data.state;
+    li.textContent = `${time} ${data.camera}/${data.zone} ${t(data.violation)} · ${data.state}`;
+    if (data.state === "start" && tab === "review") loadQueue();
+  } else if (name === "camera") {
+    li.textContent = `${time} ${data.camera}: ${t(data.state)} ${data.detail || ""}`;
+  } else if (name === "case") {
+    li.textContent = `${time} ${data.case_id}: ${t(data.review || "") || ""} ${t("st_" + data.state)}`;
+  } else {
+    return;
+  }
+  const list = $("events");
+  list.prepend(li);
+  while (list.children.length > 100) list.lastChild.remove();
+}
+
+async function eventLoop() {
+  while (token) {
+    try {
+      const r = await api("/api/events");
+      const reader = r.body.getReader();
+      const dec = new TextDecoder();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let i;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          const chunk = buf.slice(0, i); buf = buf.slice(i + 2);
+          let name = "message"; let data = "";
+          for (const line of chunk.split("\n")) {
+            if (line.startsWith("event: ")) name = line.slice(7);
+            else if (line.startsWith("data: ")) data += line.slice(6);
+          }
+          if (data) { try { onEvent(name, JSON.parse(data)); } catch (_) { /* ignore a bad event */ } }
+        }
+      }
+    } catch (_) { /* reconnect */ }
+    await sleep(2000);
+  }
+}
+
+// ------------------------------------------------------------------ review queue
+let queue = [];
+let current = null;
+
+async function loadQueue() {
+  const q = new URLSearchParams({ limit: "200" });
+  for (const [k, id] of [["state", "f-state"], ["violation", "f-violation"], ["camera", "f-camera"]]) {
+    if ($(id).value) q.set(k, $(id).value);
+  }
+  try {
+    const page = await (await api(`/api/cases?${q}`)).json();
+    queue = page.items.filter((c) => !$("f-unreviewed").checked || !c.review);
+  } catch (e) { $("case-error").textContent = e.message; return; }
+  const ol = $("queue");
+  ol.innerHTML = queue.length ? "" : `<li class="empty">${esc(t("no_cases"))}</li>`;
+  for (const c of queue) {
+    const li = document.createElement("li");
+    li.dataset.caseId = c.id;
+    li.innerHTML = `<span class="rv">${esc(c.review ? t(c.review) : "")}</span><b>${esc(t(c.violation))}</b> ` +
+      `${esc(c.camera)}/${esc(c.zone)}<div class="sub">${esc(new Date(c.created_at).toLocaleString())} · ` +
+      `${esc(t("st_" + c.state))} · ${(c.confidence * 100).toFixed(0)}%</div>`;
+    li.addEventListener("click", () => selectCase(c.id));
+    li.classList.toggle("sel", current && current.id === c.id);
+    ol.appendChild(li);
+  }
+  if ((!current || !queue.some((c) => c.id === current.id)) && queue.length) selectCase(queue[0].id);
+}
+
+async function blobUrl(path) {
+  const r = await api(path);
+  return URL.createObjectURL(await r.blob());
+}
+
+async function selectCase(id) {
+  $("case-error").textContent = "";
+  $("reject-form").hidden = true;
+  let c;
+  try { c = await (await api(`/api/cases/${id}`)).json(); } catch (e) { $("case-error").textContent = e.message; return; }
+  current = c;
+  document.querySelectorAll("#queue li").forEach((li) => li.classList.toggle("sel", li.dataset.caseId === id));
+  $("detail").querySelector(".empty").hidden = true;
+  $("case").hidden = false;
+  $("case-title").textContent = `${t(c.violation)} · ${t("st_" + c.state)}` + (c.review ? ` · ${t(c.review)}` : "");
+  $("case-meta").textContent = [`${c.camera}/${c.zone}`, c.address, new Date(c.created_at).toLocaleString(),
+    `${(c.confidence * 100).toFixed(0)}%`, c.id].filter(Boolean).join(" · ");
+  for (const [kind, el] of [["snapshot", $("case-snapshot")], ["clip", $("case-clip")]]) {
+    if (el.dataset.url) URL.revokeObjectURL(el.dataset.url);
+    el.removeAttribute("src"); el.dataset.url = "";
+    if (c.evidence[kind]) {
+      blobUrl(c.evidence[kind]).then((u) => { el.src = u; el.dataset.url = u; }).catch(() => {});
+    }
+  }
+  $("case-history").innerHTML = c.history.map((h) =>
+    `<li>${esc(new Date(h.at).toLocaleString())} ${esc(h.who)}: ${esc(h.from || "")} → ${esc(h.to)} ${esc(h.note)}</li>`).join("");
+}
+
+async function act(fn) {
+  if (!current) return;
+  $("case-error").textContent = "";
+  const id = current.id;
+  try { await fn(id); } catch (e) { $("case-error").textContent = e.message; return; }
+  const idx = queue.findIndex((c) => c.id === id);
+  await loadQueue();
+  if (queue.length) selectCase((queue[Math.min(idx, queue.length - 1)] || queue[0]).id);
+  else { await selectCase(id); }
+}
+
+const review = (verdict, reason = "") => act((id) => api(`/api/cases/${id}/review`, { method: "POST", json: { verdict, reason } }));
+const move = (to) => act((id) => api(`/api/cases/${id}/transition`, { method: "POST", json: { to } }));
+
+function askReject() {
+  $("reject-form").hidden = false;
+  $("reject-reason").focus();
+}
+
+function step(delta) {
+  if (!queue.length) return;
+  const idx = current ? queue.findIndex((c) => c.id === current.id) : -1;
+  selectCase(queue[Math.max(0, Math.min(queue.length - 1, idx + delta))].id);
+}
+
+document.addEventListener("keydown", (e) => {
+  if (tab !== "review" || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName)) return;
+  const k = e.key.toLowerCase();
+  const map = { j: () => step(1), k: () => step(-1), c: () => review("confirmed"), r: askReject,
+    d: () => move("dispatched"), x: () => move("closed") };
+  if (map[k]) { e.preventDefault(); map[k](); }
+});
+
+// ------------------------------------------------------------------ statistics (SVG, drawn here)
+function svg(w, h, body) { return `<svg viewBox="0 0 ${w} ${h}" width="100%" role="img">${body}</svg>`; }
+
+function legend(names) {
+  return `<div class="legend">${names.map((n) => `<span><i style="background:${COLORS[n] || "#888"}"></i>${esc(t(n))}</span>`).join("")}</div>`;
+}
+
+function barsH(entries, color) {
+  const max = Math.max(1, ...entries.map((e) => e[1]));
+  const rowH = 22;
+  const body = entries.map(([name, v], i) => {
+    const w = (v / max) * 300;
+    return `<text x="0" y="${i * rowH + 15}">${esc(name)}</text><rect x="140" y="${i * rowH + 4}" width="${w}" height="14" fill="${color}"/>` +
+      `<text x="${145 + w}" y="${i * rowH + 15}">${v}</text>`;
+  }).join("");
+  return svg(480, Math.max(rowH, entries.length * rowH), body);
+}
+
+async function loadStats() {
+  let s;
+  try { s = await (await api("/api/stats?days=14")).json(); } catch (_) { return; }
+  const W = 460; const H = 180; const n = s.days.length; const bw = (W - 30) / n;
+  const max = Math.max(1, ...s.days.map((d) => Object.values(s.by_violation[d] || {}).reduce((a, b) => a + b, 0)));
+  let body = "";
+  s.days.forEach((d, i) => {
+    let y = H - 20;
+    for (const v of VIOLATIONS) {
+      const c = (s.by_violation[d] || {})[v] || 0;
+      if (!c) continue;
+      const h = (c / max) * (H - 40);
+      y -= h;
+      body += `<rect x="${30 + i * bw + 2}" y="${y}" width="${bw - 4}" height="${h}" fill="${COLORS[v]}"><title>${d} ${t(v)}: ${c}</title></rect>`;
+    }
+    if (i % 2 === 0) body += `<text x="${30 + i * bw}" y="${H - 4}">${d.slice(5)}</text>`;
+  });
+  body += `<text x="0" y="12">${max}</text><line x1="28" y1="${H - 20}" x2="${W}" y2="${H - 20}" stroke="#2c3a4f"/>`;
+  $("chart-daily").innerHTML = svg(W, H, body) + legend(VIOLATIONS);
+  $("chart-camera").innerHTML = barsH(Object.entries(s.by_camera).sort((a, b) => b[1] - a[1]), "#2f8cff");
+  const rate = s.closure_rate ?? 0;
+  $("chart-closure").innerHTML = svg(W, 60,
+    `<rect x="0" y="10" width="${W}" height="22" fill="#2c3a4f"/><rect x="0" y="10" width="${W * rate}" height="22" fill="#2fbf71"/>` +
+    `<text x="4" y="50">${t("closed_of")} ${s.closed} / ${s.total} = ${(rate * 100).toFixed(1)}%</text>`) +
+    barsH(Object.entries(s.by_state).map(([k, v]) => [t("st_" + k), v]), "#91a1b6");
+  const w = s.warnings;
+  $("chart-warnings").innerHTML = barsH([[t("played"), w.played], [t("resolved_by_warning"), w.resolved_by_warning]], "#f0b429") +
+    `<p class="hint">${w.resolved_rate == null ? "" : `${t("resolved_by_warning")}: ${(w.resolved_rate * 100).toFixed(1)}%`}</p>`;
+}
+
+// ------------------------------------------------------------------ zone editor
+const ze = { camera: null, config: null, zones: [], sel: -1, drawing: null, drag: null, img: null };
+
+async function openZoneEditor(cameraId) {
+  $("ze-error").textContent = "";
+  try { ze.config = await (await api(`/api/cameras/${encodeURIComponent(cameraId)}/config`)).json(); } catch (e) {
+    $("ze-error").textContent = e.message; return;
+  }
+  ze.camera = cameraId;
+  ze.zones = JSON.parse(JSON.stringify(ze.config.zones || []));
+  ze.sel = ze.zones.length ? 0 : -1; ze.drawing = null; ze.img = null;
+  $("ze-camera").textContent = ze.config.name || cameraId;
+  try {
+    const r = await api(`/api/cameras/${encodeURIComponent(cameraId)}/frame.jpg?overlay=false`);
+    if (r.status !== 204) {
+      const img = new Image();
+      img.src = URL.createObjectURL(await r.blob());
+      await img.decode();
+      ze.img = img;
+      const cv = $("ze-canvas");
+      cv.width = 800; cv.height = Math.round((800 * img.naturalHeight) / img.naturalWidth);
+    }
+  } catch (_) { /* draw on a blank canvas */ }
+  $("zone-editor").showModal();
+  zeRender();
+}
+
+function zePx(p) { const cv = $("ze-canvas"); return [p[0] * cv.width, p[1] * cv.height]; }
+function zeNorm(e) {
+  const cv = $("ze-canvas"); const r = cv.getBoundingClientRect();
+  const x = Math.min(1, Math.max(0, (e.clientX - r.left) / r.width));
+  const y = Math.min(1, Math.max(0, (e.clientY - r.top) / r.height));
+  return [Math.round(x * 1000) / 1000, Math.round(y * 1000) / 1000];
+}
+
+function zeRender() {
+  const cv = $("ze-canvas"); const g = cv.getContext("2d");
+  g.fillStyle = "#000"; g.fillRect(0, 0, cv.width, cv.height);
+  if (ze.img) g.drawImage(ze.img, 0, 0, cv.width, cv.height);
+  else { g.fillStyle = "#888"; g.fillText(t("no_frame"), 10, 20); }
+  const polys = ze.zones.map((z, i) => [z.polygon, i === ze.sel, false]);
+  if (ze.drawing) polys.push([ze.drawing, true, true]);
+  for (const [poly, sel, open] of polys) {
+    if (!poly.length) continue;
+    g.beginPath();
+    poly.forEach((p, i) => { const [x, y] = zePx(p); if (i) g.lineTo(x, y); else g.moveTo(x, y); });
+    if (!open) g.closePath();
+    g.strokeStyle = sel ? "#ffd000" : "#2f8cff"; g.lineWidth = 2; g.stroke();
+    if (!open) { g.fillStyle = sel ? "rgba(255,208,0,.15)" : "rgba(47,140,255,.12)"; g.fill(); }
+    if (sel) for (const p of poly) { const [x, y] = zePx(p); g.fillStyle = "#ffd000"; g.fillRect(x - 4, y - 4, 8, 8); }
+  }
+  const list = $("ze-list");
+  list.innerHTML = "";
+  ze.zones.forEach((z, i) => {
+    const li = document.createElement("li");
+    li.textContent = `${z.id} (${(z.violations || VIOLATIONS).map(t).join(", ")})`;
+    li.className = i === ze.sel ? "sel" : "";
+    li.addEventListener("click", () => { ze.sel = i; zeRender(); });
+    list.appendChild(li);
+  });
+  $("ze-finish").disabled = !ze.drawing || ze.drawing.length < 3;
+  zeProps();
+}
+
+function zeProps() {
+  const z = ze.zones[ze.sel];
+  $("ze-props").disabled = !z;
+  $("ze-id").value = z ? z.id : "";
+  const box = $("ze-violations");
+  box.innerHTML = "";
+  for (const v of VIOLATIONS) {
+    const on = z ? (z.violations || VIOLATIONS).includes(v) : false;
+    const dwell = z && z.dwell_s && z.dwell_s[v] != null ? z.dwell_s[v] : "";
+    const row = document.createElement("label");
+    row.innerHTML = `<input type="checkbox" data-v="${v}" ${on ? "checked" : ""}><span>${esc(t(v))}</span>` +
+      `<input type="number" min="0" max="86400" step="1" data-dwell="${v}" placeholder="${esc(t("dwell"))}" value="${dwell}">`;
+    box.appendChild(row);
+  }
+}
+
+function zeReadProps() {
+  const z = ze.zones[ze.sel];
+  if (!z) return;
+  z.id = $("ze-id").value.trim();
+  z.violations = [...document.querySelectorAll("#ze-violations input[data-v]")].filter((i) => i.checked).map((i) => i.dataset.v);
+  const dwell = {};
+  document.querySelectorAll("#ze-violations input[data-dwell]").forEach((i) => { if (i.value !== "") dwell[i.dataset.dwell] = Number(i.value); });
+  z.dwell_s = dwell;
+}
+
+function zeHit(pt) {
+  const cv = $("ze-canvas"); const r = cv.getBoundingClientRect(); const scale = cv.width / r.width;
+  const z = ze.zones[ze.sel];
+  if (!z) return -1;
+  const [px, py] = zePx(pt);
+  return z.polygon.findIndex((p) => { const [x, y] = zePx(p); return Math.hypot(x - px, y - py) < 9 * scale; });
+}
+
+function inside(pt, poly) {
+  let c = false;
+  for (let i = 0, j = poly.length - 1; i < poly.length; j = i++) {
+    const [xi, yi] = poly[i]; const [xj, yj] = poly[j];
+    if ((yi > pt[1]) !== (yj > pt[1]) && pt[0] < ((xj - xi) * (pt[1] - yi)) / (yj - yi) + xi) c = !c;
+  }
+  return c;
+}
+
+function zeSetup() {
+  const cv = $("ze-canvas");
+  cv.addEventListener("mousedown", (e) => {
+    const pt = zeNorm(e);
+    if (ze.drawing) { ze.drawing.push(pt); zeRender(); return; }
+    const hit = zeHit(pt);
+    if (hit >= 0) { ze.drag = hit; return; }
+    const idx = ze.zones.findIndex((z) => inside(pt, z.polygon));
+    if (idx >= 0) { zeReadProps(); ze.sel = idx; zeRender(); }
+  });
+  cv.addEventListener("mousemove", (e) => {
+    if (ze.drag == null) return;
+    ze.zones[ze.sel].polygon[ze.drag] = zeNorm(e);
+    zeRender();
+  });
+  window.addEventListener("mouseup", () => { ze.drag = null; });
+  cv.addEventListener("dblclick", () => zeFinish());
+  $("ze-new").addEventListener("click", () => { zeReadProps(); ze.drawing = []; ze.sel = -1; zeRender(); });
+  $("ze-finish").addEventListener("click", () => zeFinish());
+  $("ze-delete").addEventListener("click", () => {
+    if (ze.sel >= 0) { ze.zones.splice(ze.sel, 1); ze.sel = Math.min(ze.sel, ze.zones.length - 1); zeRender(); }
+  });
+  $("ze-cancel").addEventListener("click", () => $("zone-editor").close());
+  $("ze-save").addEventListener("click", zeSave);
+  $("ze-props").addEventListener("change", () => { zeReadProps(); zeRender(); });
+}
+
+function zeFinish() {
+  if (!ze.drawing || ze.drawing.length < 3) return;
+  let n = ze.zones.length + 1;
+  while (ze.zones.some((z) => z.id === `zone-${n}`)) n++;
+  ze.zones.push({ id: `zone-${n}`, polygon: ze.drawing, violations: [...VIOLATIONS], dwell_s: {} });
+  ze.drawing = null; ze.sel = ze.zones.length - 1;
+  zeRender();
+}
+
+async function zeSave() {
+  zeReadProps();
+  $("ze-error").textContent = "";
+  const body = { ...ze.config, zones: ze.zones };
+  try {
+    const r = await (await api(`/api/cameras/${encodeURIComponent(ze.camera)}`, { method: "PUT", json: body })).json();
+    $("ze-error").textContent = r.config_saved ? t("saved_file") : t("saved");
+    $("zone-editor").close();
+  } catch (e) {
+    $("ze-error").textContent = e.message;
+  }
+}
+
+// ------------------------------------------------------------------ wiring
+function init() {
+  applyI18n();
+  const fv = $("f-violation");
+  for (const v of VIOLATIONS) fv.add(new Option(t(v), v));
+  $("login-form").addEventListener("submit", login);
+  $("logout").addEventListener("click", () => logout(""));
+  $("lang").addEventListener("click", () => {
+    lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("sw.lang", lang); applyI18n();
+    [...fv.options].slice(1).forEach((o) => { o.textContent = t(o.value); });
+    if (tab === "stats") loadStats();
+  });
+  document.querySelectorAll("#tabs button").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
+  $("filters").addEventListener("change", loadQueue);
+  $("act-confirm").addEventListener("click", () => review("confirmed"));
+  $("act-reject").addEventListener("click", askReject);
+  $("act-dispatch").addEventListener("click", () => move("dispatched"));
+  $("act-close").addEventListener("click", () => move("closed"));
+  $("reject-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const reason = $("reject-reason").value.trim();
+    if (!reason) { $("case-error").textContent = t("reason_needed"); return; }
+    $("reject-reason").value = "";
+    review("rejected", reason);
+  });
+  zeSetup();
+  if (token) api("/api/cameras").then(start).catch(() => logout(""));
+}
+
+init();

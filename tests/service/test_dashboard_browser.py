@@ -1,0 +1,162 @@
+"""The operator dashboard in a real headless Chromium (the system browser, driven by Playwright).
+
+A service on 127.0.0.1 reads a generated clip; the test signs in with a token, sees the
+camera tile, draws a zone (written back to the YAML file, comments kept), sees cases
+arrive, confirms one and rejects another with the keyboard, looks at the statistics and
+exports the reviews as training data. Screenshots go to ``test-artifacts/dashboard/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from service.settings import load_service_config
+from tests.service.conftest import DATA, TOKENS, free_port, running_service, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true",
+                                reason="no system Chromium here (CI installs it)")
+
+CONFIG = """\
+# Dashboard test service: one camera looping a generated clip.
+server: {{host: 127.0.0.1, port: {port}}}
+auth:
+  tokens:
+    - {{name: admin, role: admin, env: ADMIN_T}}   # the operator signs in with this one
+storage:
+  db: {tmp}/cases.db
+  evidence: {tmp}/evidence
+cameras:
+  - id: cam-b
+    name: B street  # a comment the zone editor must keep
+    source: {clip}
+    zones:
+      - id: pavement
+        polygon: [[0.44, 0.0], [1.0, 0.0], [1.0, 1.0], [0.74, 1.0]]
+        violations: [street_stall, garbage]
+rules:
+  dwell_s: {{street_stall: 2, garbage: 2}}
+  gap_tolerance_s: 3
+"""
+
+
+@pytest.fixture()
+def dashboard(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    path = tmp_path / "service.yaml"
+    path.write_text(CONFIG.format(port=port, tmp=tmp_path, clip=DATA / "clips" / "reg_violations_b.mp4"))
+    cfg, errors = load_service_config(path)
+    assert errors == []
+    with running_service(cfg, config_path=path) as url:
+        yield url, path
+
+
+def _api(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKENS['ADMIN_T']}"}, timeout=30)
+
+
+def test_operator_signs_in_draws_a_zone_reviews_cases_and_exports_them(dashboard: tuple[str, Path],
+                                                                       tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, config_path = dashboard
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url + "/")
+        page.click("#lang")  # English for the screenshots (the page starts in Chinese)
+        # A wrong token is refused on the page.
+        page.fill("#token", "not-a-valid-token-at-all")
+        page.click("#login-form button[type=submit]")
+        page.wait_for_function("document.getElementById('login-error').textContent.length > 0")
+        page.fill("#token", TOKENS["ADMIN_T"])
+        page.click("#login-form button[type=submit]")
+        # The camera tile shows a live frame (a blob image), its health and frame rate.
+        page.wait_for_selector(".tile[data-camera=cam-b] img[src^='blob:']", timeout=60_000)
+        page.wait_for_selector(".tile[data-camera=cam-b] .badge.live", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "cameras.png"))
+
+        # Zone editor: draw a new polygon with four clicks, name it, keep only garbage, save.
+        page.click(".tile[data-camera=cam-b] button.zones")
+        page.wait_for_selector("#zone-editor[open]")
+        canvas = page.locator("#ze-canvas")
+        box = canvas.bounding_box()
+        assert box is not None
+        page.click("#ze-new")
+        for fx, fy in ((0.05, 0.6), (0.4, 0.6), (0.4, 0.95), (0.05, 0.95)):
+            page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+        page.click("#ze-finish")
+        page.fill("#ze-id", "kerb")
+        for v in ("street_stall", "uncovered_truck", "barbecue", "overflowing_bin"):
+            page.uncheck(f"#ze-violations input[data-v={v}]")
+        page.fill("#ze-violations input[data-dwell=garbage]", "30")
+        page.screenshot(path=str(ARTIFACTS / "zone-editor.png"))
+        page.click("#ze-save")
+        page.wait_for_selector("#zone-editor", state="hidden")
+        with _api(url) as api:
+            zones = api.get("/api/cameras/cam-b/config").json()["zones"]
+        kerb = next(z for z in zones if z["id"] == "kerb")
+        assert kerb["violations"] == ["garbage"] and kerb["dwell_s"] == {"garbage": 30.0}
+        assert kerb["polygon"][0] == pytest.approx([0.05, 0.6], abs=0.01)
+        saved = config_path.read_text()
+        assert "# a comment the zone editor must keep" in saved and "kerb" in saved
+        assert [z["id"] for z in yaml.safe_load(saved)["cameras"][0]["zones"]] == ["pavement", "kerb"]
+
+        # Review: cases arrive (the queue reloads on live events); confirm one, reject another.
+        page.click("nav button[data-tab=review]")
+        page.wait_for_function("document.querySelectorAll('#queue li[data-case-id]').length >= 2", timeout=90_000)
+        page.wait_for_selector("#case-snapshot[src^='blob:']", timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "review.png"))
+        first = page.get_attribute("#queue li.sel", "data-case-id")
+        page.locator("body").focus()
+        page.keyboard.press("c")
+        with _api(url) as api:
+            wait_for(lambda: api.get(f"/api/cases/{first}").json()["review"] == "confirmed", 30, "confirmation")
+            page.wait_for_function(f"!document.querySelector('#queue li[data-case-id=\"{first}\"]')")
+            second = page.get_attribute("#queue li.sel", "data-case-id")
+            assert second and second != first
+            page.keyboard.press("r")
+            page.fill("#reject-reason", "a parked tricycle, no goods")
+            page.press("#reject-reason", "Enter")
+            rejected = wait_for(lambda: (c := api.get(f"/api/cases/{second}").json())["review"] == "rejected" and c,
+                                30, "rejection")
+        assert rejected["state"] == "rejected" and rejected["review_reason"] == "a parked tricycle, no goods"
+
+        # Statistics: a picture of cases per day, per camera and the closure rate.
+        page.click("nav button[data-tab=stats]")
+        page.wait_for_selector("#chart-daily svg rect", timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "stats.png"))
+        assert page.inner_text("nav button[data-tab=stats]") == "Statistics"
+        page.click("#lang")
+        assert page.inner_text("nav button[data-tab=stats]") == "统计"
+        assert errors == []
+        browser.close()
+
+    # Review -> data: the confirmed case is a labelled positive, the rejected one a hard negative.
+    out = tmp_path / "reviews"
+    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "datasets", "from-reviews", "--config",
+                          str(config_path), "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "1 positives, 1 hard negatives, 0 skipped" in run.stdout
+    labels = {p.stem: p.read_text() for p in (out / "labels").rglob("*.txt")}
+    pos = next(v for k, v in labels.items() if k.endswith("_confirmed"))
+    neg = next(v for k, v in labels.items() if k.endswith("_rejected"))
+    assert len(pos.splitlines()) == 1 and neg == ""
+    cls, cx, cy, w, h = pos.split()
+    assert int(cls) in (0, 3) and 0 < float(w) <= 1 and 0 < float(h) <= 1  # street_stall or garbage
+    assert 0.2 < float(cx) < 0.8 and 0.2 < float(cy) < 0.8  # the crop keeps the object in its middle
