@@ -7,7 +7,7 @@ DEMO := out/demo
 
 export YOLO_OFFLINE := 1
 
-.PHONY: demo test lint setup setup-train test-slow bench-live bench-inference clean
+.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render soak clean
 
 TRAIN_STAMP := $(VENV)/.installed-train
 
@@ -49,6 +49,24 @@ bench-live: $(TRAIN_STAMP)
 	bash scripts/install-test-services.sh
 	$(BIN)/streetwatch synth --out out/bench --clips 1 --clip-seconds 60 --fps 25
 	$(BIN)/python bench/live.py --clip out/bench/clips/street_000.mp4 --streams 4 8 12 16 --seconds 40
+
+# Renderer speed and label errors: OpenGL vs the painter's algorithm; writes bench/results/render.json.
+bench-render: $(TRAIN_STAMP)
+	$(BIN)/python bench/render.py
+
+# 10 minutes of 720p25 video: decode-and-infer-everything vs the product's strategy; bench/results/batch.json.
+bench-batch: $(STAMP)
+	$(BIN)/python bench/batch.py
+
+# Every benchmark, then bench/results/summary.json and the table in bench/README.md.
+bench: bench-inference bench-batch bench-live bench-render
+	$(BIN)/python bench/summary.py
+
+# The service on 8 generated RTSP streams for SOAK_MINUTES (default 10); writes soak/report.{json,svg,html}.
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	bash scripts/install-test-services.sh
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python bench/soak.py --out soak
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

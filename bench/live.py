@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -29,21 +28,17 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rtsp import free_port, start_servers  # noqa: E402  (bench/rtsp.py)
+
 from service.settings import ServiceConfig  # noqa: E402
-from tests.service.conftest import free_port, running_service, wait_for  # noqa: E402
+from tests.service.conftest import running_service, wait_for  # noqa: E402
 
 log = logging.getLogger("bench.live")
 TOKEN = "bench-admin-token-0123456789"
 
 
 def run_once(clip: Path, n: int, seconds: float, tmp: Path) -> dict[str, object]:
-    servers = []
-    ports = [free_port() for _ in range(n)]
-    for p in ports:
-        proc = subprocess.Popen(["/usr/bin/python3", str(ROOT / "scripts" / "rtsp_server.py"), "--file", str(clip),
-                                 "--port", str(p)], stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
-        servers.append(proc)
+    ports, servers = start_servers(clip, n)
     port = free_port()
     cfg = ServiceConfig.model_validate({
         "server": {"port": port},

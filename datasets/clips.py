@@ -19,6 +19,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import numpy.typing as npt
 
 from datasets.render import Camera, Image, Obj, draw_objects, render_background
 from datasets.synth import barbecue, bin_, garbage_pile, person, sample_palette, street_stall, truck
@@ -85,14 +86,17 @@ def default_script(duration: float) -> list[Actor]:
 
 def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: int = 1280, height: int = 720,
                 seed: int = 0, script: list[Actor] | None = None, frame_labels: Path | None = None,
-                label_every: int = 5) -> dict[str, object]:
+                label_every: int = 5, noise_pool: int = 0) -> dict[str, object]:
     """Render a labelled clip to ``path`` (H.264 MP4); returns its ActivityNet entry.
 
     With ``frame_labels``, every ``label_every``-th frame's exact boxes of all labelled objects
     (violations and context such as trucks, bins, smoke) are written as YOLO files
-    ``frame_labels/<frame index>.txt`` with canonical class ids.
+    ``frame_labels/<frame index>.txt`` with canonical class ids. ``noise_pool`` > 0 draws each frame's
+    sensor noise from that many precomputed noise frames instead of fresh noise (for long benchmark clips;
+    25 ms less per 720p frame).
     """
     rng = np.random.default_rng(seed)
+    pool: list[npt.NDArray[np.float32]] = []
     cam = Camera(width=width, height=height, cam_height=6.0, pitch_deg=24.0, hfov_deg=68.0, yaw_deg=8.0)
     palette = sample_palette(rng)
     bg = render_background(cam, rng, road_x=-1.0, road_w=9.0, walk_w=5.5, palette=palette)
@@ -143,7 +147,12 @@ def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: in
                             boxes.setdefault(k, list(box))
             if frame_labels is not None and i % label_every == 0:
                 _write_frame_labels(frame_labels / f"{i:06d}.txt", static_boxes + drawn, width, height)
-            noise = rng.normal(0, 2.0, frame.shape).astype(np.float32)
+            if noise_pool:  # cycle precomputed noise (long benchmark clips); else fresh noise per frame
+                if not pool:
+                    pool.extend(rng.normal(0, 2.0, frame.shape).astype(np.float32) for _ in range(noise_pool))
+                noise = pool[int(rng.integers(noise_pool))]
+            else:
+                noise = rng.normal(0, 2.0, frame.shape).astype(np.float32)
             frame = np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
             vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
             vf.pts = i

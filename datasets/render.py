@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -54,6 +55,10 @@ class Camera:
 
     def axes(self) -> tuple[F32, F32, F32]:
         """Return the camera's right, up and forward unit vectors in world axes."""
+        return self._axes
+
+    @cached_property
+    def _axes(self) -> tuple[F32, F32, F32]:
         p, y = math.radians(self.pitch_deg), math.radians(self.yaw_deg)
         fwd = np.array([math.sin(y) * math.cos(p), math.cos(y) * math.cos(p), -math.sin(p)], np.float32)
         right = np.array([math.cos(y), -math.sin(y), 0.0], np.float32)

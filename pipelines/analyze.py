@@ -201,6 +201,7 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
         "failed": len(errors),
         "frames_decoded": sum(s["frames_decoded"] for s in per_source.values()),
         "frames_inferred": sum(s["frames_inferred"] for s in per_source.values()),
+        "frames_gated": sum(s.get("frames_gated", 0) for s in per_source.values()),
         "video_s": round(sum(s["video_s"] for s in per_source.values()), 3),
         "wall_s": round(time.perf_counter() - started, 3),
         "sources": per_source,

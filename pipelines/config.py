@@ -22,12 +22,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import numpy as np
 import numpy.typing as npt
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from detector.rules import DEFAULT_DWELL_S, AllowArea, RuleSettings, ZoneSpec
 from detector.warnings import DEFAULT_MESSAGES, QuietHours, WarningSettings
@@ -49,10 +58,57 @@ class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names file, line and field."""
 
 
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]  # a normalised image coordinate
+
+
+def _not_a_number(annotation: Any, value: Any) -> tuple[bool, Any]:
+    """Find a bool or string given where ``annotation`` wants a number, or anything but true/false where it
+    wants a flag (also inside lists, tuples and dicts)."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if annotation in (int, float):
+        return isinstance(value, bool | str), value
+    if annotation is bool:
+        return not isinstance(value, bool), value
+    if origin in (Union, UnionType):
+        options = [a for a in args if a is not type(None)]
+        if value is None or not options:
+            return False, None
+        found = [_not_a_number(a, value) for a in options]
+        return all(f[0] for f in found), found[0][1]
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        items = [(args[1], v) for v in value.values()]
+    elif origin is list and isinstance(value, list | tuple) and args:
+        items = [(args[0], v) for v in value]
+    elif origin is tuple and isinstance(value, list | tuple) and args:
+        kinds = [args[0]] * len(value) if (len(args) == 2 and args[1] is Ellipsis) else list(args)
+        items = list(zip(kinds, value, strict=False))
+    else:
+        return False, None
+    for ann, v in items:
+        bad, what = _not_a_number(ann, v)
+        if bad:
+            return True, what
+    return False, None
+
+
 class Strict(BaseModel):
-    """Base of all config models: unknown keys are errors."""
+    """Base of all config models: unknown keys are errors, and a number must be a number.
+
+    Pydantic would quietly read ``true`` as 1, ``"2"`` as 2.0 and ``0`` as false; in a camera file (or an
+    API body) that is a typo to report, not a value to guess.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None:
+            bad, what = _not_a_number(field.annotation, value)
+            if bad:
+                raise ValueError(f"{what!r} is not {'true or false' if field.annotation is bool else 'a number'}")
+        return value
 
 
 def _check_polygon(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -100,7 +156,7 @@ class Location(Strict):
 class AllowConfig(Strict):
     """An allowlisted area: a licensed stall, a fixed bin."""
 
-    polygon: list[tuple[float, float]] = Field(description="Normalised [x, y] points.")
+    polygon: list[tuple[Unit, Unit]] = Field(min_length=3, description="Normalised [x, y] points.")
     violations: list[Violation] = Field(default_factory=_all_violations,
                                         description="Violations permitted in this area.")
     note: str = Field(default="", description="Why it is allowed (licence number...).")
@@ -144,7 +200,7 @@ class ZoneConfig(Strict):
     """A watched area of a camera's view."""
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    polygon: list[tuple[float, float]] = Field(description="Normalised [x, y] points, 0..1 of the frame.")
+    polygon: list[tuple[Unit, Unit]] = Field(min_length=3, description="Normalised [x, y] points, 0..1 of the frame.")
     violations: list[Violation] = Field(default_factory=_all_violations,
                                         description="Violations watched in this zone.")
     dwell_s: dict[Violation, float] = Field(default_factory=dict,
@@ -198,6 +254,10 @@ class CameraConfig(Strict):
                                                 description="Decode every frame, or key frames only.")
     zones: list[ZoneConfig] = Field(default_factory=list,
                                     description="Watched zones; none means the whole frame, every violation.")
+    motion_gate: bool = Field(default=False, description="Skip the detector on sampled frames that did not "
+                              "change since the last detection (its detections are reused).")
+    motion_refresh_s: float = Field(default=10.0, gt=0, le=3600,
+                                    description="With motion_gate, run the detector at least this often.")
     rules: RulesConfig | None = Field(default=None, description="Overrides of the global rules.")
 
     @model_validator(mode="after")

@@ -33,6 +33,8 @@ from pipelines.sources import DecodeMode, Frame, read_frames
 
 log = logging.getLogger(__name__)
 
+GATE_LEVELS = 12  # grey levels a 64x36 thumbnail cell must move by to count as change
+
 EventCallback = Callable[[ViolationEvent, str], None]
 
 
@@ -42,6 +44,7 @@ class SourceStats:
 
     frames_decoded: int = 0
     frames_inferred: int = 0
+    frames_gated: int = 0  # sampled frames whose detections were reused (motion gating)
     video_s: float = 0.0
     wall_s: float = 0.0
     decode_s: float = 0.0
@@ -97,6 +100,9 @@ class CameraPipeline:
         self._last_ts = 0.0
         self.last_detections = Detections.empty()
         self.last_frame: npt.NDArray[np.uint8] | None = None  # the last inferred frame (for live views)
+        # Motion gating: thumbnails of frames sent to the detector, and (thumbnail, time, detections) of the last.
+        self._gate_pending: dict[float, npt.NDArray[np.uint8]] = {}
+        self._gate_ref: tuple[npt.NDArray[np.uint8] | None, float, Detections | None] = (None, -1e9, None)
         policies = camera.warning_settings()
         self.warnings = WarningLoop(policies) if policies else None
         self.on_warning = on_warning
@@ -116,6 +122,31 @@ class CameraPipeline:
             self._next_infer = ts + 1.0 / self.camera.detect_fps
             return True
 
+    def gate(self, frame: Frame) -> Detections | None:
+        """Motion gating: the last detections when this sampled frame shows no change since them.
+
+        A 64×36 grey thumbnail (each cell the mean of a block of pixels) is compared with the one of
+        the last frame the detector saw; the frame counts as unchanged when at most one cell moved by more
+        than ``GATE_LEVELS`` grey levels, so compression noise passes and a bag dropped on the pavement
+        does not. The detector still runs every ``motion_refresh_s``, so a slow change is seen too.
+        Returns ``None`` (run the detector) when gating is off or the frame changed.
+        """
+        if not self.camera.motion_gate:
+            return None
+        grey = cv2.cvtColor(frame.image, cv2.COLOR_BGR2GRAY)
+        thumb = np.asarray(cv2.resize(grey, (64, 36), interpolation=cv2.INTER_AREA), np.uint8)
+        with self.lock:
+            last, at, raw = self._gate_ref
+            fresh = frame.ts - at < self.camera.motion_refresh_s
+            if last is not None and raw is not None and fresh and \
+                    int(np.count_nonzero(cv2.absdiff(thumb, last) > GATE_LEVELS)) <= 1:
+                self.stats.frames_gated += 1
+                return raw
+            self._gate_pending[frame.ts] = thumb  # paired with the detections when they come back
+            while len(self._gate_pending) > 16:  # frames dropped from a full queue never come back
+                self._gate_pending.pop(next(iter(self._gate_pending)))
+            return None
+
     def observe(self, frame: Frame) -> None:
         """Account for a decoded frame and buffer it for evidence."""
         with self.lock:
@@ -129,16 +160,22 @@ class CameraPipeline:
         if self.evidence is not None:
             self._store_files(self.evidence.observe(frame.ts, frame.image))
 
-    def handle(self, frame: Frame, detections: Detections) -> list[ViolationEvent]:
-        """Track and apply the rules to a sampled frame's detections; commit and report events."""
-        with self.lock:
-            return self._handle(frame, detections)
+    def handle(self, frame: Frame, detections: Detections, gated: bool = False) -> list[ViolationEvent]:
+        """Track and apply the rules to a sampled frame's detections; commit and report events.
 
-    def _handle(self, frame: Frame, detections: Detections) -> list[ViolationEvent]:
-        self.stats.frames_inferred += 1
-        for c in detections.class_id:
-            name = self.names[int(c)] if int(c) < len(self.names) else str(c)
-            self.stats.detections_per_class[name] = self.stats.detections_per_class.get(name, 0) + 1
+        ``gated``: the detections are reused from an unchanged earlier frame (see :meth:`gate`).
+        """
+        with self.lock:
+            return self._handle(frame, detections, gated)
+
+    def _handle(self, frame: Frame, detections: Detections, gated: bool = False) -> list[ViolationEvent]:
+        if not gated:
+            self.stats.frames_inferred += 1
+            if self.camera.motion_gate:
+                self._gate_ref = (self._gate_pending.pop(frame.ts, None), frame.ts, detections)
+            for c in detections.class_id:
+                name = self.names[int(c)] if int(c) < len(self.names) else str(c)
+                self.stats.detections_per_class[name] = self.stats.detections_per_class.get(name, 0) + 1
         tracked = self.tracker.update(detections)
         self.last_detections = tracked
         self.last_frame = frame.image
@@ -250,10 +287,14 @@ def run_source(path: Path, pipeline: CameraPipeline, backend: DetectorBackend, m
             pipeline.observe(frame)
             det = None
             if pipeline.sample(frame.ts):
-                t0 = time.perf_counter()
-                det = backend.detect([frame.image])[0]
-                stats.infer_s += time.perf_counter() - t0
-                pipeline.handle(frame, det)
+                det = pipeline.gate(frame)
+                if det is not None:
+                    pipeline.handle(frame, det, gated=True)
+                else:
+                    t0 = time.perf_counter()
+                    det = backend.detect([frame.image])[0]
+                    stats.infer_s += time.perf_counter() - t0
+                    pipeline.handle(frame, det)
             if on_frame is not None:
                 on_frame(frame, pipeline.last_detections if det is not None else None)
             if progress is not None:

@@ -21,7 +21,10 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from pipelines.config import CameraConfig
 from pipelines.sinks.store import Case, TransitionError
@@ -84,6 +87,12 @@ class CaseDetail(CaseOut):
     dispatch: list[dict[str, Any]]
 
 
+class CameraIn(CameraConfig):
+    """A camera added or changed through the API: as in the YAML file, and it must have a source."""
+
+    source: str = Field(min_length=1, description="rtsp://, http(s):// URL or a file path.")
+
+
 class TransitionIn(BaseModel):
     """A state change requested by an operator."""
 
@@ -118,7 +127,8 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None,
 
     app = FastAPI(title="streetwatch", version="0.1.0", lifespan=lifespan,
                   description="Street-violation cases from city cameras.",
-                  responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
+                  responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 403: {"model": ErrorBody},
+                             413: {"model": ErrorBody}, 422: {"model": ErrorBody}})
     if config.server.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.server.cors_origins, allow_methods=["*"],
                            allow_headers=["*"])
@@ -130,10 +140,15 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None,
             return JSONResponse({"error": {"status": 413, "message": "request body too large"}}, status_code=413)
         return await call_next(request)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # also Starlette's own: 404 routes, 405, malformed bodies
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            allowed = {m for r in app.routes if isinstance(r, APIRoute)
+                       and r.matches(request.scope)[0] is not Match.NONE for m in (r.methods or ())}
+            headers["Allow"] = ", ".join(sorted(allowed))
         return JSONResponse({"error": {"status": exc.status_code, "message": str(exc.detail)}},
-                            status_code=exc.status_code, headers=exc.headers)
+                            status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -173,7 +188,7 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None,
                    since: Annotated[str | None, Query(description="ISO time, inclusive")] = None,
                    until: Annotated[str | None, Query(description="ISO time, exclusive")] = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                   offset: Annotated[int, Query(ge=0)] = 0) -> CasePage:
+                   offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> CasePage:
         """Cases, newest first, with filters and paging."""
         total, items = rt.store.query(camera, violation, state, since, until, limit, offset)
         return CasePage(total=total, limit=limit, offset=offset, items=[CaseOut.of(c) for c in items])
@@ -236,10 +251,8 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None,
         return [rt.camera_status(cid) for cid in list(rt.cameras)]
 
     @app.post("/api/cameras", status_code=201, tags=["cameras"], responses={409: {"model": ErrorBody}})
-    def add_camera(cam: CameraConfig, rt: RuntimeDep, _: Admin) -> dict[str, Any]:
+    def add_camera(cam: CameraIn, rt: RuntimeDep, _: Admin) -> dict[str, Any]:
         """Add a camera at run time (validated like the YAML config)."""
-        if not cam.source:
-            raise HTTPException(422, "source: a camera needs a source")
         try:
             rt.add_camera(cam)
         except ValueError as exc:
@@ -247,7 +260,7 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None,
         return {**rt.camera_status(cam.id), "config_saved": save(cam.id, cam)}
 
     @app.put("/api/cameras/{camera_id}", tags=["cameras"], responses={404: {"model": ErrorBody}})
-    def change_camera(camera_id: str, cam: CameraConfig, rt: RuntimeDep, _: Admin) -> dict[str, Any]:
+    def change_camera(camera_id: str, cam: CameraIn, rt: RuntimeDep, _: Admin) -> dict[str, Any]:
         """Replace a camera's settings (the reader restarts; its cases stay)."""
         if camera_id != cam.id:
             raise HTTPException(422, "id: the body's id must match the path")

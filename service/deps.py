@@ -13,11 +13,17 @@ from service.runtime import Runtime
 from service.settings import ROLE_RANK
 
 
-class ErrorBody(BaseModel):
-    """The one error shape."""
+class ErrorDetail(BaseModel):
+    """What went wrong."""
 
     status: int
     message: str
+
+
+class ErrorBody(BaseModel):
+    """The one error shape: ``{"error": {"status": 404, "message": "no such case"}}``."""
+
+    error: ErrorDetail
 
 
 def runtime_of(request: Request) -> Runtime:

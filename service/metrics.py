@@ -31,6 +31,9 @@ def render(rt: Runtime) -> str:
            [(lab, w.stats.frames_decoded) for lab, w in per])
     metric("streetwatch_frames_inferred_total", "counter", "Frames sent to the detector per camera.",
            [(lab, w.stats.frames_inferred) for lab, w in per])
+    metric("streetwatch_frames_gated_total", "counter",
+           "Sampled frames unchanged since the last detection (motion gating), detector skipped.",
+           [(lab, w.pipeline.stats.frames_gated) for lab, w in per])
     metric("streetwatch_frames_dropped_total", "counter", "Sampled frames dropped because the queue was full.",
            [(lab, w.stats.frames_dropped) for lab, w in per])
     metric("streetwatch_reconnects_total", "counter", "Camera reconnects.",

@@ -28,6 +28,7 @@ import httpx
 
 from detector.backends.base import DetectorBackend, config_for, create_backend
 from detector.events import ViolationEvent
+from detector.types import Detections
 from detector.warnings import warning_stats
 from pipelines.config import CameraConfig
 from pipelines.runner import CameraPipeline
@@ -85,7 +86,7 @@ class CameraWorker:
     detail: str = ""
 
     def __post_init__(self) -> None:
-        self.queue: deque[Frame] = deque(maxlen=self.ingest.queue)
+        self.queue: deque[tuple[Frame, Detections | None]] = deque(maxlen=self.ingest.queue)
         self.queue_lock = threading.Lock()
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
@@ -109,8 +110,8 @@ class CameraWorker:
             self.health, self.detail = state, detail
             self.on_health(self.camera_id, state, detail)
 
-    def take(self) -> Frame | None:
-        """Pop the oldest queued frame, if any."""
+    def take(self) -> tuple[Frame, Detections | None] | None:
+        """Pop the oldest queued frame (with its reused detections when motion gating skipped it), if any."""
         with self.queue_lock:
             return self.queue.popleft() if self.queue else None
 
@@ -159,10 +160,13 @@ class CameraWorker:
                     self._set_health("live")
                     self.pipeline.observe(frame)
                     if self.pipeline.sample(frame.ts):
+                        # With motion gating an unchanged frame carries the last detections and skips the
+                        # detector; it still goes through the queue, so each camera's frames stay in order.
+                        gated = self.pipeline.gate(frame)
                         with self.queue_lock:
                             if len(self.queue) == self.queue.maxlen:
                                 self.stats.frames_dropped += 1
-                            self.queue.append(frame)
+                            self.queue.append((frame, gated))
                         self.stats.frames_queued += 1
                         self.wakeup.set()
                     t_dec = time.perf_counter()
@@ -214,14 +218,14 @@ class InferenceEngine(BackgroundLoop):
         self.batches = 0
         self.errors = 0
 
-    def _collect(self) -> list[tuple[CameraWorker, Frame]]:
+    def _collect(self) -> list[tuple[CameraWorker, Frame, Detections | None]]:
         with self.lock:
             workers = list(self.workers.values())
-        items: list[tuple[CameraWorker, Frame]] = []
+        items: list[tuple[CameraWorker, Frame, Detections | None]] = []
         for w in workers:  # one frame per camera per round: fair between cameras
-            fr = w.take()
-            if fr is not None:
-                items.append((w, fr))
+            got = w.take()
+            if got is not None:
+                items.append((w, *got))
             if len(items) >= self.batch:
                 break
         return items
@@ -233,20 +237,23 @@ class InferenceEngine(BackgroundLoop):
                 self.wakeup.wait(0.5)
                 self.wakeup.clear()
                 continue
+            todo = [fr.image for _, fr, gated in items if gated is None]
             t0 = time.perf_counter()
             try:
-                dets = self.backend.detect([fr.image for _, fr in items])
+                found = iter(self.backend.detect(todo) if todo else [])
             except Exception as exc:
                 self.errors += 1
-                log.error("detector failed on a batch of %d frames: %s", len(items), exc)
+                log.error("detector failed on a batch of %d frames: %s", len(todo), exc)
                 continue
-            per_frame = (time.perf_counter() - t0) / len(items)
-            self.batches += 1
-            for (w, fr), det in zip(items, dets, strict=True):
-                w.stats.frames_inferred += 1
-                w.stats.infer_seconds += per_frame
+            per_frame = (time.perf_counter() - t0) / max(1, len(todo))
+            self.batches += 1 if todo else 0
+            for w, fr, gated in items:
+                if gated is None:
+                    w.stats.frames_inferred += 1
+                    w.stats.infer_seconds += per_frame
                 try:
-                    w.stats.events += len(w.pipeline.handle(fr, det))
+                    det = gated if gated is not None else next(found)
+                    w.stats.events += len(w.pipeline.handle(fr, det, gated=gated is not None))
                 except Exception as exc:  # one camera's failure never stops the others
                     log.exception("camera %s: pipeline failed: %s", w.camera_id, exc)
 
@@ -427,5 +434,6 @@ class Runtime:
         s = w.stats
         return {"id": cam.id, "name": cam.name, "source": cam.source, "health": w.health, "detail": w.detail,
                 "frames_decoded": s.frames_decoded, "frames_inferred": s.frames_inferred,
-                "frames_dropped": s.frames_dropped, "reconnects": s.reconnects, "queue": len(w.queue),
+                "frames_dropped": s.frames_dropped, "frames_gated": w.pipeline.stats.frames_gated,
+                "reconnects": s.reconnects, "queue": len(w.queue),
                 "events": s.events, "location": cam.location.model_dump()}

@@ -178,3 +178,30 @@ def test_no_token_no_service(tmp_path: Path) -> None:
 def test_documented_payload_schema_is_current() -> None:
     committed = json.loads((Path(__file__).resolve().parents[2] / "docs" / "dispatch-payload.schema.json").read_text())
     assert committed == DispatchPayload.model_json_schema(), "regenerate: python -m service.schemas > docs/..."
+
+
+def test_evidence_cannot_leave_its_folder_and_ids_cannot_be_probed(service: Service) -> None:
+    from pipelines.sinks.store import CaseStore
+
+    page = wait_for(lambda: at_least(service, 1), 90, "a case")
+    case_id = page["items"][0]["id"]
+    # A tampered evidence row that points outside the evidence folder is never served.
+    store = CaseStore(service.config.storage.db)
+    try:
+        store.add_evidence(case_id, "frame", "../cases.db", "00" * 32)
+    finally:
+        store.close()
+    with service.client("VIEW_T") as client:
+        r = client.get(f"/api/cases/{case_id}/evidence/frame")
+        assert r.status_code == 404 and b"SQLite" not in r.content
+        for path in ("/static/..%2F..%2Fservice%2Fapp.py", "/static/%2e%2e/dashboard.py", "/static/../deps.py",
+                     "/api/cases/%2e%2e%2f%2e%2e%2fcases.db/evidence/snapshot"):
+            r = client.get(path)
+            assert r.status_code == 404 and b"import" not in r.content, path
+        # Unknown and malformed ids look alike; without a token nothing tells whether an id exists.
+        unknown = client.get("/api/cases/0123456789abcdef/evidence/snapshot").json()
+        malformed = client.get("/api/cases/%00%ff/evidence/snapshot").json()
+        assert unknown == malformed == {"error": {"status": 404, "message": "no such case"}}
+    with service.client(None) as anon:
+        assert anon.get(f"/api/cases/{case_id}/evidence/snapshot").status_code == 401
+        assert anon.get("/api/cases/0123456789abcdef/evidence/snapshot").status_code == 401

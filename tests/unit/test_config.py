@@ -42,11 +42,11 @@ def test_good_config_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     (GOOD.replace("    zones:", "    zonez: []\n    zones:"), r"cams.yaml:4: cameras.0.zonez: Extra inputs"),
     (GOOD.replace("[[0, 0.5], [1, 0.5], [1, 1], [0, 1]]", "[[0, 0.5], [1, 0.5]]"),
-     r"cams.yaml:6: cameras.0.zones.0.polygon: polygon needs at least 3 points"),
+     r"cams.yaml:6: cameras.0.zones.0.polygon: List should have at least 3 items"),
     (GOOD.replace("[[0, 0.5], [1, 0.5], [1, 1], [0, 1]]", "[[0, 0], [1, 1], [1, 0], [0, 1]]"),
      r"cams.yaml:6: .*polygon intersects itself"),
     (GOOD.replace("[[0, 0.5], [1, 0.5], [1, 1], [0, 1]]", "[[0, 0.5], [1.5, 0.5], [1, 1], [0, 1]]"),
-     r"cams.yaml:6: .*outside the frame"),
+     r"cams.yaml:6: cameras.0.zones.0.polygon.1.0: Input should be less than or equal to 1"),
     (GOOD.replace("[street_stall, garbage]", "[street_stall, dragons]"),
      r"cams.yaml:7: cameras.0.zones.0.violations.1: Input should be"),
     (GOOD.replace("gap_tolerance_s: 10", "gap_tolerance_s: -1"), r"cams.yaml:13: rules.gap_tolerance_s: .*0"),
@@ -68,3 +68,75 @@ def test_bad_config_is_one_clear_line(text: str, expected: str) -> None:
 def test_missing_file_is_clear(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("cameras:\n  - id: a\n    detect_fps: true\n", "c.yaml:3: cameras.0.detect_fps: True is not a number"),
+    ("cameras:\n  - id: a\n    location: {gps: [30, '120']}\n", "c.yaml:3: cameras.0.location.gps: '120' is not"),
+    ("rules:\n  min_confidence: {garbage: yes}\n", "c.yaml:2: rules.min_confidence: True is not a number"),
+])
+def test_a_number_must_be_a_number(text: str, where: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "c.yaml")
+    assert str(err.value).startswith(where)
+
+
+def _scalar_fields() -> list[tuple[str, str, str]]:
+    """Every scalar field of a camera, its zone and the rules, with a value of the wrong type (and, for
+    bounded numbers, one below the bound).
+
+    Returns ``(dotted path, YAML line, expected error prefix)``.
+    """
+    import typing
+
+    from pipelines.config import CameraConfig, RulesConfig, ZoneConfig
+
+    cases = []
+    for prefix, model in (("cameras.0", CameraConfig), ("cameras.0.zones.0", ZoneConfig), ("rules", RulesConfig)):
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            origin = typing.get_origin(ann)
+            if ann in (int, float):
+                bad = "{oops: 1}"       # a mapping where a number belongs
+            elif ann is str or (origin is typing.Literal):
+                bad = "[1, 2]"          # a list where a word belongs
+            elif ann is bool:
+                bad = "'perhaps'"
+            elif origin in (list, dict):
+                bad = "7"               # a number where a list or mapping belongs
+            else:
+                continue                # nested models: covered through their own fields
+            if name == "zones":
+                continue                # the base text's own zone list: the zone's fields are covered below
+            cases.append((f"{prefix}.{name}", bad, f"{prefix}.{name}"))
+            if ann in (int, float) and any(hasattr(m, "ge") or hasattr(m, "gt") for m in field.metadata):
+                cases.append((f"{prefix}.{name}", "-5", f"{prefix}.{name}"))  # below its lower bound
+    return cases
+
+
+FIELD_BASE = """\
+cameras:
+  - id: cam-1
+    zones:
+      - id: pavement
+        polygon: [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]
+rules:
+  gap_tolerance_s: 10
+"""
+
+
+@pytest.mark.parametrize(("path", "bad", "where"), _scalar_fields())
+def test_every_field_with_a_wrong_type_is_one_line_naming_file_line_and_field(path: str, bad: str,
+                                                                              where: str) -> None:
+    prefix, _, name = path.rpartition(".")
+    lines = FIELD_BASE.splitlines()
+    at = {"cameras.0": 2, "cameras.0.zones.0": 4, "rules": 6}[prefix]
+    indent = {"cameras.0": "    ", "cameras.0.zones.0": "        ", "rules": "  "}[prefix]
+    lines = [ln for ln in lines if not ln.strip().startswith(f"{name}:")]  # replace, do not duplicate
+    lines.insert(at, f"{indent}{name}: {bad}")
+    text = "\n".join(lines) + "\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "cams.yaml")
+    msg = str(err.value)
+    assert msg.startswith("cams.yaml:") and "\n" not in msg
+    assert f": {where}" in msg, msg

@@ -1,0 +1,106 @@
+"""Collect the benchmark results into ``bench/results/summary.json`` and the headline table of bench/README.md.
+
+Every figure is a ratio or a count measured against a baseline in the same run of its own benchmark
+(see each ``bench/*.py``); this script only gathers them, with the machine they were measured on.
+
+    python bench/summary.py
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+START, END = "<!-- summary:start -->", "<!-- summary:end -->"
+log = logging.getLogger("bench.summary")
+
+
+def machine() -> str:
+    """CPU model, cores and memory of this machine."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal"))
+        mem = f", {mem_kb / 2**20:.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        mem = ""
+    return f"{model}, {os.cpu_count()} cores{mem}, no GPU"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def collect() -> dict[str, Any]:
+    """The headline figures of whatever benchmark results exist."""
+    out: dict[str, Any] = {"machine": machine()}
+    inf = _load("inference")
+    if inf:
+        rows = inf["results"]
+        out["inference_speedup_vs_ultralytics"] = min(r["speedup"] for r in rows)
+        out["inference_speedup_vs_ultralytics_by_setting"] = {f"{r['imgsz']}px/{r['threads']}t": r["speedup"]
+                                                              for r in rows}
+    batch = _load("batch")
+    if batch:
+        out["batch_realtime_factor"] = batch["realtime_factor"]["product"]
+        out["batch_realtime_factor_naive"] = batch["realtime_factor"]["naive"]
+        out["batch_speedup_vs_naive"] = batch["batch_speedup_vs_naive"]
+        out["batch_cases_missed_vs_naive"] = batch["batch_cases_missed_vs_naive"]
+    live = _load("live")
+    if live:
+        held = [r for r in live["results"] if r["held"]]
+        best = max(held, key=lambda r: r["streams"]) if held else None
+        out["live_streams_held"] = best["streams"] if best else 0
+        out["live_p95_alert_latency_s"] = best["alert_latency_p95_s"] if best else None
+        out["rss_mb_per_stream"] = best["rss_mb_per_stream"] if best else None
+    render = _load("render")
+    if render:
+        out["render_speedup_gl_vs_painter"] = render["speedup_gl_vs_painter_objects"]
+        out["render_painter_labels_on_hidden_objects_pct"] = render["painter_labels_on_hidden_objects_pct"]
+    return out
+
+
+def table(s: dict[str, Any]) -> str:
+    """The headline table in Markdown."""
+    targets = {"inference_speedup_vs_ultralytics": ("≥ 1.5×", "×"), "batch_realtime_factor": ("≥ 50×", "×"),
+               "batch_speedup_vs_naive": ("", "×"), "batch_cases_missed_vs_naive": ("0", ""),
+               "live_streams_held": ("≥ 16", ""), "live_p95_alert_latency_s": ("≤ 3 s", " s"),
+               "rss_mb_per_stream": ("≤ 150 MB", " MB"), "render_speedup_gl_vs_painter": ("", "×")}
+    lines = [f"Machine: {s['machine']}.", "", "| figure | measured | target |", "|---|---|---|"]
+    for key, (target, unit) in targets.items():
+        if key in s and s[key] is not None:
+            lines.append(f"| `{key}` | {s[key]}{unit} | {target} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    s = collect()
+    (RESULTS / "summary.json").write_text(json.dumps(s, indent=1, ensure_ascii=False) + "\n")
+    readme = ROOT / "bench" / "README.md"
+    text = readme.read_text()
+    block = f"{START}\n{table(s)}\n{END}"
+    if START in text and END in text:
+        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
+    else:
+        head, _, rest = text.partition("\n\n")
+        text = f"{head}\n\n## Headline figures (`make bench`, `bench/summary.py`)\n\n{block}\n\n{rest}"
+    readme.write_text(text)
+    log.info("%s", json.dumps(s, indent=1, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
