@@ -57,6 +57,7 @@ def _clip(folder: Path, minutes: float) -> Path:
 
 
 def _run(clip: Path, strategy: str, out: Path) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
     cfg = out / f"{strategy}.yaml"
     s = STRATEGIES[strategy]
     cfg.write_text(f"cameras:\n  - id: {clip.stem}\n    detect_fps: {s['detect_fps']}\n    decode: {s['decode']}\n"

@@ -58,7 +58,10 @@ def _config(out: Path, ports: list[int], port: int) -> Path:
         f"storage: {{db: {out / 'cases.db'}, evidence: {out / 'evidence'}}}\n"
         "model: {threads: 1, batch: 4}\n"
         f"cameras:\n{cams}"
-        "rules:\n  dwell_s: {street_stall: 3, garbage: 3, barbecue: 3}\n  gap_tolerance_s: 5\n")
+        # Every dwell time short: each camera's evidence history (longest dwell + 30 s of frames, a bounded
+        # ring buffer) is then full within the warm-up, and growth after it means a leak.
+        "rules:\n  dwell_s: {street_stall: 3, garbage: 3, barbecue: 3, uncovered_truck: 3, overflowing_bin: 3}\n"
+        "  gap_tolerance_s: 5\n")
     return path
 
 
