@@ -26,6 +26,10 @@ F32 = npt.NDArray[np.float32]
 Image = npt.NDArray[np.uint8]
 Color = tuple[int, int, int]
 
+NEAR = 0.3  # metres: nearer points are behind the image plane
+MIN_SIDE_PX = 6.0  # smaller label boxes are dropped
+MIN_IN_FRAME = 0.4  # an object mostly outside the picture is not labelled
+
 LIGHT = np.array([0.35, -0.45, 0.82], np.float32) / np.linalg.norm([0.35, -0.45, 0.82])
 
 
@@ -296,16 +300,34 @@ def draw_objects(img: Image, cam: Camera, objs: list[Obj], rng: np.random.Genera
             img[:] = (img * (1 - mask[..., None]) + over * mask[..., None]).astype(np.uint8)
         if obj.label is None:
             continue
-        pts = obj.points()
-        uv, z = cam.project(pts)
-        if (z <= 0.3).any():
-            continue
-        x1, y1 = uv.min(axis=0)
-        x2, y2 = uv.max(axis=0)
-        cx1, cy1 = max(0.0, float(x1)), max(0.0, float(y1))
-        cx2, cy2 = min(float(cam.width), float(x2)), min(float(cam.height), float(y2))
-        full = max(1e-6, (x2 - x1) * (y2 - y1))
-        if cx2 - cx1 < 6 or cy2 - cy1 < 6 or (cx2 - cx1) * (cy2 - cy1) / full < 0.4:
-            continue
-        boxes.append((obj.label, (cx1, cy1, cx2, cy2)))
+        box = labelled_box(cam, obj.points())
+        if box is not None:
+            boxes.append((obj.label, box))
     return boxes
+
+
+def frame_box(cam: Camera, pts: F32) -> tuple[tuple[float, float, float, float], float] | None:
+    """Projected box of ``pts`` clipped to the picture, and the share of the full box that is inside it.
+
+    ``None`` when a point is behind (or too close to) the camera.
+    """
+    uv, z = cam.project(pts)
+    if (z <= NEAR).any():
+        return None
+    x1, y1 = uv.min(axis=0)
+    x2, y2 = uv.max(axis=0)
+    box = (max(0.0, float(x1)), max(0.0, float(y1)), min(float(cam.width), float(x2)),
+           min(float(cam.height), float(y2)))
+    full = max(1e-6, float((x2 - x1) * (y2 - y1)))
+    return box, max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1]) / full
+
+
+def labelled_box(cam: Camera, pts: F32) -> tuple[float, float, float, float] | None:
+    """The label box of an object made of ``pts``: none when it is tiny or mostly outside the picture."""
+    found = frame_box(cam, pts)
+    if found is None:
+        return None
+    (x1, y1, x2, y2), share = found
+    if x2 - x1 < MIN_SIDE_PX or y2 - y1 < MIN_SIDE_PX or share < MIN_IN_FRAME:
+        return None
+    return x1, y1, x2, y2

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from datasets.render import Camera, Image, Obj
+from datasets.render import MIN_IN_FRAME, MIN_SIDE_PX, NEAR, Camera, Image, Obj, frame_box, labelled_box
 
 if TYPE_CHECKING:
     import moderngl
@@ -42,9 +42,8 @@ log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
 SUPERSAMPLE = 2
-NEAR, FAR = 0.3, 500.0
+FAR = 500.0
 MIN_VISIBLE = 0.35  # keep a label when at least this share of the object's silhouette is visible
-MIN_SIDE_PX = 6.0
 
 _VERTEX = """
 #version 330
@@ -378,7 +377,8 @@ def _label_boxes(objs: list[Obj], cam: Camera, ids: npt.NDArray[np.float32], sil
             continue
         if k in silhouettes:
             full = silhouettes[k]
-            if _in_frame_share(obj, cam) < 0.4:  # mostly outside the picture: too little to tell
+            in_frame = frame_box(cam, obj.points())
+            if in_frame is None or in_frame[1] < MIN_IN_FRAME:  # mostly outside the picture: too little to tell
                 continue
             mask = ids == float(k)
             visible = int(mask.sum())
@@ -393,28 +393,10 @@ def _label_boxes(objs: list[Obj], cam: Camera, ids: npt.NDArray[np.float32], sil
             discs = geo.particle_boxes[k]
             halves = [np.array([r * 0.7, 0.0, r * 0.7], np.float32) for _, r in discs]
             pts = np.concatenate([np.stack([c - hv, c + hv]) for (c, _), hv in zip(discs, halves, strict=True)])
-            uv, z = cam.project(pts.astype(np.float32))
-            if (z <= NEAR).any():
-                continue
-            x1, y1 = uv.min(axis=0)
-            x2, y2 = uv.max(axis=0)
-            cx1, cy1, cx2, cy2 = max(0.0, x1), max(0.0, y1), min(float(cam.width), x2), min(float(cam.height), y2)
-            area = max(1e-6, float((x2 - x1) * (y2 - y1)))
-            if cx2 - cx1 < MIN_SIDE_PX or cy2 - cy1 < MIN_SIDE_PX or (cx2 - cx1) * (cy2 - cy1) / area < 0.4:
-                continue
-            boxes.append((obj.label, (float(cx1), float(cy1), float(cx2), float(cy2))))
+            smoke = labelled_box(cam, pts.astype(np.float32))
+            if smoke is not None:
+                boxes.append((obj.label, smoke))
     return boxes
-
-
-def _in_frame_share(obj: Obj, cam: Camera) -> float:
-    """Share of the object's projected box that lies inside the picture (0 when behind the camera)."""
-    uv, z = cam.project(obj.points())
-    if (z <= NEAR).any():
-        return 0.0
-    x1, y1 = uv.min(axis=0)
-    x2, y2 = uv.max(axis=0)
-    inside = max(0.0, min(float(cam.width), x2) - max(0.0, x1)) * max(0.0, min(float(cam.height), y2) - max(0.0, y1))
-    return float(inside / max(1e-6, float((x2 - x1) * (y2 - y1))))
 
 
 _RENDERER: GLRenderer | None = None

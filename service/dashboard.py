@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import cv2
+import numpy as np
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from pipelines.runner import draw_detections, draw_zones
 from service.deps import ErrorBody, Operator, RuntimeDep, Viewer
+from service.runtime import Runtime
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -36,7 +38,7 @@ class ReviewIn(BaseModel):
     reason: str = Field(default="", max_length=500, description="Why (required when rejecting).")
 
 
-def frame_jpeg(rt: Any, camera_id: str, overlay: bool) -> bytes | None:
+def frame_jpeg(rt: Runtime, camera_id: str, overlay: bool) -> bytes | None:
     """JPEG of a camera's last inferred frame, optionally with zones and detections drawn."""
     worker = rt.engine.workers.get(camera_id)
     if worker is None:
@@ -50,12 +52,12 @@ def frame_jpeg(rt: Any, camera_id: str, overlay: bool) -> bytes | None:
             image = draw_detections(draw_zones(image, pipe.zones), det, pipe.names)
     h, w = image.shape[:2]
     if w > 960:  # a tile does not need more; keeps the grid light with many cameras
-        image = cv2.resize(image, (960, round(h * 960 / w)), interpolation=cv2.INTER_AREA)
+        image = np.asarray(cv2.resize(image, (960, round(h * 960 / w)), interpolation=cv2.INTER_AREA), np.uint8)
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return bytes(buf) if ok else None
 
 
-def stats(rt: Any, days: int) -> dict[str, Any]:
+def stats(rt: Runtime, days: int) -> dict[str, Any]:
     """Cases per day by violation and by camera, states, closure rate and warning outcomes."""
     since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days - 1)).date()
     rows = rt.store.daily(since.isoformat())
@@ -71,9 +73,8 @@ def stats(rt: Any, days: int) -> dict[str, Any]:
     total = sum(by_state.values())
     closed = by_state.get("closed", 0)
     warn = rt.warning_stats()
-    played = sum(int(v.get("played", 0)) for v in warn.values())
-    resolved = sum(int(v.get("resolved", 0)) for v in warn.values())
-    no_effect = sum(int(v.get("no_effect", 0)) for v in warn.values())
+    played, resolved, no_effect = (sum(int(cast(int, v.get(k, 0))) for v in warn.values())
+                                   for k in ("played", "resolved", "no_effect"))
     decided = resolved + no_effect
     return {"days": day_list, "by_violation": by_violation, "by_camera": by_camera, "by_state": by_state,
             "total": total, "closed": closed, "closure_rate": round(closed / total, 4) if total else None,

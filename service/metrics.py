@@ -28,9 +28,9 @@ def render(rt: Runtime) -> str:
     workers = list(rt.engine.workers.values())
     per = [({"camera": w.camera_id}, w) for w in workers]
     metric("streetwatch_frames_decoded_total", "counter", "Frames decoded per camera.",
-           [(lab, w.stats.frames_decoded) for lab, w in per])
+           [(lab, w.pipeline.stats.frames_decoded) for lab, w in per])
     metric("streetwatch_frames_inferred_total", "counter", "Frames sent to the detector per camera.",
-           [(lab, w.stats.frames_inferred) for lab, w in per])
+           [(lab, w.pipeline.stats.frames_inferred) for lab, w in per])
     metric("streetwatch_frames_gated_total", "counter",
            "Sampled frames unchanged since the last detection (motion gating), detector skipped.",
            [(lab, w.pipeline.stats.frames_gated) for lab, w in per])
@@ -41,9 +41,9 @@ def render(rt: Runtime) -> str:
     metric("streetwatch_queue_depth", "gauge", "Frames waiting for the detector.",
            [(lab, len(w.queue)) for lab, w in per])
     metric("streetwatch_decode_seconds_total", "counter", "Time spent decoding.",
-           [(lab, round(w.stats.decode_seconds, 4)) for lab, w in per])
+           [(lab, round(w.pipeline.stats.decode_s, 4)) for lab, w in per])
     metric("streetwatch_inference_seconds_total", "counter", "Detector time attributed to the camera.",
-           [(lab, round(w.stats.infer_seconds, 4)) for lab, w in per])
+           [(lab, round(w.pipeline.stats.infer_s, 4)) for lab, w in per])
     metric("streetwatch_camera_health", "gauge", "1 for the camera's current health state.",
            [({"camera": w.camera_id, "state": s}, 1.0 if w.health == s else 0.0) for w in workers
             for s in HEALTH_STATES])

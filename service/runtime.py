@@ -47,17 +47,13 @@ HealthCallback = Callable[[str, str, str], None]  # camera, state, detail
 
 @dataclass
 class CameraStats:
-    """Counters of one camera, read by /metrics."""
+    """Counters of a camera's reader, read by /metrics; frames decoded and inferred, events and times are
+    counted once, by the camera's pipeline (``CameraWorker.pipeline.stats``)."""
 
-    frames_decoded: int = 0
     frames_queued: int = 0
     frames_dropped: int = 0
-    frames_inferred: int = 0
     reconnects: int = 0
     last_frame_at: float = 0.0
-    decode_seconds: float = 0.0
-    infer_seconds: float = 0.0
-    events: int = 0
 
 
 @dataclass
@@ -152,9 +148,8 @@ class CameraWorker:
                 t_dec = time.perf_counter()
                 for frame in self._frames():
                     now = time.monotonic()
-                    self.stats.decode_seconds += max(0.0, time.perf_counter() - t_dec - self.paced_seconds)
+                    self.pipeline.stats.decode_s += max(0.0, time.perf_counter() - t_dec - self.paced_seconds)
                     self.paced_seconds = 0.0
-                    self.stats.frames_decoded += 1
                     self.stats.last_frame_at = now
                     failures = 0
                     self._set_health("live")
@@ -249,11 +244,10 @@ class InferenceEngine(BackgroundLoop):
             self.batches += 1 if todo else 0
             for w, fr, gated in items:
                 if gated is None:
-                    w.stats.frames_inferred += 1
-                    w.stats.infer_seconds += per_frame
+                    w.pipeline.stats.infer_s += per_frame
                 try:
                     det = gated if gated is not None else next(found)
-                    w.stats.events += len(w.pipeline.handle(fr, det, gated=gated is not None))
+                    w.pipeline.handle(fr, det, gated=gated is not None)
                 except Exception as exc:  # one camera's failure never stops the others
                     log.exception("camera %s: pipeline failed: %s", w.camera_id, exc)
 
@@ -431,9 +425,9 @@ class Runtime:
         cam = self.cameras.get(camera_id)
         if w is None or cam is None:
             raise KeyError(camera_id)
-        s = w.stats
+        s, p = w.stats, w.pipeline.stats
         return {"id": cam.id, "name": cam.name, "source": cam.source, "health": w.health, "detail": w.detail,
-                "frames_decoded": s.frames_decoded, "frames_inferred": s.frames_inferred,
-                "frames_dropped": s.frames_dropped, "frames_gated": w.pipeline.stats.frames_gated,
+                "frames_decoded": p.frames_decoded, "frames_inferred": p.frames_inferred,
+                "frames_dropped": s.frames_dropped, "frames_gated": p.frames_gated,
                 "reconnects": s.reconnects, "queue": len(w.queue),
-                "events": s.events, "location": cam.location.model_dump()}
+                "events": p.events, "location": cam.location.model_dump()}

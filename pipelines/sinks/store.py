@@ -291,9 +291,7 @@ class CaseStore:
             TransitionError: The flow does not allow it.
         """
         with self._tx() as db:
-            current = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar()
-            if current is None:
-                raise KeyError(case_id)
+            current = self._state(db, case_id)
             if to_state not in TRANSITIONS.get(current, set()):
                 raise TransitionError(f"case {case_id} is {current}; it cannot become {to_state}"
                                       f" (allowed: {', '.join(sorted(TRANSITIONS.get(current, set()))) or 'none'})")
@@ -304,6 +302,18 @@ class CaseStore:
         case = self.get(case_id)
         assert case is not None
         return case
+
+    @staticmethod
+    def _state(db: Connection, case_id: str) -> str:
+        """A case's state (inside the caller's transaction).
+
+        Raises:
+            KeyError: No such case.
+        """
+        state = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar()
+        if state is None:
+            raise KeyError(case_id)
+        return str(state)
 
     @staticmethod
     def _history(db: Connection, case_id: str, from_state: str | None, to_state: str, who: str, note: str) -> None:
@@ -335,7 +345,7 @@ class CaseStore:
             if not exists:
                 self._enqueue(db, case_id, context)
             if note:
-                state = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar_one()
+                state = self._state(db, case_id)
                 self._history(db, case_id, state, state, "system:warning", note)
 
     def review(self, case_id: str, verdict: str, who: str, reason: str = "") -> Case:
@@ -351,9 +361,7 @@ class CaseStore:
         if verdict not in ("confirmed", "rejected"):
             raise ValueError(f"verdict must be confirmed or rejected, not {verdict!r}")
         with self._tx() as db:
-            state = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar()
-            if state is None:
-                raise KeyError(case_id)
+            state = self._state(db, case_id)
             now = _now()
             new_state = "rejected" if verdict == "rejected" and "rejected" in TRANSITIONS.get(state, set()) else state
             db.execute(text("UPDATE cases SET review = :v, review_reason = :r, reviewed_by = :w, reviewed_at = :now,"
@@ -385,9 +393,7 @@ class CaseStore:
     def annotate(self, case_id: str, who: str, note: str) -> None:
         """Add a history entry that does not change the state (e.g. a warning's outcome)."""
         with self._tx() as db:
-            state = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar()
-            if state is None:
-                raise KeyError(case_id)
+            state = self._state(db, case_id)
             self._history(db, case_id, state, state, who, note)
 
     def outbox_due(self, now: float, limit: int = 20) -> list[dict[str, Any]]:
@@ -409,7 +415,7 @@ class CaseStore:
                 db.execute(text("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = :now,"
                                 " last_error = '' WHERE id = :id"), {"now": now, "id": row_id})
                 case_id = db.execute(text("SELECT case_id FROM outbox WHERE id = :id"), {"id": row_id}).scalar_one()
-                state = db.execute(text("SELECT state FROM cases WHERE id = :c"), {"c": case_id}).scalar_one()
+                state = self._state(db, case_id)
                 if state == "registered":
                     db.execute(text("UPDATE cases SET state = 'dispatched', updated_at = :now WHERE id = :c"),
                                {"now": now, "c": case_id})

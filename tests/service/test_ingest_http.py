@@ -94,7 +94,7 @@ def test_camera_worker_goes_live_on_mjpeg_and_samples_in_time(mjpeg_url: str, tm
     worker.start()
     try:
         wait_for(lambda: worker.stats.frames_queued >= 4, 30, "four sampled frames")
-        decoded, queued = worker.stats.frames_decoded, worker.stats.frames_queued
+        decoded, queued = worker.pipeline.stats.frames_decoded, worker.stats.frames_queued
         assert health[:2] == ["connecting", "live"]
         assert queued <= decoded / 5  # 20 fps camera sampled at 2 fps
     finally:
