@@ -6,7 +6,9 @@ Each clip comes with ActivityNet-style labels::
         {"segment": [2.0, 30.0], "label": "garbage", "box": [x1, y1, x2, y2]}]}}}
 
 Static objects are composited once per change of the scene, so only moving
-objects (passing trucks, pedestrians) are drawn per frame.
+objects (passing trucks, pedestrians) are drawn per frame. Frames are rendered by the OpenGL
+renderer (:mod:`datasets.render_gl`: depth, one sun per clip with cast shadows, visible-pixel
+label boxes) where an EGL driver exists, else by the painter's renderer (:mod:`datasets.render`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from datasets.render import Camera, Image, Obj, draw_objects, render_background
-from datasets.synth import barbecue, bin_, garbage_pile, person, sample_palette, street_stall, truck
+from datasets.render import Camera, Image, Obj, render_background
+from datasets.render_gl import Light
+from datasets.synth import (barbecue, bin_, draw, garbage_pile, person, resolve_renderer, sample_palette,
+                            street_stall, truck)
 from detector.types import CANONICAL_LABELS
 
 log = logging.getLogger(__name__)
@@ -86,21 +90,24 @@ def default_script(duration: float) -> list[Actor]:
 
 def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: int = 1280, height: int = 720,
                 seed: int = 0, script: list[Actor] | None = None, frame_labels: Path | None = None,
-                label_every: int = 5, noise_pool: int = 0) -> dict[str, object]:
+                label_every: int = 5, noise_pool: int = 0, renderer: str = "auto") -> dict[str, object]:
     """Render a labelled clip to ``path`` (H.264 MP4); returns its ActivityNet entry.
 
     With ``frame_labels``, every ``label_every``-th frame's exact boxes of all labelled objects
     (violations and context such as trucks, bins, smoke) are written as YOLO files
     ``frame_labels/<frame index>.txt`` with canonical class ids. ``noise_pool`` > 0 draws each frame's
     sensor noise from that many precomputed noise frames instead of fresh noise (for long benchmark clips;
-    25 ms less per 720p frame).
+    25 ms less per 720p frame). ``renderer``: ``auto`` (OpenGL where available), ``gl`` or ``cpu``.
     """
+    renderer = resolve_renderer(renderer)
     rng = np.random.default_rng(seed)
     pool: list[npt.NDArray[np.float32]] = []
     cam = Camera(width=width, height=height, cam_height=6.0, pitch_deg=24.0, hfov_deg=68.0, yaw_deg=8.0)
     palette = sample_palette(rng)
     bg = render_background(cam, rng, road_x=-1.0, road_w=9.0, walk_w=5.5, palette=palette)
     script = script if script is not None else default_script(duration)
+    # One sun for the whole clip (a fixed camera does not see the light jump between frames).
+    light = Light.sample(np.random.default_rng(seed + 7919)) if renderer == "gl" else None
     # Each static actor keeps the same look for the whole clip (fixed seed per actor).
     seeds = [int(rng.integers(1 << 30)) for _ in script]
     walkers = [(float(rng.uniform(4.5, 8.0)), float(rng.uniform(8, 30)), float(rng.uniform(-1.2, 1.2)))
@@ -123,7 +130,7 @@ def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: in
                 objs: list[Obj] = []
                 for k in sorted(present):
                     objs += _build(script[k], np.random.default_rng(seeds[k]), script[k].y, seeds[k])
-                static_boxes = draw_objects(layer, cam, objs, np.random.default_rng(seed))
+                static_boxes = draw(layer, cam, objs, np.random.default_rng(seed), renderer, light)
                 for name, box in static_boxes:
                     for k in present:
                         if name == script[k].kind:
@@ -139,7 +146,7 @@ def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: in
                 walker = person(np.random.default_rng(int(wx * 1000)), wx, wy + v * t * 0.8)
                 walker.seed = int(wx * 1000)
                 moving.append(walker)
-            drawn = draw_objects(frame, cam, moving, np.random.default_rng(seed))
+            drawn = draw(frame, cam, moving, np.random.default_rng(seed), renderer, light)
             for k, a in enumerate(script):
                 if a.speed and a.start <= t < a.end:
                     for name, box in drawn:
@@ -169,7 +176,8 @@ def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: in
         if k in boxes:
             ann["box"] = [round(v, 1) for v in boxes[k]]
         annotations.append(ann)
-    return {"duration": round(duration, 3), "annotations": annotations, "tags": ["synthetic", "day"]}
+    return {"duration": round(duration, 3), "annotations": annotations,
+            "tags": ["synthetic", "day", f"renderer:{renderer}"]}
 
 
 def write_clip_set(out: Path, n: int = 1, duration: float = 30.0, fps: float = 10.0, width: int = 1280,
