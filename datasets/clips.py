@@ -25,8 +25,17 @@ import numpy.typing as npt
 
 from datasets.render import Camera, Image, Obj, render_background
 from datasets.render_gl import Light
-from datasets.synth import (barbecue, bin_, draw, garbage_pile, person, resolve_renderer, sample_palette,
-                            street_stall, truck)
+from datasets.synth import (
+    barbecue,
+    bin_,
+    draw,
+    garbage_pile,
+    person,
+    resolve_renderer,
+    sample_palette,
+    street_stall,
+    truck,
+)
 from detector.types import CANONICAL_LABELS
 
 log = logging.getLogger(__name__)
