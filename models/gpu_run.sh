@@ -7,11 +7,15 @@
 # and train_gpu.py still writes its outputs (it saves on SIGTERM).
 #
 # Usage, from the repo root on the GPU machine, with the pack (streetwatch datasets pack) in ./pack and the
-# Ultralytics wheels in ./.whl:  bash models/gpu_run.sh "$OUT" [MAIN_MINUTES] [S2R_MINUTES]
+# Ultralytics wheels in ./.whl:  bash models/gpu_run.sh "$OUT" [MAIN_MINUTES] [S2R_MINUTES] [IMGSZ]
+# IMGSZ (default 640, the GPU recipe) is the training and export size of the main run; the CPU recipe and the
+# shipped model 0.2.0 use 320 px (4x less compute per frame on a CPU). Training stops at its time budget
+# (Ultralytics `time=`), so a larger size means fewer epochs, never a longer call.
 set -uo pipefail
-out=${1:?usage: gpu_run.sh OUT_DIR [MAIN_MINUTES] [S2R_MINUTES]}
+out=${1:?usage: gpu_run.sh OUT_DIR [MAIN_MINUTES] [S2R_MINUTES] [IMGSZ]}
 main_min=${2:-7}
 s2r_min=${3:-6}
+imgsz=${4:-640}
 export PYTHONUNBUFFERED=1
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -21,7 +25,7 @@ mkdir -p "$out/main" "$out/s2r"
 limit() { awk -v m="$1" 'BEGIN { printf "%d", (m + 2) * 60 }'; }  # budget + 2 minutes, in whole seconds
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 timeout -s TERM "$(limit "$main_min")" python3 models/train_gpu.py --pack pack --out "$out/main" \
-  --model models/default/model.pt --minutes "$main_min" --imgsz 320 --batch 64 --workers 10 >"$out/main.log" 2>&1 &
+  --model models/default/model.pt --minutes "$main_min" --imgsz "$imgsz" --batch 64 --workers 10 >"$out/main.log" 2>&1 &
 a=$!
 timeout -s TERM "$(limit "$s2r_min")" python3 models/train_gpu.py --pack pack --out "$out/s2r" \
   --model yolo26n.yaml --data only_synthetic.yaml --classes garbage,garbage_bin,overflowing_bin,smoke \
