@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Training extra (PyTorch + Ultralytics): only for train/export, never for inference.
+# Training extra (PyTorch + Ultralytics): only for train/export, never for inference. The tests also
+# need the Ray extra (a local cluster runs the scale-out tests).
 $(TRAIN_STAMP): $(STAMP)
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e '.[train,dev,ray]'
 	touch $(TRAIN_STAMP)
 
 setup: $(STAMP)

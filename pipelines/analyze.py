@@ -5,7 +5,10 @@ pattern, or the only camera, or a whole-frame default), run through the shared
 :class:`~pipelines.runner.CameraPipeline`, and its cases are committed to
 ``DIR/cases.db``. A bad input is reported in ``errors`` and never stops the
 others. With ``workers > 1`` files are analysed in parallel processes, each
-with its own detector session and a share of the CPU threads.
+with its own detector session and a share of the CPU threads. With ``ray`` set
+(``HOST:PORT`` of a Ray head) each file is one Ray task on the cluster; the task's
+pipeline writes an :class:`~pipelines.distributed.OpLog` that is applied here to
+the one ``cases.db`` and evidence folder (see :mod:`pipelines.distributed`).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import fnmatch
 import logging
 import os
 import shutil
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
@@ -29,7 +33,7 @@ from detector.warnings import warning_stats
 from pipelines.config import AppConfig, CameraConfig, ConfigError, load_config_lenient
 from pipelines.runner import CameraPipeline, run_source
 from pipelines.sinks.evidence import EvidenceRecorder
-from pipelines.sinks.store import CaseStore
+from pipelines.sinks.store import CaseStore, CaseWriter
 from pipelines.sources import DecodeMode, SourceError, expand_inputs, probe
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,8 @@ class AnalyzeOptions:
     decode: DecodeMode | None = None
     conf: float = 0.25
     progress: bool = True
+    ray: str | None = None  # HOST:PORT of a Ray head: one task per input file on the cluster
+    ray_cpus: float = 1.0  # CPUs a Ray task asks for (its detector uses as many threads)
 
 
 @dataclass
@@ -81,7 +87,7 @@ def camera_for(path: Path, cfg: AppConfig) -> CameraConfig:
 
 
 def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: DetectorBackend,
-                 store: CaseStore, bar_position: int | None) -> dict[str, Any]:
+                 store: CaseWriter, bar_position: int | None) -> dict[str, Any]:
     cam = camera_for(path, cfg)
     rules = cfg.rules_for(cam)
     settings = rules.settings(opts.dwell)
@@ -138,6 +144,72 @@ def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int
     return results, errors
 
 
+def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, model: bytes) -> dict[str, Any]:
+    """One input file as a Ray task: the pipeline runs here, into a scratch folder and an op log.
+
+    The model comes as bytes (a node needs no copy of it). Returns the file's stats, the op log
+    (cases and evidence bytes) and any extra output files (annotated video), or ``error`` for a
+    file that could not be read.
+    """
+    from pipelines.distributed import OpLog, node_id
+
+    with tempfile.TemporaryDirectory(prefix="streetwatch-ray-") as tmp:
+        local = replace(opts, out=Path(tmp), progress=False)
+        cfg = AppConfig.model_validate_json(cfg_json)
+        oplog = OpLog(Path(tmp))
+        weights = Path(tmp) / f"model{opts.model.suffix}"
+        weights.write_bytes(model)
+        try:
+            backend = create_backend(config_for(weights, conf=opts.conf, threads=threads))
+            stats = _analyze_one(Path(path), local, cfg, backend, oplog, None)
+        except (SourceError, ModelLoadError) as exc:
+            return {"error": str(exc), "node": node_id()}
+        files = {f.relative_to(tmp).as_posix(): f.read_bytes()
+                 for f in (Path(tmp) / "annotated").glob("*.mp4")} if opts.annotate else {}
+        return {"stats": stats, "ops": oplog.take(0), "files": files, "node": node_id()}
+
+
+def _analyze_on_ray(files: list[Path], opts: AnalyzeOptions, cfg: AppConfig, store: CaseStore
+                    ) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Run one Ray task per file and apply each task's op log to ``store`` as it finishes."""
+    from pipelines.distributed import Applier, RayUnavailable, connect
+
+    try:
+        ray = connect(opts.ray or "")
+    except RayUnavailable as exc:
+        return {}, [{"source": str(f), "error": str(exc)} for f in files]
+    task = ray.remote(num_cpus=opts.ray_cpus, max_retries=1)(_ray_file)
+    threads = max(1, round(opts.ray_cpus))
+    cfg_json = cfg.model_dump_json()
+    model = ray.put(opts.model.read_bytes())  # one copy in the object store, fetched once per node
+    pending = {task.remote(str(f), opts, cfg_json, threads, model): f for f in files}
+    applier = Applier(store, opts.out)
+    per_source: dict[str, Any] = {}
+    errors: list[dict[str, str]] = []
+    bar = tqdm(total=len(pending), desc="ray tasks", unit="file", disable=not opts.progress)
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        path = pending.pop(done[0])
+        try:
+            res = ray.get(done[0])
+        except Exception as exc:  # a task or its node died: this file failed, the others go on
+            errors.append({"source": str(path), "error": f"Ray task failed: {exc}"})
+            continue
+        finally:
+            bar.update(1)
+        if "error" in res:
+            errors.append({"source": str(path), "error": res["error"]})
+            continue
+        applier.apply(res["ops"], 0)
+        for rel, data in res["files"].items():
+            target = opts.out / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        per_source[str(path)] = {**res["stats"], "ray_node": res["node"]}
+    bar.close()
+    return per_source, errors
+
+
 def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
     """Run a batch analysis and write cases.json, cases.csv, report.html and evidence under ``opts.out``."""
     from pipelines.report import write_cases_csv, write_cases_json, write_report
@@ -176,7 +248,10 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
         except (ModelLoadError, ValueError) as exc:
             errors.append({"source": str(opts.model), "error": str(exc)})
             files = []
-    if files and opts.workers <= 1:
+    if files and opts.ray:
+        per_source, ray_errors = _analyze_on_ray(files, opts, cfg, store)
+        errors.extend(ray_errors)
+    elif files and opts.workers <= 1:
         bar = tqdm(files, desc="inputs", unit="file", position=0, disable=not opts.progress)
         for path in bar:
             try:
@@ -209,7 +284,7 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
     settings: dict[str, Any] = {
         "model": model_info, "config": str(opts.config) if opts.config else None,
         "dwell_override_s": opts.dwell, "decode": opts.decode or "per camera", "conf": opts.conf,
-        "workers": opts.workers, "cameras": [c.model_dump() for c in cfg.cameras],
+        "workers": opts.workers, "ray": opts.ray, "cameras": [c.model_dump() for c in cfg.cameras],
         "rules": cfg.rules.model_dump(),
     }
     write_cases_json(opts.out / "cases.json", cases, errors, stats, settings)

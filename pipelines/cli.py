@@ -52,7 +52,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise SystemExit("--workers must be at least 1")
     opts = AnalyzeOptions(inputs=args.inputs, out=args.out, model=args.model, config=args.config,
                           annotate=args.annotate, workers=args.workers, dwell=args.dwell, decode=args.decode,
-                          conf=args.conf, progress=not args.quiet)
+                          conf=args.conf, progress=not args.quiet, ray=args.ray, ray_cpus=args.ray_cpus)
     result = analyze(opts)
     for err in result.errors:
         log.error("%s: %s", err["source"], err["error"]) if not err["error"].startswith(err["source"]) \
@@ -127,6 +127,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             cfg.server.port = args.port
         if args.host is not None:
             cfg.server.host = args.host
+        if args.ray is not None:
+            cfg.cluster.ray = args.ray
         app = create_app(cfg, config_path=args.config)
     except ConfigError as exc:
         log.error("%s", exc)
@@ -335,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--dwell", type=float, help="override every violation's dwell time (seconds)")
     a.add_argument("--decode", choices=["all", "keyframes"], help="override the cameras' decode mode")
     a.add_argument("--conf", type=float, default=0.25, help="minimum detection confidence")
+    a.add_argument("--ray", metavar="HOST:PORT", help="run one task per input on this Ray cluster (its head's "
+                   "address); cases and evidence come back into --out")
+    a.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per Ray task (detector threads)")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=cmd_analyze)
 
@@ -342,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--config", type=Path, required=True, help="service YAML (cameras, model, storage, auth)")
     sv.add_argument("--port", type=int, help="override server.port")
     sv.add_argument("--host", help="override server.host (default 127.0.0.1)")
+    sv.add_argument("--ray", metavar="HOST:PORT", help="shard the cameras over Ray actors on this cluster "
+                    "(cluster.ray); the API and case store stay in this process")
     sv.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser("speak", help="play a test message on a loudspeaker (RTP G.711, HTTP API or file)")

@@ -28,7 +28,7 @@ from detector.types import Detections
 from detector.warnings import WarningAction, WarningLoop
 from pipelines.config import CameraConfig
 from pipelines.sinks.evidence import EvidenceRecorder, sha256_file
-from pipelines.sinks.store import CaseContext, CaseStore
+from pipelines.sinks.store import CaseContext, CaseWriter
 from pipelines.sources import DecodeMode, Frame, read_frames
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class CameraPipeline:
     reader and the shared detector): a lock serialises them.
     """
 
-    def __init__(self, camera: CameraConfig, settings: RuleSettings, names: list[str], store: CaseStore,
+    def __init__(self, camera: CameraConfig, settings: RuleSettings, names: list[str], store: CaseWriter,
                  source: str, evidence: EvidenceRecorder | None = None, evidence_root: Path | None = None,
                  dwell_override: float | None = None, on_event: EventCallback | None = None,
                  context: CaseContext | None = None, on_warning: Callable[[WarningAction, str], None] | None = None,

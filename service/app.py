@@ -166,7 +166,7 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None,
     @app.get("/readyz", tags=["operations"])
     def readyz(rt: RuntimeDep) -> JSONResponse:
         """Readiness: detector loaded, threads running, database answering."""
-        checks = {"engine": rt.engine.thread.is_alive(), "dispatcher": rt.dispatcher.thread.is_alive()}
+        checks = rt.ready_checks()
         try:
             rt.store.counts()
             checks["database"] = True

@@ -17,14 +17,11 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
-import cv2
-import numpy as np
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from pipelines.runner import draw_detections, draw_zones
 from service.deps import ErrorBody, Operator, RuntimeDep, Viewer
 from service.runtime import Runtime
 
@@ -36,25 +33,6 @@ class ReviewIn(BaseModel):
 
     verdict: Literal["confirmed", "rejected"]
     reason: str = Field(default="", max_length=500, description="Why (required when rejecting).")
-
-
-def frame_jpeg(rt: Runtime, camera_id: str, overlay: bool) -> bytes | None:
-    """JPEG of a camera's last inferred frame, optionally with zones and detections drawn."""
-    worker = rt.engine.workers.get(camera_id)
-    if worker is None:
-        raise KeyError(camera_id)
-    pipe = worker.pipeline
-    with pipe.lock:
-        image, det = pipe.last_frame, pipe.last_detections
-        if image is None:
-            return None
-        if overlay:
-            image = draw_detections(draw_zones(image, pipe.zones), det, pipe.names)
-    h, w = image.shape[:2]
-    if w > 960:  # a tile does not need more; keeps the grid light with many cameras
-        image = np.asarray(cv2.resize(image, (960, round(h * 960 / w)), interpolation=cv2.INTER_AREA), np.uint8)
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    return bytes(buf) if ok else None
 
 
 def stats(rt: Runtime, days: int) -> dict[str, Any]:
@@ -97,7 +75,7 @@ def add_dashboard(app: FastAPI) -> None:
     def camera_frame(camera_id: str, rt: RuntimeDep, _: Viewer, overlay: bool = True) -> Response:
         """The camera's last inferred frame (JPEG), with zones and current detections unless ``overlay=false``."""
         try:
-            jpg = frame_jpeg(rt, camera_id, overlay)
+            jpg = rt.fleet.frame_jpeg(camera_id, overlay)
         except KeyError as exc:
             raise HTTPException(404, "no such camera") from exc
         if jpg is None:

@@ -25,27 +25,27 @@ def render(rt: Runtime) -> str:
             lab = ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items())
             out.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
 
-    workers = list(rt.engine.workers.values())
-    per = [({"camera": w.camera_id}, w) for w in workers]
+    views = rt.fleet.views()
+    per = [({"camera": v.camera_id}, v) for v in views]
     metric("streetwatch_frames_decoded_total", "counter", "Frames decoded per camera.",
-           [(lab, w.pipeline.stats.frames_decoded) for lab, w in per])
+           [(lab, v.frames_decoded) for lab, v in per])
     metric("streetwatch_frames_inferred_total", "counter", "Frames sent to the detector per camera.",
-           [(lab, w.pipeline.stats.frames_inferred) for lab, w in per])
+           [(lab, v.frames_inferred) for lab, v in per])
     metric("streetwatch_frames_gated_total", "counter",
            "Sampled frames unchanged since the last detection (motion gating), detector skipped.",
-           [(lab, w.pipeline.stats.frames_gated) for lab, w in per])
+           [(lab, v.frames_gated) for lab, v in per])
     metric("streetwatch_frames_dropped_total", "counter", "Sampled frames dropped because the queue was full.",
-           [(lab, w.stats.frames_dropped) for lab, w in per])
+           [(lab, v.frames_dropped) for lab, v in per])
     metric("streetwatch_reconnects_total", "counter", "Camera reconnects.",
-           [(lab, w.stats.reconnects) for lab, w in per])
+           [(lab, v.reconnects) for lab, v in per])
     metric("streetwatch_queue_depth", "gauge", "Frames waiting for the detector.",
-           [(lab, len(w.queue)) for lab, w in per])
+           [(lab, v.queue) for lab, v in per])
     metric("streetwatch_decode_seconds_total", "counter", "Time spent decoding.",
-           [(lab, round(w.pipeline.stats.decode_s, 4)) for lab, w in per])
+           [(lab, round(v.decode_s, 4)) for lab, v in per])
     metric("streetwatch_inference_seconds_total", "counter", "Detector time attributed to the camera.",
-           [(lab, round(w.pipeline.stats.infer_s, 4)) for lab, w in per])
+           [(lab, round(v.infer_s, 4)) for lab, v in per])
     metric("streetwatch_camera_health", "gauge", "1 for the camera's current health state.",
-           [({"camera": w.camera_id, "state": s}, 1.0 if w.health == s else 0.0) for w in workers
+           [({"camera": v.camera_id, "state": s}, 1.0 if v.health == s else 0.0) for v in views
             for s in HEALTH_STATES])
     counts = rt.store.counts()
     metric("streetwatch_cases", "gauge", "Cases by violation and state.",

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -22,27 +21,34 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import cv2
 import httpx
+import numpy as np
 
 from detector.backends.base import DetectorBackend, config_for, create_backend
 from detector.events import ViolationEvent
 from detector.types import Detections
-from detector.warnings import warning_stats
+from detector.warnings import WarningAction, warning_stats
 from pipelines.config import CameraConfig
-from pipelines.runner import CameraPipeline
+from pipelines.runner import CameraPipeline, draw_detections, draw_zones
 from pipelines.sinks.evidence import EvidenceRecorder
-from pipelines.sinks.store import CaseContext, CaseStore
+from pipelines.sinks.store import CaseContext, CaseStore, CaseWriter
 from pipelines.sources import Frame, SourceError, open_stream, read_frames
 from service.bus import EventBus
 from service.schemas import DispatchPayload
 from service.settings import IngestConfig, ServiceConfig, WebhookConfig
 from service.voice import VoiceService
 
+if TYPE_CHECKING:
+    from service.shards import RayCameras
+
 log = logging.getLogger(__name__)
 
 HealthCallback = Callable[[str, str, str], None]  # camera, state, detail
+EventSink = Callable[[str, ViolationEvent, str, float], None]  # camera, event, case id, camera clock epoch
+WarnSink = Callable[[str, WarningAction, str], None]  # camera, warning, case id
 
 
 @dataclass
@@ -310,8 +316,154 @@ class Dispatcher(BackgroundLoop):
                             "error": "" if ok else error})
 
 
+@dataclass
+class CameraView:
+    """A camera's health and counters, the same whether it runs in this process or on a Ray actor."""
+
+    camera_id: str
+    health: str
+    detail: str
+    frames_decoded: int
+    frames_inferred: int
+    frames_gated: int
+    frames_dropped: int
+    reconnects: int
+    queue: int
+    decode_s: float
+    infer_s: float
+    events: int
+    clock_epoch: float
+    warning_actions: list[WarningAction]
+    node: str = ""  # the Ray node running the camera ("" in-process)
+
+
+def view_of(w: CameraWorker, node: str = "") -> CameraView:
+    """Snapshot of a worker's health and counters."""
+    s, p = w.stats, w.pipeline.stats
+    return CameraView(w.camera_id, w.health, w.detail, p.frames_decoded, p.frames_inferred, p.frames_gated,
+                      s.frames_dropped, s.reconnects, len(w.queue), p.decode_s, p.infer_s, p.events, w.clock_epoch,
+                      list(w.pipeline.warning_actions), node)
+
+
+def frame_jpeg_of(worker: CameraWorker, overlay: bool) -> bytes | None:
+    """JPEG of a camera's last inferred frame, optionally with zones and detections drawn."""
+    pipe = worker.pipeline
+    with pipe.lock:
+        image, det = pipe.last_frame, pipe.last_detections
+        if image is None:
+            return None
+        if overlay:
+            image = draw_detections(draw_zones(image, pipe.zones), det, pipe.names)
+    h, w = image.shape[:2]
+    if w > 960:  # a tile does not need more; keeps the grid light with many cameras
+        image = np.asarray(cv2.resize(image, (960, round(h * 960 / w)), interpolation=cv2.INTER_AREA), np.uint8)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return bytes(buf) if ok else None
+
+
+class LocalCameras:
+    """Cameras read in this process, their frames batched through one shared detector.
+
+    The Ray actors of ``serve --ray`` (:mod:`service.shards`) each hold one of these, writing to an op
+    log instead of the store; in-process the store is the real one.
+
+    Args:
+        config: The service configuration (model, ingest, rules, dispatch targets).
+        store: Where the pipelines write cases.
+        evidence_root: Where evidence files are written.
+        on_event: Called with each violation event after its case is stored.
+        on_health: Called on every camera health change.
+        on_warn: Called with each voice warning to play.
+    """
+
+    def __init__(self, config: ServiceConfig, store: CaseWriter, evidence_root: Path, on_event: EventSink,
+                 on_health: HealthCallback, on_warn: WarnSink) -> None:
+        self.config = config
+        self.store = store
+        self.evidence_root = evidence_root
+        self.on_event, self.on_health, self.on_warn = on_event, on_health, on_warn
+        m = config.model
+        self.backend = create_backend(config_for(m.path, conf=m.conf, threads=m.threads))
+        self.engine = InferenceEngine(self.backend, m.batch)
+
+    def start(self) -> None:
+        """Start the detector thread."""
+        self.engine.start()
+
+    def add(self, cam: CameraConfig) -> None:
+        """Build the camera's pipeline and reader and start reading."""
+        settings = (cam.rules or self.config.rules).settings()
+        evidence = EvidenceRecorder(self.evidence_root / cam.id, long_s=max(settings.dwell_s.values()) + 30,
+                                    fast_fps=4.0, max_width=960)
+        context = CaseContext(address=cam.location.address, gps=cam.location.gps,
+                              targets=tuple(w.name for w in self.config.dispatch.webhooks),
+                              payload_extra={"camera_name": cam.name,
+                                             "description": f"{cam.name or cam.id}: automatic detection"})
+        pipeline = CameraPipeline(cam, settings, self.backend.names, self.store, cam.source, evidence,
+                                  self.evidence_root, None, None, context,
+                                  on_warning=lambda action, case_id: self.on_warn(cam.id, action, case_id))
+        worker = CameraWorker(cam.id, cam.source, cam.decode, pipeline, self.config.ingest, self.on_health,
+                              self.engine.wakeup)
+        pipeline.on_event = lambda ev, case_id: self.on_event(cam.id, ev, case_id, worker.clock_epoch)
+        with self.engine.lock:
+            if cam.id in self.engine.workers:
+                raise ValueError(f"camera {cam.id} exists")
+            self.engine.workers[cam.id] = worker
+        worker.start()
+
+    def remove(self, camera_id: str) -> None:
+        """Stop a camera's reader and end its active violations."""
+        with self.engine.lock:
+            worker = self.engine.workers.pop(camera_id, None)
+        if worker is not None:
+            worker.stop()
+            worker.pipeline.finish()
+
+    def stop(self) -> None:
+        """Stop every reader (their last frames still get inferred), then the detector."""
+        with self.engine.lock:
+            workers = list(self.engine.workers.values())
+            self.engine.workers.clear()
+        for w in workers:  # signal every reader at once, then wait: shutdown time does not grow with cameras
+            w.stop_event.set()
+        for w in workers:
+            w.stop()
+            w.pipeline.finish()
+        self.engine.stop()
+
+    def check_stalls(self) -> None:
+        """Mark cameras without recent frames stalled (called about once a second)."""
+        now = time.monotonic()
+        for w in list(self.engine.workers.values()):
+            w.check_stall(now)
+
+    def views(self) -> list[CameraView]:
+        """Every camera's health and counters."""
+        return [view_of(w) for w in list(self.engine.workers.values())]
+
+    def view(self, camera_id: str) -> CameraView | None:
+        """One camera's health and counters, if it runs."""
+        w = self.engine.workers.get(camera_id)
+        return view_of(w) if w is not None else None
+
+    def frame_jpeg(self, camera_id: str, overlay: bool) -> bytes | None:
+        """The camera's last inferred frame as JPEG.
+
+        Raises:
+            KeyError: No such camera.
+        """
+        w = self.engine.workers.get(camera_id)
+        if w is None:
+            raise KeyError(camera_id)
+        return frame_jpeg_of(w, overlay)
+
+    def alive(self) -> dict[str, bool]:
+        """Readiness checks of this camera fleet."""
+        return {"engine": self.engine.thread.is_alive()}
+
+
 class Runtime:
-    """Everything the running service holds: store, detector, cameras, dispatcher, event bus."""
+    """Everything the running service holds: store, cameras (here or on Ray actors), dispatcher, event bus."""
 
     def __init__(self, config: ServiceConfig, tokens: dict[str, tuple[str, str]]) -> None:
         self.config = config
@@ -320,9 +472,15 @@ class Runtime:
         self.store = CaseStore(config.storage.db)
         self.evidence_root = config.storage.evidence.resolve()
         self.evidence_root.mkdir(parents=True, exist_ok=True)
-        m = config.model
-        self.backend = create_backend(config_for(m.path, conf=m.conf, threads=m.threads))
-        self.engine = InferenceEngine(self.backend, m.batch)
+        self.fleet: LocalCameras | RayCameras
+        if config.cluster.ray:
+            from service.shards import RayCameras
+
+            self.fleet = RayCameras(config, self.store, self.evidence_root, self._publish_violation,
+                                    self._on_health, self._warn)
+        else:
+            self.fleet = LocalCameras(config, self.store, self.evidence_root, self._publish_violation,
+                                      self._on_health, self._warn)
         self.dispatcher = Dispatcher(self.store, config.dispatch.webhooks, config.dispatch.public_url,
                                      on_result=lambda r: self.bus.publish("dispatch", r))
         self.voice = VoiceService(config.voice, self.bus.publish)
@@ -333,8 +491,8 @@ class Runtime:
         self.started_at = time.time()
 
     def start(self) -> None:
-        """Start the engine, dispatcher, watchdog and every configured camera."""
-        self.engine.start()
+        """Start the camera fleet, dispatcher, watchdog and every configured camera."""
+        self.fleet.start()
         self.dispatcher.start()
         self.watchdog.start()
         for cam in self.config.cameras:
@@ -345,67 +503,46 @@ class Runtime:
         self.stop_event.set()
         with self.lock:
             self.cameras.clear()
-            with self.engine.lock:
-                workers = list(self.engine.workers.values())
-                self.engine.workers.clear()
-        for w in workers:  # signal every reader at once, then wait: shutdown time does not grow with cameras
-            w.stop_event.set()
-        for w in workers:
-            w.stop()
-            w.pipeline.finish()
-        self.engine.stop()
+        self.fleet.stop()
         self.dispatcher.stop()
         self.voice.close()
         self.store.close()
 
     def _watch(self) -> None:
         while not self.stop_event.wait(1.0):
-            now = time.monotonic()
-            for w in list(self.engine.workers.values()):
-                w.check_stall(now)
+            self.fleet.check_stalls()
 
-    def _on_event(self, camera: CameraConfig) -> Callable[[ViolationEvent, str], None]:
-        def publish(ev: ViolationEvent, case_id: str) -> None:
-            worker = self.engine.workers.get(camera.id)
-            self.bus.publish("violation", {
-                "ts_wall": round(worker.clock_epoch + ev.ts, 3) if worker is not None else None,
-                "state": ev.state.value, "case_id": case_id, "camera": ev.camera, "zone": ev.zone,
-                "violation": ev.violation, "start_s": round(ev.start_s, 3), "ts": round(ev.ts, 3),
-                "confidence": round(ev.confidence, 4), "box": [round(v, 1) for v in ev.box],
-                "address": camera.location.address, "emitted_at": time.time()})
-        return publish
+    def _publish_violation(self, camera_id: str, ev: ViolationEvent, case_id: str, clock_epoch: float) -> None:
+        camera = self.cameras.get(camera_id)
+        self.bus.publish("violation", {
+            "ts_wall": round(clock_epoch + ev.ts, 3), "state": ev.state.value, "case_id": case_id,
+            "camera": ev.camera, "zone": ev.zone, "violation": ev.violation, "start_s": round(ev.start_s, 3),
+            "ts": round(ev.ts, 3), "confidence": round(ev.confidence, 4), "box": [round(v, 1) for v in ev.box],
+            "address": camera.location.address if camera is not None else "", "emitted_at": time.time()})
+
+    def _warn(self, camera_id: str, action: WarningAction, case_id: str) -> None:
+        camera = self.cameras.get(camera_id)
+        if camera is not None:
+            self.voice.warn(camera, action, case_id)
 
     def add_camera(self, cam: CameraConfig) -> None:
         """Start reading a camera (its id must be new)."""
         with self.lock:
             if cam.id in self.cameras:
                 raise ValueError(f"camera {cam.id} exists")
-            settings = (cam.rules or self.config.rules).settings()
-            evidence = EvidenceRecorder(self.evidence_root / cam.id, long_s=max(settings.dwell_s.values()) + 30,
-                                        fast_fps=4.0, max_width=960)
-            context = CaseContext(address=cam.location.address, gps=cam.location.gps,
-                                  targets=tuple(w.name for w in self.config.dispatch.webhooks),
-                                  payload_extra={"camera_name": cam.name,
-                                                 "description": f"{cam.name or cam.id}: automatic detection"})
-            pipeline = CameraPipeline(cam, settings, self.backend.names, self.store, cam.source, evidence,
-                                      self.evidence_root, None, self._on_event(cam), context,
-                                      on_warning=functools.partial(self.voice.warn, cam))
-            worker = CameraWorker(cam.id, cam.source, cam.decode, pipeline, self.config.ingest, self._on_health,
-                                  self.engine.wakeup)
             self.cameras[cam.id] = cam
-            with self.engine.lock:
-                self.engine.workers[cam.id] = worker
-        worker.start()
+        try:
+            self.fleet.add(cam)
+        except Exception:
+            with self.lock:
+                self.cameras.pop(cam.id, None)
+            raise
 
     def remove_camera(self, camera_id: str) -> None:
         """Stop a camera, end its active violations and keep its cases."""
+        self.fleet.remove(camera_id)
         with self.lock:
             self.cameras.pop(camera_id, None)
-            with self.engine.lock:
-                worker = self.engine.workers.pop(camera_id, None)
-        if worker is not None:
-            worker.stop()
-            worker.pipeline.finish()
 
     def _on_health(self, camera: str, state: str, detail: str) -> None:
         log.info("camera %s: %s %s", camera, state, detail)
@@ -414,20 +551,26 @@ class Runtime:
     def warning_stats(self) -> dict[str, dict[str, object]]:
         """Warnings per camera/zone/violation: played, share resolved by warning, median time to clear."""
         out: dict[str, dict[str, object]] = {}
-        for cid, w in list(self.engine.workers.items()):
-            for k, v in warning_stats(list(w.pipeline.warning_actions)).items():
-                out[f"{cid}/{k}"] = v
+        for v in self.fleet.views():
+            for k, stat in warning_stats(v.warning_actions).items():
+                out[f"{v.camera_id}/{k}"] = stat
         return out
+
+    def ready_checks(self) -> dict[str, bool]:
+        """Liveness of the moving parts (the database is checked by the caller)."""
+        return {**self.fleet.alive(), "dispatcher": self.dispatcher.thread.is_alive()}
 
     def camera_status(self, camera_id: str) -> dict[str, Any]:
         """Health and counters of a camera."""
-        w = self.engine.workers.get(camera_id)
+        v = self.fleet.view(camera_id)
         cam = self.cameras.get(camera_id)
-        if w is None or cam is None:
+        if v is None or cam is None:
             raise KeyError(camera_id)
-        s, p = w.stats, w.pipeline.stats
-        return {"id": cam.id, "name": cam.name, "source": cam.source, "health": w.health, "detail": w.detail,
-                "frames_decoded": p.frames_decoded, "frames_inferred": p.frames_inferred,
-                "frames_dropped": s.frames_dropped, "frames_gated": p.frames_gated,
-                "reconnects": s.reconnects, "queue": len(w.queue),
-                "events": p.events, "location": cam.location.model_dump()}
+        out = {"id": cam.id, "name": cam.name, "source": cam.source, "health": v.health, "detail": v.detail,
+               "frames_decoded": v.frames_decoded, "frames_inferred": v.frames_inferred,
+               "frames_dropped": v.frames_dropped, "frames_gated": v.frames_gated,
+               "reconnects": v.reconnects, "queue": v.queue,
+               "events": v.events, "location": cam.location.model_dump()}
+        if v.node:
+            out["node"] = v.node
+        return out

@@ -112,6 +112,15 @@ class IngestConfig(Strict):
     queue: int = Field(default=2, ge=1, le=100, description="Frames waiting per camera; the oldest is dropped.")
 
 
+class ClusterConfig(Strict):
+    """Cameras sharded over Ray actors (``serve --ray``); the API, case store and evidence stay here."""
+
+    ray: str | None = Field(default=None, description="HOST:PORT of the Ray head; none: cameras run in-process.")
+    shards: int = Field(default=2, ge=1, le=1024, description="Ray actors; each decodes and detects its cameras.")
+    cpus_per_shard: float = Field(default=1.0, gt=0, le=256, description="CPUs each actor asks Ray for.")
+    poll_s: float = Field(default=0.2, gt=0, le=10, description="How often cases and health are fetched.")
+
+
 class SpeakerConfig(Strict):
     """A loudspeaker near cameras: an RTP G.711 stream, a vendor HTTP API, or an audit folder."""
 
@@ -157,6 +166,7 @@ class ServiceConfig(Strict):
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     voice: VoiceConfig = Field(default_factory=VoiceConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     cameras: list[CameraConfig] = Field(default_factory=list)
     rules: RulesConfig = Field(default_factory=RulesConfig)
 

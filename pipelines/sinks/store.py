@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, text
 from sqlalchemy.pool import NullPool
@@ -49,6 +49,26 @@ class CaseContext:
     targets: tuple[str, ...] = ()
     payload_extra: dict[str, Any] | None = None
     defer_dispatch: bool = False  # a voice warning comes first; dispatch only if it has no effect
+
+
+class CaseWriter(Protocol):
+    """What a camera pipeline writes: the :class:`CaseStore` itself, or a log of the same calls that a
+    Ray worker sends to the central store (:class:`pipelines.distributed.OpLog`)."""
+
+    def record(self, event: ViolationEvent, source: str, context: CaseContext | None = None) -> str:
+        """Apply a lifecycle event; returns the case id."""
+
+    def add_evidence(self, case_id: str, kind: str, path: str, sha256: str) -> None:
+        """Record an evidence file (``path`` relative to the evidence root)."""
+
+    def transition(self, case_id: str, to_state: str, who: str, note: str = "") -> object:
+        """Move a case along the case flow."""
+
+    def enqueue_dispatch(self, case_id: str, context: CaseContext, note: str = "") -> None:
+        """Queue a case for dispatch."""
+
+    def annotate(self, case_id: str, who: str, note: str) -> None:
+        """Add a history note."""
 
 
 def _now() -> str:
@@ -167,11 +187,14 @@ class CaseStore:
         with self.engine.connect() as conn:
             yield conn
 
-    def record(self, event: ViolationEvent, source: str, context: CaseContext | None = None) -> str:
+    def record(self, event: ViolationEvent, source: str, context: CaseContext | None = None,
+               case_id: str | None = None) -> str:
         """Apply a lifecycle event; returns the case id (created on the first event of a place).
 
         A new case, its first history entry and one outbox row per dispatch target
         are written in one transaction: a case is never stored without its dispatch.
+        ``case_id`` names a new case (a Ray worker chooses ids before the central store
+        sees them); a place that already has a case keeps its id, which is returned.
         """
         key = f"{source}|{event.key}"
         now = _now()
@@ -180,7 +203,7 @@ class CaseStore:
         with self._tx() as db:
             row = db.execute(text("SELECT id FROM cases WHERE event_key = :k"), {"k": key}).first()
             if row is None:
-                case_id = uuid.uuid4().hex[:16]
+                case_id = case_id or uuid.uuid4().hex[:16]
                 lat, lon = ctx.gps if ctx.gps else (None, None)
                 db.execute(text(
                     "INSERT INTO cases (id, event_key, violation, source, camera, zone, start_s, end_s, confirmed_s,"
