@@ -7,7 +7,7 @@ DEMO := out/demo
 
 export YOLO_OFFLINE := 1
 
-.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render soak clean
+.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render bench-techniques soak clean
 
 TRAIN_STAMP := $(VENV)/.installed-train
 
