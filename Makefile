@@ -7,7 +7,7 @@ DEMO := out/demo
 
 export YOLO_OFFLINE := 1
 
-.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render bench-techniques soak clean
+.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render bench-techniques bench-roi soak clean
 
 TRAIN_STAMP := $(VENV)/.installed-train
 

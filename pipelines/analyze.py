@@ -200,7 +200,10 @@ def _analyze_on_ray(files: list[Path], opts: AnalyzeOptions, cfg: AppConfig, sto
         if "error" in res:
             errors.append({"source": str(path), "error": res["error"]})
             continue
-        applier.apply(res["ops"], 0)
+        last = applier.apply(res["ops"], 0)
+        if res["ops"] and last < res["ops"][-1].seq:
+            errors.append({"source": str(path), "error": "the case store failed; some cases of this file are "
+                           "not stored (see the log)"})
         for rel, data in res["files"].items():
             target = opts.out / rel
             target.parent.mkdir(parents=True, exist_ok=True)

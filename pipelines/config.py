@@ -258,6 +258,9 @@ class CameraConfig(Strict):
                               "change since the last detection (its detections are reused).")
     motion_refresh_s: float = Field(default=10.0, gt=0, le=3600,
                                     description="With motion_gate, run the detector at least this often.")
+    roi_crop: bool = Field(default=False, description="Send the detector only the part of the frame around the "
+                           "zones (their bounding box plus a margin): the watched area gets more of the model's "
+                           "input pixels, so small or distant objects are found more often.")
     rules: RulesConfig | None = Field(default=None, description="Overrides of the global rules.")
 
     @model_validator(mode="after")

@@ -34,6 +34,8 @@ from pipelines.sources import DecodeMode, Frame, read_frames
 log = logging.getLogger(__name__)
 
 GATE_LEVELS = 12  # grey levels a 64x36 thumbnail cell must move by to count as change
+ROI_MARGIN = 0.04  # share of the frame's width/height added around the zones' bounding box
+ROI_MAX_AREA = 0.85  # a crop covering more of the frame than this is not worth it: the whole frame goes
 
 EventCallback = Callable[[ViolationEvent, str], None]
 
@@ -103,6 +105,7 @@ class CameraPipeline:
         # Motion gating: thumbnails of frames sent to the detector, and (thumbnail, time, detections) of the last.
         self._gate_pending: dict[float, npt.NDArray[np.uint8]] = {}
         self._gate_ref: tuple[npt.NDArray[np.uint8] | None, float, Detections | None] = (None, -1e9, None)
+        self._roi: dict[tuple[int, int], tuple[int, int, int, int] | None] = {}  # frame size -> crop
         policies = camera.warning_settings()
         self.warnings = WarningLoop(policies) if policies else None
         self.on_warning = on_warning
@@ -147,6 +150,32 @@ class CameraPipeline:
                 self._gate_pending.pop(next(iter(self._gate_pending)))
             return None
 
+    def roi(self, width: int, height: int) -> tuple[int, int, int, int] | None:
+        """The detector's crop ``(x1, y1, x2, y2)`` in pixels for this frame size, or None for the whole frame.
+
+        With ``roi_crop``: the bounding box of every zone plus :data:`ROI_MARGIN`, when it covers at most
+        :data:`ROI_MAX_AREA` of the frame.
+        """
+        if not self.camera.roi_crop or not self.camera.zones:
+            return None
+        key = (width, height)
+        if key not in self._roi:
+            pts = np.concatenate([np.asarray(z.polygon, np.float64) for z in self.camera.zones])
+            x1, y1 = np.clip(pts.min(axis=0) - ROI_MARGIN, 0, 1)
+            x2, y2 = np.clip(pts.max(axis=0) + ROI_MARGIN, 0, 1)
+            crop = (int(x1 * width), int(y1 * height), int(np.ceil(x2 * width)), int(np.ceil(y2 * height)))
+            area = (crop[2] - crop[0]) * (crop[3] - crop[1]) / (width * height)
+            self._roi[key] = crop if area <= ROI_MAX_AREA else None
+        return self._roi[key]
+
+    def detector_input(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        """What the detector sees of a sampled frame: the zones' crop (a view, no copy) or the whole frame."""
+        crop = self.roi(image.shape[1], image.shape[0])
+        if crop is None:
+            return image
+        x1, y1, x2, y2 = crop
+        return image[y1:y2, x1:x2]
+
     def observe(self, frame: Frame) -> None:
         """Account for a decoded frame and buffer it for evidence."""
         with self.lock:
@@ -163,13 +192,19 @@ class CameraPipeline:
     def handle(self, frame: Frame, detections: Detections, gated: bool = False) -> list[ViolationEvent]:
         """Track and apply the rules to a sampled frame's detections; commit and report events.
 
-        ``gated``: the detections are reused from an unchanged earlier frame (see :meth:`gate`).
+        ``detections`` are the detector's output on :meth:`detector_input` (crop coordinates with
+        ``roi_crop``). ``gated``: they are reused from an unchanged earlier frame (see :meth:`gate`),
+        already in frame coordinates.
         """
         with self.lock:
             return self._handle(frame, detections, gated)
 
     def _handle(self, frame: Frame, detections: Detections, gated: bool = False) -> list[ViolationEvent]:
         if not gated:
+            crop = self.roi(frame.image.shape[1], frame.image.shape[0])
+            if crop is not None and len(detections):
+                offset = np.array([crop[0], crop[1], crop[0], crop[1]], np.float32)
+                detections = replace(detections, xyxy=detections.xyxy + offset)
             self.stats.frames_inferred += 1
             if self.camera.motion_gate:
                 self._gate_ref = (self._gate_pending.pop(frame.ts, None), frame.ts, detections)
@@ -292,7 +327,7 @@ def run_source(path: Path, pipeline: CameraPipeline, backend: DetectorBackend, m
                     pipeline.handle(frame, det, gated=True)
                 else:
                     t0 = time.perf_counter()
-                    det = backend.detect([frame.image])[0]
+                    det = backend.detect([pipeline.detector_input(frame.image)])[0]
                     stats.infer_s += time.perf_counter() - t0
                     pipeline.handle(frame, det)
             if on_frame is not None:

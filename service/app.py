@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from pipelines.config import CameraConfig
+from pipelines.distributed import RayUnavailable
 from pipelines.sinks.store import Case, TransitionError
 from service.bus import sse_format
 from service.dashboard import add_dashboard
@@ -119,7 +120,11 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime(config, tokens)
         app.state.runtime = runtime
-        runtime.start()
+        try:
+            runtime.start()
+        except RayUnavailable as exc:  # serve --ray with no cluster: one clear line, then exit
+            log.error("%s", exc)
+            raise
         try:
             yield
         finally:

@@ -238,7 +238,7 @@ class InferenceEngine(BackgroundLoop):
                 self.wakeup.wait(0.5)
                 self.wakeup.clear()
                 continue
-            todo = [fr.image for _, fr, gated in items if gated is None]
+            todo = [w.pipeline.detector_input(fr.image) for w, fr, gated in items if gated is None]
             t0 = time.perf_counter()
             try:
                 found = iter(self.backend.detect(todo) if todo else [])

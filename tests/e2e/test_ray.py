@@ -84,6 +84,14 @@ def test_analyze_on_an_unreachable_cluster_reports_every_input(tmp_path: Path) -
     assert "Ray cluster" in report["errors"][0]["error"]
 
 
+def test_serve_with_an_unreachable_cluster_exits_with_a_clear_error(tmp_path: Path) -> None:
+    run = subprocess.run([str(STREETWATCH), "serve", "--config", str(_service_config(tmp_path, free_port())),
+                          "--ray", f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "SW_ADMIN": "ray-admin-token-0123456789",
+                              "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+    assert run.returncode != 0 and "cannot connect to the Ray cluster" in run.stderr
+
+
 def test_oplog_keeps_ops_until_acknowledged(tmp_path: Path) -> None:
     from detector.events import EventState, ViolationEvent
 
