@@ -1,8 +1,10 @@
 """Inference benchmark: our ONNX Runtime backend vs Ultralytics' PyTorch predict, same weights.
 
 For each input size and thread count, the median (and p90) wall time to detect on one 1280x720 frame,
-letterbox and decoding included on both sides, after a warm-up. Writes a JSON summary with the speed-up
-ratio measured in the same run.
+letterbox and decoding included on both sides, after a warm-up. Both sides feed the network the same
+rectangular input (a 16:9 frame at 320 px is 320x192: our backend's default for models with dynamic
+height and width, and Ultralytics' ``rect=True``). Writes a JSON summary with the speed-up ratio
+measured in the same run.
 
     python bench/inference.py --onnx models/default/model.onnx --pt models/default/model.pt \
         --sizes 320 480 640 --threads 1 2 --runs 30 --out bench/results/inference.json
@@ -52,7 +54,7 @@ def one(kind: str, model: str, size: int, threads: int, runs: int) -> dict[str, 
 
     torch.set_num_threads(threads)
     yolo = YOLO(model)
-    return _time(lambda: yolo.predict(frame, imgsz=size, device="cpu", verbose=False), runs)
+    return _time(lambda: yolo.predict(frame, imgsz=size, device="cpu", verbose=False, rect=True), runs)
 
 
 def main() -> int:

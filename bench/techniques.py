@@ -11,6 +11,9 @@
    (all graph optimisations) vs basic optimisations, no thread spinning, no memory arena.
 4. Cross-camera batching: 8 frames of different cameras in one detector call of 1, 4 or 8 frames
    (baseline: one call per frame), 2 threads.
+4b. Rectangular input: a 1280x720 frame letterboxed to 320x192 (padding only to a multiple of 32, the
+   product's default for models with dynamic height and width) vs a 320x320 square, the whole detector
+   call (letterbox, inference, decoding), 1 and 2 threads.
 5. Key frames, sampling and motion gating are measured on the 10-minute clip by ``bench/batch.py``; their
    ratios are copied here from ``results/batch.json`` when it exists.
 
@@ -153,6 +156,26 @@ def batching(clip: Path, runs: int) -> dict[str, Any]:
     return rows
 
 
+def rect_input(clip: Path, runs: int) -> dict[str, Any]:
+    """Detector call time on one 720p frame, square vs rectangular input, 1 and 2 threads."""
+    from detector.backends.base import config_for, create_backend
+    from pipelines.sources import read_frames
+
+    frame = next(iter(read_frames(clip, "all"))).image
+    out: dict[str, Any] = {}
+    for threads in (1, 2):
+        backend = create_backend(config_for(MODEL, threads=threads))
+        rect_stride = backend.stride  # type: ignore[attr-defined]
+        times = {}
+        for name, stride in (("square", 0), ("rect", rect_stride)):
+            backend.stride = stride  # type: ignore[attr-defined]
+            backend.detect([frame])
+            times[name] = _median_time(lambda b=backend: b.detect([frame]), runs) * 1000
+        out[f"{threads}_threads"] = {"square_ms": round(times["square"], 2), "rect_ms": round(times["rect"], 2),
+                                     "speedup": round(times["square"] / times["rect"], 2)}
+    return out
+
+
 def from_batch() -> dict[str, Any] | None:
     """Sampling, key frames and motion gating, from the 10-minute batch benchmark."""
     path = ROOT / "bench" / "results" / "batch.json"
@@ -187,6 +210,9 @@ def table(r: dict[str, Any]) -> str:
     for k in ("4", "8"):
         lines.append(f"| cross-camera batching: {k} frames per call | 1 per call, {b['1']['ms_per_frame']} ms/frame | "
                      f"{b[k]['ms_per_frame']} ms/frame | {b[k]['speedup']}× |")
+    for threads, row in r.get("rect_input", {}).items():
+        lines.append(f"| rectangular input 320x192, {threads.replace('_', ' ')} | 320x320 square, "
+                     f"{row['square_ms']} ms | {row['rect_ms']} ms | {row['speedup']}× |")
     fb = r.get("from_batch")
     if fb:
         rf = fb["realtime_factor"]
@@ -216,6 +242,8 @@ def main() -> None:
     res["ort_options"] = ort_options(args.runs * 10)
     log.info("cross-camera batching")
     res["batching"] = batching(clip, args.runs)
+    log.info("rectangular input")
+    res["rect_input"] = rect_input(clip, args.runs * 10)
     res["from_batch"] = from_batch()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))

@@ -51,13 +51,16 @@ class Letterbox:
         return out
 
 
-def letterbox(image: UInt8Image, size: int, pad_value: int = 114) -> tuple[UInt8Image, Letterbox]:
-    """Resize keeping the aspect ratio and pad to a ``size x size`` square.
+def letterbox(image: UInt8Image, size: int, pad_value: int = 114, stride: int = 0) -> tuple[UInt8Image, Letterbox]:
+    """Resize keeping the aspect ratio so the longer side is ``size``, and pad.
 
     Args:
         image: BGR image ``(h, w, 3)``.
         size: Network input side in pixels.
         pad_value: Grey level of the padding (Ultralytics uses 114).
+        stride: 0 pads to a ``size x size`` square; otherwise each side is padded only up to the next
+            multiple of ``stride`` (a 16:9 frame at 320 becomes 320x192 instead of 320x320: 40 % less
+            input, the same scale; for models with dynamic height and width, as Ultralytics predicts).
 
     Returns:
         The padded image and the transform needed to map boxes back.
@@ -67,9 +70,10 @@ def letterbox(image: UInt8Image, size: int, pad_value: int = 114) -> tuple[UInt8
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else image
-    pad_x, pad_y = (size - nw) / 2, (size - nh) / 2
+    out_w, out_h = (size, size) if not stride else (-(-nw // stride) * stride, -(-nh // stride) * stride)
+    pad_x, pad_y = (out_w - nw) / 2, (out_h - nh) / 2
     top, left = round(pad_y - 0.1), round(pad_x - 0.1)
-    out = np.full((size, size, 3), pad_value, np.uint8)
+    out = np.full((out_h, out_w, 3), pad_value, np.uint8)
     out[top : top + nh, left : left + nw] = resized
     return out, Letterbox(scale=scale, pad_x=float(left), pad_y=float(top), width=w, height=h)
 

@@ -133,6 +133,12 @@ class ViolationRules:
         self._counter = 0
         # Keys must never collide with an earlier run's (a restarted service shares the case store).
         self._session = uuid.uuid4().hex[:8]
+        self.zone_tolerance_s: dict[str, float] = {}  # zone -> shortest absence that ends a violation there
+
+    def tolerance(self, zone: str) -> float:
+        """Longest absence that still counts as presence in a zone: the gap tolerance, or longer where
+        the zone is looked at less often (per-zone detection rates)."""
+        return max(self.settings.gap_tolerance_s, self.zone_tolerance_s.get(zone, 0.0))
 
     def dwell(self, zone: ZoneSpec, violation: str) -> float:
         """Return the dwell time of a violation in a zone (zone override, then settings)."""
@@ -190,12 +196,19 @@ class ViolationRules:
                               start_s=p.present_since, ts=ts, confidence=p.best_conf, box=p.best_box,
                               best_ts=p.best_ts, track_ids=tuple(sorted(p.track_ids)))
 
-    def update(self, det: Detections, ts: float, width: int, height: int) -> list[ViolationEvent]:
-        """Feed one sampled frame's detections; return the lifecycle events it causes."""
+    def update(self, det: Detections, ts: float, width: int, height: int,
+               zones: frozenset[str] | None = None) -> list[ViolationEvent]:
+        """Feed one sampled frame's detections; return the lifecycle events it causes.
+
+        ``zones``: the zones this frame was looked at for (per-zone detection rates with a crop); the
+        others keep their state. None: every zone.
+        """
         s = self.settings
         events: list[ViolationEvent] = []
         seen: set[str] = set()
         for zone in self.zones:
+            if zones is not None and zone.id not in zones:
+                continue
             for violation, box, conf, tid, support in self._observations(det, width, height, zone):
                 place = self._match(violation, zone.id, box, tid, support, include_ended=not support)
                 if place is None:
@@ -216,7 +229,7 @@ class ViolationRules:
                 if place.key in seen and support:
                     continue
                 gap = ts - place.last_seen
-                if not place.started and gap > s.gap_tolerance_s:
+                if not place.started and gap > self.tolerance(place.zone):
                     place.present_since = ts
                 if place.key not in seen:
                     place.samples += 1
@@ -248,7 +261,7 @@ class ViolationRules:
         events = []
         keep = []
         for p in self._places:
-            if p.ended_at is None and ts - p.last_seen > s.gap_tolerance_s:
+            if p.ended_at is None and ts - p.last_seen > self.tolerance(p.zone):
                 if not p.started:
                     continue  # never confirmed: forget it
                 p.ended_at = p.last_seen

@@ -209,6 +209,10 @@ class ZoneConfig(Strict):
     smoke_means_barbecue: bool = Field(default=False,
                                        description="Smoke alone starts a barbecue case here (kerbside eateries).")
     warnings: WarningConfig | None = Field(default=None, description="Voice warnings in this zone.")
+    detect_fps: float | None = Field(
+        default=None, gt=0, le=60, description="This zone's own detection rate (default: the camera's): e.g. 2 for "
+        "a carriageway watched for passing trucks, 0.5 for a pavement watched for garbage. With the camera's roi "
+        "at crop or zoom, a frame sampled for some zones only is cut down to them.")
 
     _poly = field_validator("polygon")(_check_polygon)
 
@@ -258,9 +262,11 @@ class CameraConfig(Strict):
                               "change since the last detection (its detections are reused).")
     motion_refresh_s: float = Field(default=10.0, gt=0, le=3600,
                                     description="With motion_gate, run the detector at least this often.")
-    roi_crop: bool = Field(default=False, description="Send the detector only the part of the frame around the "
-                           "zones (their bounding box plus a margin): the watched area gets more of the model's "
-                           "input pixels, so small or distant objects are found more often.")
+    roi: Literal["frame", "crop", "zoom"] = Field(
+        default="frame", description="Region of interest: 'frame' sends the detector the whole frame; 'crop' and "
+        "'zoom' only the zones' bounding box (plus a margin). 'crop' keeps the frame's scale (fewer input pixels: "
+        "faster, same detections inside); 'zoom' enlarges it to the model's input size (more pixels on the zones: "
+        "small objects found more often).")
     rules: RulesConfig | None = Field(default=None, description="Overrides of the global rules.")
 
     @model_validator(mode="after")

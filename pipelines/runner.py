@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -36,8 +37,11 @@ log = logging.getLogger(__name__)
 GATE_LEVELS = 12  # grey levels a 64x36 thumbnail cell must move by to count as change
 ROI_MARGIN = 0.04  # share of the frame's width/height added around the zones' bounding box
 ROI_MAX_AREA = 0.85  # a crop covering more of the frame than this is not worth it: the whole frame goes
+MIN_INPUT = 64  # smallest detector input side for a same-scale crop
+PENDING_MAX = 32  # sampled frames remembered until their detections come back (dropped ones never do)
 
 EventCallback = Callable[[ViolationEvent, str], None]
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -105,7 +109,15 @@ class CameraPipeline:
         # Motion gating: thumbnails of frames sent to the detector, and (thumbnail, time, detections) of the last.
         self._gate_pending: dict[float, npt.NDArray[np.uint8]] = {}
         self._gate_ref: tuple[npt.NDArray[np.uint8] | None, float, Detections | None] = (None, -1e9, None)
-        self._roi: dict[tuple[int, int], tuple[int, int, int, int] | None] = {}  # frame size -> crop
+        self._roi: dict[tuple[object, ...], tuple[int, int, int, int] | None] = {}  # (w, h, zones) -> crop
+        # Per-zone detection rates: each zone's period and next due time; the zones each sampled frame is for
+        # (None: all) and the crop its detector input was cut to.
+        self._zone_period = {z.id: 1.0 / (z.detect_fps or camera.detect_fps) for z in camera.zones}
+        self._per_zone = any(z.detect_fps is not None for z in camera.zones)
+        self._zone_next = dict.fromkeys(self._zone_period, 0.0)
+        self._due: dict[float, frozenset[str] | None] = {}
+        self._crop_of: dict[float, tuple[int, int, int, int] | None] = {}
+        self.rules.zone_tolerance_s = {z: 2 * period for z, period in self._zone_period.items()}
         policies = camera.warning_settings()
         self.warnings = WarningLoop(policies) if policies else None
         self.on_warning = on_warning
@@ -116,13 +128,23 @@ class CameraPipeline:
     def sample(self, ts: float) -> bool:
         """Whether the frame at ``ts`` goes to the detector (time-based sampling at ``detect_fps``).
 
-        A ``True`` claims the slot at once, so frames decoded while this one waits for the
-        detector are not sampled too.
+        With per-zone rates (``detect_fps`` on a zone) the frame is sampled when any zone is due, and
+        remembered as being for those zones. A ``True`` claims the slot at once, so frames decoded while
+        this one waits for the detector are not sampled too.
         """
         with self.lock:
-            if ts + 1e-6 < self._next_infer:
+            if not self._per_zone:
+                if ts + 1e-6 < self._next_infer:
+                    return False
+                self._next_infer = ts + 1.0 / self.camera.detect_fps
+                return True
+            due = frozenset(z for z, at in self._zone_next.items() if ts + 1e-6 >= at)
+            if not due:
                 return False
-            self._next_infer = ts + 1.0 / self.camera.detect_fps
+            for z in due:
+                self._zone_next[z] = ts + self._zone_period[z]
+            self._due[ts] = None if len(due) == len(self._zone_next) else due
+            _trim(self._due)
             return True
 
     def gate(self, frame: Frame) -> Detections | None:
@@ -146,21 +168,21 @@ class CameraPipeline:
                 self.stats.frames_gated += 1
                 return raw
             self._gate_pending[frame.ts] = thumb  # paired with the detections when they come back
-            while len(self._gate_pending) > 16:  # frames dropped from a full queue never come back
-                self._gate_pending.pop(next(iter(self._gate_pending)))
+            _trim(self._gate_pending)
             return None
 
-    def roi(self, width: int, height: int) -> tuple[int, int, int, int] | None:
-        """The detector's crop ``(x1, y1, x2, y2)`` in pixels for this frame size, or None for the whole frame.
+    def roi(self, width: int, height: int, zones: frozenset[str] | None = None) -> tuple[int, int, int, int] | None:
+        """The detector's crop ``(x1, y1, x2, y2)`` in pixels, or None for the whole frame.
 
-        With ``roi_crop``: the bounding box of every zone plus :data:`ROI_MARGIN`, when it covers at most
-        :data:`ROI_MAX_AREA` of the frame.
+        With a camera ``roi``: the bounding box of ``zones`` (default: every zone) plus :data:`ROI_MARGIN`,
+        when it covers at most :data:`ROI_MAX_AREA` of the frame.
         """
-        if not self.camera.roi_crop or not self.camera.zones:
+        if self.camera.roi == "frame" or not self.camera.zones:
             return None
-        key = (width, height)
+        key = (width, height, zones)
         if key not in self._roi:
-            pts = np.concatenate([np.asarray(z.polygon, np.float64) for z in self.camera.zones])
+            polys = [z.polygon for z in self.camera.zones if zones is None or z.id in zones]
+            pts = np.concatenate([np.asarray(p, np.float64) for p in polys])
             x1, y1 = np.clip(pts.min(axis=0) - ROI_MARGIN, 0, 1)
             x2, y2 = np.clip(pts.max(axis=0) + ROI_MARGIN, 0, 1)
             crop = (int(x1 * width), int(y1 * height), int(np.ceil(x2 * width)), int(np.ceil(y2 * height)))
@@ -168,13 +190,24 @@ class CameraPipeline:
             self._roi[key] = crop if area <= ROI_MAX_AREA else None
         return self._roi[key]
 
-    def detector_input(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-        """What the detector sees of a sampled frame: the zones' crop (a view, no copy) or the whole frame."""
-        crop = self.roi(image.shape[1], image.shape[0])
+    def detector_input(self, frame: Frame, imgsz: int) -> tuple[npt.NDArray[np.uint8], int]:
+        """What the detector sees of a sampled frame, and at what input side.
+
+        The whole frame at ``imgsz``; or, with a camera ``roi``, the crop of the zones the frame is for (a
+        view, no copy), at ``imgsz`` (``zoom``) or at the frame's own scale (``crop``: a smaller input).
+        """
+        image = frame.image
+        h, w = image.shape[:2]
+        with self.lock:
+            crop = self.roi(w, h, self._due.get(frame.ts))
+            self._crop_of[frame.ts] = crop
+            _trim(self._crop_of)
         if crop is None:
-            return image
+            return image, imgsz
         x1, y1, x2, y2 = crop
-        return image[y1:y2, x1:x2]
+        if self.camera.roi == "zoom":
+            return image[y1:y2, x1:x2], imgsz
+        return image[y1:y2, x1:x2], max(MIN_INPUT, round(imgsz * max(x2 - x1, y2 - y1) / max(w, h)))
 
     def observe(self, frame: Frame) -> None:
         """Account for a decoded frame and buffer it for evidence."""
@@ -200,8 +233,11 @@ class CameraPipeline:
             return self._handle(frame, detections, gated)
 
     def _handle(self, frame: Frame, detections: Detections, gated: bool = False) -> list[ViolationEvent]:
+        crop = self._crop_of.pop(frame.ts, None)
+        due = self._due.pop(frame.ts, None)
+        # A frame cut down to some zones tells nothing about the others: the rules look at those zones only.
+        observed = due if crop is not None else None
         if not gated:
-            crop = self.roi(frame.image.shape[1], frame.image.shape[0])
             if crop is not None and len(detections):
                 offset = np.array([crop[0], crop[1], crop[0], crop[1]], np.float32)
                 detections = replace(detections, xyxy=detections.xyxy + offset)
@@ -215,7 +251,7 @@ class CameraPipeline:
         self.last_detections = tracked
         self.last_frame = frame.image
         h, w = frame.image.shape[:2]
-        events = self.rules.update(tracked, frame.ts, w, h)
+        events = self.rules.update(tracked, frame.ts, w, h, observed)
         for ev in events:
             self._emit(ev, frame)
         if self.warnings is not None:
@@ -327,7 +363,8 @@ def run_source(path: Path, pipeline: CameraPipeline, backend: DetectorBackend, m
                     pipeline.handle(frame, det, gated=True)
                 else:
                     t0 = time.perf_counter()
-                    det = backend.detect([pipeline.detector_input(frame.image)])[0]
+                    image, size = pipeline.detector_input(frame, backend.imgsz)
+                    det = backend.detect([image], [size])[0]
                     stats.infer_s += time.perf_counter() - t0
                     pipeline.handle(frame, det)
             if on_frame is not None:
@@ -339,6 +376,12 @@ def run_source(path: Path, pipeline: CameraPipeline, backend: DetectorBackend, m
         pipeline.finish()
         stats.wall_s = time.perf_counter() - started
     return stats
+
+
+def _trim(pending: dict[float, _T]) -> None:
+    """Forget the oldest sampled frames beyond :data:`PENDING_MAX` (frames dropped from a full queue)."""
+    while len(pending) > PENDING_MAX:
+        pending.pop(next(iter(pending)))
 
 
 def draw_zones(image: npt.NDArray[np.uint8], zones: list[ZoneSpec]) -> npt.NDArray[np.uint8]:

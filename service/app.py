@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -301,7 +302,7 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None,
         return rt.store.outbox(state=state)
 
     @app.post("/api/outbox/{row_id}/retry", tags=["dispatch"], responses={404: {"model": ErrorBody}})
-    def retry(row_id: int, rt: RuntimeDep, _: Operator) -> dict[str, Any]:
+    def retry(row_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)], rt: RuntimeDep, _: Operator) -> dict[str, Any]:
         """Queue a dead-lettered delivery again."""
         if not rt.store.retry_dead(row_id):
             raise HTTPException(404, "no dead-lettered row with that id")

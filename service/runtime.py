@@ -238,10 +238,10 @@ class InferenceEngine(BackgroundLoop):
                 self.wakeup.wait(0.5)
                 self.wakeup.clear()
                 continue
-            todo = [w.pipeline.detector_input(fr.image) for w, fr, gated in items if gated is None]
+            todo = [w.pipeline.detector_input(fr, self.backend.imgsz) for w, fr, gated in items if gated is None]
             t0 = time.perf_counter()
             try:
-                found = iter(self.backend.detect(todo) if todo else [])
+                found = iter(self.backend.detect([t[0] for t in todo], [t[1] for t in todo]) if todo else [])
             except Exception as exc:
                 self.errors += 1
                 log.error("detector failed on a batch of %d frames: %s", len(todo), exc)

@@ -38,7 +38,7 @@ class FakeBackend(DetectorBackend):
         self.fixed = fixed if fixed is not None else Detections.empty()
         self.calls = 0
 
-    def detect(self, frames: list[Frame]) -> list[Detections]:
+    def detect(self, frames: list[Frame], sizes: list[int] | None = None) -> list[Detections]:
         out = []
         for _ in frames:
             out.append(self.script[self.calls] if self.calls < len(self.script) else self.fixed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -44,6 +45,8 @@ class OnnxConfig(BaseBackendConfig):
 
     type: Literal["onnx"] = "onnx"
     threads: int = Field(default=0, ge=0, le=256, description="Intra-op threads; 0 lets ORT decide.")
+    rect: bool = Field(default=True, description="Pad frames only to the next multiple of 32 (320x192 for "
+                       "16:9 at 320 px) when the model takes any height and width; false: square input.")
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"],
                                  description="ONNX Runtime execution providers, in order of preference.")
 
@@ -70,8 +73,12 @@ class DetectorBackend(abc.ABC):
     imgsz: int
 
     @abc.abstractmethod
-    def detect(self, frames: list[Frame]) -> list[Detections]:
-        """Detect objects in a batch of BGR frames; one result per frame, in frame pixels."""
+    def detect(self, frames: list[Frame], sizes: Sequence[int] | None = None) -> list[Detections]:
+        """Detect objects in a batch of BGR frames; one result per frame, in frame pixels.
+
+        ``sizes``: each frame's input side (its longer side after resizing; default ``imgsz``), honoured
+        where the model takes any input size (a crop at the frame's own scale is a smaller input).
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources held by the backend."""

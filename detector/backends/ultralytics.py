@@ -7,6 +7,7 @@ downloaded are refused, and ``YOLO_OFFLINE=1`` is set before import.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,8 @@ class UltralyticsBackend(DetectorBackend):
         self.names = [str(names[k]) for k in sorted(names)]
         self.imgsz = config.imgsz or int(self.model.overrides.get("imgsz", 640) or 640)
 
-    def detect(self, frames: list[Frame]) -> list[Detections]:
-        """Run Ultralytics predict on a batch of frames."""
+    def detect(self, frames: list[Frame], sizes: Sequence[int] | None = None) -> list[Detections]:
+        """Run Ultralytics predict on a batch of frames (at ``imgsz``; per-frame ``sizes`` are not used)."""
         if not frames:
             return []
         results = self.model.predict(frames, imgsz=self.imgsz, conf=self.config.conf, iou=self.config.iou,

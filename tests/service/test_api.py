@@ -105,6 +105,7 @@ def test_dead_letters_are_visible_and_can_be_retried(service: Service) -> None:
         r = oper.post(f"/api/outbox/{dead[0]['id']}/retry")
         assert r.status_code == 200 and r.json()["state"] == "pending"
         assert oper.post("/api/outbox/999999/retry").status_code == 404
+        assert oper.post("/api/outbox/12525146909515809030144/retry").status_code == 422  # past SQLite integers
 
 
 def test_case_flow_transitions_record_who(service: Service) -> None:

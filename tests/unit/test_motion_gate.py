@@ -21,9 +21,10 @@ class CountingBackend:
 
     def __init__(self) -> None:
         self.names = list(CANONICAL_LABELS)
+        self.imgsz = 320
         self.calls = 0
 
-    def detect(self, frames: list[np.ndarray]) -> list[Detections]:
+    def detect(self, frames: list[np.ndarray], sizes: list[int] | None = None) -> list[Detections]:
         out = []
         for img in frames:
             self.calls += 1

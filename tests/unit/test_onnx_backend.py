@@ -46,3 +46,31 @@ def test_missing_or_broken_model_is_a_clear_error(tmp_path: Path) -> None:
 def test_parse_names() -> None:
     assert parse_names("{0: 'a', 1: 'b', 10: 'c', 2: 'd'}") == ["a", "b", "d", "c"]
     assert parse_names("['x', 'y']") == ["x", "y"]
+
+
+def test_rectangular_and_small_inputs(default_model: Path, street_clip: tuple[Path, dict]) -> None:
+    from pipelines.sources import read_frames
+
+    backend = create_backend(config_for(default_model, threads=1))
+    frame = [f for f in read_frames(street_clip[0])][-1].image  # the stall, garbage and barbecue are out
+    assert backend.stride == 32  # type: ignore[attr-defined]  # the model takes any height and width
+    rect = backend.detect([frame])[0]
+    backend.stride = 0  # type: ignore[attr-defined]
+    square = backend.detect([frame])[0]
+    backend.stride = 32  # type: ignore[attr-defined]
+    # The same objects whether the 16:9 frame is padded to 320x320 or only to 320x192.
+    assert len(rect) == len(square) and len(rect) > 0
+    iou = [max(_iou(a, b) for b in square.xyxy) for a in rect.xyxy]
+    assert min(iou) > 0.8
+    # Inputs too small for the NMS-free head's 300 anchors are padded up instead of failing in ONNX Runtime;
+    # frames of different shapes in one call come back in order.
+    crops = [frame[:40, :300], frame[:64, :64], frame]
+    out = backend.detect(crops, [64, 64, 320])
+    assert len(out) == 3 and len(out[2]) == len(rect)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
