@@ -196,12 +196,12 @@ class CameraPipeline:
         The whole frame at ``imgsz``; or, with a camera ``roi``, the crop of the zones the frame is for (a
         view, no copy), at ``imgsz`` (``zoom``) or at the frame's own scale (``crop``: a smaller input).
         """
-        image = frame.image
-        h, w = image.shape[:2]
+        h, w = frame.shape
         with self.lock:
             crop = self.roi(w, h, self._due.get(frame.ts))
             self._crop_of[frame.ts] = crop
             _trim(self._crop_of)
+        image = frame.image
         if crop is None:
             return image, imgsz
         x1, y1, x2, y2 = crop
@@ -217,16 +217,16 @@ class CameraPipeline:
     def _observe(self, frame: Frame) -> None:
         self.stats.frames_decoded += 1
         self.stats.video_s = max(self.stats.video_s, frame.ts)
-        self.stats.height, self.stats.width = frame.image.shape[:2]
+        self.stats.height, self.stats.width = frame.shape
         self._last_ts = frame.ts
         if self.evidence is not None:
-            self._store_files(self.evidence.observe(frame.ts, frame.image))
+            self._store_files(self.evidence.observe(frame.ts, lambda: frame.image))
 
     def handle(self, frame: Frame, detections: Detections, gated: bool = False) -> list[ViolationEvent]:
         """Track and apply the rules to a sampled frame's detections; commit and report events.
 
-        ``detections`` are the detector's output on :meth:`detector_input` (crop coordinates with
-        ``roi_crop``). ``gated``: they are reused from an unchanged earlier frame (see :meth:`gate`),
+        ``detections`` are the detector's output on :meth:`detector_input` (crop coordinates with a
+        camera ``roi``). ``gated``: they are reused from an unchanged earlier frame (see :meth:`gate`),
         already in frame coordinates.
         """
         with self.lock:

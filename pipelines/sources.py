@@ -34,21 +34,50 @@ class SourceError(RuntimeError):
     """An input that cannot be read; the message says why in one line."""
 
 
-@dataclass(frozen=True)
 class Frame:
     """A decoded frame.
 
     Attributes:
-        image: BGR pixels ``(h, w, 3)``.
+        image: BGR pixels ``(h, w, 3)``. A frame straight from the decoder is converted from its YUV
+            planes on first use only: the frames nobody looks at (between samples and evidence frames,
+            most of a 25 fps stream) cost no conversion.
         ts: Seconds from the start of the source (presentation time).
         index: Decoded-frame counter.
         keyframe: Whether it was a key frame.
     """
 
-    image: npt.NDArray[np.uint8]
-    ts: float
-    index: int
-    keyframe: bool = True
+    __slots__ = ("_image", "_video", "index", "keyframe", "ts")
+
+    def __init__(self, image: npt.NDArray[np.uint8] | None, ts: float, index: int = 0, keyframe: bool = True,
+                 video: av.VideoFrame | None = None) -> None:
+        if image is None and video is None:
+            raise ValueError("a Frame needs an image or a decoded video frame")
+        self._image = image
+        self._video = video
+        self.ts = ts
+        self.index = index
+        self.keyframe = keyframe
+
+    @property
+    def image(self) -> npt.NDArray[np.uint8]:
+        """BGR pixels (converted now if the frame came from the decoder)."""
+        if self._image is None:
+            assert self._video is not None
+            self._image = np.asarray(self._video.to_ndarray(format="bgr24"), np.uint8)
+            self._video = None  # the decoder's buffer goes back to its pool
+        return self._image
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)`` without converting anything."""
+        if self._image is not None:
+            return int(self._image.shape[0]), int(self._image.shape[1])
+        assert self._video is not None
+        return int(self._video.height), int(self._video.width)
+
+    def at(self, ts: float) -> Frame:
+        """The same pixels at another time (a live camera's clock); still unconverted if this one was."""
+        return Frame(self._image, ts, self.index, self.keyframe, self._video)
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
@@ -224,7 +253,7 @@ def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode,
                     jumps += 1
                     ts = last_ts + 1.0 / fps
                 last_ts = ts
-                yield Frame(np.asarray(fr.to_ndarray(format="bgr24"), np.uint8), float(ts), count, bool(fr.key_frame))
+                yield Frame(None, float(ts), count, bool(fr.key_frame), video=fr)
                 count += 1
         if bad_packets:
             log.warning("%s: skipped %d corrupt packets", name, bad_packets)

@@ -14,7 +14,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MALLOC_ARENAS = 2  # glibc malloc arenas for the service (MALLOC_ARENA_MAX in the environment wins)
 HealthCallback = Callable[[str, str, str], None]  # camera, state, detail
 EventSink = Callable[[str, ViolationEvent, str, float], None]  # camera, event, case id, camera clock epoch
 WarnSink = Callable[[str, WarningAction, str], None]  # camera, warning, case id
@@ -136,13 +140,13 @@ class CameraWorker:
                         if self.stop_event.wait(delay):
                             return
                     last = fr.ts
-                    yield Frame(fr.image, offset + fr.ts, fr.index, fr.keyframe)
+                    yield fr.at(offset + fr.ts)
                 offset += last + 0.04
         else:
             for fr in open_stream(self.source, "keyframes" if self.mode == "keyframes" else "all",
                                   self.ingest.open_timeout_s, self.ingest.read_timeout_s):
                 # Live clock: seconds since the worker started, continuous across reconnects.
-                yield Frame(fr.image, time.monotonic() - self._t0, fr.index, fr.keyframe)
+                yield fr.at(time.monotonic() - self._t0)
                 if self.stop_event.is_set():
                     return
 
@@ -316,6 +320,24 @@ class Dispatcher(BackgroundLoop):
                             "error": "" if ok else error})
 
 
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas for this process (before the camera threads start).
+
+    glibc gives busy threads their own arenas (up to 8 per core); a reader thread per camera, each
+    allocating decoded frames and JPEGs, then leaves most arenas fragmented. Capped at 2, the live
+    benchmark's memory per stream fell from 149 to 127 MB at 16 streams with no loss of throughput
+    (bench/README.md). Returns whether the cap was applied (glibc only; an explicit
+    ``MALLOC_ARENA_MAX`` is left alone).
+    """
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-8, arenas))  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
 @dataclass
 class CameraView:
     """A camera's health and counters, the same whether it runs in this process or on a Ray actor."""
@@ -466,6 +488,7 @@ class Runtime:
     """Everything the running service holds: store, cameras (here or on Ray actors), dispatcher, event bus."""
 
     def __init__(self, config: ServiceConfig, tokens: dict[str, tuple[str, str]]) -> None:
+        limit_malloc_arenas()
         self.config = config
         self.tokens = tokens
         self.bus = EventBus()

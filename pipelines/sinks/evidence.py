@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -127,17 +128,21 @@ class EvidenceRecorder:
         self._scale = min(1.0, self.max_width / w)
         if self._scale < 1.0:
             size = (round(w * self._scale), round(h * self._scale))
-            image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+            # Linear, not area: 2.5x faster for the usual 1280 -> 960, and this runs for every kept frame.
+            image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), np.uint8)
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
         return bytes(buf) if ok else b""
 
-    def observe(self, ts: float, image: Image) -> list[tuple[str, str, Path]]:
-        """Buffer a decoded frame; returns evidence files finished by it ``(case_id, kind, path)``."""
+    def observe(self, ts: float, image: Image | Callable[[], Image]) -> list[tuple[str, str, Path]]:
+        """Buffer a decoded frame; returns evidence files finished by it ``(case_id, kind, path)``.
+
+        ``image`` may be a callable returning it: it is called only when the frame is kept.
+        """
         need_fast = ts - self._last_fast >= 1.0 / self.fast_fps - 1e-6
         need_slow = ts - self._last_slow >= 1.0 / self.slow_fps - 1e-6
-        if not (need_fast or need_slow or self._pending):
-            return []
-        jpg = self._encode(image)
+        if not (need_fast or need_slow):
+            return self._flush(ts) if self._pending else []
+        jpg = self._encode(image() if callable(image) else image)
         if need_fast:
             self._fast.append((ts, jpg))
             self._last_fast = ts

@@ -116,3 +116,22 @@ def test_opencv_fallback_keeps_timestamps(tmp_path: Path) -> None:
     assert len(frames) == 50 and frames[10].ts == pytest.approx(0.4, abs=0.02)
     sparse = list(_read_frames_opencv(path, "keyframes"))
     assert [round(f.ts, 1) for f in sparse] == [0.0, 1.0]
+
+
+def test_frames_are_converted_to_bgr_only_when_looked_at(tmp_path: Path) -> None:
+    from pipelines.sinks.evidence import EvidenceRecorder
+
+    frames = list(read_frames(write_video(tmp_path / "lazy.mp4", [i * 40 for i in range(25)])))
+    f = frames[3]
+    assert f.shape == (96, 160) and f._image is None  # size known, nothing converted yet
+    moved = f.at(7.5)
+    assert moved.ts == 7.5 and moved._image is None and moved.index == f.index
+    img = moved.image
+    assert img.shape == (96, 160, 3) and img.dtype == np.uint8 and moved.image is img  # converted once
+    assert np.array_equal(img, f.image)  # the same pixels as the original frame
+    # Evidence asks for pixels only for the frames it keeps (4 per second of this 25 fps clip).
+    asked = []
+    rec = EvidenceRecorder(tmp_path / "ev", fast_fps=4, slow_fps=1)
+    for fr in frames:
+        rec.observe(fr.ts, lambda fr=fr: asked.append(fr.index) or fr.image)
+    assert asked == [0, 7, 14, 21]  # every 0.25 s or more, on a 40-ms grid
