@@ -99,15 +99,15 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     s = collect()
     (RESULTS / "summary.json").write_text(json.dumps(s, indent=1, ensure_ascii=False) + "\n")
-    readme = ROOT / "bench" / "README.md"
-    text = readme.read_text()
     block = f"{START}\n{table(s)}\n{END}"
-    if START in text and END in text:
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        head, _, rest = text.partition("\n\n")
-        text = f"{head}\n\n## Headline figures (`make bench`, `bench/summary.py`)\n\n{block}\n\n{rest}"
-    readme.write_text(text)
+    for readme in (ROOT / "bench" / "README.md", ROOT / "README.md"):  # the project README quotes the table
+        text = readme.read_text()
+        if START in text and END in text:
+            text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
+        elif readme.parent.name == "bench":
+            head, _, rest = text.partition("\n\n")
+            text = f"{head}\n\n## Headline figures (`make bench`, `bench/summary.py`)\n\n{block}\n\n{rest}"
+        readme.write_text(text)
     log.info("%s", json.dumps(s, indent=1, ensure_ascii=False))
     return 0
 
