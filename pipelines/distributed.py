@@ -29,6 +29,7 @@ import signal
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -199,7 +200,9 @@ class Applier:
     """
 
     def __init__(self, store: CaseStore, evidence_root: Path,
-                 on_event: Any = None, on_health: Any = None, on_warn: Any = None) -> None:
+                 on_event: Callable[[str, ViolationEvent, str, float], None] | None = None,
+                 on_health: Callable[[str, str, str], None] | None = None,
+                 on_warn: Callable[[str, WarningAction, str], None] | None = None) -> None:
         self.store = store
         self.evidence_root = evidence_root
         self.on_event = on_event
