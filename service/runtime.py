@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+UNTRACKED_NOTE = "tracking restarted: no longer followed; a violation still there opens a new case"
 MALLOC_ARENAS = 2  # glibc malloc arenas for the service (MALLOC_ARENA_MAX in the environment wins)
 HealthCallback = Callable[[str, str, str], None]  # camera, state, detail
 EventSink = Callable[[str, ViolationEvent, str, float], None]  # camera, event, case id, camera clock epoch
@@ -514,7 +515,13 @@ class Runtime:
         self.started_at = time.time()
 
     def start(self) -> None:
-        """Start the camera fleet, dispatcher, watchdog and every configured camera."""
+        """Start the camera fleet, dispatcher, watchdog and every configured camera.
+
+        Cases a previous run of the service left active are ended first (their tracking died with it).
+        """
+        ended = self.store.end_untracked([c.id for c in self.config.cameras], UNTRACKED_NOTE)
+        if ended:
+            log.info("%d cases left active by the previous run are no longer active", len(ended))
         self.fleet.start()
         self.dispatcher.start()
         self.watchdog.start()

@@ -25,7 +25,7 @@ from typing import Any
 from pipelines.config import CameraConfig
 from pipelines.distributed import Applier, OpLog, connect, node_id
 from pipelines.sinks.store import CaseStore
-from service.runtime import CameraView, EventSink, HealthCallback, LocalCameras, WarnSink
+from service.runtime import UNTRACKED_NOTE, CameraView, EventSink, HealthCallback, LocalCameras, WarnSink
 from service.settings import ServiceConfig
 
 log = logging.getLogger(__name__)
@@ -218,6 +218,7 @@ class RayCameras:
         log.warning("camera shard restarted on node %s; restarting its %d cameras", res["node"][:12],
                     len(shard.cameras))
         shard.incarnation, shard.node, shard.ack, shard.reachable = res["incarnation"], res["node"], 0, True
+        self.applier.store.end_untracked(list(shard.cameras), UNTRACKED_NOTE)
         for cam in list(shard.cameras.values()):
             try:
                 self.ray.get(shard.handle.add.remote(cam.model_dump_json()), timeout=CALL_TIMEOUT_S)

@@ -413,6 +413,25 @@ class CaseStore:
                 {"since": since}).all()
         return [{"day": r[0], "violation": r[1], "camera": r[2], "state": r[3], "count": int(r[4])} for r in rows]
 
+    def end_untracked(self, cameras: Sequence[str], note: str) -> list[str]:
+        """Mark the active cases of ``cameras`` no longer active, with a history note; returns their ids.
+
+        For cases whose tracking state is gone (the service, or the Ray shard running the camera, restarted):
+        nothing would ever end them. A violation still present is confirmed again as a new case.
+        """
+        if not cameras:
+            return []
+        with self._tx() as db:
+            ids = [str(r[0]) for r in db.execute(
+                text("SELECT id FROM cases WHERE active = 1 AND camera IN :cams").bindparams(
+                    bindparam("cams", expanding=True)), {"cams": list(cameras)})]
+            for case_id in ids:
+                db.execute(text("UPDATE cases SET active = 0, updated_at = :now WHERE id = :id"),
+                           {"now": _now(), "id": case_id})
+                state = self._state(db, case_id)
+                self._history(db, case_id, state, state, "system", note)
+        return ids
+
     def annotate(self, case_id: str, who: str, note: str) -> None:
         """Add a history entry that does not change the state (e.g. a warning's outcome)."""
         with self._tx() as db:

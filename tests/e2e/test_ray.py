@@ -171,10 +171,17 @@ def test_serve_shards_cameras_over_ray_actors(cluster: RayCluster, tmp_path: Pat
         before = wait_for(lambda: (lambda b: b if min(b.values()) > 30 else None)(
             {c["id"]: c["frames_decoded"] for c in httpx.get(f"{base}/api/cameras", headers=auth).json()}),
             60, "30 frames on each camera")
+        open_before = wait_for(lambda: (lambda items: items if {x["camera"] for x in items} == {"cam0", "cam1"}
+                                        else None)([x for x in httpx.get(f"{base}/api/cases", headers=auth).json()[
+                                            "items"] if x["active"]]), 60, "an open case on each camera")
         _kill_one_shard(cluster)
-        wait_for(lambda: any(0 < c["frames_decoded"] < before[c["id"]] and c["health"] == "live"
-                             for c in httpx.get(f"{base}/api/cameras", headers=auth).json()), 120,
-                 "the restarted shard's camera live again")
+        back = wait_for(lambda: [c["id"] for c in httpx.get(f"{base}/api/cameras", headers=auth).json()
+                                 if 0 < c["frames_decoded"] < before[c["id"]] and c["health"] == "live"], 120,
+                        "the restarted shard's camera live again")
+        # Its open cases lost their tracking with the shard: they are no longer active (not open forever).
+        now = {x["id"]: x for x in httpx.get(f"{base}/api/cases", headers=auth).json()["items"]}
+        restarted = [x["id"] for x in open_before if x["camera"] in back]
+        assert restarted and not any(now[i]["active"] for i in restarted)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

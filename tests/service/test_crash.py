@@ -60,8 +60,14 @@ def test_kill_9_then_restart_keeps_every_reported_case_and_dispatches_once(tmp_p
         proc = start(config, port)
         wait_for(lambda: _up(base), 60, "service up again")
         with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
-            ids = {x["id"] for x in c.get("/api/cases", params={"limit": 500}).json()["items"]}
+            items = c.get("/api/cases", params={"limit": 500}).json()["items"]
+            ids = {x["id"] for x in items}
             assert killed_with <= ids, f"lost after kill -9: {killed_with - ids}"
+            # The killed run's tracking is gone: its cases are not left "active" forever.
+            first_run = [x for x in items if x["id"] in killed_with]
+            assert not any(x["active"] for x in first_run)
+            notes = [h["note"] for x in first_run for h in c.get(f"/api/cases/{x['id']}").json()["history"]]
+            assert any(n.startswith("tracking restarted") for n in notes)  # killed while violations were open
             wait_for(lambda: not c.get("/api/outbox", params={"state": "pending"}).json(), 60, "outbox drained")
             delivered = c.get("/api/outbox", params={"state": "delivered"}).json()
         by_key: dict[str, set[str]] = {}

@@ -57,6 +57,19 @@ def test_schema_version_and_lifecycle(store: CaseStore) -> None:
     assert store.query(camera="other")[0] == 0
 
 
+def test_cases_left_active_by_a_dead_run_are_ended_once(store: CaseStore) -> None:
+    open_case = store.record(ev(EventState.START, 5.0), "a.mp4")
+    ended_case = store.record(ev(EventState.START, 5.0, key="cam:z:garbage:2"), "a.mp4")
+    store.record(ev(EventState.END, 8.0, key="cam:z:garbage:2"), "a.mp4")
+    other = store.record(ev(EventState.START, 5.0, key="cam:z:garbage:3"), "b.mp4")
+    store.transition(other, "dispatched", "op")
+    assert sorted(store.end_untracked(["cam"], "tracking restarted")) == sorted([open_case, other])
+    assert not any(c.active for c in store.cases())
+    assert store.get(other).state == "dispatched"  # type: ignore[union-attr]  # the case flow is untouched
+    assert store.history(open_case)[-1]["note"] == "tracking restarted"
+    assert store.end_untracked(["cam"], "again") == [] and len(store.history(ended_case)) == 1
+
+
 def test_flow_outbox_and_dead_letters(store: CaseStore) -> None:
     cid = store.record(ev(EventState.START, 5.0), "a.mp4", CaseContext(targets=("city", "backup")))
     due = store.outbox_due(time.time())
