@@ -61,19 +61,21 @@ class Frame:
     @property
     def image(self) -> npt.NDArray[np.uint8]:
         """BGR pixels (converted now if the frame came from the decoder)."""
-        if self._image is None:
-            assert self._video is not None
-            self._image = np.asarray(self._video.to_ndarray(format="bgr24"), np.uint8)
-            self._video = None  # the decoder's buffer goes back to its pool
+        video = self._video  # read once: another thread may convert the frame meanwhile
+        if self._image is None and video is not None:
+            self._image = np.asarray(video.to_ndarray(format="bgr24"), np.uint8)
+            self._video = None  # the decoder's buffer goes back to its pool (set after the image)
+        assert self._image is not None
         return self._image
 
     @property
     def shape(self) -> tuple[int, int]:
         """``(height, width)`` without converting anything."""
-        if self._image is not None:
-            return int(self._image.shape[0]), int(self._image.shape[1])
-        assert self._video is not None
-        return int(self._video.height), int(self._video.width)
+        video = self._video
+        if video is not None:
+            return int(video.height), int(video.width)
+        assert self._image is not None
+        return int(self._image.shape[0]), int(self._image.shape[1])
 
     def at(self, ts: float) -> Frame:
         """The same pixels at another time (a live camera's clock); still unconverted if this one was."""

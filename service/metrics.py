@@ -28,12 +28,12 @@ def render(rt: Runtime) -> str:
     views = rt.fleet.views()
     per = [({"camera": v.camera_id}, v) for v in views]
     metric("streetwatch_frames_decoded_total", "counter", "Frames decoded per camera.",
-           [(lab, v.frames_decoded) for lab, v in per])
+           [(lab, v.pipeline.frames_decoded) for lab, v in per])
     metric("streetwatch_frames_inferred_total", "counter", "Frames sent to the detector per camera.",
-           [(lab, v.frames_inferred) for lab, v in per])
+           [(lab, v.pipeline.frames_inferred) for lab, v in per])
     metric("streetwatch_frames_gated_total", "counter",
            "Sampled frames unchanged since the last detection (motion gating), detector skipped.",
-           [(lab, v.frames_gated) for lab, v in per])
+           [(lab, v.pipeline.frames_gated) for lab, v in per])
     metric("streetwatch_frames_dropped_total", "counter", "Sampled frames dropped because the queue was full.",
            [(lab, v.frames_dropped) for lab, v in per])
     metric("streetwatch_reconnects_total", "counter", "Camera reconnects.",
@@ -41,9 +41,9 @@ def render(rt: Runtime) -> str:
     metric("streetwatch_queue_depth", "gauge", "Frames waiting for the detector.",
            [(lab, v.queue) for lab, v in per])
     metric("streetwatch_decode_seconds_total", "counter", "Time spent decoding.",
-           [(lab, round(v.decode_s, 4)) for lab, v in per])
+           [(lab, round(v.pipeline.decode_s, 4)) for lab, v in per])
     metric("streetwatch_inference_seconds_total", "counter", "Detector time attributed to the camera.",
-           [(lab, round(v.infer_s, 4)) for lab, v in per])
+           [(lab, round(v.pipeline.infer_s, 4)) for lab, v in per])
     metric("streetwatch_camera_health", "gauge", "1 for the camera's current health state.",
            [({"camera": v.camera_id, "state": s}, 1.0 if v.health == s else 0.0) for v in views
             for s in HEALTH_STATES])

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ from detector.events import ViolationEvent
 from detector.types import Detections
 from detector.warnings import WarningAction, warning_stats
 from pipelines.config import CameraConfig
-from pipelines.runner import CameraPipeline, draw_detections, draw_zones
+from pipelines.runner import CameraPipeline, SourceStats, draw_detections, draw_zones
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseContext, CaseStore, CaseWriter
 from pipelines.sources import Frame, SourceError, open_stream, read_frames
@@ -341,31 +341,25 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 
 @dataclass
 class CameraView:
-    """A camera's health and counters, the same whether it runs in this process or on a Ray actor."""
+    """A camera's health and counters, the same whether it runs in this process or on a Ray actor:
+    the pipeline's counters (a copy of its :class:`~pipelines.runner.SourceStats`) and the reader's."""
 
     camera_id: str
     health: str
-    detail: str
-    frames_decoded: int
-    frames_inferred: int
-    frames_gated: int
-    frames_dropped: int
-    reconnects: int
-    queue: int
-    decode_s: float
-    infer_s: float
-    events: int
-    clock_epoch: float
-    warning_actions: list[WarningAction]
+    detail: str = ""
+    pipeline: SourceStats = field(default_factory=SourceStats)
+    frames_dropped: int = 0
+    reconnects: int = 0
+    queue: int = 0
+    warning_actions: list[WarningAction] = field(default_factory=list)
     node: str = ""  # the Ray node running the camera ("" in-process)
 
 
-def view_of(w: CameraWorker, node: str = "") -> CameraView:
+def view_of(w: CameraWorker) -> CameraView:
     """Snapshot of a worker's health and counters."""
-    s, p = w.stats, w.pipeline.stats
-    return CameraView(w.camera_id, w.health, w.detail, p.frames_decoded, p.frames_inferred, p.frames_gated,
-                      s.frames_dropped, s.reconnects, len(w.queue), p.decode_s, p.infer_s, p.events, w.clock_epoch,
-                      list(w.pipeline.warning_actions), node)
+    p = replace(w.pipeline.stats, detections_per_class=dict(w.pipeline.stats.detections_per_class))
+    return CameraView(w.camera_id, w.health, w.detail, p, w.stats.frames_dropped, w.stats.reconnects,
+                      len(w.queue), list(w.pipeline.warning_actions))
 
 
 def frame_jpeg_of(worker: CameraWorker, overlay: bool) -> bytes | None:
@@ -596,11 +590,12 @@ class Runtime:
         cam = self.cameras.get(camera_id)
         if v is None or cam is None:
             raise KeyError(camera_id)
+        p = v.pipeline
         out = {"id": cam.id, "name": cam.name, "source": cam.source, "health": v.health, "detail": v.detail,
-               "frames_decoded": v.frames_decoded, "frames_inferred": v.frames_inferred,
-               "frames_dropped": v.frames_dropped, "frames_gated": v.frames_gated,
+               "frames_decoded": p.frames_decoded, "frames_inferred": p.frames_inferred,
+               "frames_dropped": v.frames_dropped, "frames_gated": p.frames_gated,
                "reconnects": v.reconnects, "queue": v.queue,
-               "events": v.events, "location": cam.location.model_dump()}
+               "events": p.events, "location": cam.location.model_dump()}
         if v.node:
             out["node"] = v.node
         return out

@@ -18,7 +18,7 @@ import logging
 import tempfile
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -164,13 +164,16 @@ class RayCameras:
     def views(self) -> list[CameraView]:
         """Every camera's counters as of the last poll (``connecting`` until its shard first reports it)."""
         with self.lock:
-            return [s.views.get(cid) or _new_view(cid, s.node) for s in self.shards for cid in s.cameras]
+            return [s.views.get(cid) or CameraView(cid, "connecting", node=s.node) for s in self.shards
+                    for cid in s.cameras]
 
     def view(self, camera_id: str) -> CameraView | None:
         """One camera's counters as of the last poll, or None for an unknown camera."""
         with self.lock:
             shard = next((s for s in self.shards if camera_id in s.cameras), None)
-            return None if shard is None else shard.views.get(camera_id) or _new_view(camera_id, shard.node)
+            if shard is None:
+                return None
+            return shard.views.get(camera_id) or CameraView(camera_id, "connecting", node=shard.node)
 
     def frame_jpeg(self, camera_id: str, overlay: bool) -> bytes | None:
         """A camera's last inferred frame, fetched from its shard.
@@ -211,7 +214,8 @@ class RayCameras:
         shard.incarnation, shard.node, shard.reachable = res["incarnation"], res["node"], True
         shard.ack = self.applier.apply(res["ops"], shard.ack)
         with self.lock:
-            shard.views = {v.camera_id: _on_node(v, shard.node) for v in res["views"] if v.camera_id in shard.cameras}
+            shard.views = {v.camera_id: replace(v, node=shard.node) for v in res["views"]
+                           if v.camera_id in shard.cameras}
 
     def _restarted(self, shard: _Shard, res: dict[str, Any]) -> None:
         """A new actor in place of a dead one: give it the shard's cameras again."""
@@ -235,11 +239,3 @@ class RayCameras:
             for v in shard.views.values():
                 v.health, v.detail = "failed", "shard unreachable"
 
-
-def _new_view(camera_id: str, node: str) -> CameraView:
-    return CameraView(camera_id, "connecting", "", 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0, 0.0, [], node)
-
-
-def _on_node(view: CameraView, node: str) -> CameraView:
-    view.node = node
-    return view

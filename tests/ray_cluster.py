@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from tests.service.conftest import free_port
 
 RAY = Path(sys.executable).parent / "ray"
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -44,12 +45,6 @@ class RayCluster:
     address: str
     temp_dir: Path
     env: dict[str, str]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _kill(temp_dir: Path) -> None:
@@ -79,7 +74,7 @@ def ray_cluster(workers: int = 2, cpus_per_worker: int = 1) -> Iterator[RayClust
     """Start a head (no CPUs: work goes to the workers) and ``workers`` worker nodes on 127.0.0.1."""
     temp_dir = Path(tempfile.mkdtemp(prefix="swray", dir="/tmp"))  # short: Ray's socket paths have a limit
     env = {**os.environ, **LOOPBACK_ENV}
-    port = _free_port()
+    port = free_port()
     common = ["--disable-usage-stats", "--object-store-memory", str(150 * 2**20)]
     try:
         subprocess.run([str(RAY), "start", "--head", "--port", str(port), "--num-cpus", "0",
