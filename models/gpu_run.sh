@@ -3,6 +3,8 @@
 #   main: the default model fine-tuned from models/default/model.pt on the whole pack (real + synthetic);
 #   s2r:  the sim-to-real study, yolo26n from scratch on the synthetic images only, garbage/bin/smoke
 #         classes only, validated on the real splits (its metrics.json answers "how far does synthetic go").
+#         S2R_MINUTES=0 skips it and gives the main run all the data-loader workers (the data loader, not
+#         the GPU, bounds an epoch at these sizes).
 # Each run has its own time budget and a hard `timeout` two minutes after it, so the call ends in time
 # and train_gpu.py still writes its outputs (it saves on SIGTERM).
 #
@@ -21,20 +23,26 @@ if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site || exit 1
 fi
-mkdir -p "$out/main" "$out/s2r"
+mkdir -p "$out/main"
+if awk -v m="$s2r_min" 'BEGIN { exit !(m > 0) }'; then s2r=1 main_workers=10; else s2r=0 main_workers=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 )); fi
 limit() { awk -v m="$1" 'BEGIN { printf "%d", (m + 2) * 60 }'; }  # budget + 2 minutes, in whole seconds
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 timeout -s TERM "$(limit "$main_min")" python3 models/train_gpu.py --pack pack --out "$out/main" \
-  --model models/default/model.pt --minutes "$main_min" --imgsz "$imgsz" --batch 64 --workers 10 >"$out/main.log" 2>&1 &
+  --model models/default/model.pt --minutes "$main_min" --imgsz "$imgsz" --batch 64 --workers "$main_workers" \
+  >"$out/main.log" 2>&1 &
 a=$!
-timeout -s TERM "$(limit "$s2r_min")" python3 models/train_gpu.py --pack pack --out "$out/s2r" \
-  --model yolo26n.yaml --data only_synthetic.yaml --classes garbage,garbage_bin,overflowing_bin,smoke \
-  --minutes "$s2r_min" --imgsz 320 --batch 64 --workers 5 >"$out/s2r.log" 2>&1 &
-b=$!
+rb=0
+if [ "$s2r" = 1 ]; then
+  mkdir -p "$out/s2r"
+  timeout -s TERM "$(limit "$s2r_min")" python3 models/train_gpu.py --pack pack --out "$out/s2r" \
+    --model yolo26n.yaml --data only_synthetic.yaml --classes garbage,garbage_bin,overflowing_bin,smoke \
+    --minutes "$s2r_min" --imgsz 320 --batch 64 --workers 5 >"$out/s2r.log" 2>&1 &
+  b=$!
+  wait "$b"; rb=$?
+fi
 wait "$a"; ra=$?
-wait "$b"; rb=$?
 # What comes back is limited to 8 files: keep the main weights and both runs' metrics and logs.
-rm -f "$out/s2r/best.pt" "$out"/*/best.onnx "$out"/*/train.log
+rm -f "$out"/s2r/best.pt "$out"/*/best.onnx "$out"/*/train.log
 echo "main rc=$ra s2r rc=$rb"
 ls -la "$out" "$out"/*
 [ -f "$out/main/best.pt" ]

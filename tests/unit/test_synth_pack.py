@@ -77,6 +77,25 @@ def test_pack_fits_budget_and_keeps_provenance(tmp_path: Path) -> None:
         build_pack([Source("synthetic", data, "x", {})], tmp_path / "tiny", max_mb=0.001, max_side=160)
 
 
+def test_webp_pack_is_smaller_and_readable(tmp_path: Path) -> None:
+    data = write_yolo_dataset(tmp_path / "syn", n=12, seed=5, width=320, height=192)
+    src = [Source("synthetic", data, "project's own", {})]
+    jpg = build_pack(src, tmp_path / "jpg", max_mb=5, max_side=320, qualities=(60,))
+    webp = build_pack(src, tmp_path / "webp", max_mb=5, max_side=320, qualities=(60,), fmt="webp")
+    assert webp["format"] == "webp" and webp["quality"] == 60 and jpg["format"] == "jpg"
+    files = sorted((tmp_path / "webp" / "images").rglob("*.webp"))
+    assert len(files) == 12
+    size = {k: sum(p.stat().st_size for p in (tmp_path / k / "images").rglob("*") if p.is_file())
+            for k in ("jpg", "webp")}
+    assert size["webp"] < size["jpg"]
+    img = cv2.imread(str(files[0]))
+    assert img is not None and img.shape[1] == 320
+    labels = tmp_path / "webp" / "labels" / files[0].parent.name / f"{files[0].stem}.txt"
+    assert labels.exists()
+    with pytest.raises(ValueError, match="unknown image format"):
+        build_pack(src, tmp_path / "bad", max_mb=5, fmt="png")
+
+
 def test_datasets_pack_cli(tmp_path: Path) -> None:
     from pipelines.cli import main
 
