@@ -49,7 +49,7 @@ bench-inference: $(TRAIN_STAMP)
 bench-live: $(TRAIN_STAMP)
 	bash scripts/install-test-services.sh
 	$(BIN)/streetwatch synth --out out/bench --clips 1 --clip-seconds 60 --fps 25
-	$(BIN)/python bench/live.py --clip out/bench/clips/street_000.mp4 --streams 8 12 16 20 --seconds 40
+	$(BIN)/python bench/live.py --clip out/bench/clips/street_000.mp4 --streams 8 12 16 20 --seconds 40 --repeats 3
 
 # Renderer speed and label errors: OpenGL vs the painter's algorithm; writes bench/results/render.json.
 bench-render: $(TRAIN_STAMP)

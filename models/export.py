@@ -60,6 +60,27 @@ def measure_cpu_speed(model: Path, threads: int = 1, runs: int = 30) -> dict[str
             "p90_ms": round(times[int(0.9 * (len(times) - 1))], 2), "frame": "1280x720, letterbox included"}
 
 
+def _size_study(study: dict[str, Any]) -> list[str]:
+    """Markdown of an input-size study: ``ap50`` maps a column (model and size) to split -> class -> AP50."""
+    cols: dict[str, dict[str, dict[str, float]]] = study.get("ap50", {})
+    if not cols:
+        return []
+    lines = ["## AP50 by input size", "", study.get("what", ""), "",
+             "| split | class | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    first = next(iter(cols.values()))
+    for split, classes in first.items():
+        for c in classes:
+            lines.append(f"| {split} | {c} | " + " | ".join(str(v.get(split, {}).get(c, "")) for v in cols.values())
+                         + " |")
+    lines.append("")
+    for key, rows in study.items():
+        if key not in ("what", "ap50", "reading") and isinstance(rows, dict):
+            lines.append(f"- {key}: " + "; ".join(f"{k}: {v}" for k, v in rows.items()))
+    if study.get("reading"):
+        lines += ["", study["reading"]]
+    return [*lines, ""]
+
+
 def write_card(out_dir: Path, card: dict[str, Any]) -> None:
     """Write ``card.json`` and a readable ``card.md``."""
     (out_dir / "card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False))
@@ -68,7 +89,8 @@ def write_card(out_dir: Path, card: dict[str, Any]) -> None:
     if t:
         lines += ["## Training", ""] + [f"- {k}: {v}" for k, v in t.items()] + [""]
     for split, res in card.get("metrics", {}).items():
-        lines += [f"## Validation: {split}", "", f"mAP50 {res.get('map50')}, mAP50-95 {res.get('map50_95')}", "",
+        at = f" ({card['imgsz']} px input)" if card.get("imgsz") else ""
+        lines += [f"## Validation: {split}{at}", "", f"mAP50 {res.get('map50')}, mAP50-95 {res.get('map50_95')}", "",
                   "| class | P | R | AP50 | AP50-95 | instances |", "|---|---|---|---|---|---|"]
         for c, m in res.get("classes", {}).items():
             lines.append(f"| {c} | {m['precision']} | {m['recall']} | {m['ap50']} | {m['ap50_95']} | "
@@ -81,6 +103,9 @@ def write_card(out_dir: Path, card: dict[str, Any]) -> None:
                   "| split | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
         lines += [f"| {split} | " + " | ".join(str(v.get(c)) for c in cols) + " |" for split, v in comp.items()]
         lines.append("")
+    study = card.get("input_size_study")
+    if study:
+        lines += _size_study(study)
     s2r = card.get("sim_to_real")
     if s2r:
         lines += ["## Sim-to-real gap", "", s2r.get("what", ""), "", "```", json.dumps(s2r.get("ap50", {}), indent=1),

@@ -143,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=400, help="upper bound; the time budget decides")
     ap.add_argument("--data", default="data.yaml", help="data YAML inside the pack (e.g. only_synthetic.yaml)")
     ap.add_argument("--classes", default="", help="train on these class names only, comma-separated")
+    ap.add_argument("--multi-scale", type=float, default=0.0,
+                    help="train each batch at a random size within imgsz*(1 +- this), so one model serves several "
+                         "input sizes (e.g. 480 and 0.34: 320 to 640 px)")
+    ap.add_argument("--lr0", type=float, default=0.0,
+                    help="SGD initial learning rate with a one-epoch warm-up, for short fine-tunes of trained "
+                         "weights (0: Ultralytics' automatic optimizer choice)")
     args = ap.parse_args(argv)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -165,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     run_dir = work / "runs" / "train"
     summary: dict[str, Any] = {"gpu": gpu, "model": args.model, "imgsz": args.imgsz, "batch": args.batch,
+                               "multi_scale": args.multi_scale, "lr0": args.lr0 or "auto",
                                "time_budget_min": args.minutes, "pack_manifest_sha256": None,
                                "data": args.data, "classes": args.classes or "all"}
     names = _names(args.pack / args.data)
@@ -186,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                     time=minutes / 60 if args.minutes > 0 else None, imgsz=args.imgsz,
                     batch=args.batch, workers=workers, device=device, project=str(work / "runs"), name="train",
                     exist_ok=True, plots=False, cache="ram", patience=1000, close_mosaic=10, mixup=0.1, seed=0,
-                    deterministic=False)
+                    deterministic=False, multi_scale=args.multi_scale,
+                    **({"optimizer": "SGD", "lr0": args.lr0, "warmup_epochs": 1} if args.lr0 > 0 else {}))
                 break
             except Exception:
                 # Data-loader workers can die where shared memory is small; retry once without them.

@@ -52,6 +52,7 @@ class AnalyzeOptions:
     dwell: float | None = None
     decode: DecodeMode | None = None
     conf: float = 0.25
+    imgsz: int | None = None  # detector input side; None: the model's own (its card gives AP per size)
     progress: bool = True
     ray: str | None = None  # HOST:PORT of a Ray head: one task per input file on the cluster
     ray_cpus: float = 1.0  # CPUs a Ray task asks for (its detector uses as many threads)
@@ -129,7 +130,7 @@ def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int
             ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Analyse files in a worker process (own detector session, own store connection)."""
     cfg = AppConfig.model_validate_json(cfg_json)
-    backend = create_backend(config_for(opts.model, conf=opts.conf, threads=threads))
+    backend = create_backend(config_for(opts.model, conf=opts.conf, imgsz=opts.imgsz, threads=threads))
     store = CaseStore(opts.out / "cases.db")
     results: dict[str, Any] = {}
     errors: list[dict[str, str]] = []
@@ -160,7 +161,7 @@ def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, mode
         weights = Path(tmp) / f"model{opts.model.suffix}"
         weights.write_bytes(model)
         try:
-            backend = create_backend(config_for(weights, conf=opts.conf, threads=threads))
+            backend = create_backend(config_for(weights, conf=opts.conf, imgsz=opts.imgsz, threads=threads))
             stats = _analyze_one(Path(path), local, cfg, backend, oplog, None)
         except (SourceError, ModelLoadError) as exc:
             return {"error": str(exc), "node": node_id()}
@@ -245,8 +246,8 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
     model_info: dict[str, Any] = {"path": str(opts.model)}
     if files:
         try:
-            backend = create_backend(config_for(opts.model, conf=opts.conf, threads=max(1, (os.cpu_count() or 2)
-                                                                                         // max(1, opts.workers))))
+            threads = max(1, (os.cpu_count() or 2) // max(1, opts.workers))
+            backend = create_backend(config_for(opts.model, conf=opts.conf, imgsz=opts.imgsz, threads=threads))
             model_info.update(names=backend.names, imgsz=backend.imgsz)
         except (ModelLoadError, ValueError) as exc:
             errors.append({"source": str(opts.model), "error": str(exc)})

@@ -52,7 +52,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise SystemExit("--workers must be at least 1")
     opts = AnalyzeOptions(inputs=args.inputs, out=args.out, model=args.model, config=args.config,
                           annotate=args.annotate, workers=args.workers, dwell=args.dwell, decode=args.decode,
-                          conf=args.conf, progress=not args.quiet, ray=args.ray, ray_cpus=args.ray_cpus)
+                          conf=args.conf, imgsz=args.imgsz, progress=not args.quiet, ray=args.ray,
+                          ray_cpus=args.ray_cpus)
     result = analyze(opts)
     for err in result.errors:
         log.error("%s: %s", err["source"], err["error"]) if not err["error"].startswith(err["source"]) \
@@ -104,7 +105,7 @@ def cmd_evaluate_clips(args: argparse.Namespace) -> int:
     from pipelines.evaluate import evaluate_clips
 
     m = evaluate_clips(args.labels, args.videos, args.out, args.model, args.config, args.dwell, args.iou,
-                       _remap(args.names), args.frame_labels, args.conf)
+                       _remap(args.names), args.frame_labels, args.conf, args.imgsz)
     log.info("events: %s; false alarms per hour %s",
              {k: v["f1"] for k, v in m["events"].items() if v["f1"] is not None}, m["false_alarms_per_hour"])
     sys.stdout.write(f"metrics: {args.out / 'metrics.json'}\nreport: {args.out / 'report.html'}\n")
@@ -327,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="streetwatch", description="Street-violation detection for city management cameras.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    imgsz_help = ("detector input side in pixels (default: the model's; a smaller one is faster, a larger one "
+                  "finds smaller objects: the model card gives AP at 320, 480 and 640)")
 
     a = sub.add_parser("analyze", help="analyse recorded video or images into violation cases")
     a.add_argument("inputs", nargs="+", help="video/image files, folders or globs")
@@ -338,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--dwell", type=float, help="override every violation's dwell time (seconds)")
     a.add_argument("--decode", choices=["all", "keyframes"], help="override the cameras' decode mode")
     a.add_argument("--conf", type=float, default=0.25, help="minimum detection confidence")
+    a.add_argument("--imgsz", type=int, help=imgsz_help)
     a.add_argument("--ray", metavar="HOST:PORT", help="run one task per input on this Ray cluster (its head's "
                    "address); cases and evidence come back into --out")
     a.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per Ray task (detector threads)")
@@ -370,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     ei.add_argument("--out", type=Path, required=True)
     ei.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ei.add_argument("--names", nargs="*", default=[], metavar="OLD=NEW", help="rename dataset classes")
-    ei.add_argument("--imgsz", type=int, help="input size (default: the model's)")
+    ei.add_argument("--imgsz", type=int, help=imgsz_help)
     ei.add_argument("--conf", type=float, default=0.25, help="threshold of precision, recall and confusion")
     ei.add_argument("--split", default="val")
     ei.add_argument("--baseline", type=Path, help=gate_help)
@@ -389,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--conf", type=float, default=0.25, help="threshold of frame precision and recall")
     ec.add_argument("--baseline", type=Path, help=gate_help)
     ec.add_argument("--fail-under", type=float, default=0.02)
+    ec.add_argument("--imgsz", type=int, help=imgsz_help)
     ec.set_defaults(func=cmd_evaluate_clips)
 
     s = sub.add_parser("synth", help="render synthetic labelled street scenes and clips")

@@ -98,12 +98,13 @@ def _clip_timeline(name: str, labels: ClipLabels, preds: list[PredEvent], path: 
     cv2.imwrite(str(path), img)
 
 
-def frame_metrics(clips: list[ClipLabels], videos: Path, model: Path, conf: float) -> dict[str, Any] | None:
+def frame_metrics(clips: list[ClipLabels], videos: Path, model: Path, conf: float,
+                  imgsz: int | None = None) -> dict[str, Any] | None:
     """COCO AP of the detector on the clips' labelled frames (None when no clip has frame boxes)."""
     with_frames = [c for c in clips if c.frames and (videos / c.name).exists()]
     if not with_frames:
         return None
-    backend = create_backend(config_for(model, conf=0.001))
+    backend = create_backend(config_for(model, conf=0.001, imgsz=imgsz))
     ev = ImageEval(classes=[], absent={})
     for c in with_frames:
         add_video_frames(ev, videos / c.name, c.frames, backend)
@@ -112,7 +113,7 @@ def frame_metrics(clips: list[ClipLabels], videos: Path, model: Path, conf: floa
 
 def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, config: Path | None,
                    dwell: float | None, iou: float = 0.3, remap: dict[str, str] | None = None,
-                   frame_labels: Path | None = None, conf: float = 0.25) -> dict[str, Any]:
+                   frame_labels: Path | None = None, conf: float = 0.25, imgsz: int | None = None) -> dict[str, Any]:
     """Run the batch pipeline over labelled clips and score events (and frames, where boxes are labelled).
 
     Writes ``metrics.json`` and ``report.html`` into ``out``.
@@ -127,7 +128,7 @@ def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, conf
                 c.frames.update(load_yolo_frames(folder, info.width, info.height))
     inputs = [str(videos / c.name) for c in clips]
     result = analyze(AnalyzeOptions(inputs=inputs, out=out / "run", model=model, config=config, dwell=dwell,
-                                    progress=False))
+                                    imgsz=imgsz, progress=False))
     by_source: dict[str, list[PredEvent]] = {}
     for case in result.cases:
         by_source.setdefault(Path(case["source"]).name, []).append(
@@ -161,11 +162,12 @@ def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, conf
     metrics: dict[str, Any] = {
         "labels": str(labels_path), "videos": str(videos), "model": str(model),
         "settings": {"iou": iou, "dwell_override_s": dwell, "config": str(config) if config else None,
+                     "imgsz": imgsz,
                      "matching": "one-to-one per class, greedy by temporal IoU; delay = alert - labelled start"},
         "events": events,
         "false_alarms_per_hour": round(total_fp / hours, 3) if hours else None,
         "by_tag": {t: event_scores(rows, VIOLATIONS) for t, rows in sorted(tagged.items())},
-        "frames": frame_metrics(clips, videos, model, conf),
+        "frames": frame_metrics(clips, videos, model, conf, imgsz),
         "clips": per_clip,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))

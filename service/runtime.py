@@ -400,7 +400,7 @@ class LocalCameras:
         self.evidence_root = evidence_root
         self.on_event, self.on_health, self.on_warn = on_event, on_health, on_warn
         m = config.model
-        self.backend = create_backend(config_for(m.path, conf=m.conf, threads=m.threads))
+        self.backend = create_backend(config_for(m.path, conf=m.conf, imgsz=m.imgsz, threads=m.threads))
         self.engine = InferenceEngine(self.backend, m.batch)
 
     def start(self) -> None:

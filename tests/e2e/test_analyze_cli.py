@@ -125,3 +125,18 @@ def test_a_bad_camera_entry_stops_only_its_own_inputs(tmp_path: Path, street_cli
     assert any("its camera 'broken' has an invalid config" in e for e in errs)
     assert list(data["stats"]["sources"]) == [str(clip)]
     assert data["cases"] and all(c["camera"] == "good" for c in data["cases"])
+
+
+def test_detector_input_size_is_chosen_per_run(street_clip: tuple[Path, dict], tmp_path: Path) -> None:
+    clip, _ = street_clip
+    assert main(["analyze", str(clip), "--out", str(tmp_path / "s"), "--imgsz", "480", "--workers", "2",
+                 "--dwell", "2", "-q"]) == 0
+    data = json.loads((tmp_path / "s" / "cases.json").read_text())
+    assert data["settings"]["model"]["imgsz"] == 480
+    assert {"garbage", "street_stall"} <= {c["violation"] for c in data["cases"]}
+    assert main(["analyze", str(clip), "--out", str(tmp_path / "bad"), "--imgsz", "8", "-q"]) == 2
+    errors = json.loads((tmp_path / "bad" / "cases.json").read_text())["errors"]
+    assert any("imgsz" in e["error"] for e in errors)
+    assert main(["analyze", str(clip), "--out", str(tmp_path / "odd"), "--imgsz", "500", "-q"]) == 2
+    errors = json.loads((tmp_path / "odd" / "cases.json").read_text())["errors"]
+    assert any("multiple of 32" in e["error"] for e in errors)

@@ -1,0 +1,28 @@
+"""The model card's markdown carries every validation split and the input-size study."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.export import write_card
+
+
+def test_card_renders_splits_and_size_study(tmp_path: Path) -> None:
+    card = {
+        "name": "m", "imgsz": 480,
+        "metrics": {"real": {"map50": 0.7, "map50_95": 0.4, "classes": {
+            "garbage": {"precision": 0.8, "recall": 0.6, "ap50": 0.7, "ap50_95": 0.4, "instances": 9}}}},
+        "input_size_study": {
+            "what": "AP50 by size",
+            "ap50": {"at 320": {"real": {"garbage": 0.61}}, "at 640": {"real": {"garbage": 0.72}, "extra": {"x": 1}}},
+            "ms per frame": {"320 px": "5 / 3"},
+            "reading": "640 finds more",
+        },
+    }
+    write_card(tmp_path, card)
+    md = (tmp_path / "card.md").read_text()
+    assert "## Validation: real (480 px input)" in md and "| garbage | 0.8 | 0.6 | 0.7 | 0.4 | 9 |" in md
+    assert "| split | class | at 320 | at 640 |" in md and "| real | garbage | 0.61 | 0.72 |" in md
+    assert "- ms per frame: 320 px: 5 / 3" in md and "640 finds more" in md
+    assert json.loads((tmp_path / "card.json").read_text()) == card
