@@ -50,7 +50,7 @@ def read_license(data_yaml: Path) -> str:
     return "unknown"
 
 
-FORMATS = {"jpg": cv2.IMWRITE_JPEG_QUALITY, "webp": cv2.IMWRITE_WEBP_QUALITY}
+IMAGE_FORMATS = {"jpg": cv2.IMWRITE_JPEG_QUALITY, "webp": cv2.IMWRITE_WEBP_QUALITY}
 """Image formats a pack can be written in (both read by Ultralytics and OpenCV), with their quality flag."""
 
 
@@ -59,7 +59,7 @@ def _encode(img: npt.NDArray[np.uint8], max_side: int, quality: int, fmt: str = 
     s = min(1.0, max_side / max(h, w))
     if s < 1.0:
         img = np.asarray(cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA), np.uint8)
-    ok, buf = cv2.imencode(f".{fmt}", img, [FORMATS[fmt], quality])
+    ok, buf = cv2.imencode(f".{fmt}", img, [IMAGE_FORMATS[fmt], quality])
     if not ok:
         raise ValueError(f"{fmt} encoding failed")
     return bytes(buf)
@@ -70,7 +70,7 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
                fmt: str = "jpg") -> dict[str, object]:
     """Write a pack of ``sources`` into ``out``, lowering the quality until it fits ``max_mb``.
 
-    ``fmt`` is the image format, ``jpg`` or ``webp`` (see ``FORMATS``).
+    ``fmt`` is the image format, ``jpg`` or ``webp`` (see ``IMAGE_FORMATS``).
 
     ``val_cap`` > 0 keeps at most that many validation images per source (evenly spaced in
     file order), for a pack that must travel light; the full validation splits stay where they
@@ -92,8 +92,8 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
                 items.append((src, split, it, cmap))
     if not items:
         raise ValueError("no images in the given sources")
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown image format {fmt!r}; use one of {sorted(FORMATS)}")
+    if fmt not in IMAGE_FORMATS:
+        raise ValueError(f"unknown image format {fmt!r}; use one of {sorted(IMAGE_FORMATS)}")
     images: dict[Path, npt.NDArray[np.uint8]] = {}
     for _src, _split, it, _ in items:
         img = cv2.imread(str(it.image), cv2.IMREAD_COLOR)

@@ -415,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("datasets", help="dataset tools")
     dsub = d.add_subparsers(dest="datasets_command", required=True, parser_class=_Parser)
+    from datasets.pack import IMAGE_FORMATS
+
     pk = dsub.add_parser("pack", help="compact merged training pack (real + synthetic) under a size budget")
     pk.add_argument("--out", type=Path, required=True)
     pk.add_argument("--data", type=Path, default=SHARED_DATA, help="folder of YOLO datasets (each with data.yaml)")
@@ -423,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--synth", type=int, default=1400, help="synthetic images to add (0: none)")
     pk.add_argument("--seed", type=int, default=1)
     pk.add_argument("--renderer", choices=("auto", "gl", "cpu"), default="auto", help="renderer of the synthetic part")
-    pk.add_argument("--format", choices=("jpg", "webp"), default="jpg",
+    pk.add_argument("--format", choices=sorted(IMAGE_FORMATS), default="jpg",
                     help="image format (webp: about half the bytes for rendered scenes, so larger images fit)")
     pk.add_argument("--val-cap", type=int, default=0,
                     help="at most this many validation images per source (0: all); evaluate fully here")

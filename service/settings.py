@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from detector.backends.base import InputSize
 from models import DEFAULT_MODEL
 from pipelines.config import CameraConfig, ConfigError, RulesConfig, Strict, parse_config_lenient
 
@@ -50,9 +51,9 @@ class ModelConfig(Strict):
     path: Path = Field(default=DEFAULT_MODEL)
     conf: float = Field(default=0.25, ge=0, le=1)
     threads: int = Field(default=0, ge=0, le=256, description="ONNX Runtime threads; 0 lets it decide.")
-    imgsz: int | None = Field(default=None, ge=32, le=4096, multiple_of=32,
-                              description="Detector input side, a multiple of 32; none: the model's own. Smaller "
-                                          "is faster, larger finds smaller objects (the model card gives AP per size).")
+    imgsz: InputSize | None = Field(default=None, description="Detector input side, a multiple of 32; none: the "
+                                    "model's own. Smaller is faster, larger finds smaller objects (the model card "
+                                    "gives AP per size).")
     batch: int = Field(default=4, ge=1, le=64, description="Most frames of different cameras per detector call.")
 
 

@@ -28,6 +28,10 @@ class ModelLoadError(RuntimeError):
     """The model file is missing, unreadable or not a detector this project can run."""
 
 
+InputSize = Annotated[int, Field(ge=32, le=4096, multiple_of=32)]
+"""A detector input side in pixels: YOLO's feature maps need a multiple of its largest stride (32)."""
+
+
 class BaseBackendConfig(BaseModel):
     """Settings shared by every backend."""
 
@@ -36,9 +40,8 @@ class BaseBackendConfig(BaseModel):
     model: Path = Field(description="Path of the model file (ONNX or PyTorch .pt); never a hub name.")
     conf: float = Field(default=0.25, ge=0.0, le=1.0, description="Minimum detection confidence.")
     iou: float = Field(default=0.6, gt=0.0, le=1.0, description="IoU threshold of NMS for raw outputs.")
-    imgsz: int | None = Field(default=None, ge=32, le=4096, multiple_of=32,
-                              description="Input size, a multiple of the detector's stride (32); by default read "
-                                          "from the model's metadata.")
+    imgsz: InputSize | None = Field(default=None, description="Input size, a multiple of the detector's stride "
+                                    "(32); by default read from the model's metadata.")
 
 
 class OnnxConfig(BaseBackendConfig):
