@@ -7,7 +7,7 @@ DEMO := out/demo
 
 export YOLO_OFFLINE := 1
 
-.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render bench-techniques bench-roi soak clean
+.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render bench-techniques bench-roi soak clean data train-cpu loso
 
 TRAIN_STAMP := $(VENV)/.installed-train
 
@@ -68,6 +68,27 @@ SOAK_MINUTES ?= 10
 soak: $(STAMP)
 	bash scripts/install-test-services.sh
 	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python bench/soak.py --out soak
+
+# The CPU recipe of the default model (what made 0.4.0; about two hours on 2 cores): the external sources from
+# their git snapshots (MIRROR: a folder of `owner+name/repo` snapshots or clones), a pack with teacher labels,
+# 8 epochs from the COCO-pretrained start at 320 px. Then validate and export (see README "Training").
+MIRROR ?= ../.mirror
+data: $(TRAIN_STAMP)
+	$(BIN)/streetwatch datasets materialize --mirror $(MIRROR) --out data/sources
+	$(BIN)/streetwatch datasets pack --out data/pack --extra data/sources/vehicles_highway_id \
+		data/sources/vehicles_atl_cctv --synth 1200 --teacher --teacher-cache data/teacher_cache.json \
+		--max-side 480 --max-mb 3000 --val-cap 100 --format jpg
+
+# The default model's CPU recipe (about 1 h 30 min on 2 cores): 8 epochs from the COCO start at 320 px.
+train-cpu: data
+	$(BIN)/streetwatch train --data data/pack --out runs/cpu --model coco --epochs 8 --minutes 0 --imgsz 320 \
+		--batch 16 --workers 2 --close-mosaic 2
+
+# Leave one source out: the COCO start and YOLO26n from scratch, same data, size and epochs (about 4 h on 2 cores).
+loso: $(TRAIN_STAMP)
+	for start in coco scratch; do $(BIN)/python models/loso.py --sources garbage_bags garbage_roadside_in \
+		garbage_street_cn --classes garbage garbage_bin overflowing_bin --start $$start --epochs 12 --imgsz 320 \
+		--out runs/loso || exit 1; done
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -36,7 +36,7 @@ from datasets.synth import (
     street_stall,
     truck,
 )
-from detector.types import CANONICAL_LABELS
+from detector.types import CANONICAL_LABELS, VIOLATION_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ def _build_objects(actor: Actor, rng: np.random.Generator, y: float) -> list[Obj
 def _write_frame_labels(path: Path, boxes: list[tuple[str, tuple[float, float, float, float]]], width: int,
                         height: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    boxes = [(n, b) for n, b in boxes if n in VIOLATION_LABELS]  # context labels (people) are not scored here
     lines = [f"{CANONICAL_LABELS.index(n)} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
              f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}" for n, (x1, y1, x2, y2) in boxes]
     path.write_text("\n".join(lines) + ("\n" if lines else ""))

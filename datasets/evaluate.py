@@ -113,8 +113,15 @@ def event_scores(results: Iterable[tuple[list[PredEvent], list[Segment], list[Ma
 
 
 def regressions(metrics: dict[str, Any], baseline: dict[str, Any], margin: float) -> list[str]:
-    """List the scores that dropped by more than ``margin`` against a baseline metrics file."""
+    """List the scores that dropped by more than ``margin`` against a baseline metrics file.
+
+    Scores of different views (``product`` or ``detector``, see ``evaluate images --view``) do not compare:
+    a baseline that names its view fails the gate against metrics of another.
+    """
     found = []
+    view, base_view = _view(metrics), _view(baseline)
+    if base_view is not None and view != base_view:
+        found.append(f"view: {view} scores do not compare with a baseline of the {base_view} view")
 
     def walk(cur: Any, base: Any, path: str, missing: bool = False) -> None:
         if isinstance(base, dict):
@@ -134,6 +141,13 @@ def regressions(metrics: dict[str, Any], baseline: dict[str, Any], margin: float
         frames = metrics.get("frames") or {}
         walk(frames.get("classes"), baseline["frames"].get("classes"), "frames", missing=not frames)
     return found
+
+
+def _view(metrics: dict[str, Any]) -> str | None:
+    """The view a metrics file scored (images: ``view``; clips: ``settings.frame_view``)."""
+    settings = metrics.get("settings")
+    view = metrics.get("view") or (settings.get("frame_view") if isinstance(settings, dict) else None)
+    return str(view) if view else None
 
 
 def _is_score(key: str) -> bool:

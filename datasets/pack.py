@@ -15,15 +15,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from datasets.pseudo import TeacherBox, merge_teacher, to_yolo_lines
 from datasets.yolo import YoloDataset
 from detector.types import CANONICAL_LABELS
 
@@ -38,6 +42,7 @@ class Source:
     data_yaml: Path
     license: str
     remap: dict[str, str]
+    labelled: frozenset[str] | None = None  # classes the source labels itself (default: its data.yaml's names)
 
 
 def read_license(data_yaml: Path) -> str:
@@ -54,23 +59,58 @@ IMAGE_FORMATS = {"jpg": cv2.IMWRITE_JPEG_QUALITY, "webp": cv2.IMWRITE_WEBP_QUALI
 """Image formats a pack can be written in (both read by Ultralytics and OpenCV), with their quality flag."""
 
 
-def _encode(img: npt.NDArray[np.uint8], max_side: int, quality: int, fmt: str = "jpg") -> bytes:
+def _shrink(img: npt.NDArray[np.uint8], max_side: int) -> npt.NDArray[np.uint8]:
     h, w = img.shape[:2]
     s = min(1.0, max_side / max(h, w))
-    if s < 1.0:
-        img = np.asarray(cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA), np.uint8)
-    ok, buf = cv2.imencode(f".{fmt}", img, [IMAGE_FORMATS[fmt], quality])
+    if s >= 1.0:
+        return img
+    return np.asarray(cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA), np.uint8)
+
+
+def _encode(img: npt.NDArray[np.uint8], max_side: int, quality: int, fmt: str = "jpg") -> bytes:
+    ok, buf = cv2.imencode(f".{fmt}", _shrink(img, max_side), [IMAGE_FORMATS[fmt], quality])
     if not ok:
         raise ValueError(f"{fmt} encoding failed")
     return bytes(buf)
 
 
+def _read_teacher_cache(path: Path, teacher_id: str) -> dict[str, list[TeacherBox]]:
+    """The teacher's boxes by image SHA-1 from an earlier run of the same teacher; empty when absent, made by
+    another teacher or unreadable (then the teacher runs again)."""
+    if not path.is_file():
+        return {}
+    try:
+        stored = json.loads(path.read_text())
+        if stored.get("teacher") != teacher_id:
+            log.warning("teacher cache %s was made by another teacher: not used", path)
+            return {}
+        return {k: [(n, sc, (b[0], b[1], b[2], b[3])) for n, sc, b in v] for k, v in stored["boxes"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("teacher cache %s is unreadable (%s): not used", path, exc)
+        return {}
+
+
+def _write_teacher_cache(path: Path, teacher_id: str, cache: dict[str, list[TeacherBox]]) -> None:
+    """Save the cache atomically (a crash mid-write leaves the previous file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"teacher": teacher_id, "boxes": {
+        k: [[n, round(sc, 4), [round(v, 5) for v in b]] for n, sc, b in boxes] for k, boxes in cache.items()}}))
+    os.replace(tmp, path)
+
+
 def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 416,
                qualities: tuple[int, ...] = (82, 75, 68, 60, 52, 45, 38, 32), val_cap: int = 0,
-               fmt: str = "jpg") -> dict[str, object]:
+               fmt: str = "jpg", teacher: Callable[[npt.NDArray[np.uint8]], list[TeacherBox]] | None = None,
+               teacher_cache: Path | None = None, teacher_id: str = "") -> dict[str, object]:
     """Write a pack of ``sources`` into ``out``, lowering the quality until it fits ``max_mb``.
 
     ``fmt`` is the image format, ``jpg`` or ``webp`` (see ``IMAGE_FORMATS``).
+
+    ``teacher`` labels context classes on every image (full resolution, normalised boxes), merged with the
+    source's own labels by :func:`datasets.pseudo.merge_teacher`: the source's labels win for its classes.
+    ``teacher_cache``: a JSON file of the teacher's boxes by image content hash, read and updated, so a pack
+    rebuilt after a label change does not run the teacher again; it is used only when it was written by the same
+    ``teacher_id`` (e.g. the checkpoint's hash).
 
     ``val_cap`` > 0 keeps at most that many validation images per source (evenly spaced in
     file order), for a pack that must travel light; the full validation splits stay where they
@@ -95,12 +135,37 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
     if fmt not in IMAGE_FORMATS:
         raise ValueError(f"unknown image format {fmt!r}; use one of {sorted(IMAGE_FORMATS)}")
     images: dict[Path, npt.NDArray[np.uint8]] = {}
-    for _src, _split, it, _ in items:
-        img = cv2.imread(str(it.image), cv2.IMREAD_COLOR)
+    lines_of: dict[Path, list[str]] = {}
+    added: dict[str, dict[str, int]] = {}
+    cache: dict[str, list[TeacherBox]] = {}
+    if teacher_cache is not None and teacher is not None:
+        cache = _read_teacher_cache(teacher_cache, teacher_id)
+    for k, (src, split, it, cmap) in enumerate(items):
+        raw = it.image.read_bytes()
+        img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             log.warning("skipping unreadable image %s", it.image)
             continue
-        images[it.image] = np.asarray(img, np.uint8)
+        own = [(CANONICAL_LABELS[cmap[c]], (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+               for c, cx, cy, w, h in it.boxes if c in cmap]
+        if teacher is not None:
+            key = hashlib.sha1(raw).hexdigest()
+            if key not in cache:
+                cache[key] = teacher(np.asarray(img, np.uint8))
+            merged = merge_teacher(own, cache[key],
+                                   src.labelled or frozenset(CANONICAL_LABELS[c] for c in cmap.values()))
+            own = merged.boxes
+            split_added = added.setdefault(f"{src.name}/{split}", {})
+            for name, n in merged.added.items():
+                split_added[name] = split_added.get(name, 0) + n
+            if (k + 1) % 500 == 0:
+                log.info("teacher: %d/%d images", k + 1, len(items))
+                if teacher_cache is not None:  # hours of teacher work survive a crash
+                    _write_teacher_cache(teacher_cache, teacher_id, cache)
+        lines_of[it.image] = to_yolo_lines(own)
+        images[it.image] = _shrink(np.asarray(img, np.uint8), max_side)
+    if teacher_cache is not None and teacher is not None:
+        _write_teacher_cache(teacher_cache, teacher_id, cache)
     budget = max_mb * 1024 * 1024 * 0.97  # leave room for labels and yaml files
     chosen = qualities[-1]
     encoded: dict[Path, bytes] = {}
@@ -116,7 +181,8 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
     if out.exists():
         shutil.rmtree(out)
     files = []
-    for src, split, it, cmap in items:
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for src, split, it, _cmap in items:
         if it.image not in encoded:
             continue
         stem = f"{src.name}__{it.image.stem}"
@@ -125,7 +191,12 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
         img_path.parent.mkdir(parents=True, exist_ok=True)
         lbl_path.parent.mkdir(parents=True, exist_ok=True)
         img_path.write_bytes(encoded[it.image])
-        lines = [f"{cmap[c]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}" for c, cx, cy, w, h in it.boxes if c in cmap]
+        lines = lines_of[it.image]
+        tally = counts.setdefault(src.name, {}).setdefault(split, {"images": 0})
+        tally["images"] += 1
+        for line in lines:
+            name = CANONICAL_LABELS[int(line.split()[0])]
+            tally[name] = tally.get(name, 0) + 1
         lbl_path.write_text("\n".join(lines) + ("\n" if lines else ""))
         files.append({"file": str(img_path.relative_to(out)), "source": src.name, "split": split,
                       "original": str(it.image), "boxes": len(lines)})
@@ -152,11 +223,32 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
         "format": fmt,
         "quality": chosen,
         "dataset_sha256": digest.hexdigest(),
-        "sources": [{"name": s.name, "data": str(s.data_yaml), "license": s.license, "remap": s.remap}
+        "sources": [{"name": s.name, "data": str(s.data_yaml), "license": s.license, "remap": s.remap,
+                     "counts": counts.get(s.name, {}),
+                     "teacher_boxes": {sp: added.get(f"{s.name}/{sp}", {}) for sp in counts.get(s.name, {})}}
                     for s in sources],
+        "teacher": teacher is not None,
         "files": files,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (out / "DATASET_CARD.md").write_text(dataset_card(manifest), encoding="utf-8")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     log.info("pack: %d images, %.1f MB, %s quality %d -> %s", len(files), size / 2**20, fmt, chosen, out)
     return manifest
+
+
+def dataset_card(manifest: dict[str, Any]) -> str:
+    """A pack's dataset card (markdown): each source's license, images and boxes per class, teacher boxes."""
+    lines = ["# Training pack: dataset card", "",
+             f"{len(manifest['files'])} images re-encoded as {manifest['format']} (max side {manifest['max_side']} px, "
+             f"quality {manifest['quality']}), pack sha256 `{manifest['dataset_sha256']}`. Context classes labelled "
+             f"by the COCO teacher: {'yes' if manifest.get('teacher') else 'no'} (a source's own labels win for "
+             "the classes it labels; see datasets/pseudo.py).", "",
+             "| source | license | split | images | boxes by class (own + teacher) | of which teacher |",
+             "|---|---|---|---|---|---|"]
+    for src in manifest["sources"]:
+        for split, tally in src.get("counts", {}).items():
+            boxes = ", ".join(f"{k} {v}" for k, v in sorted(tally.items()) if k != "images")
+            teacher = ", ".join(f"{k} {v}" for k, v in sorted(src.get("teacher_boxes", {}).get(split, {}).items()))
+            lines.append(f"| {src['name']} | {src['license']} | {split} | {tally['images']} | {boxes} | {teacher} |")
+    return "\n".join(lines) + "\n"

@@ -39,6 +39,10 @@ from detector.types import CANONICAL_LABELS
 
 log = logging.getLogger(__name__)
 
+#: The labels the renderer gives exactly (everything it labels is labelled wherever it is visible).
+RENDERED_LABELS: frozenset[str] = frozenset({"street_stall", "uncovered_truck", "truck", "garbage", "garbage_bin",
+                                             "overflowing_bin", "barbecue", "smoke", "person"})
+
 Box = tuple[float, float, float, float]
 
 BRIGHT: list[Color] = [(40, 40, 200), (200, 80, 30), (230, 230, 230), (30, 160, 230), (60, 170, 60),
@@ -53,9 +57,9 @@ def _rand_color(rng: np.random.Generator, choices: list[Color], jitter: int = 20
 
 
 def person(rng: np.random.Generator, x: float, y: float) -> Obj:
-    """A standing person (distractor)."""
+    """A standing person (a context label: never a violation by itself)."""
     h = rng.uniform(1.55, 1.85)
-    o = Obj(None)
+    o = Obj("person")
     o.parts.append(cylinder(x, y, 0, 0.18, h * 0.5, _rand_color(rng, BAG), n=8))
     o.parts.append(cylinder(x, y, h * 0.5, 0.22, h * 0.35, _rand_color(rng, BRIGHT), n=8))
     o.parts.append(ellipsoid(x, y, h * 0.92, 0.11, 0.11, 0.13, (60, 90, 140), n=6))

@@ -97,6 +97,14 @@ def box_iou(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArr
     return np.asarray(inter / np.maximum(union, 1e-9), np.float32)
 
 
+def box_gap(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Pairwise gap between two box sets ``(n, 4)`` and ``(m, 4)`` in xyxy: the larger of the horizontal and
+    vertical distances between their edges (negative where they overlap on both axes)."""
+    gap_x = np.maximum(a[:, None, 0], b[None, :, 0]) - np.minimum(a[:, None, 2], b[None, :, 2])
+    gap_y = np.maximum(a[:, None, 1], b[None, :, 1]) - np.minimum(a[:, None, 3], b[None, :, 3])
+    return np.asarray(np.maximum(gap_x, gap_y), np.float32)
+
+
 def nms(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32], iou: float) -> npt.NDArray[np.int64]:
     """Greedy non-maximum suppression; returns kept indices by descending score."""
     order = np.argsort(-scores, kind="stable")

@@ -9,8 +9,13 @@ Rules, per zone and violation:
     * Stationary violations (stall, garbage, barbecue, overflowing bin) start
       once the place has been present for its dwell time, with gaps no longer
       than ``gap_tolerance_s``.
-    * Uncovered trucks pass by: they start once seen in ``truck_min_samples``
-      sampled frames.
+    * Trucks pass by: every truck is followed, and it starts an uncovered-truck
+      violation once seen in ``truck_min_samples`` sampled frames with its load
+      state, aggregated over those frames, uncovered (:mod:`detector.loadstate`).
+    * Street stalls have a second path beside the learned class: people staying
+      next to stall furniture (an umbrella, a table, chairs; per zone) in a zone
+      that watches stalls form a stall of their own, which starts after the same
+      dwell time (``ZoneSpec.stall_context``).
     * A violation ends when its place has not been seen for ``gap_tolerance_s``.
     * Detections whose ground anchor lies in an allowlisted area (a licensed
       stall, a fixed bin) never count for the listed violations.
@@ -20,23 +25,28 @@ All times are the source's timestamps in seconds; nothing counts frames.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from detector.events import VIOLATIONS, EventState, ViolationEvent
-from detector.postprocess import box_iou
+from detector.events import VIOLATIONS, Alternative, EventDetails, EventState, LoadState, ViolationEvent
+from detector.loadstate import Evidence, LoadVotes, detector_evidence
+from detector.postprocess import box_gap, box_iou
 from detector.types import Detections
 from detector.zones import PolygonZone
 
-#: Detector label -> violation it is evidence of. Labels not listed (truck,
-#: garbage_bin, fire) are context only. ``smoke`` supports a barbecue place
-#: and starts one only in zones that say so.
+log = logging.getLogger(__name__)
+
+#: Detector label -> violation it is evidence of. Labels not listed (garbage_bin, fire, the context
+#: classes) never open a case by themselves. ``smoke`` supports a barbecue place and starts one only in
+#: zones that say so; a ``truck`` is an uncovered-truck candidate whose load state decides.
 LABEL_TO_VIOLATION: dict[str, str] = {
     "street_stall": "street_stall",
     "uncovered_truck": "uncovered_truck",
+    "truck": "uncovered_truck",
     "garbage": "garbage",
     "overflowing_bin": "overflowing_bin",
     "barbecue": "barbecue",
@@ -54,6 +64,9 @@ DEFAULT_DWELL_S: dict[str, float] = {
 }
 
 Box = tuple[float, float, float, float]
+
+#: A stall's umbrella is at least this many person widths wide (narrower: one held by a passer-by).
+UMBRELLA_MIN_WIDTH = 1.5
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,24 @@ class RuleSettings:
 
 
 @dataclass(frozen=True)
+class StallContext:
+    """The second path to a street stall: people staying with stall furniture.
+
+    Attributes:
+        objects: Context labels that make a stall with people next to them.
+        min_people: People needed next to one such object.
+        reach: A person is next to an object when the gap between their boxes is at most this many
+            person heights.
+        min_confidence: People and objects count from this detection score on.
+    """
+
+    objects: frozenset[str] = frozenset({"umbrella", "dining_table"})
+    min_people: int = 1
+    reach: float = 0.5
+    min_confidence: float = 0.4
+
+
+@dataclass(frozen=True)
 class AllowArea:
     """An area where some violations are permitted (e.g. a licensed stall)."""
 
@@ -98,6 +129,7 @@ class ZoneSpec:
     dwell_s: dict[str, float] = field(default_factory=dict)
     allow: tuple[AllowArea, ...] = ()
     smoke_means_barbecue: bool = False
+    stall_context: StallContext | None = None
 
 
 @dataclass
@@ -118,6 +150,25 @@ class _Place:
     ended_at: float | None = None
     last_emit: float = 0.0
     emitted_conf: float = 0.0
+    paths: set[str] = field(default_factory=set)
+    context_objects: set[str] = field(default_factory=set)
+    alternatives: dict[str, float] = field(default_factory=dict)
+    load: LoadVotes | None = None
+
+
+@dataclass(frozen=True)
+class _Obs:
+    """One detection's observation of a violation in a zone."""
+
+    violation: str
+    box: Box
+    conf: float
+    track_id: int
+    support: bool = False
+    path: str = "detector"
+    context_objects: tuple[str, ...] = ()
+    alternative: Alternative | None = None
+    load: Evidence | None = None
 
 
 class ViolationRules:
@@ -134,6 +185,12 @@ class ViolationRules:
         # Keys must never collide with an earlier run's (a restarted service shares the case store).
         self._session = uuid.uuid4().hex[:8]
         self.zone_tolerance_s: dict[str, float] = {}  # zone -> shortest absence that ends a violation there
+        for z in zones:
+            ctx = z.stall_context
+            if ctx is not None and "street_stall" in z.violations and (
+                    "person" not in names or not ctx.objects & set(names)):
+                log.warning("%s/%s: the model has no %s class: stalls are found by the learned class only", camera,
+                            z.id, "person" if "person" not in names else " or ".join(sorted(ctx.objects)))
 
     def tolerance(self, zone: str) -> float:
         """Longest absence that still counts as presence in a zone: the gap tolerance, or longer where
@@ -144,16 +201,15 @@ class ViolationRules:
         """Return the dwell time of a violation in a zone (zone override, then settings)."""
         return zone.dwell_s.get(violation, self.settings.dwell_s.get(violation, DEFAULT_DWELL_S.get(violation, 0)))
 
-    def _observations(self, det: Detections, width: int, height: int, zone: ZoneSpec
-                      ) -> list[tuple[str, Box, float, int, bool]]:
-        """Return (violation, box, confidence, track id, is_support_only) seen in a zone."""
+    def _observations(self, det: Detections, width: int, height: int, zone: ZoneSpec) -> list[_Obs]:
+        """The violations (and their support) a frame's detections show in a zone."""
         if len(det) == 0:
             return []
         inside = zone.zone.trigger(det, width, height)
         anchors = det.bottom_center()
         out = []
         for i in np.flatnonzero(inside):
-            label = self.names[int(det.class_id[i])] if int(det.class_id[i]) < len(self.names) else ""
+            label = self._label(int(det.class_id[i]))
             violation = LABEL_TO_VIOLATION.get(label)
             if violation is None or violation not in zone.violations:
                 continue
@@ -164,12 +220,71 @@ class ViolationRules:
                    for a in zone.allow):
                 continue
             support = label == "smoke" and not zone.smoke_means_barbecue
+            alt = int(det.data["alt_class_id"][i]) if "alt_class_id" in det.data else -1
+            alternative = None
+            if alt >= 0:
+                alt_label = self._label(alt)
+                alternative = Alternative(LABEL_TO_VIOLATION.get(alt_label, alt_label),
+                                          float(det.data["alt_confidence"][i]))
+            load = self._load_evidence(det, i, label) if violation in MOVING else None
             x1, y1, x2, y2 = (float(v) for v in det.xyxy[i])
-            out.append((violation, (x1, y1, x2, y2), conf, int(det.tracker_id[i]), support))
+            out.append(_Obs(violation, (x1, y1, x2, y2), conf, int(det.tracker_id[i]), support,
+                            alternative=alternative, load=load))
+        if zone.stall_context is not None and "street_stall" in zone.violations:
+            out.extend(self._stall_context(det, inside, zone, zone.stall_context, width, height))
+        return out
+
+    def _label(self, class_id: int) -> str:
+        return self.names[class_id] if 0 <= class_id < len(self.names) else ""
+
+    @staticmethod
+    def _load_evidence(det: Detections, i: int, label: str) -> Evidence:
+        """A truck detection's evidence on its load: the scene stage's share of the uncovered score (or, without
+        the scene stage, the detector's class)."""
+        if "uncovered" in det.data:
+            return detector_evidence(float(det.data["uncovered"][i]))
+        return detector_evidence(1.0 if label == "uncovered_truck" else 0.0)
+
+    def _stall_context(self, det: Detections, inside: npt.NDArray[np.bool_], zone: ZoneSpec, ctx: StallContext,
+                       width: int, height: int) -> list[_Obs]:
+        """Stalls made of people in the zone next to stall furniture, one observation per piece of furniture.
+
+        The observation's box is the furniture's, so the place stays put while people come and go; furniture
+        standing in an allowlisted stall area does not count.
+        """
+        labels = [self._label(int(c)) for c in det.class_id]
+        sure = det.confidence >= ctx.min_confidence
+        people = np.asarray([i for i in np.flatnonzero(inside & sure) if labels[i] == "person"], np.int64)
+        if len(people) < ctx.min_people:
+            return []
+        floor = max(ctx.min_confidence, self.settings.min_confidence.get("street_stall", 0.0))
+        furniture = np.asarray([j for j, n in enumerate(labels)
+                                if n in ctx.objects and det.confidence[j] >= floor], np.int64)
+        if not len(furniture):
+            return []
+        gaps = box_gap(det.xyxy[furniture], det.xyxy[people])
+        heights = det.xyxy[people, 3] - det.xyxy[people, 1]
+        anchors = det.bottom_center()
+        out = []
+        for k, j in enumerate(furniture):
+            near = people[gaps[k] <= ctx.reach * heights]
+            if len(near) < ctx.min_people:
+                continue
+            ob = det.xyxy[j]
+            if labels[j] == "umbrella":  # a market umbrella, not one held over a head in the rain
+                widths = det.xyxy[near, 2] - det.xyxy[near, 0]
+                if ob[2] - ob[0] < UMBRELLA_MIN_WIDTH * float(np.median(widths)):
+                    continue
+            if any("street_stall" in a.violations and a.zone.contains(anchors[j : j + 1], width, height)[0]
+                   for a in zone.allow):
+                continue
+            conf = min(float(det.confidence[j]), float(det.confidence[near].max()))
+            box = (float(ob[0]), float(ob[1]), float(ob[2]), float(ob[3]))
+            out.append(_Obs("street_stall", box, conf, -1, path="context", context_objects=(labels[j],)))
         return out
 
     def _match(self, violation: str, zone: str, box: Box, track_id: int, support: bool,
-               include_ended: bool) -> _Place | None:
+               include_ended: bool, frame_ids: frozenset[int] = frozenset()) -> _Place | None:
         cands = [p for p in self._places if p.violation == violation and p.zone == zone
                  and (include_ended or p.ended_at is None)]
         if not cands:
@@ -178,6 +293,11 @@ class ViolationRules:
             for p in cands:
                 if track_id in p.track_ids and p.ended_at is None:
                     return p
+            # Another vehicle id. The box may still be the same vehicle after an id switch, but never one whose
+            # vehicle is in this very frame, and a gone vehicle's ended case is never revived by the next truck.
+            cands = [p for p in cands if p.ended_at is None and not (p.track_ids & frame_ids)]
+            if not cands:
+                return None
         b = np.asarray([box], np.float32)
         boxes = np.stack([p.box for p in cands]).astype(np.float32)
         ious = box_iou(b, boxes)[0]
@@ -192,9 +312,15 @@ class ViolationRules:
     def _event(self, p: _Place, state: EventState, ts: float) -> ViolationEvent:
         p.last_emit = ts
         p.emitted_conf = p.best_conf
+        alts = tuple(Alternative(v, round(c, 4)) for v, c in sorted(p.alternatives.items(), key=lambda kv: -kv[1]))
+        details = EventDetails(paths=tuple(sorted(p.paths)) or ("detector",),
+                               context_objects=tuple(sorted(p.context_objects)), alternatives=alts,
+                               load_state=p.load.state() if p.load is not None else None,
+                               load_probability=p.load.probability() if p.load is not None else {},
+                               load_samples=p.load.samples if p.load is not None else 0)
         return ViolationEvent(state=state, key=p.key, camera=self.camera, zone=p.zone, violation=p.violation,
                               start_s=p.present_since, ts=ts, confidence=p.best_conf, box=p.best_box,
-                              best_ts=p.best_ts, track_ids=tuple(sorted(p.track_ids)))
+                              best_ts=p.best_ts, track_ids=tuple(sorted(p.track_ids)), details=details)
 
     def update(self, det: Detections, ts: float, width: int, height: int,
                zones: frozenset[str] | None = None) -> list[ViolationEvent]:
@@ -206,11 +332,14 @@ class ViolationRules:
         s = self.settings
         events: list[ViolationEvent] = []
         seen: set[str] = set()
+        frame_ids = frozenset(int(v) for v in det.tracker_id if v >= 0)  # the vehicles in this frame
         for zone in self.zones:
             if zones is not None and zone.id not in zones:
                 continue
-            for violation, box, conf, tid, support in self._observations(det, width, height, zone):
-                place = self._match(violation, zone.id, box, tid, support, include_ended=not support)
+            for ob in self._observations(det, width, height, zone):
+                violation, box, conf, tid, support = ob.violation, ob.box, ob.conf, ob.track_id, ob.support
+                place = self._match(violation, zone.id, box, tid, support, include_ended=not support,
+                                    frame_ids=frame_ids)
                 if place is None:
                     if support:
                         continue
@@ -219,7 +348,8 @@ class ViolationRules:
                     key = f"{self.camera}:{zone.id}:{violation}:{self._session}-{self._counter}@{cx:.2f},{cy:.2f}"
                     place = _Place(key=key, zone=zone.id, violation=violation, box=np.asarray(box, np.float32),
                                    first_seen=ts, present_since=ts, last_seen=ts, best_conf=conf, best_box=box,
-                                   best_ts=ts)
+                                   best_ts=ts,
+                                   load=LoadVotes(min_samples=s.truck_min_samples) if violation in MOVING else None)
                     self._places.append(place)
                 elif place.ended_at is not None:
                     # Back within the cooldown: the same case continues, no second alert.
@@ -233,11 +363,18 @@ class ViolationRules:
                     place.present_since = ts
                 if place.key not in seen:
                     place.samples += 1
+                    if place.load is not None and ob.load is not None:
+                        place.load.add(ob.load, conf)
                 seen.add(place.key)
                 place.last_seen = ts
                 if tid >= 0:
                     place.track_ids.add(tid)
                 if not support:
+                    place.paths.add(ob.path)
+                    place.context_objects.update(ob.context_objects)
+                    if ob.alternative is not None and ob.alternative.violation != violation:
+                        a = ob.alternative
+                        place.alternatives[a.violation] = max(place.alternatives.get(a.violation, 0.0), a.confidence)
                     place.box = 0.7 * place.box + 0.3 * np.asarray(box, np.float32)
                     if conf > place.best_conf:
                         place.best_conf, place.best_box, place.best_ts = conf, box, ts
@@ -246,7 +383,8 @@ class ViolationRules:
                 continue
             zone_spec = next(z for z in self.zones if z.id == place.zone)
             if not place.started:
-                ready = (place.samples >= s.truck_min_samples if place.violation in MOVING
+                ready = (place.samples >= s.truck_min_samples and place.load is not None
+                         and place.load.state() is LoadState.UNCOVERED if place.violation in MOVING
                          else ts - place.present_since >= self.dwell(zone_spec, place.violation))
                 if ready:
                     place.started = True

@@ -25,8 +25,9 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
-#: Canonical detector label names, in the order used by the shipped models.
-CANONICAL_LABELS: tuple[str, ...] = (
+#: Labels of the violation classes and their direct evidence (trucks, bins, smoke, fire), in the order of
+#: the first models (0.1-0.3); later models append the context labels.
+VIOLATION_LABELS: tuple[str, ...] = (
     "street_stall",
     "uncovered_truck",
     "truck",
@@ -38,6 +39,23 @@ CANONICAL_LABELS: tuple[str, ...] = (
     "fire",
 )
 
+#: Context labels (COCO classes a street camera must know): they never open a case by themselves, the rules
+#: use them (people and furniture at a stall, a truck's load state). Taught by the COCO teacher.
+CONTEXT_LABELS: tuple[str, ...] = (
+    "person",
+    "bicycle",
+    "motorcycle",
+    "car",
+    "bus",
+    "umbrella",
+    "chair",
+    "bench",
+    "dining_table",
+)
+
+#: Canonical detector label names, in the order used by the shipped models (0.4 and later).
+CANONICAL_LABELS: tuple[str, ...] = VIOLATION_LABELS + CONTEXT_LABELS
+
 
 @dataclass(frozen=True)
 class Detections:
@@ -48,12 +66,15 @@ class Detections:
         confidence: Scores ``(n,)`` in 0..1.
         class_id: Class indices ``(n,)`` into the model's label names.
         tracker_id: Track ids ``(n,)``; -1 where no track is assigned.
+        data: Further per-row arrays by name (first axis ``n``), e.g. the scene stage's ``alt_class_id``,
+            ``alt_confidence`` and ``uncovered`` (see :mod:`detector.scene`); sliced and merged with the rows.
     """
 
     xyxy: FloatArray
     confidence: FloatArray
     class_id: IntArray
     tracker_id: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    data: dict[str, npt.NDArray[np.generic]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -66,6 +87,11 @@ class Detections:
         for name, arr in (("confidence", conf), ("class_id", cls), ("tracker_id", tid)):
             if len(arr) != n:
                 raise ValueError(f"Detections.{name} has {len(arr)} rows, xyxy has {n}")
+        data = {k: np.asarray(v) for k, v in self.data.items()}
+        for key, col in data.items():
+            if col.ndim == 0 or len(col) != n:
+                raise ValueError(f"Detections.data[{key!r}] has {0 if col.ndim == 0 else len(col)} rows, xyxy has {n}")
+        object.__setattr__(self, "data", data)
         object.__setattr__(self, "xyxy", xyxy)
         object.__setattr__(self, "confidence", conf)
         object.__setattr__(self, "class_id", cls)
@@ -90,6 +116,7 @@ class Detections:
             confidence=self.confidence[index],
             class_id=self.class_id[index],
             tracker_id=self.tracker_id[index],
+            data={k: v[index] for k, v in self.data.items()},
         )
 
     def __iter__(self) -> Iterator[tuple[FloatArray, float, int, int]]:
@@ -111,9 +138,13 @@ class Detections:
         items = [d for d in items if len(d)]
         if not items:
             return Detections.empty()
+        keys = set(items[0].data)
+        if any(set(d.data) != keys for d in items):
+            raise ValueError("cannot merge detections with different data keys")
         return Detections(
             xyxy=np.concatenate([d.xyxy for d in items]),
             confidence=np.concatenate([d.confidence for d in items]),
             class_id=np.concatenate([d.class_id for d in items]),
             tracker_id=np.concatenate([d.tracker_id for d in items]),
+            data={k: np.concatenate([d.data[k] for d in items]) for k in keys},
         )

@@ -22,6 +22,12 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+#: The license written into exported models (Ultralytics' exporter writes its own, AGPL-3.0, with no word on the
+#: weights' origin).
+WEIGHTS_LICENSE = ("AGPL-3.0 (streetwatch, trained and exported with Ultralytics, AGPL-3.0); weights started from "
+                   "yolov5n-coco.pt are also a derived work of that GPL-3.0 checkpoint: see the model card")
+
+
 def export_onnx(weights: Path, out_dir: Path, imgsz: int, dataset_sha256: str | None = None,
                 version: str = "0") -> Path:
     """Export ``weights`` (.pt) to ``out_dir/model.onnx``; needs the ``train`` extra."""
@@ -32,7 +38,7 @@ def export_onnx(weights: Path, out_dir: Path, imgsz: int, dataset_sha256: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     produced = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, nms=False))
     model = onnx.load(str(produced))
-    extra = {"streetwatch_version": version, "dataset_sha256": dataset_sha256 or "unknown"}
+    extra = {"streetwatch_version": version, "dataset_sha256": dataset_sha256 or "unknown", "license": WEIGHTS_LICENSE}
     for k, v in extra.items():
         entry = next((p for p in model.metadata_props if p.key == k), None) or model.metadata_props.add()
         entry.key, entry.value = k, v
@@ -81,6 +87,24 @@ def _size_study(study: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def loso_lines(loso: dict[str, Any]) -> list[str]:
+    """Markdown of a leave-one-source-out study (``models/loso.py``'s ``loso.json`` under ``runs``)."""
+    runs: dict[str, dict[str, Any]] = loso.get("runs", {})
+    if not runs:
+        return []
+    lines = ["## Leave one source out (generalisation to a source never seen)", "", loso.get("what", ""), "",
+             "| start | left-out source | class | AP50 detector | AP50 product | epochs | train s |",
+             "|---|---|---|---|---|---|---|"]
+    for start, by_source in runs.items():
+        for source, s in by_source.items():
+            for cls, ap in s["scores"]["detector"].items():
+                lines.append(f"| {start} | {source} | {cls} | {ap} | {s['scores']['product'].get(cls)} | "
+                             f"{s.get('epochs')} | {s.get('train_seconds')} |")
+    if loso.get("reading"):
+        lines += ["", loso["reading"]]
+    return [*lines, ""]
+
+
 def write_card(out_dir: Path, card: dict[str, Any]) -> None:
     """Write ``card.json`` and a readable ``card.md``."""
     (out_dir / "card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False))
@@ -106,6 +130,9 @@ def write_card(out_dir: Path, card: dict[str, Any]) -> None:
     study = card.get("input_size_study")
     if study:
         lines += _size_study(study)
+    lines += loso_lines(card.get("leave_one_source_out", {}))
+    for section in card.get("sections", []):  # further measurements, already in markdown
+        lines += [f"## {section['title']}", "", section["body"], ""]
     s2r = card.get("sim_to_real")
     if s2r:
         lines += ["## Sim-to-real gap", "", s2r.get("what", ""), "", "```", json.dumps(s2r.get("ap50", {}), indent=1),
@@ -114,6 +141,8 @@ def write_card(out_dir: Path, card: dict[str, Any]) -> None:
         lines += ["## Speed on CPU", ""] + [f"- {s}" for s in card["speed"]] + [""]
     if card.get("data"):
         lines += ["## Data and licenses", ""] + [f"- {d}" for d in card["data"]] + [""]
+    if card.get("license"):
+        lines += ["## License of the weights", "", card["license"], ""]
     if card.get("limits"):
         lines += ["## Known limits", ""] + [f"- {x}" for x in card["limits"]] + [""]
     if card.get("measured_by"):

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One unattended call on a lent GPU machine, two trainings side by side on the same GPU:
-#   main: the default model fine-tuned from models/default/model.pt on the whole pack (real + synthetic);
+#   main: the default model fine-tuned from models/default/model.pt on the whole pack (real + synthetic), or,
+#         with MODEL=coco, from the COCO-pretrained start (PRETRAINED: the yolov5n-coco.pt carried along,
+#         default ../shared/pretrained/yolov5n-coco.pt);
 #   s2r:  the sim-to-real study, yolo26n from scratch on the synthetic images only, garbage/bin/smoke
 #         classes only, validated on the real splits (its metrics.json answers "how far does synthetic go").
 #         S2R_MINUTES=0 skips it and gives the main run all the data-loader workers (the data loader, not
@@ -28,7 +30,8 @@ if awk -v m="$s2r_min" 'BEGIN { exit !(m > 0) }'; then s2r=1 main_workers=10; el
 limit() { awk -v m="$1" 'BEGIN { printf "%d", (m + 2) * 60 }'; }  # budget + 2 minutes, in whole seconds
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 timeout -s TERM "$(limit "$main_min")" python3 models/train_gpu.py --pack pack --out "$out/main" \
-  --model models/default/model.pt --minutes "$main_min" --imgsz "$imgsz" --batch 64 --workers "$main_workers" \
+  --model "${MODEL:-models/default/model.pt}" ${PRETRAINED:+--pretrained "$PRETRAINED"} --minutes "$main_min" \
+  --imgsz "$imgsz" --batch 64 --workers "$main_workers" \
   >"$out/main.log" 2>&1 &
 a=$!
 rb=0

@@ -2,10 +2,13 @@
 
 Runs on a lent CUDA machine that already has PyTorch (the project's wheels for
 Ultralytics are carried next to it) and on any other machine as a fallback.
-It trains YOLO26n from its model YAML (never a hub checkpoint) on a training
-pack made by ``streetwatch datasets pack``, for as many epochs as fit in the
-time budget, validates the best weights on every per-source validation split,
-and writes everything a model card needs into ``--out``:
+It fine-tunes the COCO-pretrained start (``--model coco``: Ultralytics'
+``yolov5n.yaml`` whose backbone and neck come from ``--pretrained``, see
+``models/pretrained.py``), or trains a model YAML from scratch (never a hub
+checkpoint), on a training pack made by ``streetwatch datasets pack``, for as
+many epochs as fit in the time budget, validates the best weights on every
+per-source validation split, and writes everything a model card needs into
+``--out``:
 
     best.pt, results.csv, metrics.json, train.log (and best.onnx when export works)
 
@@ -134,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pack", type=Path, required=True, help="training pack folder (has data.yaml)")
     ap.add_argument("--out", type=Path, required=True, help="where best.pt, metrics.json, ... go")
-    ap.add_argument("--model", default="yolo26n.yaml", help="model YAML (built from scratch)")
+    ap.add_argument("--model", default="coco", help="'coco' (the COCO-pretrained yolov5n start), a model YAML "
+                    "(from scratch, e.g. yolo26n.yaml) or a local .pt to fine-tune")
+    ap.add_argument("--pretrained", type=Path, default=None,
+                    help="the YOLOv5n COCO checkpoint for --model coco (default: ../shared/pretrained/yolov5n-coco.pt)")
+    ap.add_argument("--close-mosaic", type=int, default=10, help="last epochs trained without mosaic")
     ap.add_argument("--minutes", type=float, default=8.5, help="training time budget (0: train --epochs)")
     ap.add_argument("--imgsz", type=int, default=416)
     ap.add_argument("--batch", type=int, default=64)
@@ -180,6 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown classes {unknown}; the pack has {names}")
     class_ids = [names.index(c) for c in wanted] or None
+    model = args.model
+    if model == "coco":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script on a lent machine
+        from models.pretrained import DEFAULT_CHECKPOINT, load_coco_checkpoint, student_start
+
+        ckpt = load_coco_checkpoint(args.pretrained or DEFAULT_CHECKPOINT)
+        model = str(student_start(names, args.out / "start.pt", ckpt))
+        summary["start"] = "COCO-pretrained yolov5n (layers 0-23 from yolov5n-coco.pt, GPL-3.0)"
     manifest = args.pack / "manifest.json"
     if manifest.exists():
         summary["pack_manifest_sha256"] = json.loads(manifest.read_text()).get("dataset_sha256")
@@ -188,11 +203,12 @@ def main(argv: list[str] | None = None) -> int:
             minutes = args.minutes - (time.time() - started) / 60
             try:
                 summary["workers"] = workers
-                YOLO(args.model).train(
+                YOLO(model).train(
                     data=str(args.pack / args.data), classes=class_ids, epochs=args.epochs,
                     time=minutes / 60 if args.minutes > 0 else None, imgsz=args.imgsz,
                     batch=args.batch, workers=workers, device=device, project=str(work / "runs"), name="train",
-                    exist_ok=True, plots=False, cache="ram", patience=1000, close_mosaic=10, mixup=0.1, seed=0,
+                    exist_ok=True, plots=False, cache="ram", patience=1000, close_mosaic=args.close_mosaic, mixup=0.1,
+                    seed=0,
                     deterministic=False, multi_scale=args.multi_scale,
                     **({"optimizer": "SGD", "lr0": args.lr0, "warmup_epochs": 1} if args.lr0 > 0 else {}))
                 break

@@ -74,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="folder of YOLO sources")
     ap.add_argument("--synthetic", type=Path, help="a synthetic YOLO dataset (its val split) to validate too")
+    ap.add_argument("--extra", type=Path, nargs="*", default=[],
+                    help="materialized external sources (`datasets materialize`) to validate too")
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     tmp = Path(tempfile.mkdtemp(prefix="sw_canon_"))
-    sources = sorted(args.data.glob("*/data.yaml"))
+    sources = sorted(args.data.glob("*/data.yaml")) + [d / "data.yaml" for d in args.extra]
     if args.synthetic is not None:
         sources.append(args.synthetic / "data.yaml")
     splits: dict[str, Path] = {}

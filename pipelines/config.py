@@ -38,12 +38,17 @@ from pydantic import (
     model_validator,
 )
 
-from detector.rules import DEFAULT_DWELL_S, AllowArea, RuleSettings, ZoneSpec
+from detector.rules import DEFAULT_DWELL_S, AllowArea, RuleSettings, StallContext, ZoneSpec
+from detector.scene import SceneSettings
 from detector.warnings import DEFAULT_MESSAGES, QuietHours, WarningSettings
 from detector.zones import PolygonZone
 
 Point = npt.NDArray[np.float64]
 Violation = Literal["street_stall", "uncovered_truck", "garbage", "barbecue", "overflowing_bin"]
+ContextLabel = Literal["person", "bicycle", "motorcycle", "car", "bus", "umbrella", "chair", "bench", "dining_table"]
+#: Context labels that can be stall furniture (a person next to a person is no stall).
+StallObject = Literal["bicycle", "motorcycle", "car", "bus", "umbrella", "chair", "bench", "dining_table"]
+DEFAULT_STALL_OBJECTS: tuple[StallObject, ...] = ("umbrella", "dining_table")
 
 
 def _all_violations() -> list[Violation]:
@@ -196,6 +201,40 @@ class WarningConfig(Strict):
                                volume=self.volume)
 
 
+class StallContextConfig(Strict):
+    """The second path to a street stall: people staying next to stall furniture in a no-vending zone."""
+
+    enabled: bool = Field(default=True, description="Look for stalls made of people and furniture here.")
+    objects: list[StallObject] = Field(default_factory=lambda: list(DEFAULT_STALL_OBJECTS), min_length=1,
+                                        description="Context labels that make a stall with people next to them "
+                                        "(add chair or bench where no seating is expected, bicycle or motorcycle "
+                                        "for tricycle carts).")
+    min_people: int = Field(default=1, ge=1, le=20, description="People needed next to one such object.")
+    reach: float = Field(default=0.5, ge=0, le=5, description="Largest gap between a person and the object, in "
+                         "person heights.")
+    min_confidence: float = Field(default=0.4, ge=0, le=1, description="People and objects count from this "
+                                  "detection score on.")
+
+    def spec(self) -> StallContext | None:
+        """The rules' form (None when disabled)."""
+        if not self.enabled:
+            return None
+        return StallContext(objects=frozenset(self.objects), min_people=self.min_people, reach=self.reach,
+                            min_confidence=self.min_confidence)
+
+
+class SceneConfig(Strict):
+    """The scene stage between detector and tracker (``detector/scene.py``)."""
+
+    piles: bool = Field(default=True, description="Touching garbage boxes are one pile (one case per heap).")
+    bin_confidence: float = Field(default=0.5, ge=0, le=1, description="An overflowing-bin box this sure is a bin "
+                                  "by itself; below it, it is one only where a garbage_bin box is there.")
+
+    def settings(self) -> SceneSettings:
+        """The scene stage's form."""
+        return SceneSettings(piles=self.piles, bin_confidence=self.bin_confidence)
+
+
 class ZoneConfig(Strict):
     """A watched area of a camera's view."""
 
@@ -209,6 +248,8 @@ class ZoneConfig(Strict):
     smoke_means_barbecue: bool = Field(default=False,
                                        description="Smoke alone starts a barbecue case here (kerbside eateries).")
     warnings: WarningConfig | None = Field(default=None, description="Voice warnings in this zone.")
+    stall_context: StallContextConfig = Field(default_factory=StallContextConfig,
+                                              description="Stalls made of people and furniture (second path).")
     detect_fps: float | None = Field(
         default=None, gt=0, le=60, description="This zone's own detection rate (default: the camera's): e.g. 2 for "
         "a carriageway watched for passing trucks, 0.5 for a pavement watched for garbage. With the camera's roi "
@@ -268,6 +309,7 @@ class CameraConfig(Strict):
         "faster, same detections inside); 'zoom' enlarges it to the model's input size (more pixels on the zones: "
         "small objects found more often).")
     rules: RulesConfig | None = Field(default=None, description="Overrides of the global rules.")
+    scene: SceneConfig = Field(default_factory=SceneConfig, description="How detections become objects.")
 
     @model_validator(mode="after")
     def _unique_zones(self) -> CameraConfig:
@@ -280,7 +322,8 @@ class CameraConfig(Strict):
     def zone_specs(self, dwell_override: float | None = None) -> list[ZoneSpec]:
         """Return the zones as rule specs (the whole frame when none are configured)."""
         if not self.zones:
-            return [ZoneSpec(id="frame", zone=PolygonZone(np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)))]
+            return [ZoneSpec(id="frame", zone=PolygonZone(np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)),
+                             stall_context=StallContextConfig().spec())]
         out = []
         for z in self.zones:
             dwell = {str(k): v if dwell_override is None else dwell_override for k, v in z.dwell_s.items()}
@@ -288,7 +331,7 @@ class CameraConfig(Strict):
                           for a in z.allowlist)
             out.append(ZoneSpec(id=z.id, zone=PolygonZone(np.asarray(z.polygon, np.float32)),
                                 violations=frozenset(z.violations), dwell_s=dwell, allow=allow,
-                                smoke_means_barbecue=z.smoke_means_barbecue))
+                                smoke_means_barbecue=z.smoke_means_barbecue, stall_context=z.stall_context.spec()))
         return out
 
     def warning_settings(self) -> dict[str, WarningSettings]:

@@ -28,8 +28,9 @@ from datasets.evaluate_images import (
     pr_at_threshold,
 )
 from datasets.labels import ClipLabels, load_event_labels, load_yolo_frames
-from detector.backends.base import config_for, create_backend
+from detector.backends.base import DetectorBackend, config_for, create_backend
 from detector.events import VIOLATIONS
+from detector.scene import ProductView
 from pipelines.analyze import AnalyzeOptions, analyze
 from pipelines.report import COLORS
 from pipelines.sources import probe
@@ -37,11 +38,21 @@ from pipelines.sources import probe
 log = logging.getLogger(__name__)
 
 
-def evaluate_images(data: Path, out: Path, model: Path, remap: dict[str, str], imgsz: int | None, conf: float,
-                    split: str = "val") -> dict[str, Any]:
-    """Evaluate a detector on a YOLO dataset split; writes metrics.json, pictures and report.html."""
-    out.mkdir(parents=True, exist_ok=True)
+def scoring_backend(model: Path, imgsz: int | None, view: str = "product") -> DetectorBackend:
+    """The detector as scored: ``product`` (through the scene stage, what cases are made of) or ``detector``."""
     backend = create_backend(config_for(model, conf=0.001, imgsz=imgsz))
+    return ProductView(backend) if view == "product" else backend
+
+
+def evaluate_images(data: Path, out: Path, model: Path, remap: dict[str, str], imgsz: int | None, conf: float,
+                    split: str = "val", view: str = "product") -> dict[str, Any]:
+    """Evaluate a detector on a YOLO dataset split; writes metrics.json, pictures and report.html.
+
+    ``view``: ``product`` scores the detector through the scene stage (trucks with their load state, piles,
+    one class per object: what cases are made of); ``detector`` scores the detector's raw boxes.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    backend = scoring_backend(model, imgsz, view)
     ev = collect(data, backend, split, remap)
     metrics = image_metrics(ev, backend.names, conf)
     _, curves = coco_ap(ev, backend.names)
@@ -50,7 +61,7 @@ def evaluate_images(data: Path, out: Path, model: Path, remap: dict[str, str], i
     idx = [backend.names.index(c) for c in ev.classes] + [len(backend.names)]
     draw_confusion(cm[np.ix_(idx, idx)], [*ev.classes, "background"], out / "confusion.png")
     result = {"model": str(model), "data": str(data), "split": split, "images": len(ev.gt), "conf": conf,
-              "imgsz": backend.imgsz, "remap": remap, **metrics}
+              "imgsz": backend.imgsz, "view": view, "remap": remap, **metrics}
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td>" + (
@@ -99,12 +110,12 @@ def _clip_timeline(name: str, labels: ClipLabels, preds: list[PredEvent], path: 
 
 
 def frame_metrics(clips: list[ClipLabels], videos: Path, model: Path, conf: float,
-                  imgsz: int | None = None) -> dict[str, Any] | None:
-    """COCO AP of the detector on the clips' labelled frames (None when no clip has frame boxes)."""
+                  imgsz: int | None = None, view: str = "product") -> dict[str, Any] | None:
+    """COCO AP on the clips' labelled frames (None when no clip has frame boxes); ``view`` as for images."""
     with_frames = [c for c in clips if c.frames and (videos / c.name).exists()]
     if not with_frames:
         return None
-    backend = create_backend(config_for(model, conf=0.001, imgsz=imgsz))
+    backend = scoring_backend(model, imgsz, view)
     ev = ImageEval(classes=[], absent={})
     for c in with_frames:
         add_video_frames(ev, videos / c.name, c.frames, backend)
@@ -113,7 +124,8 @@ def frame_metrics(clips: list[ClipLabels], videos: Path, model: Path, conf: floa
 
 def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, config: Path | None,
                    dwell: float | None, iou: float = 0.3, remap: dict[str, str] | None = None,
-                   frame_labels: Path | None = None, conf: float = 0.25, imgsz: int | None = None) -> dict[str, Any]:
+                   frame_labels: Path | None = None, conf: float = 0.25, imgsz: int | None = None,
+                   view: str = "product") -> dict[str, Any]:
     """Run the batch pipeline over labelled clips and score events (and frames, where boxes are labelled).
 
     Writes ``metrics.json`` and ``report.html`` into ``out``.
@@ -162,12 +174,12 @@ def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, conf
     metrics: dict[str, Any] = {
         "labels": str(labels_path), "videos": str(videos), "model": str(model),
         "settings": {"iou": iou, "dwell_override_s": dwell, "config": str(config) if config else None,
-                     "imgsz": imgsz,
+                     "imgsz": imgsz, "frame_view": view,
                      "matching": "one-to-one per class, greedy by temporal IoU; delay = alert - labelled start"},
         "events": events,
         "false_alarms_per_hour": round(total_fp / hours, 3) if hours else None,
         "by_tag": {t: event_scores(rows, VIOLATIONS) for t, rows in sorted(tagged.items())},
-        "frames": frame_metrics(clips, videos, model, conf, imgsz),
+        "frames": frame_metrics(clips, videos, model, conf, imgsz, view),
         "clips": per_clip,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))

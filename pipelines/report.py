@@ -71,14 +71,32 @@ def write_cases_json(path: Path, cases: list[dict[str, Any]], errors: list[dict[
 def write_cases_csv(path: Path, cases: list[dict[str, Any]]) -> None:
     """Write ``cases.csv`` (one row per case)."""
     cols = ["id", "violation", "source", "camera", "zone", "start_s", "confirmed_s", "end_s", "confidence",
-            "box", "snapshot", "clip", "snapshot_sha256", "clip_sha256"]
+            "box", "snapshot", "clip", "snapshot_sha256", "clip_sha256", "found_by", "load_state", "alternatives"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(cols)
         for c in cases:
+            d = c.get("details", {})
             w.writerow([c["id"], c["violation"], c["source"], c["camera"], c["zone"], c["start_s"], c["confirmed_s"],
                         c["end_s"], c["confidence"], " ".join(str(v) for v in c["box"]), c["snapshot"] or "",
-                        c["clip"] or "", c["sha256"]["snapshot"] or "", c["sha256"]["clip"] or ""])
+                        c["clip"] or "", c["sha256"]["snapshot"] or "", c["sha256"]["clip"] or "",
+                        " ".join(d.get("paths", [])), d.get("load_state") or "",
+                        " ".join(a["violation"] for a in d.get("alternatives", []))])
+
+
+def perception_summary(details: dict[str, Any]) -> str:
+    """One line on how a case was seen: load state, second path, alternative classes (plain text)."""
+    parts = []
+    if details.get("load_state"):
+        p = details.get("load_probability", {}).get(details["load_state"])
+        parts.append(f"load {details['load_state']}" + (f" {p:.2f}" if p is not None else "")
+                     + f" over {details.get('load_samples', 0)} frames")
+    if "context" in details.get("paths", []):
+        parts.append("people with " + ", ".join(details.get("context_objects", [])))
+    alts = details.get("alternatives", [])
+    if alts:
+        parts.append("also taken for " + ", ".join(f"{a['violation']} {a['confidence']:.2f}" for a in alts))
+    return "; ".join(parts)
 
 
 def write_report(out: Path, cases: list[dict[str, Any]], errors: list[dict[str, str]], stats: dict[str, Any],
@@ -107,14 +125,16 @@ def write_report(out: Path, cases: list[dict[str, Any]], errors: list[dict[str, 
                      f"{len(sc)} cases.</p><img src='{png.as_posix()}' alt='timeline of violations'>")
         if sc:
             parts.append("<table><tr><th>snapshot</th><th>violation</th><th>zone</th><th>start</th>"
-                         "<th>confirmed</th><th>end</th><th>confidence</th><th>clip</th><th>case</th></tr>")
+                         "<th>confirmed</th><th>end</th><th>confidence</th><th>seen as</th><th>clip</th>"
+                         "<th>case</th></tr>")
             for c in sc:
                 s = e(c["snapshot"] or "")
                 snap = f"<a href='{s}'><img class='t' src='{s}'></a>" if s else ""
                 clip = f"<a href='{e(c['clip'])}'>clip</a>" if c["clip"] else ""
                 parts.append(f"<tr><td>{snap}</td><td>{e(c['violation'])}</td><td>{e(c['zone'])}</td>"
                              f"<td>{c['start_s']:.1f}s</td><td>{c['confirmed_s']:.1f}s</td><td>{c['end_s']:.1f}s</td>"
-                             f"<td>{c['confidence']:.2f}</td><td>{clip}</td><td><code>{e(c['id'])}</code></td></tr>")
+                             f"<td>{c['confidence']:.2f}</td><td>{e(perception_summary(c.get('details', {})))}</td>"
+                             f"<td>{clip}</td><td><code>{e(c['id'])}</code></td></tr>")
             parts.append("</table>")
         log_rows = st.get("warning_log") or []
         if log_rows:

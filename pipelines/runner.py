@@ -1,4 +1,4 @@
-"""The one pipeline: frames -> detector -> tracker -> zones and rules -> events -> sinks.
+"""The one pipeline: frames -> detector -> scene -> tracker -> piles -> zones and rules -> events -> sinks.
 
 `analyze`, `evaluate` and `serve` all run :class:`CameraPipeline`; they differ
 only in where frames come from and where events go. The pipeline does not own
@@ -24,6 +24,7 @@ import numpy.typing as npt
 from detector.backends.base import DetectorBackend
 from detector.events import EventState, ViolationEvent
 from detector.rules import RuleSettings, ViolationRules, ZoneSpec
+from detector.scene import group_piles, scene
 from detector.tracking import NorfairTracker
 from detector.types import Detections
 from detector.warnings import WarningAction, WarningLoop
@@ -96,6 +97,7 @@ class CameraPipeline:
         self.evidence_root = evidence_root
         self.zones = camera.zone_specs(dwell_override)
         self.rules = ViolationRules(camera.id, self.zones, names, settings)
+        self.scene_settings = camera.scene.settings()
         hit_max = max(2, round(camera.detect_fps * max(settings.gap_tolerance_s, 1.0) / 4))
         self.tracker = NorfairTracker(hit_counter_max=hit_max)
         self.on_event = on_event
@@ -247,11 +249,13 @@ class CameraPipeline:
             for c in detections.class_id:
                 name = self.names[int(c)] if int(c) < len(self.names) else str(c)
                 self.stats.detections_per_class[name] = self.stats.detections_per_class.get(name, 0) + 1
+        detections = scene(detections, self.names, self.scene_settings)  # gated ones are raw detector output too
         tracked = self.tracker.update(detections)
         self.last_detections = tracked
         self.last_frame = frame.image
         h, w = frame.image.shape[:2]
-        events = self.rules.update(tracked, frame.ts, w, h, observed)
+        # A case is about a heap: touching garbage boxes, each scored and tracked as itself, are one pile here.
+        events = self.rules.update(group_piles(tracked, self.names, self.scene_settings), frame.ts, w, h, observed)
         for ev in events:
             self._emit(ev, frame)
         if self.warnings is not None:
@@ -401,10 +405,13 @@ def draw_zones(image: npt.NDArray[np.uint8], zones: list[ZoneSpec]) -> npt.NDArr
 def draw_detections(image: npt.NDArray[np.uint8], det: Detections, names: list[str]) -> npt.NDArray[np.uint8]:
     """Draw detections with class names, scores and track ids on a copy of a frame."""
     out = image.copy()
-    for (x1, y1, x2, y2), conf, cls, tid in det:
+    uncovered = det.data.get("uncovered")
+    for i, ((x1, y1, x2, y2), conf, cls, tid) in enumerate(det):
         color = tuple(int(c) for c in np.random.default_rng(cls).integers(60, 255, 3))
         cv2.rectangle(out, (int(x1), int(y1)), (int(x2), int(y2)), color, 2)
         name = names[cls] if cls < len(names) else str(cls)
         label = f"{name} {conf:.2f}" + (f" #{tid}" if tid >= 0 else "")
+        if uncovered is not None and uncovered[i] >= 0:
+            label += f" uncovered {float(uncovered[i]):.2f}"
         cv2.putText(out, label, (int(x1), max(12, int(y1) - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
     return out

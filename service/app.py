@@ -42,6 +42,26 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------- API models
 
 
+class AlternativeOut(BaseModel):
+    """Another class the same object was taken for."""
+
+    violation: str
+    confidence: float
+
+
+class PerceptionOut(BaseModel):
+    """What the perception saw of a case."""
+
+    paths: list[str] = Field(description="How it was found: detector (the learned class), context (people with "
+                             "stall furniture).")
+    context_objects: list[str] = Field(description="Context labels that made a context stall.")
+    alternatives: list[AlternativeOut] = Field(description="Other classes the same object was taken for.")
+    load_state: Literal["covered", "uncovered", "empty", "unknown"] | None = Field(
+        description="Trucks: the load state decided over the truck's frames.")
+    load_probability: dict[str, float] = Field(description="Trucks: mean probability of each load state.")
+    load_samples: int = Field(description="Trucks: frames the load state rests on.")
+
+
 class CaseOut(BaseModel):
     """A case as the API returns it."""
 
@@ -62,6 +82,7 @@ class CaseOut(BaseModel):
     created_at: str
     review: str | None = Field(default=None, description="An operator's verdict: confirmed or rejected.")
     review_reason: str = ""
+    details: PerceptionOut
     evidence: dict[str, str] = Field(description="Evidence kind -> download URL")
 
     @classmethod
@@ -70,6 +91,7 @@ class CaseOut(BaseModel):
                    active=c.active, start_s=c.start_s, confirmed_s=c.confirmed_s, end_s=c.end_s,
                    confidence=c.confidence, box=c.box, address=c.address, gps=c.gps, created_at=c.created_at,
                    review=c.review, review_reason=c.review_reason,
+                   details=PerceptionOut.model_validate(c.details.as_dict()),
                    evidence={k: f"/api/cases/{c.id}/evidence/{k}" for k in c.evidence})
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +39,10 @@ class DispatchPayload(BaseModel):
     confidence: float = Field(ge=0, le=1, description="Best detection confidence.")
     registered_at: str = Field(description="ISO 8601 UTC time the case was registered.")
     description: str = Field(default="", description="Human-readable summary.")
+    load_state: Literal["covered", "uncovered", "empty", "unknown"] | None = Field(
+        default=None, description="Trucks: the load state decided over the truck's frames.")
+    alternatives: list[str] = Field(default_factory=list, description="Other classes the same object was also "
+                                    "taken for, most likely first (one object is one case).")
     evidence: Evidence
 
 

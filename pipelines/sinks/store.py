@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
-from detector.events import ViolationEvent
+from detector.events import EventDetails, ViolationEvent
 
 #: The city case flow: allowed state changes (``rejected``: the operator says it is no violation).
 TRANSITIONS: dict[str, set[str]] = {
@@ -99,6 +99,7 @@ class Case:
     review: str | None = None  # an operator's verdict: confirmed or rejected
     review_reason: str = ""
     reviewed_by: str | None = None
+    details: EventDetails = field(default_factory=EventDetails)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the case as plain JSON-ready data (evidence flattened)."""
@@ -111,6 +112,7 @@ class Case:
             "box": [round(v, 1) for v in self.box], "track_ids": self.track_ids, "state": self.state,
             "snapshot": snap.get("path"), "clip": clip.get("path"),
             "sha256": {"snapshot": snap.get("sha256"), "clip": clip.get("sha256")},
+            "details": self.details.as_dict(),
         }
 
 
@@ -199,6 +201,7 @@ class CaseStore:
         key = f"{source}|{event.key}"
         now = _now()
         ctx = context or CaseContext()
+        details = json.dumps(event.details.as_dict(), ensure_ascii=False)
         active = 0 if event.state.value == "end" else 1
         with self._tx() as db:
             row = db.execute(text("SELECT id FROM cases WHERE event_key = :k"), {"k": key}).first()
@@ -207,14 +210,14 @@ class CaseStore:
                 lat, lon = ctx.gps if ctx.gps else (None, None)
                 db.execute(text(
                     "INSERT INTO cases (id, event_key, violation, source, camera, zone, start_s, end_s, confirmed_s,"
-                    " confidence, box, track_ids, active, state, created_at, updated_at, address, lat, lon)"
+                    " confidence, box, track_ids, active, state, created_at, updated_at, address, lat, lon, details)"
                     " VALUES (:id, :key, :violation, :source, :camera, :zone, :start, :ts, :ts, :conf, :box, :tracks,"
-                    " :active, 'registered', :now, :now, :address, :lat, :lon)"),
+                    " :active, 'registered', :now, :now, :address, :lat, :lon, :details)"),
                     {"id": case_id, "key": key, "violation": event.violation, "source": source,
                      "camera": event.camera, "zone": event.zone, "start": event.start_s, "ts": event.ts,
                      "conf": event.confidence, "box": json.dumps(list(event.box)),
                      "tracks": json.dumps(list(event.track_ids)), "active": active, "now": now,
-                     "address": ctx.address, "lat": lat, "lon": lon})
+                     "address": ctx.address, "lat": lat, "lon": lon, "details": details})
                 self._history(db, case_id, None, "registered", "system", "violation confirmed")
                 if not ctx.defer_dispatch:
                     self._enqueue(db, case_id, ctx)
@@ -224,9 +227,10 @@ class CaseStore:
                 "UPDATE cases SET end_s = CASE WHEN end_s > :ts THEN end_s ELSE :ts END,"
                 " box = CASE WHEN :conf > confidence THEN :box ELSE box END,"
                 " confidence = CASE WHEN :conf > confidence THEN :conf ELSE confidence END,"
-                " track_ids = :tracks, active = :active, updated_at = :now WHERE id = :id"),
+                " track_ids = :tracks, active = :active, updated_at = :now, details = :details WHERE id = :id"),
                 {"ts": event.ts, "conf": event.confidence, "box": json.dumps(list(event.box)),
-                 "tracks": json.dumps(list(event.track_ids)), "active": active, "now": now, "id": case_id})
+                 "tracks": json.dumps(list(event.track_ids)), "active": active, "now": now, "id": case_id,
+                 "details": details})
             return case_id
 
     def add_evidence(self, case_id: str, kind: str, path: str, sha256: str) -> None:
@@ -251,7 +255,8 @@ class CaseStore:
             args["ids"] = list(ids)
         cond = (" WHERE " + " AND ".join(where)) if where else ""
         q = text("SELECT id, violation, source, camera, zone, start_s, end_s, confirmed_s, confidence, box,"
-                 " track_ids, active, state, address, lat, lon, created_at, review, review_reason, reviewed_by"
+                 " track_ids, active, state, address, lat, lon, created_at, review, review_reason, reviewed_by,"
+                 " details"
                  " FROM cases" + cond +
                  " ORDER BY source, start_s, id")
         ev_q = text("SELECT case_id, kind, path, sha256 FROM evidence" + (" WHERE case_id IN :ids" if ids else ""))
@@ -268,7 +273,8 @@ class CaseStore:
                      confirmed_s=r[7], confidence=r[8], box=json.loads(r[9]), track_ids=json.loads(r[10]),
                      active=bool(r[11]), state=r[12], evidence=evidence.get(r[0], {}), address=r[13],
                      gps=(r[14], r[15]) if r[14] is not None else None, created_at=r[16], review=r[17],
-                     review_reason=r[18] or "", reviewed_by=r[19]) for r in rows]
+                     review_reason=r[18] or "", reviewed_by=r[19],
+                     details=EventDetails.from_dict(json.loads(r[20] or "{}"))) for r in rows]
 
     def query(self, camera: str | None = None, violation: str | None = None, state: str | None = None,
               since: str | None = None, until: str | None = None, limit: int = 50, offset: int = 0
@@ -347,12 +353,15 @@ class CaseStore:
 
     @staticmethod
     def _enqueue(db: Connection, case_id: str, ctx: CaseContext) -> None:
-        row = db.execute(text("SELECT violation, camera, zone, source, start_s, confirmed_s, confidence, created_at"
-                              " FROM cases WHERE id = :c"), {"c": case_id}).one()
+        row = db.execute(text("SELECT violation, camera, zone, source, start_s, confirmed_s, confidence, created_at,"
+                              " details FROM cases WHERE id = :c"), {"c": case_id}).one()
+        details = EventDetails.from_dict(json.loads(row[8] or "{}"))
         payload = {"case_id": case_id, "violation": row[0], "camera": row[1], "zone": row[2],
                    "address": ctx.address, "gps": list(ctx.gps) if ctx.gps else None, "source": row[3],
                    "start_s": round(row[4], 3), "confirmed_s": round(row[5], 3), "confidence": round(row[6], 4),
-                   "registered_at": row[7], **(ctx.payload_extra or {})}
+                   "registered_at": row[7],
+                   "load_state": details.load_state.value if details.load_state is not None else None,
+                   "alternatives": [a.violation for a in details.alternatives], **(ctx.payload_extra or {})}
         now = _now()
         for target in ctx.targets:
             db.execute(text("INSERT INTO outbox (case_id, target, idempotency_key, payload, state, attempts,"

@@ -20,6 +20,8 @@ const T = {
     street_stall: "street stall", uncovered_truck: "uncovered truck", garbage: "garbage", barbecue: "barbecue",
     overflowing_bin: "overflowing bin", live: "live", connecting: "connecting", stalled: "stalled", failed: "failed",
     closed_of: "closed", played: "played", resolved_by_warning: "resolved by warning", no_cases: "No cases",
+    load: "load", load_covered: "covered", load_uncovered: "uncovered", load_empty: "empty",
+    load_unknown: "unknown", also: "also taken for", by_context: "people with",
   },
   zh: {
     subtitle: "街面违规智能识别", tab_cameras: "摄像头", tab_review: "案件审核", tab_stats: "统计",
@@ -37,6 +39,8 @@ const T = {
     street_stall: "占道经营", uncovered_truck: "渣土车未覆盖", garbage: "暴露垃圾", barbecue: "露天烧烤",
     overflowing_bin: "垃圾桶满溢", live: "在线", connecting: "连接中", stalled: "卡顿", failed: "离线",
     closed_of: "已结案", played: "播放次数", resolved_by_warning: "劝导后消除", no_cases: "暂无案件",
+    load: "装载", load_covered: "已覆盖", load_uncovered: "未覆盖", load_empty: "空车",
+    load_unknown: "不明", also: "亦可能为", by_context: "人员及",
   },
 };
 const COLORS = { street_stall: "#2f8cff", uncovered_truck: "#f0b429", garbage: "#2fbf71", barbecue: "#ef4e4e",
@@ -260,8 +264,14 @@ async function selectCase(id) {
   $("detail").querySelector(".empty").hidden = true;
   $("case").hidden = false;
   $("case-title").textContent = `${t(c.violation)} · ${t("st_" + c.state)}` + (c.review ? ` · ${t(c.review)}` : "");
+  const d = c.details || {};
+  const seen = [
+    d.load_state ? `${t("load")}: ${t("load_" + d.load_state)} (${d.load_samples})` : "",
+    (d.paths || []).includes("context") ? `${t("by_context")} ${(d.context_objects || []).join(", ")}` : "",
+    (d.alternatives || []).length ? `${t("also")} ${d.alternatives.map((a) => t(a.violation)).join(", ")}` : "",
+  ];
   $("case-meta").textContent = [`${c.camera}/${c.zone}`, c.address, new Date(c.created_at).toLocaleString(),
-    `${(c.confidence * 100).toFixed(0)}%`, c.id].filter(Boolean).join(" · ");
+    `${(c.confidence * 100).toFixed(0)}%`, ...seen, c.id].filter(Boolean).join(" · ");
   for (const [kind, el] of [["snapshot", $("case-snapshot")], ["clip", $("case-clip")]]) {
     if (el.dataset.url) URL.revokeObjectURL(el.dataset.url);
     el.removeAttribute("src"); el.dataset.url = "";

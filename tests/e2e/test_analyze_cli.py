@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
+from tests.conftest import RENDER_IMGSZ
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -29,7 +30,7 @@ def analysed(street_clip: tuple[Path, dict[str, object]], tmp_path_factory: pyte
     config = out.parent / "cams.yaml"
     config.write_text("cameras:\n  - id: test-cam\n    detect_fps: 2\nrules:\n  gap_tolerance_s: 3\n")
     proc = run_cli("analyze", str(clip), str(junk), str(out.parent / "missing.avi"), "--out", str(out / "run"),
-                   "--dwell", "2", "--config", str(config), "--annotate", "-q")
+                   "--dwell", "2", "--config", str(config), "--annotate", "--imgsz", str(RENDER_IMGSZ), "-q")
     return out / "run", json.loads((out / "run" / "cases.json").read_text()), proc
 
 
@@ -101,10 +102,11 @@ def test_usage_error_exits_1() -> None:
 def test_keyframe_mode_and_workers_agree(street_clip: tuple[Path, dict], tmp_path: Path) -> None:
     clip, _ = street_clip
     assert main(["analyze", str(clip), str(clip.parent / "*.mp4"), "--out", str(tmp_path / "k"), "--decode",
-                 "keyframes", "--dwell", "2", "-q"]) == 0
+                 "keyframes", "--dwell", "2", "--imgsz", str(RENDER_IMGSZ), "-q"]) == 0
     data = json.loads((tmp_path / "k" / "cases.json").read_text())
     assert data["stats"]["frames_decoded"] < 60 / 3  # GOP of 2 s at 5 fps: key frames only
-    assert main(["analyze", str(clip), "--out", str(tmp_path / "w"), "--workers", "2", "--dwell", "2", "-q"]) == 0
+    assert main(["analyze", str(clip), "--out", str(tmp_path / "w"), "--workers", "2", "--dwell", "2", "--imgsz",
+                 str(RENDER_IMGSZ), "-q"]) == 0
     data = json.loads((tmp_path / "w" / "cases.json").read_text())
     assert {"garbage", "street_stall"} <= {c["violation"] for c in data["cases"]}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from tests.conftest import shared_data_or_skip
+from tests.conftest import RENDER_IMGSZ, shared_data_or_skip
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -17,7 +17,7 @@ def test_clip_regression_gate(tmp_path: Path) -> None:
     args = ["evaluate", "clips", "--labels", str(DATA / "clips" / "labels.json"), "--videos", str(DATA / "clips"),
             "--config", str(DATA / "regression.yaml"), "--dwell", "3", "--out", str(tmp_path / "ev"),
             "--frame-labels", str(DATA / "clips" / "frames"),
-            "--baseline", str(DATA / "clips_baseline.json"), "--fail-under", "0.02"]
+            "--baseline", str(DATA / "clips_baseline.json"), "--fail-under", "0.02", "--imgsz", str(RENDER_IMGSZ)]
     assert main(args) == 0
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["events"]["street_stall"]["tp"] == 2 and m["events"]["uncovered_truck"]["tp"] == 2

@@ -23,6 +23,7 @@ import yaml
 
 from pipelines.distributed import Applier, OpLog
 from pipelines.sinks.store import CaseStore
+from tests.conftest import RENDER_IMGSZ
 from tests.ray_cluster import RayCluster, ray_cluster
 from tests.service.conftest import free_port, wait_for
 
@@ -52,7 +53,7 @@ def test_analyze_on_ray_matches_local_run(cluster: RayCluster, tmp_path: Path) -
     clips = [str(CLIPS / n) for n in ("reg_violations_a.mp4", "reg_violations_b.mp4", "reg_distractors.mp4")]
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
-    common = ["--config", str(REGRESSION), "--dwell", "3", "-q"]
+    common = ["--config", str(REGRESSION), "--dwell", "3", "--imgsz", str(RENDER_IMGSZ), "-q"]
     local = subprocess.run([str(STREETWATCH), "analyze", *clips, "--out", str(tmp_path / "local"), *common],
                            capture_output=True, text=True, timeout=300)
     assert local.returncode == 0, local.stderr[-2000:]

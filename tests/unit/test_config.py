@@ -140,3 +140,18 @@ def test_every_field_with_a_wrong_type_is_one_line_naming_file_line_and_field(pa
     msg = str(err.value)
     assert msg.startswith("cams.yaml:") and "\n" not in msg
     assert f": {where}" in msg, msg
+
+
+def test_context_labels_of_the_config_are_the_detectors() -> None:
+    from typing import get_args
+
+    from detector.rules import StallContext
+    from detector.types import CONTEXT_LABELS
+    from pipelines.config import ContextLabel, StallContextConfig, StallObject
+
+    assert get_args(ContextLabel) == CONTEXT_LABELS
+    assert set(get_args(StallObject)) == set(CONTEXT_LABELS) - {"person"}
+    with pytest.raises(ValueError, match="objects"):  # people next to people are no stall
+        StallContextConfig(objects=["person"])  # type: ignore[list-item]
+    assert StallContextConfig().spec() == StallContext()
+    assert StallContextConfig(enabled=False).spec() is None

@@ -77,3 +77,8 @@ def test_regression_gate() -> None:
     img = {"classes": {"garbage": {"ap50": 0.6}}, "map50": 0.6}
     assert regressions({"classes": {"garbage": {"ap50": 0.5}}, "map50": 0.5}, img, 0.02) == [
         "garbage.ap50: 0.5 < baseline 0.6 - 0.02", "map50: 0.5 < baseline 0.6 - 0.02"]
+    # Scores of the product's view and the detector's raw boxes never compare.
+    assert regressions({"classes": {"garbage": {"ap50": 0.9}}, "view": "detector"}, {**img, "view": "product"},
+                       0.02)[0] == "view: detector scores do not compare with a baseline of the product view"
+    clips = {"events": {}, "settings": {"frame_view": "product"}}
+    assert regressions({"events": {}, "settings": {"frame_view": "product"}}, clips, 0.02) == []

@@ -19,7 +19,7 @@ def test_default_model_metadata_and_batch(default_model: Path, street_clip: tupl
 
     backend = create_backend(config_for(default_model, threads=1))
     assert backend.names == list(CANONICAL_LABELS)
-    assert backend.imgsz == 480  # model 0.3.0 runs at 480 px unless told (its card: AP at 320, 480, 640)
+    assert backend.imgsz == 320  # model 0.4.0 runs at 320 px unless told (its card: AP at 320, 416, 480)
     frames = [f.image for f in read_frames(street_clip[0]) if f.index in (20, 30)]
     batch = backend.detect(frames)
     single = [backend.detect([f])[0] for f in frames]

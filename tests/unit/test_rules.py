@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from detector.events import EventState, ViolationEvent
-from detector.rules import AllowArea, RuleSettings, ViolationRules, ZoneSpec
-from detector.types import CANONICAL_LABELS
+from detector.events import Alternative, EventState, LoadState, ViolationEvent
+from detector.rules import AllowArea, RuleSettings, StallContext, ViolationRules, ZoneSpec
+from detector.types import CANONICAL_LABELS, Detections
 from detector.zones import PolygonZone
 from tests.conftest import make_detections
 
@@ -158,3 +159,124 @@ def test_keys_of_a_restarted_camera_never_collide_with_earlier_runs() -> None:
     frames = [(float(t), [(*PILE, 0.8, "garbage")], [1]) for t in range(0, 12)]
     first, second = feed(rules(), frames), feed(rules(), frames)
     assert first[0].key != second[0].key  # the store keys cases by it: a restart must not reopen old cases
+
+
+def truck_rows(evidence: list[float], conf: float = 0.8) -> list[Detections]:
+    """One truck moving right, one frame per evidence value (the scene stage's P(uncovered))."""
+    out = []
+    for i, p in enumerate(evidence):
+        x = 100 + 40 * i
+        det = make_detections([(x, 300, x + 100, 380, conf, "truck")], [5])
+        out.append(Detections(det.xyxy, det.confidence, det.class_id, det.tracker_id,
+                              {"uncovered": np.array([p], np.float32)}))
+    return out
+
+
+def test_a_truck_is_an_uncovered_truck_once_its_load_state_over_its_frames_is_uncovered() -> None:
+    r = rules()
+    events = []
+    # The detector flips between classes as the truck turns: the mean over the track decides.
+    for i, det in enumerate(truck_rows([0.9, 0.3, 0.8, 0.7, 0.9])):
+        events += r.update(det, i * 0.5, W, H)
+    start = [e for e in events if e.state is EventState.START]
+    assert len(start) == 1 and start[0].violation == "uncovered_truck" and start[0].ts == 1.0
+    d = start[0].details
+    assert d.load_state is LoadState.UNCOVERED and d.load_samples == 3
+    assert d.load_probability["uncovered"] == pytest.approx((0.9 + 0.3 + 0.8) / 3, abs=1e-3)
+
+
+def test_a_covered_or_hidden_truck_never_opens_a_case() -> None:
+    for evidence in ([0.1, 0.2, 0.0, 0.3, 0.1, 0.2], [-1.0] * 6, [0.9, 0.1, 0.1, 0.2]):
+        r = rules()
+        events = []
+        for i, det in enumerate(truck_rows(evidence)):
+            events += r.update(det, i * 0.5, W, H)
+        assert not events, evidence
+
+
+def stall_frames(rows: list[tuple[float, float, float, float, float, str]], seconds: int
+                 ) -> list[tuple[float, list[tuple[float, float, float, float, float, str]], list[int]]]:
+    return [(float(t), rows, list(range(len(rows)))) for t in range(seconds)]
+
+
+UMBRELLA = (300, 300, 420, 360, 0.7, "umbrella")
+VENDOR = (430, 320, 470, 440, 0.8, "person")
+
+
+def test_people_staying_with_stall_furniture_are_a_stall_by_the_second_path() -> None:
+    zone = ZoneSpec("walk", FRAME, stall_context=StallContext())
+    ev = feed(rules(zone), stall_frames([UMBRELLA, VENDOR], 12))
+    start = [e for e in ev if e.state is EventState.START]
+    assert len(start) == 1 and start[0].violation == "street_stall" and start[0].ts == 10.0
+    assert start[0].details.paths == ("context",) and start[0].details.context_objects == ("umbrella",)
+    assert start[0].box == (300.0, 300.0, 420.0, 360.0)  # the furniture's box: people come and go
+
+
+def test_the_second_path_keeps_one_place_while_people_come_and_go_and_honours_licensed_stalls() -> None:
+    zone = ZoneSpec("walk", FRAME, stall_context=StallContext())
+    frames = [(float(t), [UMBRELLA, VENDOR] if t % 3 else [UMBRELLA, (250, 320, 290, 440, 0.8, "person")],
+               [0, 1]) for t in range(12)]
+    assert [e.state for e in feed(rules(zone), frames)] == [EventState.START]
+    licensed = AllowArea(PolygonZone(np.array([[0.25, 0.25], [0.45, 0.25], [0.45, 0.4], [0.25, 0.4]], np.float32)),
+                         frozenset({"street_stall"}))
+    zone = ZoneSpec("walk", FRAME, allow=(licensed,), stall_context=StallContext())
+    assert not feed(rules(zone), stall_frames([UMBRELLA, VENDOR], 14))
+
+
+@pytest.mark.parametrize("rows", [
+    [VENDOR],  # a person alone
+    [UMBRELLA],  # an umbrella alone
+    [UMBRELLA, (800, 300, 840, 420, 0.8, "person")],  # a person far from the umbrella
+    [UMBRELLA, (430, 320, 470, 440, 0.3, "person")],  # a doubtful person
+    [(300, 300, 420, 360, 0.7, "chair"), VENDOR],  # a chair is not stall furniture by default
+    [(425, 290, 475, 320, 0.8, "umbrella"), VENDOR],  # an umbrella held over a head in the rain
+])
+def test_the_second_path_needs_people_next_to_stall_furniture(rows: list) -> None:
+    zone = ZoneSpec("walk", FRAME, stall_context=StallContext())
+    assert not feed(rules(zone), stall_frames(rows, 14))
+
+
+def test_the_second_path_is_configurable_per_zone() -> None:
+    assert not feed(rules(ZoneSpec("walk", FRAME, stall_context=None)), stall_frames([UMBRELLA, VENDOR], 14))
+    chairs = ZoneSpec("walk", FRAME, stall_context=StallContext(objects=frozenset({"chair"})))
+    ev = feed(rules(chairs), stall_frames([(300, 300, 420, 360, 0.7, "chair"), VENDOR], 12))
+    assert [e.details.context_objects for e in ev if e.state is EventState.START] == [("chair",)]
+    no_stalls = ZoneSpec("road", FRAME, violations=frozenset({"garbage"}), stall_context=StallContext())
+    assert not feed(rules(no_stalls), stall_frames([UMBRELLA, VENDOR], 14))
+
+
+def test_learned_stall_and_second_path_at_one_place_are_one_case() -> None:
+    zone = ZoneSpec("walk", FRAME, stall_context=StallContext())
+    ev = feed(rules(zone), stall_frames([UMBRELLA, VENDOR, (290, 290, 480, 450, 0.6, "street_stall")], 12))
+    start = [e for e in ev if e.state is EventState.START]
+    assert len(start) == 1 and start[0].details.paths == ("context", "detector")
+
+
+def test_alternative_classes_reach_the_event() -> None:
+    det = make_detections([(*PILE, 0.8, "garbage")], [1])
+    det = Detections(det.xyxy, det.confidence, det.class_id, det.tracker_id,
+                     {"alt_class_id": np.array([CANONICAL_LABELS.index("overflowing_bin")]),
+                      "alt_confidence": np.array([0.42], np.float32)})
+    r = rules()
+    ev = [e for t in range(12) for e in r.update(det, float(t), W, H)]
+    assert ev[0].details.alternatives == (Alternative("overflowing_bin", pytest.approx(0.42)),)
+
+
+def test_the_next_truck_on_the_same_spot_neither_joins_nor_revives_another_vehicles_case() -> None:
+    r = rules(truck_min_samples=3, cooldown_s=600.0)
+    box = (100, 300, 200, 380)
+    events = []
+    for i in range(4):  # an uncovered truck waits at the lights, then leaves
+        events += r.update(make_detections([(*box, 0.8, "uncovered_truck")], [5]), float(i), W, H)
+    for t in (10.0, 11.0):  # gone longer than the gap tolerance: its case ends
+        events += r.update(make_detections([], None), t, W, H)
+    for i in range(4):  # a covered truck stops on the same spot under a new track id
+        events += r.update(make_detections([(*box, 0.8, "truck")], [9]), 12.0 + i, W, H)
+    assert states(events) == ["start", "end"]
+    both = [(100, 300, 200, 380, 0.8, "uncovered_truck"), (110, 300, 210, 380, 0.8, "truck")]
+    side = rules(truck_min_samples=3)  # two vehicles in one frame never share a place
+    events = []
+    for i in range(4):
+        events += side.update(make_detections(both, [1, 2]), float(i), W, H)
+    starts = [e for e in events if e.state is EventState.START]
+    assert len(starts) == 1 and starts[0].track_ids == (1,)

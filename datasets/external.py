@@ -1,0 +1,188 @@
+"""External labelled image sources: declared in ``datasets/sources.yaml``, rebuilt from git snapshots.
+
+No image of a third party is committed to this project. Each source names a public repository, the commit
+its data was taken from, the folder inside it, its license and the class renames onto the canonical labels;
+:func:`materialize` extracts that folder from a local git snapshot (``git archive`` of the pinned commit: a
+moved branch changes nothing) and writes a YOLO dataset with canonical class ids, a ``README.md`` carrying the
+license and attribution, and ``manifest.json`` with counts, ready for ``datasets pack --extra``.
+
+Repositories listed under ``excluded`` (they hold the project's acceptance set) are refused outright.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path, PurePosixPath
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from datasets.yolo import IMAGE_SUFFIXES, DatasetError
+from detector.types import CANONICAL_LABELS
+
+log = logging.getLogger(__name__)
+
+SOURCES_FILE = Path(__file__).resolve().parent / "sources.yaml"
+
+
+class ExternalSource(BaseModel):
+    """One external source (see ``datasets/sources.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    commit: str = Field(pattern=r"^[0-9a-f]{40}$")
+    path: str
+    license: str
+    license_file: str
+    attribution: str
+    view: str
+    names: dict[str, str] = Field(description="source class name -> canonical label (unlisted classes dropped)")
+    splits: dict[str, list[str]] = Field(description="train/val -> folders under path (each with images/, labels/)")
+    one_per_original: bool = Field(default=False, description="keep one of Roboflow's augmented copies "
+                                   "(<original>_<ext>.rf.<hash>) per original image")
+
+
+class SourcesFile(BaseModel):
+    """The whole ``sources.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    excluded: list[str]
+    sources: list[ExternalSource]
+
+
+def load_sources(path: Path = SOURCES_FILE) -> SourcesFile:
+    """Read and check ``sources.yaml``; a listed source from an excluded repository is an error."""
+    try:
+        spec = SourcesFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise DatasetError(f"{path}: {exc}") from exc
+    banned = {r.lower() for r in spec.excluded}
+    for src in spec.sources:
+        if src.repo.lower() in banned:
+            raise DatasetError(f"{path}: source {src.name} comes from {src.repo}, which is excluded")
+        unknown = sorted(set(src.names.values()) - set(CANONICAL_LABELS))
+        if unknown:
+            raise DatasetError(f"{path}: source {src.name} maps onto unknown labels {unknown}")
+    return spec
+
+
+def snapshot_dir(mirror: Path, repo: str) -> Path:
+    """The git directory of a repository's snapshot under ``mirror``.
+
+    Accepts the fetch tool's layout (``mirror/owner+name/repo``), a bare clone (``mirror/owner+name``) or a
+    working clone (``mirror/owner/name/.git``).
+    """
+    owner, name = repo.split("/")
+    for cand in (mirror / f"{owner}+{name}" / "repo", mirror / f"{owner}+{name}", mirror / owner / name / ".git",
+                 mirror / name / ".git"):
+        if (cand / "HEAD").is_file() and (cand / "objects").is_dir():
+            return cand
+    raise DatasetError(f"no git snapshot of {repo} under {mirror} (fetch it first)")
+
+
+def _extract(git_dir: Path, commit: str, path: str) -> dict[str, bytes]:
+    """Files under ``path`` at ``commit``: relative path -> bytes."""
+    try:
+        raw = subprocess.run(["git", f"--git-dir={git_dir}", "archive", "--format=tar", commit, path],
+                             check=True, capture_output=True).stdout
+    except subprocess.CalledProcessError as exc:
+        raise DatasetError(f"{git_dir}: cannot read {path} at {commit}: {exc.stderr.decode(errors='replace')}") from exc
+    out: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                f = tar.extractfile(member)
+                if f is not None:
+                    out[str(PurePosixPath(member.name).relative_to(path))] = f.read()
+    return out
+
+
+def _source_names(files: dict[str, bytes], where: str) -> list[str]:
+    spec = yaml.safe_load(files.get("data.yaml", b"") or b"{}")
+    raw = spec.get("names") if isinstance(spec, dict) else None
+    if isinstance(raw, dict):
+        return [str(raw[k]) for k in sorted(raw, key=int)]
+    if isinstance(raw, list):
+        return [str(n) for n in raw]
+    raise DatasetError(f"{where}: data.yaml has no class names")
+
+
+def original_of(stem: str) -> str:
+    """The original image a Roboflow export's file came from (``12_jpg.rf.<hash>`` -> ``12_jpg``)."""
+    return stem.split(".rf.")[0]
+
+
+def materialize(src: ExternalSource, mirror: Path, out: Path) -> dict[str, object]:
+    """Write one source as a canonical YOLO dataset under ``out/<name>``; returns its manifest."""
+    where = f"{src.repo}@{src.commit[:10]}:{src.path}"
+    files = _extract(snapshot_dir(mirror, src.repo), src.commit, src.path)
+    if src.license_file not in files:
+        raise DatasetError(f"{where}: license file {src.license_file} is missing")
+    names = _source_names(files, where)
+    remap = {i: CANONICAL_LABELS.index(src.names[n]) for i, n in enumerate(names) if n in src.names}
+    dest = out / src.name
+    if dest.exists():
+        shutil.rmtree(dest)
+    counts: dict[str, dict[str, int]] = {}
+    for split, folders in src.splits.items():
+        seen: set[str] = set()
+        boxes: dict[str, int] = {}
+        n_images = 0
+        for folder in folders:
+            for rel in sorted(f for f in files if f.startswith(f"{folder}/images/")):
+                p = PurePosixPath(rel)
+                if p.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                if src.one_per_original:
+                    if original_of(p.stem) in seen:
+                        continue
+                    seen.add(original_of(p.stem))
+                label = files.get(f"{folder}/labels/{p.stem}.txt", b"").decode()
+                rows = []
+                for line in label.splitlines():
+                    v = line.split()
+                    if len(v) == 5 and int(v[0]) in remap:
+                        cls = remap[int(v[0])]
+                        rows.append(f"{cls} {' '.join(v[1:])}\n")
+                        boxes[CANONICAL_LABELS[cls]] = boxes.get(CANONICAL_LABELS[cls], 0) + 1
+                img_dir, lbl_dir = dest / "images" / split, dest / "labels" / split
+                img_dir.mkdir(parents=True, exist_ok=True)
+                lbl_dir.mkdir(parents=True, exist_ok=True)
+                if (img_dir / p.name).exists():
+                    raise DatasetError(f"{where}: {p.name} is in more than one folder of the {split} split")
+                (img_dir / p.name).write_bytes(files[rel])
+                (lbl_dir / f"{p.stem}.txt").write_text("".join(rows))
+                n_images += 1
+        counts[split] = {"images": n_images, **dict(sorted(boxes.items()))}
+    listed = "".join(f"  {i}: {n}\n" for i, n in enumerate(CANONICAL_LABELS))
+    (dest / "data.yaml").write_text(f"train: images/train\nval: images/val\nnames:\n{listed}")
+    manifest: dict[str, object] = {"name": src.name, "repo": src.repo, "commit": src.commit, "path": src.path,
+                                   "license": src.license, "attribution": src.attribution, "view": src.view,
+                                   "classes": sorted(set(src.names.values())), "counts": counts}
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    (dest / "README.md").write_text(
+        f"# {src.name}\n\nFrom https://github.com/{src.repo} at commit {src.commit}, folder `{src.path}`.\n\n"
+        f"License: {src.license} (stated in `{src.license_file}` of that folder).\n\n{src.attribution}\n\n"
+        f"View: {src.view}.\n\nCounts: {json.dumps(counts)}\n", encoding="utf-8")
+    (dest / "LICENSE.txt").write_bytes(files[src.license_file])
+    log.info("%s: %s", src.name, counts)
+    return manifest
+
+
+def materialize_all(mirror: Path, out: Path, only: list[str] | None = None,
+                    sources_file: Path = SOURCES_FILE) -> list[dict[str, object]]:
+    """Materialize every source of ``sources.yaml`` (or those named in ``only``)."""
+    spec = load_sources(sources_file)
+    chosen = [s for s in spec.sources if not only or s.name in only]
+    missing = sorted(set(only or []) - {s.name for s in chosen})
+    if missing:
+        raise DatasetError(f"unknown sources {missing}; known: {[s.name for s in spec.sources]}")
+    return [materialize(s, mirror, out) for s in chosen]

@@ -1,0 +1,172 @@
+"""Leave-one-source-out: train without a source, score on it — the honest proxy for a city never seen.
+
+Validation splits of the sources a model was trained on flatter it (same cameras, same photographers, near
+duplicates across splits). For each source named, this trains the same recipe on every *other* source and
+scores the weights on the left-out source's validation images with the product's own evaluator (detector
+plus the scene stage, see :mod:`detector.scene`), and with the detector alone:
+
+    python models/loso.py --sources garbage_bags garbage_roadside_in garbage_street_cn \
+        --classes garbage garbage_bin overflowing_bin --start coco --epochs 12 --imgsz 320 --out runs/loso
+
+``--start coco`` fine-tunes Ultralytics' ``yolov5n.yaml`` whose backbone and neck come from the COCO
+checkpoint (:mod:`models.pretrained`); ``--start scratch`` trains ``--scratch-model`` (``yolo26n.yaml``)
+from random weights. Same data, input size and epochs, so the two can be compared. Writes
+``OUT/<start>/<source>/`` (weights, Ultralytics metrics, evaluator metrics) and ``OUT/loso.json`` +
+``OUT/loso.md`` with every run made so far under ``OUT``. A run whose ``best.pt`` exists is not trained again.
+
+Needs the ``train`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from datasets.yolo import YoloDataset  # noqa: E402
+
+log = logging.getLogger("loso")
+
+
+def source_yaml(data: Path, source: str) -> Path:
+    """A source's ``data.yaml``: a folder name under ``data`` or a path to a ``data.yaml``."""
+    path = Path(source)
+    return path if path.suffix == ".yaml" else data / source / "data.yaml"
+
+
+def source_name(source: str) -> str:
+    """The short name of a source (its folder's name)."""
+    path = Path(source)
+    return path.parent.name if path.suffix == ".yaml" else source
+
+
+def write_split(data: Path, sources: list[str], left_out: str, classes: list[str], out: Path) -> Path:
+    """Write a YOLO folder: the other sources' train/val images (linked) with ``classes`` as labels, and
+    ``val_<left_out>.yaml`` with the left-out source's validation images. Returns ``out/data.yaml``."""
+    index = {c: i for i, c in enumerate(classes)}
+    names = "".join(f"  {i}: {c}\n" for i, c in enumerate(classes))
+    for src in sources:
+        ds = YoloDataset.load(source_yaml(data, src))
+        name = source_name(src)
+        keep = {k: index[v] for k, v in ds.names.items() if v in index}
+        is_held = name == source_name(left_out)
+        for split in ("train", "val"):
+            if is_held and split == "train":
+                continue
+            role = f"heldout_{name}" if is_held else f"{split}_{name}"
+            img_dir, lbl_dir = out / "images" / role, out / "labels" / role
+            img_dir.mkdir(parents=True, exist_ok=True)
+            lbl_dir.mkdir(parents=True, exist_ok=True)
+            for it in ds.items(split):
+                link = img_dir / f"{name}__{it.image.name}"
+                if not link.exists():
+                    os.symlink(it.image.resolve(), link)
+                rows = [f"{keep[c]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in it.boxes if c in keep]
+                (lbl_dir / f"{link.stem}.txt").write_text("".join(rows))
+    others = [source_name(s) for s in sources if source_name(s) != source_name(left_out)]
+    train = ", ".join(f"images/train_{n}" for n in others)
+    val = ", ".join(f"images/val_{n}" for n in others)
+    (out / "data.yaml").write_text(f"train: [{train}]\nval: [{val}]\nnames:\n{names}")
+    held = source_name(left_out)
+    (out / f"val_{held}.yaml").write_text(f"train: images/heldout_{held}\nval: images/heldout_{held}\nnames:\n{names}")
+    return out / "data.yaml"
+
+
+def train_run(split_dir: Path, out: Path, start: str, classes: list[str], epochs: int, imgsz: int, batch: int,
+              workers: int, scratch_model: str) -> Path:
+    """Train one leave-one-out run with ``models/train_gpu.py`` (exact epochs, CPU or GPU)."""
+    from models.train_gpu import main as train_main
+
+    if start == "coco":
+        from models.pretrained import student_start
+
+        model = str(student_start(classes, out / "start.pt"))
+    else:
+        model = scratch_model
+    rc = train_main(["--pack", str(split_dir), "--out", str(out), "--model", model, "--minutes", "0",
+                     "--epochs", str(epochs), "--imgsz", str(imgsz), "--batch", str(batch), "--workers", str(workers),
+                     "--device", "0"])
+    if rc != 0:
+        raise RuntimeError(f"training {out} failed (exit {rc})")
+    return out / "best.pt"
+
+
+def score(weights: Path, data_yaml: Path, out: Path, imgsz: int) -> dict[str, Any]:
+    """Score weights on a held-out split with the product's evaluator: detector alone and product view."""
+    from pipelines.evaluate import evaluate_images
+
+    result: dict[str, Any] = {}
+    for view in ("detector", "product"):
+        m = evaluate_images(data_yaml, out / view, weights, {}, imgsz, 0.25, "val", view)
+        # Only the classes the left-out source labels (a class it lacks has no AP to report).
+        result[view] = {c: v.get("ap50") for c, v in m["classes"].items()
+                        if not v.get("absent") and v.get("instances", 0) > 0}
+    return result
+
+
+def collect(out: Path) -> dict[str, Any]:
+    """Every scored run under ``out``: ``{start: {source: scores}}``."""
+    table: dict[str, Any] = {}
+    for f in sorted(out.glob("*/*/scores.json")):
+        table.setdefault(f.parent.parent.name, {})[f.parent.name] = json.loads(f.read_text())
+    return table
+
+
+def write_table(out: Path) -> None:
+    """Write ``loso.json`` and a markdown table ``loso.md`` of every scored run."""
+    from models.export import loso_lines
+
+    table = collect(out)
+    (out / "loso.json").write_text(json.dumps(table, indent=1) + "\n")
+    (out / "loso.md").write_text("\n".join(loso_lines({"runs": table})) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="folder of YOLO sources")
+    ap.add_argument("--sources", nargs="+", required=True, help="source folders under --data, or data.yaml paths")
+    ap.add_argument("--leave-out", nargs="*", help="sources to leave out in turn (default: every source)")
+    ap.add_argument("--classes", nargs="+", required=True, help="canonical class names to train and score")
+    ap.add_argument("--start", choices=["coco", "scratch"], default="coco")
+    ap.add_argument("--scratch-model", default="yolo26n.yaml")
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--score-only", action="store_true", help="re-score existing weights, train nothing")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    runs = []
+    for left_out in args.leave_out or args.sources:
+        name = source_name(left_out)
+        run, split_dir = args.out / args.start / name, args.out / "splits" / name
+        if not (split_dir / f"val_{name}.yaml").exists():
+            write_split(args.data, args.sources, left_out, args.classes, split_dir)
+        if not (run / "best.pt").exists() and not args.score_only:
+            train_run(split_dir, run, args.start, args.classes, args.epochs, args.imgsz, args.batch, args.workers,
+                      args.scratch_model)
+        if (run / "best.pt").exists():
+            runs.append((name, run, split_dir / f"val_{name}.yaml"))
+    for name, run, held in runs:
+        metrics = json.loads((run / "metrics.json").read_text())
+        scores = score(run / "best.pt", held, run / "eval", args.imgsz)
+        (run / "scores.json").write_text(json.dumps(
+            {"scores": scores, "epochs": metrics.get("epochs"), "train_seconds": metrics.get("train_seconds"),
+             "imgsz": args.imgsz, "trained_on": [source_name(s) for s in args.sources if source_name(s) != name],
+             "ultralytics_val": metrics.get("val", {}).get(name)}, indent=1) + "\n")
+        write_table(args.out)
+        log.info("%s without %s: %s", args.start, name, scores)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
