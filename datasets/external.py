@@ -6,11 +6,12 @@ its data was taken from, the folder inside it, its license and the class renames
 moved branch changes nothing) and writes a YOLO dataset with canonical class ids, a ``README.md`` carrying the
 license and attribution, and ``manifest.json`` with counts, ready for ``datasets pack --extra``.
 
-Repositories listed under ``excluded`` (they hold the project's acceptance set) are refused outright.
+Repositories on the ``excluded_sha256`` deny-list (they hold the project's acceptance set) are refused outright.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -54,8 +55,13 @@ class SourcesFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    excluded: list[str]
+    excluded_sha256: list[str]
     sources: list[ExternalSource]
+
+
+def repo_digest(repo: str) -> str:
+    """The deny-list's key of a repository: SHA-256 of its lower-case ``owner/name``."""
+    return hashlib.sha256(repo.lower().encode()).hexdigest()
 
 
 def load_sources(path: Path = SOURCES_FILE) -> SourcesFile:
@@ -64,9 +70,9 @@ def load_sources(path: Path = SOURCES_FILE) -> SourcesFile:
         spec = SourcesFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise DatasetError(f"{path}: {exc}") from exc
-    banned = {r.lower() for r in spec.excluded}
+    banned = {h.lower() for h in spec.excluded_sha256}
     for src in spec.sources:
-        if src.repo.lower() in banned:
+        if repo_digest(src.repo) in banned:
             raise DatasetError(f"{path}: source {src.name} comes from {src.repo}, which is excluded")
         unknown = sorted(set(src.names.values()) - set(CANONICAL_LABELS))
         if unknown:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from datasets.external import load_sources, materialize_all, original_of
+from datasets.external import load_sources, materialize_all, original_of, repo_digest
 from datasets.pseudo import merge_teacher, to_yolo_lines
 from datasets.yolo import DatasetError, YoloDataset
 from detector.types import CANONICAL_LABELS
@@ -66,7 +66,7 @@ def _snapshot(tmp_path: Path) -> tuple[Path, str]:
 
 
 def _sources(tmp_path: Path, commit: str, repo: str = "owner/vehicles") -> Path:
-    spec = {"excluded": ["bad/repo"], "sources": [{
+    spec = {"excluded_sha256": [repo_digest("Bad/Repo")], "sources": [{
         "name": "veh", "repo": repo, "commit": commit, "path": "export", "license": "CC BY 4.0",
         "license_file": "README.dataset.txt", "attribution": "test", "view": "road camera",
         "names": {"bike": "motorcycle", "truck": "truck"}, "splits": {"train": ["train"], "val": ["valid"]},
@@ -100,8 +100,8 @@ def test_excluded_repositories_and_missing_snapshots_are_refused(tmp_path: Path)
 
 def test_the_shipped_sources_file_is_valid_and_excludes_the_acceptance_repositories() -> None:
     spec = load_sources()
-    acceptance = {"WWWangHan/Truck-cover-tarpaulin-detection", "Abonia1/YOLOv8-Fire-and-Smoke-Detection"}
-    assert acceptance <= set(spec.excluded)
+    assert len(set(spec.excluded_sha256)) == 6 and all(len(h) == 64 for h in spec.excluded_sha256)
+    assert not {repo_digest(s.repo) for s in spec.sources} & set(spec.excluded_sha256)
     assert all(s.license and s.attribution for s in spec.sources)
 
 
