@@ -39,16 +39,21 @@ print(json.dumps(out))
 """
 
 
-@needs_train
-def test_train_one_epoch_then_export(tmp_path: Path) -> None:
-    data = write_yolo_dataset(tmp_path / "syn", n=16, seed=3, width=320, height=192)
-    build_pack([Source("synthetic", data, "project's own", {})], tmp_path / "pack", max_mb=2, max_side=160)
+def train_one_epoch(tmp_path: Path, model: str, n: int, seed: int, side: int, imgsz: int) -> dict[str, str]:
+    """Pack ``n`` rendered images and train one epoch of ``model`` into ``tmp_path/run``; returns the env used."""
+    data = write_yolo_dataset(tmp_path / "syn", n=n, seed=seed, width=320, height=192)
+    build_pack([Source("synthetic", data, "project's own", {})], tmp_path / "pack", max_mb=2, max_side=side)
     env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "ycfg")}
     run = subprocess.run([sys.executable, "-m", "pipelines.cli", "train", "--data", str(tmp_path / "pack"), "--out",
-                          str(tmp_path / "run"), "--epochs", "1", "--minutes", "0", "--imgsz", "96", "--batch", "4",
-                          "--model", "yolo26n.yaml"],
-                         capture_output=True, text=True, timeout=900, env=env, check=False)
+                          str(tmp_path / "run"), "--epochs", "1", "--minutes", "0", "--imgsz", str(imgsz), "--batch",
+                          "4", "--model", model], capture_output=True, text=True, timeout=900, env=env, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return env
+
+
+@needs_train
+def test_train_one_epoch_then_export(tmp_path: Path) -> None:
+    env = train_one_epoch(tmp_path, "yolo26n.yaml", n=16, seed=3, side=160, imgsz=96)
     assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "results.csv").exists()
     exp = subprocess.run([sys.executable, "-m", "pipelines.cli", "export", str(tmp_path / "run" / "best.pt"),
                           "--out", str(tmp_path / "model"), "--imgsz", "96", "--metrics",
@@ -72,13 +77,7 @@ def test_train_one_epoch_then_export(tmp_path: Path) -> None:
 @needs_train
 @needs_checkpoint
 def test_train_from_the_coco_start_keeps_the_pretrained_weights(tmp_path: Path) -> None:
-    data = write_yolo_dataset(tmp_path / "syn", n=12, seed=5, width=320, height=192)
-    build_pack([Source("synthetic", data, "project's own", {})], tmp_path / "pack", max_mb=2, max_side=128)
-    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "ycfg")}
-    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "train", "--data", str(tmp_path / "pack"), "--out",
-                          str(tmp_path / "run"), "--epochs", "1", "--minutes", "0", "--imgsz", "64", "--batch", "4",
-                          "--model", "coco"], capture_output=True, text=True, timeout=900, env=env, check=False)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    env = train_one_epoch(tmp_path, "coco", n=12, seed=5, side=128, imgsz=64)
     start, best = tmp_path / "run" / "start.pt", tmp_path / "run" / "best.pt"
     sim = subprocess.run([sys.executable, "-c", SIMILARITY, str(start), str(best)], capture_output=True, text=True,
                          timeout=300, env=env, check=False)
