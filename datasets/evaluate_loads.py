@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from datasets.yolo import YoloDataset, label_path, read_label_file
 from detector.backends.base import DetectorBackend
-from detector.postprocess import box_iou
+from detector.postprocess import box_iou, greedy_pairs
 from detector.scene import scene
 from detector.types import CANONICAL_LABELS
 
@@ -97,13 +97,7 @@ def evaluate_loads(images: Iterator[tuple[Path, list[LabelledTruck]]], backend: 
         rows = det[det.class_id == backend.names.index("truck")] if "truck" in backend.names else det[:0]
         gt: npt.NDArray[np.float32] = np.asarray([t.pixels(w, h) for t in trucks], np.float32)
         iou = box_iou(gt, rows.xyxy) if len(rows) else np.zeros((len(trucks), 0), np.float32)
-        match: dict[int, int] = {}  # one detection per labelled truck, best overlap first
-        for flat in np.argsort(-iou, axis=None, kind="stable"):
-            k, j = divmod(int(flat), iou.shape[1])
-            if iou[k, j] < MATCH_IOU:
-                break
-            if k not in match and j not in match.values():
-                match[k] = j
+        match = greedy_pairs(iou, MATCH_IOU)  # one detection per labelled truck, best overlap first
         for k, t in enumerate(trucks):
             if k not in match:
                 missed[t.load] = missed.get(t.load, 0) + 1

@@ -13,6 +13,7 @@ Output layouts:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -144,3 +145,17 @@ def decode_raw(output: npt.NDArray[np.float32], conf: float, iou: float, max_det
         keep = nms(offset.astype(np.float32), scores.astype(np.float32), iou)[:max_det]
         results.append(Detections(xyxy=xyxy[keep], confidence=scores[keep], class_id=cls[keep].astype(np.int64)))
     return results
+
+
+def greedy_pairs(iou: npt.NDArray[np.floating[Any]], min_iou: float) -> dict[int, int]:
+    """One-to-one pairs ``row -> column`` of an IoU matrix, best overlap first, each at least ``min_iou``."""
+    pairs: dict[int, int] = {}
+    if not iou.size:
+        return pairs
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        k, j = divmod(int(flat), iou.shape[1])
+        if iou[k, j] < min_iou:
+            break
+        if k not in pairs and j not in pairs.values():
+            pairs[k] = j
+    return pairs

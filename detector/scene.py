@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.backends.base import DetectorBackend, Frame
-from detector.postprocess import box_gap, box_iou
+from detector.postprocess import box_gap, box_iou, greedy_pairs
 from detector.types import Detections
 
 PILE_CLASSES = frozenset({"garbage"})
@@ -122,13 +122,7 @@ def merge_trucks(det: Detections, names: list[str], s: SceneSettings) -> Detecti
         return det
     # One to one, best overlap first: two vehicles never merge through a box between them.
     iou = box_iou(det.xyxy[u_idx], det.xyxy[t_idx]) if len(u_idx) and len(t_idx) else np.zeros((len(u_idx), 0))
-    pairs: dict[int, int] = {}
-    for flat in np.argsort(-iou, axis=None, kind="stable"):
-        k, j = divmod(int(flat), iou.shape[1])
-        if iou[k, j] < s.truck_iou:
-            break
-        if k not in pairs and j not in pairs.values():
-            pairs[k] = j
+    pairs = greedy_pairs(iou, s.truck_iou)
     uncovered = det.data["uncovered"].copy()
     conf = det.confidence.copy()
     drop = np.zeros(len(det), bool)
