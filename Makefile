@@ -27,15 +27,22 @@ setup: $(STAMP)
 setup-train: $(TRAIN_STAMP)
 
 demo: $(STAMP)
+	bash scripts/install-runtime.sh
 	$(BIN)/streetwatch synth --out $(DEMO)/input --clips 1 --clip-seconds 30
 	$(BIN)/streetwatch analyze $(DEMO)/input/clips/street_000.mp4 --out $(DEMO)/report \
 		--config examples/demo_cameras.yaml --dwell 4 --annotate
 	@echo "Open $(DEMO)/report/report.html"
 
-test: $(TRAIN_STAMP)
-	bash scripts/install-test-services.sh
+# Style, types and the house's layers (import-linter contracts in pyproject.toml).
+lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy detector pipelines datasets models service
+	$(BIN)/lint-imports
+
+test: $(TRAIN_STAMP)
+	bash scripts/install-runtime.sh
+	bash scripts/install-test-services.sh
+	$(MAKE) lint
 	$(BIN)/pytest -q
 
 test-slow: $(TRAIN_STAMP)
@@ -58,6 +65,14 @@ bench-render: $(TRAIN_STAMP)
 # 10 minutes of 720p25 video: decode-and-infer-everything vs the product's strategy; bench/results/batch.json.
 bench-batch: $(STAMP)
 	$(BIN)/python bench/batch.py
+
+# Each speed technique on its own against the product's setting; writes bench/results/techniques.json.
+bench-techniques: $(TRAIN_STAMP)
+	$(BIN)/python bench/techniques.py
+
+# Regions of interest and per-zone detection rates on generated clips; writes bench/results/roi.json.
+bench-roi: $(STAMP)
+	$(BIN)/python bench/roi.py
 
 # Every benchmark, then bench/results/summary.json and the table in bench/README.md.
 bench: bench-inference bench-batch bench-live bench-render
@@ -86,7 +101,7 @@ train-cpu: data
 
 # Leave one source out: the COCO start and YOLO26n from scratch, same data, size and epochs (about 4 h on 2 cores).
 loso: $(TRAIN_STAMP)
-	for start in coco scratch; do $(BIN)/python models/loso.py --sources garbage_bags garbage_roadside_in \
+	for start in coco scratch; do $(BIN)/python -m pipelines.evaluation.loso --sources garbage_bags garbage_roadside_in \
 		garbage_street_cn --classes garbage garbage_bin overflowing_bin --start $$start --epochs 12 --imgsz 320 \
 		--out runs/loso || exit 1; done
 

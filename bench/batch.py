@@ -71,7 +71,7 @@ def _run(clip: Path, strategy: str, out: Path) -> dict[str, Any]:
                    "        polygon: [[0.0, 0.0], [0.44, 0.0], [0.74, 1.0], [0.0, 1.0]]\n"
                    "        violations: [uncovered_truck]\n")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "analyze", str(clip), "--out",
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "analyze", str(clip), "--out",
                            str(out / strategy), "--config", str(cfg), "--dwell", "5", "-q"],
                           capture_output=True, text=True, cwd=ROOT, check=False)
     wall = time.perf_counter() - t0

@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from rtsp import free_port, start_servers  # noqa: E402  (bench/rtsp.py)
 
+from service.embedded import running_service, wait_until  # noqa: E402
 from service.settings import ServiceConfig  # noqa: E402
-from tests.service.conftest import running_service, wait_for  # noqa: E402
 
 log = logging.getLogger("bench.live")
 TOKEN = "bench-admin-token-0123456789"
@@ -95,7 +95,7 @@ def measure(port: int, n: int, seconds: float, latencies: list[float], listen: C
     headers = {"Authorization": f"Bearer {TOKEN}"}
     threading.Thread(target=listen, daemon=True).start()
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30)
-    wait_for(lambda: all(c["health"] == "live" for c in client.get("/api/cameras").json()), 120, "all live")
+    wait_until(lambda: all(c["health"] == "live" for c in client.get("/api/cameras").json()), 120, "all live")
     time.sleep(5)  # warm-up
     proc = psutil.Process(os.getpid())
     before = {c["id"]: c for c in client.get("/api/cameras").json()}

@@ -55,7 +55,7 @@ def run(clips: int, work: Path, repeats: int = 3) -> dict[str, Any]:
     """Evaluate the clips under every run of :data:`RUNS`; returns their metrics and the ratios."""
     from datasets.clips import write_clip_set
     from models import DEFAULT_MODEL
-    from pipelines.evaluate import evaluate_clips
+    from pipelines.evaluation.score import evaluate_clips
 
     labels = work / "clips" / "labels.json"
     if not labels.exists():

@@ -41,7 +41,7 @@ def _clip(out: Path) -> Path:
     """A 60 s 720p25 H.264 street clip with violations (generated once)."""
     clip = out / "clip" / "clips" / "street_000.mp4"
     if not clip.exists():
-        subprocess.run([sys.executable, "-m", "pipelines.cli", "synth", "--out", str(out / "clip"), "--clips", "1",
+        subprocess.run([sys.executable, "-m", "service.cli", "synth", "--out", str(out / "clip"), "--clips", "1",
                         "--clip-seconds", "60", "--fps", "25"], check=True, cwd=ROOT)
     return clip
 
@@ -112,7 +112,7 @@ def run(minutes: float, streams: int, interval: float, out: Path, max_growth_pct
     for stale in ("cases.db", "cases.db-wal", "cases.db-shm"):
         (out / stale).unlink(missing_ok=True)
     config = _config(out, ports, port)
-    serve = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--config", str(config)], cwd=ROOT,
+    serve = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--config", str(config)], cwd=ROOT,
                              env={**os.environ, "SOAK_TOKEN": token}, stdout=(out / "serve.log").open("w"),
                              stderr=subprocess.STDOUT)
     samples: list[dict[str, Any]] = []

@@ -147,16 +147,7 @@ def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: in
                             boxes.setdefault(k, list(box))
                 static_cache = (present, layer)
             frame = static_cache[1].copy()
-            moving: list[Obj] = []
-            for k, a in enumerate(script):
-                if a.speed and a.start <= t < a.end:
-                    y = a.y - a.speed * (t - a.start)
-                    moving += _build(a, np.random.default_rng(seeds[k]), y, seeds[k])
-            for wx, wy, v in walkers:
-                walker = person(np.random.default_rng(int(wx * 1000)), wx, wy + v * t * 0.8)
-                walker.seed = int(wx * 1000)
-                moving.append(walker)
-            drawn = draw(frame, cam, moving, np.random.default_rng(seed), renderer, light)
+            drawn = draw(frame, cam, _moving(script, seeds, walkers, t), np.random.default_rng(seed), renderer, light)
             for k, a in enumerate(script):
                 if a.speed and a.start <= t < a.end:
                     for name, box in drawn:
@@ -164,19 +155,45 @@ def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: in
                             boxes.setdefault(k, list(box))
             if frame_labels is not None and i % label_every == 0:
                 _write_frame_labels(frame_labels / f"{i:06d}.txt", static_boxes + drawn, width, height)
-            if noise_pool:  # cycle precomputed noise (long benchmark clips); else fresh noise per frame
-                if not pool:
-                    pool.extend(rng.normal(0, 2.0, frame.shape).astype(np.float32) for _ in range(noise_pool))
-                noise = pool[int(rng.integers(noise_pool))]
-            else:
-                noise = rng.normal(0, 2.0, frame.shape).astype(np.float32)
-            frame = np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
-            vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
+            vf = av.VideoFrame.from_ndarray(_noisy(frame, rng, pool, noise_pool), format="bgr24")
             vf.pts = i
             for packet in stream.encode(vf):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+    return {"duration": round(duration, 3), "annotations": _annotations(script, boxes, duration),
+            "tags": ["synthetic", "day", f"renderer:{renderer}"]}
+
+
+def _moving(script: list[Actor], seeds: list[int], walkers: list[tuple[float, float, float]], t: float
+            ) -> list[Obj]:
+    """The moving actors and the passers-by at time ``t`` (each actor keeps its look: a fixed seed)."""
+    moving: list[Obj] = []
+    for k, a in enumerate(script):
+        if a.speed and a.start <= t < a.end:
+            y = a.y - a.speed * (t - a.start)
+            moving += _build(a, np.random.default_rng(seeds[k]), y, seeds[k])
+    for wx, wy, v in walkers:
+        walker = person(np.random.default_rng(int(wx * 1000)), wx, wy + v * t * 0.8)
+        walker.seed = int(wx * 1000)
+        moving.append(walker)
+    return moving
+
+
+def _noisy(frame: Image, rng: np.random.Generator, pool: list[npt.NDArray[np.float32]], noise_pool: int) -> Image:
+    """The frame with sensor noise: fresh per frame, or drawn from ``noise_pool`` precomputed frames (long
+    benchmark clips)."""
+    if noise_pool:
+        if not pool:
+            pool.extend(rng.normal(0, 2.0, frame.shape).astype(np.float32) for _ in range(noise_pool))
+        noise = pool[int(rng.integers(noise_pool))]
+    else:
+        noise = rng.normal(0, 2.0, frame.shape).astype(np.float32)
+    return np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+
+
+def _annotations(script: list[Actor], boxes: dict[int, list[float]], duration: float) -> list[dict[str, object]]:
+    """ActivityNet annotations of the script's violations, with each one's first drawn box."""
     annotations = []
     for k, a in enumerate(script):
         if a.kind not in VIOLATION_OF:
@@ -186,8 +203,7 @@ def render_clip(path: Path, duration: float = 30.0, fps: float = 10.0, width: in
         if k in boxes:
             ann["box"] = [round(v, 1) for v in boxes[k]]
         annotations.append(ann)
-    return {"duration": round(duration, 3), "annotations": annotations,
-            "tags": ["synthetic", "day", f"renderer:{renderer}"]}
+    return annotations
 
 
 def write_clip_set(out: Path, n: int = 1, duration: float = 30.0, fps: float = 10.0, width: int = 1280,

@@ -16,10 +16,13 @@ import random
 import shutil
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import numpy as np
+import numpy.typing as npt
 
 from datasets.yolo import DatasetError, YoloDataset
 from detector.types import CANONICAL_LABELS
@@ -134,10 +137,27 @@ def read_cvat_images(path: Path, images: Path) -> list[Record]:
     return out
 
 
+def _video_frames(video: Path) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+    """Yield ``(index, BGR image)`` of every frame of a labelled video, in order (CVAT counts from 0)."""
+    if not video.is_file():
+        raise DatasetError(f"{video}: video not found")
+    cap = cv2.VideoCapture(str(video))
+    try:
+        if not cap.isOpened():
+            raise DatasetError(f"{video}: not a readable video")
+        index = 0
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                return
+            yield index, np.asarray(image, np.uint8)
+            index += 1
+    finally:
+        cap.release()
+
+
 def read_cvat_video(path: Path, video: Path, frames_dir: Path, step: int = 10) -> list[Record]:
     """Read CVAT for video 1.1 XML; every ``step``-th annotated frame is decoded from ``video`` into ``frames_dir``."""
-    from pipelines.sources import read_frames
-
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as exc:
@@ -152,12 +172,12 @@ def read_cvat_video(path: Path, video: Path, frames_dir: Path, step: int = 10) -
     wanted = {f for f in per_frame if f % step == 0}
     frames_dir.mkdir(parents=True, exist_ok=True)
     out = []
-    for fr in read_frames(video):
-        if fr.index in wanted:
-            img_path = frames_dir / f"{video.stem}_{fr.index:06d}.jpg"
-            cv2.imwrite(str(img_path), fr.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            h, w = fr.image.shape[:2]
-            out.append(Record(img_path, w, h, per_frame[fr.index], source=f"{path}#frame={fr.index}"))
+    for index, image in _video_frames(video):
+        if index in wanted:
+            img_path = frames_dir / f"{video.stem}_{index:06d}.jpg"
+            cv2.imwrite(str(img_path), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            h, w = image.shape[:2]
+            out.append(Record(img_path, w, h, per_frame[index], source=f"{path}#frame={index}"))
     return out
 
 
@@ -294,3 +314,18 @@ def write_coco(records: list[Record], path: Path, relative_to: Path | None = Non
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return path
+
+
+def parse_renames(pairs: list[str]) -> dict[str, str]:
+    """Class renames written ``OLD=NEW`` (the ``--names`` option of the dataset and evaluate commands).
+
+    Raises:
+        DatasetError: A pair is not ``OLD=NEW``.
+    """
+    out = {}
+    for p in pairs:
+        old, sep, new = p.partition("=")
+        if not sep or not old or not new:
+            raise DatasetError(f"--names takes old=new pairs, got '{p}'")
+        out[old] = new
+    return out

@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from datasets.pseudo import TeacherBox, merge_teacher, to_yolo_lines
-from datasets.yolo import YoloDataset
+from datasets.yolo import LabeledImage, YoloDataset
 from detector.types import CANONICAL_LABELS
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,123 @@ def _write_teacher_cache(path: Path, teacher_id: str, cache: dict[str, list[Teac
     os.replace(tmp, path)
 
 
+_Item = tuple[Source, str, LabeledImage, dict[int, int]]  # source, split, image and labels, class map
+
+
+def _pack_items(sources: list[Source], val_cap: int) -> list[_Item]:
+    """Every image of the sources (validation splits capped at ``val_cap`` per source when > 0)."""
+    items: list[_Item] = []
+    for src in sources:
+        ds = YoloDataset.load(src.data_yaml)
+        cmap = ds.canonical_map(src.remap)
+        for split in ("train", "val"):
+            split_items = list(ds.items(split))
+            if split == "val" and 0 < val_cap < len(split_items):
+                step = len(split_items) / val_cap
+                split_items = [split_items[int(i * step)] for i in range(val_cap)]
+            items.extend((src, split, it, cmap) for it in split_items)
+    return items
+
+
+@dataclass
+class _Labelled:
+    images: dict[Path, npt.NDArray[np.uint8]] = field(default_factory=dict)  # shrunk pixels by original path
+    lines_of: dict[Path, list[str]] = field(default_factory=dict)  # YOLO label lines by original path
+    added: dict[str, dict[str, int]] = field(default_factory=dict)  # teacher boxes per "source/split" and class
+
+
+def _label(items: list[_Item], max_side: int, teacher: Callable[[npt.NDArray[np.uint8]], list[TeacherBox]] | None,
+           teacher_cache: Path | None, teacher_id: str) -> _Labelled:
+    """Read every image, merge its labels with the teacher's, and shrink it to ``max_side``."""
+    out = _Labelled()
+    cache: dict[str, list[TeacherBox]] = {}
+    if teacher_cache is not None and teacher is not None:
+        cache = _read_teacher_cache(teacher_cache, teacher_id)
+    for k, (src, split, it, cmap) in enumerate(items):
+        raw = it.image.read_bytes()
+        img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            log.warning("skipping unreadable image %s", it.image)
+            continue
+        own = [(CANONICAL_LABELS[cmap[c]], (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+               for c, cx, cy, w, h in it.boxes if c in cmap]
+        if teacher is not None:
+            key = hashlib.sha1(raw).hexdigest()
+            if key not in cache:
+                cache[key] = teacher(np.asarray(img, np.uint8))
+            merged = merge_teacher(own, cache[key],
+                                   src.labelled or frozenset(CANONICAL_LABELS[c] for c in cmap.values()))
+            own = merged.boxes
+            split_added = out.added.setdefault(f"{src.name}/{split}", {})
+            for name, n in merged.added.items():
+                split_added[name] = split_added.get(name, 0) + n
+            if (k + 1) % 500 == 0:
+                log.info("teacher: %d/%d images", k + 1, len(items))
+                if teacher_cache is not None:  # hours of teacher work survive a crash
+                    _write_teacher_cache(teacher_cache, teacher_id, cache)
+        out.lines_of[it.image] = to_yolo_lines(own)
+        out.images[it.image] = _shrink(np.asarray(img, np.uint8), max_side)
+    if teacher_cache is not None and teacher is not None:
+        _write_teacher_cache(teacher_cache, teacher_id, cache)
+    return out
+
+
+def _fit(images: dict[Path, npt.NDArray[np.uint8]], max_mb: float, max_side: int, qualities: tuple[int, ...],
+         fmt: str) -> tuple[dict[Path, bytes], int]:
+    """The images encoded at the highest quality that fits ``max_mb``, and that quality."""
+    budget = max_mb * 1024 * 1024 * 0.97  # leave room for labels and yaml files
+    for q in qualities:
+        encoded = {p: _encode(img, max_side, q, fmt) for p, img in images.items()}
+        total = sum(len(b) for b in encoded.values())
+        log.info("pack: %s quality %d -> %.1f MB", fmt, q, total / 2**20)
+        if total <= budget:
+            return encoded, q
+    raise ValueError(f"pack does not fit {max_mb} MB even at {fmt} quality {qualities[-1]}; lower --max-side")
+
+
+def _write_images(items: list[_Item], encoded: dict[Path, bytes], lines_of: dict[Path, list[str]], out: Path,
+                  fmt: str) -> tuple[list[dict[str, object]], dict[str, dict[str, dict[str, int]]]]:
+    """Write images and labels as ``images|labels/<split>_<source>/``; the files and counts per source/split."""
+    files: list[dict[str, object]] = []
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for src, split, it, _cmap in items:
+        if it.image not in encoded:
+            continue
+        stem = f"{src.name}__{it.image.stem}"
+        img_path = out / "images" / f"{split}_{src.name}" / f"{stem}.{fmt}"
+        lbl_path = out / "labels" / f"{split}_{src.name}" / f"{stem}.txt"
+        img_path.parent.mkdir(parents=True, exist_ok=True)
+        lbl_path.parent.mkdir(parents=True, exist_ok=True)
+        img_path.write_bytes(encoded[it.image])
+        lines = lines_of[it.image]
+        tally = counts.setdefault(src.name, {}).setdefault(split, {"images": 0})
+        tally["images"] += 1
+        for line in lines:
+            name = CANONICAL_LABELS[int(line.split()[0])]
+            tally[name] = tally.get(name, 0) + 1
+        lbl_path.write_text("\n".join(lines) + ("\n" if lines else ""))
+        files.append({"file": str(img_path.relative_to(out)), "source": src.name, "split": split,
+                      "original": str(it.image), "boxes": len(lines)})
+    return files, counts
+
+
+def _write_yamls(out: Path, sources: list[Source]) -> None:
+    """``data.yaml`` (every source), ``val_<source>.yaml`` and ``only_<source>.yaml`` (one source)."""
+    names = "".join(f"  {i}: {n}\n" for i, n in enumerate(CANONICAL_LABELS))
+    train_dirs = sorted({f"images/train_{s.name}" for s in sources if (out / f"images/train_{s.name}").exists()})
+    val_dirs = sorted({f"images/val_{s.name}" for s in sources if (out / f"images/val_{s.name}").exists()})
+    (out / "data.yaml").write_text(
+        "# no path key: folders resolve relative to this file\n"
+        f"train: [{', '.join(train_dirs)}]\nval: [{', '.join(val_dirs)}]\nnames:\n{names}")
+    for s in sources:
+        if (out / f"images/val_{s.name}").exists():
+            (out / f"val_{s.name}.yaml").write_text(
+                f"train: images/val_{s.name}\nval: images/val_{s.name}\nnames:\n{names}")
+            if (out / f"images/train_{s.name}").exists():  # to train on one source alone (e.g. sim-to-real)
+                (out / f"only_{s.name}.yaml").write_text(
+                    f"train: images/train_{s.name}\nval: images/val_{s.name}\nnames:\n{names}")
+
+
 def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 416,
                qualities: tuple[int, ...] = (82, 75, 68, 60, 52, 45, 38, 32), val_cap: int = 0,
                fmt: str = "jpg", teacher: Callable[[npt.NDArray[np.uint8]], list[TeacherBox]] | None = None,
@@ -119,104 +236,22 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
     Returns:
         The manifest written to ``out/manifest.json``.
     """
-    items = []
-    for src in sources:
-        ds = YoloDataset.load(src.data_yaml)
-        cmap = ds.canonical_map(src.remap)
-        for split in ("train", "val"):
-            split_items = list(ds.items(split))
-            if split == "val" and 0 < val_cap < len(split_items):
-                step = len(split_items) / val_cap
-                split_items = [split_items[int(i * step)] for i in range(val_cap)]
-            for it in split_items:
-                items.append((src, split, it, cmap))
+    items = _pack_items(sources, val_cap)
     if not items:
         raise ValueError("no images in the given sources")
     if fmt not in IMAGE_FORMATS:
         raise ValueError(f"unknown image format {fmt!r}; use one of {sorted(IMAGE_FORMATS)}")
-    images: dict[Path, npt.NDArray[np.uint8]] = {}
-    lines_of: dict[Path, list[str]] = {}
-    added: dict[str, dict[str, int]] = {}
-    cache: dict[str, list[TeacherBox]] = {}
-    if teacher_cache is not None and teacher is not None:
-        cache = _read_teacher_cache(teacher_cache, teacher_id)
-    for k, (src, split, it, cmap) in enumerate(items):
-        raw = it.image.read_bytes()
-        img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
-            log.warning("skipping unreadable image %s", it.image)
-            continue
-        own = [(CANONICAL_LABELS[cmap[c]], (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
-               for c, cx, cy, w, h in it.boxes if c in cmap]
-        if teacher is not None:
-            key = hashlib.sha1(raw).hexdigest()
-            if key not in cache:
-                cache[key] = teacher(np.asarray(img, np.uint8))
-            merged = merge_teacher(own, cache[key],
-                                   src.labelled or frozenset(CANONICAL_LABELS[c] for c in cmap.values()))
-            own = merged.boxes
-            split_added = added.setdefault(f"{src.name}/{split}", {})
-            for name, n in merged.added.items():
-                split_added[name] = split_added.get(name, 0) + n
-            if (k + 1) % 500 == 0:
-                log.info("teacher: %d/%d images", k + 1, len(items))
-                if teacher_cache is not None:  # hours of teacher work survive a crash
-                    _write_teacher_cache(teacher_cache, teacher_id, cache)
-        lines_of[it.image] = to_yolo_lines(own)
-        images[it.image] = _shrink(np.asarray(img, np.uint8), max_side)
-    if teacher_cache is not None and teacher is not None:
-        _write_teacher_cache(teacher_cache, teacher_id, cache)
-    budget = max_mb * 1024 * 1024 * 0.97  # leave room for labels and yaml files
-    chosen = qualities[-1]
-    encoded: dict[Path, bytes] = {}
-    for q in qualities:
-        encoded = {p: _encode(img, max_side, q, fmt) for p, img in images.items()}
-        total = sum(len(b) for b in encoded.values())
-        log.info("pack: %s quality %d -> %.1f MB", fmt, q, total / 2**20)
-        if total <= budget:
-            chosen = q
-            break
-    else:
-        raise ValueError(f"pack does not fit {max_mb} MB even at {fmt} quality {qualities[-1]}; lower --max-side")
+    labelled = _label(items, max_side, teacher, teacher_cache, teacher_id)
+    encoded, chosen = _fit(labelled.images, max_mb, max_side, qualities, fmt)
     if out.exists():
         shutil.rmtree(out)
-    files = []
-    counts: dict[str, dict[str, dict[str, int]]] = {}
-    for src, split, it, _cmap in items:
-        if it.image not in encoded:
-            continue
-        stem = f"{src.name}__{it.image.stem}"
-        img_path = out / "images" / f"{split}_{src.name}" / f"{stem}.{fmt}"
-        lbl_path = out / "labels" / f"{split}_{src.name}" / f"{stem}.txt"
-        img_path.parent.mkdir(parents=True, exist_ok=True)
-        lbl_path.parent.mkdir(parents=True, exist_ok=True)
-        img_path.write_bytes(encoded[it.image])
-        lines = lines_of[it.image]
-        tally = counts.setdefault(src.name, {}).setdefault(split, {"images": 0})
-        tally["images"] += 1
-        for line in lines:
-            name = CANONICAL_LABELS[int(line.split()[0])]
-            tally[name] = tally.get(name, 0) + 1
-        lbl_path.write_text("\n".join(lines) + ("\n" if lines else ""))
-        files.append({"file": str(img_path.relative_to(out)), "source": src.name, "split": split,
-                      "original": str(it.image), "boxes": len(lines)})
-    names = "".join(f"  {i}: {n}\n" for i, n in enumerate(CANONICAL_LABELS))
-    train_dirs = sorted({f"images/train_{s.name}" for s in sources if (out / f"images/train_{s.name}").exists()})
-    val_dirs = sorted({f"images/val_{s.name}" for s in sources if (out / f"images/val_{s.name}").exists()})
-    (out / "data.yaml").write_text(
-        "# no path key: folders resolve relative to this file\n"
-        f"train: [{', '.join(train_dirs)}]\nval: [{', '.join(val_dirs)}]\nnames:\n{names}")
-    for s in sources:
-        if (out / f"images/val_{s.name}").exists():
-            (out / f"val_{s.name}.yaml").write_text(
-                f"train: images/val_{s.name}\nval: images/val_{s.name}\nnames:\n{names}")
-            if (out / f"images/train_{s.name}").exists():  # to train on one source alone (e.g. sim-to-real)
-                (out / f"only_{s.name}.yaml").write_text(
-                    f"train: images/train_{s.name}\nval: images/val_{s.name}\nnames:\n{names}")
+    files, counts = _write_images(items, encoded, labelled.lines_of, out, fmt)
+    _write_yamls(out, sources)
     digest = hashlib.sha256()
     for f in sorted(files, key=lambda x: str(x["file"])):
         digest.update(str(f["file"]).encode())
         digest.update((out / str(f["file"])).read_bytes())
+    added = labelled.added
     manifest: dict[str, object] = {
         "names": list(CANONICAL_LABELS),
         "max_side": max_side,

@@ -15,7 +15,7 @@ real rasteriser instead of the painter's algorithm:
   ground, procedural surface grain, camera-facing soft particles for smoke,
   and 2x supersampling for anti-aliased edges.
 
-``datasets/README.md`` and ``bench/results/render.json`` hold the measured
+``bench/README.md`` and ``bench/results/render.json`` hold the measured
 comparison (speed per image, label errors of the painter's renderer).
 The context is created once per process with ``backend='egl'``; where no EGL
 driver exists :func:`get_renderer` raises :class:`RendererUnavailable` and

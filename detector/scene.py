@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from detector.backends.base import DetectorBackend, Frame
+from detector.backends.base import DetectorBackend, Image
 from detector.postprocess import box_gap, box_iou, greedy_pairs
 from detector.types import Detections
 
@@ -257,7 +257,7 @@ class ProductView(DetectorBackend):
         self.imgsz = inner.imgsz
         self.settings = settings or SceneSettings()
 
-    def detect(self, frames: list[Frame], sizes: Sequence[int] | None = None) -> list[Detections]:
+    def detect(self, frames: list[Image], sizes: Sequence[int] | None = None) -> list[Detections]:
         """The inner detector's output after the scene stage, trucks as truck and uncovered_truck boxes."""
         return [product_boxes(scene(d, self.names, self.settings), self.names)
                 for d in self.inner.detect(frames, sizes)]

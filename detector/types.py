@@ -127,6 +127,11 @@ class Detections:
         """Return a copy carrying the given track ids."""
         return replace(self, tracker_id=np.asarray(tracker_id, np.int64))
 
+    def shifted(self, dx: float, dy: float) -> Detections:
+        """Return a copy with every box moved by ``(dx, dy)`` pixels (from a crop into its frame)."""
+        offset = np.array([dx, dy, dx, dy], np.float32)
+        return replace(self, xyxy=np.asarray(self.xyxy + offset, np.float32))
+
     def bottom_center(self) -> FloatArray:
         """Return the ``(n, 2)`` bottom-centre anchor points (where objects touch the ground)."""
         x = (self.xyxy[:, 0] + self.xyxy[:, 2]) / 2

@@ -10,3 +10,5 @@ from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = MODELS_DIR / "default" / "model.onnx"
+SHARED_DATA = MODELS_DIR.parents[1] / "shared" / "data"
+"""The real labelled images beside the checkout (``../shared/data``; read its README)."""

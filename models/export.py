@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from detector.backends.base import OnnxConfig
+from detector.backends.onnx import OnnxBackend
+
 log = logging.getLogger(__name__)
 
 
@@ -51,8 +54,6 @@ def export_onnx(weights: Path, out_dir: Path, imgsz: int, dataset_sha256: str | 
 
 def measure_cpu_speed(model: Path, threads: int = 1, runs: int = 30) -> dict[str, Any]:
     """Median and p90 latency (ms) of one frame through the ONNX backend on this CPU."""
-    from detector.backends.base import OnnxConfig
-    from detector.backends.onnx import OnnxBackend
 
     backend = OnnxBackend(OnnxConfig(model=model, threads=threads))
     frame = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
@@ -88,7 +89,7 @@ def _size_study(study: dict[str, Any]) -> list[str]:
 
 
 def loso_lines(loso: dict[str, Any]) -> list[str]:
-    """Markdown of a leave-one-source-out study (``models/loso.py``'s ``loso.json`` under ``runs``)."""
+    """Markdown of a leave-one-source-out study (``pipelines/evaluation/loso.py``'s ``loso.json`` under ``runs``)."""
     runs: dict[str, dict[str, Any]] = loso.get("runs", {})
     if not runs:
         return []

@@ -29,7 +29,7 @@ mkdir -p "$out/main"
 if awk -v m="$s2r_min" 'BEGIN { exit !(m > 0) }'; then s2r=1 main_workers=10; else s2r=0 main_workers=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 )); fi
 limit() { awk -v m="$1" 'BEGIN { printf "%d", (m + 2) * 60 }'; }  # budget + 2 minutes, in whole seconds
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-timeout -s TERM "$(limit "$main_min")" python3 models/train_gpu.py --pack pack --out "$out/main" \
+timeout -s TERM "$(limit "$main_min")" python3 -m models.train_gpu --pack pack --out "$out/main" \
   --model "${MODEL:-models/default/model.pt}" ${PRETRAINED:+--pretrained "$PRETRAINED"} --minutes "$main_min" \
   --imgsz "$imgsz" --batch 64 --workers "$main_workers" \
   >"$out/main.log" 2>&1 &
@@ -37,7 +37,7 @@ a=$!
 rb=0
 if [ "$s2r" = 1 ]; then
   mkdir -p "$out/s2r"
-  timeout -s TERM "$(limit "$s2r_min")" python3 models/train_gpu.py --pack pack --out "$out/s2r" \
+  timeout -s TERM "$(limit "$s2r_min")" python3 -m models.train_gpu --pack pack --out "$out/s2r" \
     --model yolo26n.yaml --data only_synthetic.yaml --classes garbage,garbage_bin,overflowing_bin,smoke \
     --minutes "$s2r_min" --imgsz 320 --batch 64 --workers 5 >"$out/s2r.log" 2>&1 &
   b=$!

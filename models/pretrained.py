@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from detector.postprocess import decode_raw, letterbox, to_blob
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,8 +301,6 @@ class CocoTeacher:
 
     def detect(self, image: npt.NDArray[np.uint8]) -> list[tuple[str, float, tuple[float, float, float, float]]]:
         """Detect COCO objects in a BGR image: ``(name, score, (x1, y1, x2, y2) pixels)``, best first."""
-        from detector.postprocess import decode_raw, letterbox, to_blob
-
         boxed, lb = letterbox(image, self.imgsz, stride=32)
         with self._torch.inference_mode():
             raw = self.net(self._torch.from_numpy(to_blob([boxed]))).numpy()

@@ -17,7 +17,7 @@ its outputs in a ``finally`` block, so a run stopped at the time limit (SIGTERM)
 still leaves the best weights so far.
 
 Example:
-    python models/train_gpu.py --pack pack --out out --minutes 8.5 --imgsz 416
+    python -m models.train_gpu --pack pack --out out --minutes 8.5 --imgsz 416
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ import time
 import types
 from pathlib import Path
 from typing import Any
+
+from models.pretrained import DEFAULT_CHECKPOINT, load_coco_checkpoint, student_start
 
 log = logging.getLogger("train_gpu")
 
@@ -132,8 +134,7 @@ def _names(data_yaml: Path) -> list[str]:
     return names
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train, validate and collect outputs; returns a process exit code."""
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pack", type=Path, required=True, help="training pack folder (has data.yaml)")
     ap.add_argument("--out", type=Path, required=True, help="where best.pt, metrics.json, ... go")
@@ -156,8 +157,82 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr0", type=float, default=0.0,
                     help="SGD initial learning rate with a one-epoch warm-up, for short fine-tunes of trained "
                          "weights (0: Ultralytics' automatic optimizer choice)")
-    args = ap.parse_args(argv)
+    return ap
 
+
+def _start(args: argparse.Namespace, summary: dict[str, Any]) -> tuple[str, list[int] | None]:
+    """The model to train (the COCO start is built here) and the class ids to train on (None: all)."""
+    names = _names(args.pack / args.data)
+    wanted = [c for c in args.classes.split(",") if c]
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise SystemExit(f"unknown classes {unknown}; the pack has {names}")
+    model = args.model
+    if model == "coco":
+        ckpt = load_coco_checkpoint(args.pretrained or DEFAULT_CHECKPOINT)
+        model = str(student_start(names, args.out / "start.pt", ckpt))
+        summary["start"] = "COCO-pretrained yolov5n (layers 0-23 from yolov5n-coco.pt, GPL-3.0)"
+    manifest = args.pack / "manifest.json"
+    if manifest.exists():
+        summary["pack_manifest_sha256"] = json.loads(manifest.read_text()).get("dataset_sha256")
+    return model, [names.index(c) for c in wanted] or None
+
+
+def _train(args: argparse.Namespace, model: str, class_ids: list[int] | None, device: str, work: Path,
+           started: float, summary: dict[str, Any]) -> None:
+    """Ultralytics' training within the time budget; data-loader workers that die early get one retry without."""
+    from ultralytics.models import YOLO
+
+    for workers in (args.workers, 0):
+        minutes = args.minutes - (time.time() - started) / 60
+        try:
+            summary["workers"] = workers
+            YOLO(model).train(
+                data=str(args.pack / args.data), classes=class_ids, epochs=args.epochs,
+                time=minutes / 60 if args.minutes > 0 else None, imgsz=args.imgsz,
+                batch=args.batch, workers=workers, device=device, project=str(work / "runs"), name="train",
+                exist_ok=True, plots=False, cache="ram", patience=1000, close_mosaic=args.close_mosaic, mixup=0.1,
+                seed=0, deterministic=False, multi_scale=args.multi_scale,
+                **({"optimizer": "SGD", "lr0": args.lr0, "warmup_epochs": 1} if args.lr0 > 0 else {}))
+            return
+        except Exception:
+            # Data-loader workers can die where shared memory is small; retry once without them.
+            if workers == 0 or time.time() - started > 120:
+                raise
+            log.exception("training with %d workers failed early; retrying with workers=0", workers)
+
+
+def _collect(args: argparse.Namespace, run_dir: Path, device: str, started: float, summary: dict[str, Any]) -> None:
+    """Copy the weights and results out, validate and export them, and write ``metrics.json``."""
+    from ultralytics.models import YOLO
+
+    summary["train_seconds"] = round(time.time() - started, 1)
+    weights = run_dir / "weights" / "best.pt"
+    if not weights.exists():
+        weights = run_dir / "weights" / "last.pt"
+    if (run_dir / "results.csv").exists():
+        shutil.copy(run_dir / "results.csv", args.out / "results.csv")
+        summary["epochs"] = sum(1 for _ in open(run_dir / "results.csv")) - 1
+    if weights.exists():
+        shutil.copy(weights, args.out / "best.pt")
+        try:
+            summary["val"] = _validate(weights, args.pack, args.imgsz, device)
+        except Exception as exc:
+            log.exception("validation failed: %s", exc)
+        try:
+            onnx = YOLO(str(weights)).export(format="onnx", imgsz=args.imgsz, dynamic=True, simplify=False,
+                                             nms=False)
+            shutil.copy(onnx, args.out / "best.onnx")
+        except Exception as exc:
+            log.warning("ONNX export skipped (do it with `streetwatch export`): %s", exc)
+    summary["total_seconds"] = round(time.time() - started, 1)
+    (args.out / "metrics.json").write_text(json.dumps(summary, indent=1))
+    log.info("wrote %s", sorted(p.name for p in args.out.iterdir()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train, validate and collect outputs; returns a process exit code."""
+    args = _parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         handlers=[logging.StreamHandler(), logging.FileHandler(args.out / "train.log")])
@@ -168,7 +243,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     from ultralytics.engine import trainer as trainer_mod
-    from ultralytics.models import YOLO
 
     # AMP self-check loads a hub checkpoint; offline it cannot, and CUDA GPUs here run AMP fine.
     trainer_mod.check_amp = lambda model: torch.cuda.is_available()  # type: ignore[attr-defined,unused-ignore]
@@ -176,72 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device if torch.cuda.is_available() else "cpu"
     log.info("device %s, torch %s", gpu, torch.__version__)
     started = time.time()
-    run_dir = work / "runs" / "train"
     summary: dict[str, Any] = {"gpu": gpu, "model": args.model, "imgsz": args.imgsz, "batch": args.batch,
                                "multi_scale": args.multi_scale, "lr0": args.lr0 or "auto",
                                "time_budget_min": args.minutes, "pack_manifest_sha256": None,
                                "data": args.data, "classes": args.classes or "all"}
-    names = _names(args.pack / args.data)
-    wanted = [c for c in args.classes.split(",") if c]
-    unknown = sorted(set(wanted) - set(names))
-    if unknown:
-        raise SystemExit(f"unknown classes {unknown}; the pack has {names}")
-    class_ids = [names.index(c) for c in wanted] or None
-    model = args.model
-    if model == "coco":
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script on a lent machine
-        from models.pretrained import DEFAULT_CHECKPOINT, load_coco_checkpoint, student_start
-
-        ckpt = load_coco_checkpoint(args.pretrained or DEFAULT_CHECKPOINT)
-        model = str(student_start(names, args.out / "start.pt", ckpt))
-        summary["start"] = "COCO-pretrained yolov5n (layers 0-23 from yolov5n-coco.pt, GPL-3.0)"
-    manifest = args.pack / "manifest.json"
-    if manifest.exists():
-        summary["pack_manifest_sha256"] = json.loads(manifest.read_text()).get("dataset_sha256")
+    model, class_ids = _start(args, summary)
     try:
-        for workers in (args.workers, 0):
-            minutes = args.minutes - (time.time() - started) / 60
-            try:
-                summary["workers"] = workers
-                YOLO(model).train(
-                    data=str(args.pack / args.data), classes=class_ids, epochs=args.epochs,
-                    time=minutes / 60 if args.minutes > 0 else None, imgsz=args.imgsz,
-                    batch=args.batch, workers=workers, device=device, project=str(work / "runs"), name="train",
-                    exist_ok=True, plots=False, cache="ram", patience=1000, close_mosaic=args.close_mosaic, mixup=0.1,
-                    seed=0,
-                    deterministic=False, multi_scale=args.multi_scale,
-                    **({"optimizer": "SGD", "lr0": args.lr0, "warmup_epochs": 1} if args.lr0 > 0 else {}))
-                break
-            except Exception:
-                # Data-loader workers can die where shared memory is small; retry once without them.
-                if workers == 0 or time.time() - started > 120:
-                    raise
-                log.exception("training with %d workers failed early; retrying with workers=0", workers)
+        _train(args, model, class_ids, device, work, started, summary)
     except KeyboardInterrupt:
         log.warning("interrupted: keeping the weights saved so far")
     finally:
-        summary["train_seconds"] = round(time.time() - started, 1)
-        weights = run_dir / "weights" / "best.pt"
-        if not weights.exists():
-            weights = run_dir / "weights" / "last.pt"
-        if (run_dir / "results.csv").exists():
-            shutil.copy(run_dir / "results.csv", args.out / "results.csv")
-            summary["epochs"] = sum(1 for _ in open(run_dir / "results.csv")) - 1
-        if weights.exists():
-            shutil.copy(weights, args.out / "best.pt")
-            try:
-                summary["val"] = _validate(weights, args.pack, args.imgsz, device)
-            except Exception as exc:
-                log.exception("validation failed: %s", exc)
-            try:
-                onnx = YOLO(str(weights)).export(format="onnx", imgsz=args.imgsz, dynamic=True, simplify=False,
-                                                 nms=False)
-                shutil.copy(onnx, args.out / "best.onnx")
-            except Exception as exc:
-                log.warning("ONNX export skipped (do it with `streetwatch export`): %s", exc)
-        summary["total_seconds"] = round(time.time() - started, 1)
-        (args.out / "metrics.json").write_text(json.dumps(summary, indent=1))
-        log.info("wrote %s", sorted(p.name for p in args.out.iterdir()))
+        _collect(args, work / "runs" / "train", device, started, summary)
     return 0 if (args.out / "best.pt").exists() else 1
 
 

@@ -3,7 +3,7 @@
 The training pack carries re-encoded, downsized copies; model cards report numbers measured here,
 on the original images, with each source's labels mapped to the canonical names:
 
-    python models/validate.py --weights runs/gpu/best.pt --data ../shared/data --synthetic pack_synth \
+    python -m models.validate --weights runs/gpu/best.pt --data ../shared/data --synthetic pack_synth \
         --out runs/gpu/val_original.json
 
 Each split is validated with Ultralytics' ``val`` (AP50 and AP50-95 per class, 320 px unless told).
@@ -20,16 +20,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from datasets.yolo import YoloDataset
+from detector.types import CANONICAL_LABELS
+from models import SHARED_DATA
+from models.train_gpu import _offline_environment, _polars_fallback, summarise
 
 log = logging.getLogger("validate")
 
 
 def canonical_val(data_yaml: Path, out: Path) -> Path | None:
     """Write a val-only YOLO dataset: the source's val images (linked) with canonical class ids."""
-    from datasets.yolo import YoloDataset
-    from detector.types import CANONICAL_LABELS
 
     ds = YoloDataset.load(data_yaml)
     cmap = ds.canonical_map({})
@@ -53,7 +53,6 @@ def canonical_val(data_yaml: Path, out: Path) -> Path | None:
 def validate(weights: Path, splits: dict[str, Path], imgsz: int) -> dict[str, Any]:
     """Ultralytics val of ``weights`` on each split; per-class P, R, AP50, AP50-95."""
     work = Path(tempfile.mkdtemp(prefix="sw_val_"))
-    from models.train_gpu import _offline_environment, _polars_fallback, summarise
 
     _offline_environment(work)
     _polars_fallback()
@@ -72,7 +71,7 @@ def validate(weights: Path, splits: dict[str, Path], imgsz: int) -> dict[str, An
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, required=True)
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="folder of YOLO sources")
+    ap.add_argument("--data", type=Path, default=SHARED_DATA, help="folder of YOLO sources")
     ap.add_argument("--synthetic", type=Path, help="a synthetic YOLO dataset (its val split) to validate too")
     ap.add_argument("--extra", type=Path, nargs="*", default=[],
                     help="materialized external sources (`datasets materialize`) to validate too")

@@ -31,10 +31,13 @@ from tqdm import tqdm
 from detector.backends.base import DetectorBackend, ModelLoadError, config_for, create_backend
 from detector.warnings import warning_stats
 from pipelines.config import AppConfig, CameraConfig, ConfigError, load_config_lenient
-from pipelines.runner import CameraPipeline, run_source
+from pipelines.distributed import Applier, OpLog, RayUnavailable, connect, node_id
+from pipelines.report import write_cases_csv, write_cases_json, write_report
+from pipelines.runner import build_pipeline, run_source
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseStore, CaseWriter
-from pipelines.sources import DecodeMode, SourceError, expand_inputs, probe
+from pipelines.sinks.video import AnnotatedVideoWriter
+from pipelines.sources import DecodeMode, SourceError, expand_inputs, probe, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +97,10 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
     settings = rules.settings(opts.dwell)
     info = probe(path)
     evidence = EvidenceRecorder(opts.out / "evidence", long_s=max(settings.dwell_s.values()) + 30)
-    pipeline = CameraPipeline(cam, settings, backend.names, store, str(path), evidence, opts.out, opts.dwell)
+    pipeline = build_pipeline(cam, settings, backend.names, store, str(path), evidence, opts.out,
+                              dwell_override=opts.dwell)
     writer = None
     if opts.annotate:
-        from pipelines.sinks.video import AnnotatedVideoWriter
-
         writer = AnnotatedVideoWriter(opts.out / "annotated" / f"{path.stem}.mp4", backend.names)
     bar = None
     if bar_position is not None and info.duration_s > 0:
@@ -112,7 +114,8 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
             last[0] = ts
 
     try:
-        stats = run_source(path, pipeline, backend, opts.decode or cam.decode, on_frame=writer, progress=progress)
+        stats = run_source(read_frames(path, opts.decode or cam.decode), pipeline, backend, on_frame=writer,
+                           progress=progress)
     finally:
         if writer is not None:
             writer.close()
@@ -122,7 +125,7 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
     out["camera"] = cam.id
     if pipeline.warnings is not None:
         out["warnings"] = warning_stats(pipeline.warning_actions)
-        out["warning_log"] = pipeline.warning_log
+        out["warning_log"] = pipeline.warnings.log_rows
     return out
 
 
@@ -152,8 +155,6 @@ def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, mode
     (cases and evidence bytes) and any extra output files (annotated video), or ``error`` for a
     file that could not be read.
     """
-    from pipelines.distributed import OpLog, node_id
-
     with tempfile.TemporaryDirectory(prefix="streetwatch-ray-") as tmp:
         local = replace(opts, out=Path(tmp), progress=False)
         cfg = AppConfig.model_validate_json(cfg_json)
@@ -173,8 +174,6 @@ def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, mode
 def _analyze_on_ray(files: list[Path], opts: AnalyzeOptions, cfg: AppConfig, store: CaseStore
                     ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Run one Ray task per file and apply each task's op log to ``store`` as it finishes."""
-    from pipelines.distributed import Applier, RayUnavailable, connect
-
     try:
         ray = connect(opts.ray or "")
     except RayUnavailable as exc:
@@ -214,34 +213,47 @@ def _analyze_on_ray(files: list[Path], opts: AnalyzeOptions, cfg: AppConfig, sto
     return per_source, errors
 
 
-def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
-    """Run a batch analysis and write cases.json, cases.csv, report.html and evidence under ``opts.out``."""
-    from pipelines.report import write_cases_csv, write_cases_json, write_report
+def _inputs(opts: AnalyzeOptions) -> tuple[list[Path], list[dict[str, str]], AppConfig]:
+    """The input files, the errors found so far, and the camera config they are analysed with.
 
-    started = time.perf_counter()
-    opts.out.mkdir(parents=True, exist_ok=True)
+    A bad camera entry of the config stops only the inputs it would have applied to.
+    """
     files, errors = expand_inputs(opts.inputs)
     cfg = AppConfig()
-    if opts.config is not None:
-        try:
-            cfg, bad = load_config_lenient(opts.config)
-        except ConfigError as exc:  # the file itself is unusable: nothing can be analysed as configured
-            errors.append({"source": str(opts.config), "error": str(exc)})
-            files, bad = [], []
-        for b in bad:  # a bad camera entry stops only the inputs it would have applied to
-            errors.append({"source": str(opts.config), "error": b.error})
-            hit = [f for f in files if _matches(f, b.source)] if b.source else (
-                files if not cfg.cameras and len(bad) == 1 else [])
-            for f in hit:
-                errors.append({"source": str(f), "error": f"not analysed: its camera '{b.id}' has an invalid config"})
-            files = [f for f in files if f not in hit]
-    db = opts.out / "cases.db"
-    if db.exists():  # never mix runs, never delete a previous run's cases
+    if opts.config is None:
+        return files, errors, cfg
+    try:
+        cfg, bad = load_config_lenient(opts.config)
+    except ConfigError as exc:  # the file itself is unusable: nothing can be analysed as configured
+        errors.append({"source": str(opts.config), "error": str(exc)})
+        return [], errors, cfg
+    for b in bad:
+        errors.append({"source": str(opts.config), "error": b.error})
+        hit = [f for f in files if _matches(f, b.source)] if b.source else (
+            files if not cfg.cameras and len(bad) == 1 else [])
+        for f in hit:
+            errors.append({"source": str(f), "error": f"not analysed: its camera '{b.id}' has an invalid config"})
+        files = [f for f in files if f not in hit]
+    return files, errors, cfg
+
+
+def _fresh_store(out: Path) -> CaseStore:
+    """A new ``out/cases.db``; a previous run's database is kept beside it under a time stamp, never mixed."""
+    db = out / "cases.db"
+    if db.exists():
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         for suffix in ("", "-wal", "-shm"):
             if Path(str(db) + suffix).exists():
-                shutil.move(str(db) + suffix, str(opts.out / f"cases.{stamp}.db{suffix}"))
-    store = CaseStore(db)
+                shutil.move(str(db) + suffix, str(out / f"cases.{stamp}.db{suffix}"))
+    return CaseStore(db)
+
+
+def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
+    """Run a batch analysis and write cases.json, cases.csv, report.html and evidence under ``opts.out``."""
+    started = time.perf_counter()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    files, errors, cfg = _inputs(opts)
+    store = _fresh_store(opts.out)
     per_source: dict[str, Any] = {}
     model_info: dict[str, Any] = {"path": str(opts.model)}
     if files:

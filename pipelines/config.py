@@ -116,6 +116,26 @@ class Strict(BaseModel):
         return value
 
 
+class StrictKind(BaseModel):
+    """Base of the configs of one kind of a discriminated union (``type: ...``): as :class:`Strict`, checked
+    before validation, because the ``type`` field may not carry a field validator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name)
+                if field is not None:
+                    bad, what = _not_a_number(field.annotation, value)
+                    if bad:
+                        kind = "true or false" if field.annotation is bool else "a number"
+                        raise ValueError(f"{name}: {what!r} is not {kind}")
+        return data
+
+
 def _check_polygon(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     if len(points) < 3:
         raise ValueError("polygon needs at least 3 points")
@@ -250,6 +270,9 @@ class ZoneConfig(Strict):
     warnings: WarningConfig | None = Field(default=None, description="Voice warnings in this zone.")
     stall_context: StallContextConfig = Field(default_factory=StallContextConfig,
                                               description="Stalls made of people and furniture (second path).")
+    notify: list[str] | None = Field(
+        default=None, description="Notifiers this zone's cases go to (names of the service's notifiers); "
+        "default: the camera's.")
     detect_fps: float | None = Field(
         default=None, gt=0, le=60, description="This zone's own detection rate (default: the camera's): e.g. 2 for "
         "a carriageway watched for passing trucks, 0.5 for a pavement watched for garbage. With the camera's roi "
@@ -309,6 +332,9 @@ class CameraConfig(Strict):
         "faster, same detections inside); 'zoom' enlarges it to the model's input size (more pixels on the zones: "
         "small objects found more often).")
     rules: RulesConfig | None = Field(default=None, description="Overrides of the global rules.")
+    notify: list[str] | None = Field(
+        default=None, description="Notifiers this camera's cases go to (names of the service's notifiers); "
+        "default: every webhook.")
     scene: SceneConfig = Field(default_factory=SceneConfig, description="How detections become objects.")
 
     @model_validator(mode="after")
@@ -333,6 +359,11 @@ class CameraConfig(Strict):
                                 violations=frozenset(z.violations), dwell_s=dwell, allow=allow,
                                 smoke_means_barbecue=z.smoke_means_barbecue, stall_context=z.stall_context.spec()))
         return out
+
+    def case_targets(self, default: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+        """The notifiers of this camera's cases, and of the zones that name their own."""
+        camera = tuple(self.notify) if self.notify is not None else default
+        return camera, {z.id: tuple(z.notify) for z in self.zones if z.notify is not None}
 
     def warning_settings(self) -> dict[str, WarningSettings]:
         """Warning policies by zone id (zones without one are left out)."""

@@ -5,7 +5,7 @@ A pipeline that runs on a Ray worker does not write to a database. It writes an
 (record, add_evidence, transition, ...), numbered, with the bytes of each
 evidence file attached, plus the notifications the service publishes (events,
 camera health, voice warnings). The driver (``analyze --ray`` or ``serve --ray``)
-applies the log to its store with :func:`apply_ops`, so the store, the API and the
+applies the log to its store with :meth:`Applier.apply`, so the store, the API and the
 evidence folder stay on one machine and a worker needs neither database
 credentials nor a shared disk.
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -28,13 +29,35 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 
 
-def timeline_png(cases: list[dict[str, Any]], duration: float, path: Path, width: int = 900) -> None:
-    """Draw a per-violation timeline of cases and save it as PNG."""
+STYLE = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
+         "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}img.t{height:72px}"
+         ".err{color:#b00}h2{margin-top:2em}code{background:#f4f4f4}")
+
+
+def html_page(title: str, body: str) -> str:
+    """A self-contained HTML page in the product's one style (reports of analyze and evaluate)."""
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>")
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One interval on a timeline: its row (a violation), span, colour, optional tick, and lane of the row."""
+
+    row: str
+    start: float
+    end: float
+    color: tuple[int, int, int]
+    tick: float | None = None  # e.g. when the case was confirmed (the alert)
+    lane: Literal["full", "top", "bottom"] = "full"  # evaluation: labelled on top, predicted below
+
+
+def draw_timeline(bars: list[Bar], span_s: float, path: Path, caption: str = "", width: int = 900) -> None:
+    """Draw bars on one row per violation with a time axis, and save the PNG."""
     rows = list(VIOLATIONS)
     left, top, row_h = 150, 20, 28
-    h = top + row_h * len(rows) + 40
-    img = np.full((h, width, 3), 255, np.uint8)
-    span = max(duration, max((c["end_s"] for c in cases), default=0.0), 1.0)
+    img = np.full((top + row_h * len(rows) + (60 if caption else 40), width, 3), 255, np.uint8)
+    span = max(span_s, max((b.end for b in bars), default=0.0), 1.0)
     plot_w = width - left - 20
 
     def x_of(t: float) -> int:
@@ -44,21 +67,30 @@ def timeline_png(cases: list[dict[str, Any]], duration: float, path: Path, width
         y = top + i * row_h
         cv2.putText(img, name, (8, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (40, 40, 40), 1, cv2.LINE_AA)
         cv2.line(img, (left, y + row_h - 2), (left + plot_w, y + row_h - 2), (225, 225, 225), 1)
-    for c in cases:
-        i = rows.index(c["violation"]) if c["violation"] in rows else 0
-        y = top + i * row_h
-        x1, x2 = x_of(c["start_s"]), max(x_of(c["end_s"]), x_of(c["start_s"]) + 3)
-        cv2.rectangle(img, (x1, y + 5), (x2, y + row_h - 7), COLORS.get(c["violation"], (100, 100, 100)), -1)
-        xc = x_of(c["confirmed_s"])
-        cv2.line(img, (xc, y + 2), (xc, y + row_h - 4), (0, 0, 0), 2)
+    lanes = {"full": (5, row_h - 7), "top": (3, 12), "bottom": (14, row_h - 4)}
+    for b in bars:
+        y = top + (rows.index(b.row) if b.row in rows else 0) * row_h
+        y1, y2 = lanes[b.lane]
+        x1 = x_of(b.start)
+        cv2.rectangle(img, (x1, y + y1), (max(x_of(b.end), x1 + 3), y + y2), b.color, -1)
+        if b.tick is not None:
+            cv2.line(img, (x_of(b.tick), y + y1 - 3), (x_of(b.tick), y + y2 + 3), (0, 0, 0), 2)
     axis_y = top + row_h * len(rows) + 5
     for k in range(6):
         t = span * k / 5
         x = x_of(t)
         cv2.line(img, (x, axis_y), (x, axis_y + 5), (0, 0, 0), 1)
         cv2.putText(img, f"{t:.0f}s", (x - 10, axis_y + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    if caption:
+        cv2.putText(img, caption, (8, axis_y + 45), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), img)
+
+
+def timeline_png(cases: list[dict[str, Any]], duration: float, path: Path, width: int = 900) -> None:
+    """Draw a per-violation timeline of cases (tick: confirmed) and save it as PNG."""
+    draw_timeline([Bar(c["violation"], c["start_s"], c["end_s"], COLORS.get(c["violation"], (100, 100, 100)),
+                       c["confirmed_s"]) for c in cases], duration, path, width=width)
 
 
 def write_cases_json(path: Path, cases: list[dict[str, Any]], errors: list[dict[str, str]],
@@ -103,11 +135,7 @@ def write_report(out: Path, cases: list[dict[str, Any]], errors: list[dict[str, 
                  settings: dict[str, Any]) -> Path:
     """Write ``report.html`` with a timeline per source; returns its path."""
     e = html.escape
-    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>streetwatch report</title>",
-             "<style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}img.t{height:72px}"
-             ".err{color:#b00}h2{margin-top:2em}code{background:#f4f4f4}</style></head><body>",
-             "<h1>streetwatch — violation report</h1>",
+    parts = ["<h1>streetwatch — violation report</h1>",
              f"<p>{len(cases)} cases from {len(stats.get('sources', {}))} sources; "
              f"{stats.get('frames_decoded', 0)} frames decoded, {stats.get('frames_inferred', 0)} inferred, "
              f"{stats.get('video_s', 0):.1f} s of video in {stats.get('wall_s', 0):.1f} s.</p>"]
@@ -151,7 +179,6 @@ def write_report(out: Path, cases: list[dict[str, Any]], errors: list[dict[str, 
                 f"{e(k)}: {v['played']} played, resolved by warning {v['share_resolved']}, median time to clear "
                 f"{v['median_time_to_clear_s']} s" for k, v in (st.get("warnings") or {}).items()) + "</p>")
     parts.append("<h2>Settings</h2><pre>" + e(json.dumps(settings, indent=1, ensure_ascii=False)) + "</pre>")
-    parts.append("</body></html>")
     path = out / "report.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
+    path.write_text(html_page("streetwatch report", "\n".join(parts)), encoding="utf-8")
     return path

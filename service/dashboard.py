@@ -15,27 +15,21 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 
+from pipelines.config import CameraConfig
 from service.deps import ErrorBody, Operator, RuntimeDep, Viewer
+from service.models_api import DashboardStats, ReviewIn, ReviewOut, WarningStat, WarningSummary
 from service.runtime import Runtime
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-class ReviewIn(BaseModel):
-    """An operator's verdict on a case."""
-
-    verdict: Literal["confirmed", "rejected"]
-    reason: str = Field(default="", max_length=500, description="Why (required when rejecting).")
-
-
-def stats(rt: Runtime, days: int) -> dict[str, Any]:
+def stats(rt: Runtime, days: int) -> DashboardStats:
     """Cases per day by violation and by camera, states, closure rate and warning outcomes."""
     since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days - 1)).date()
     rows = rt.store.daily(since.isoformat())
@@ -50,14 +44,15 @@ def stats(rt: Runtime, days: int) -> dict[str, Any]:
         by_state[r["state"]] = by_state.get(r["state"], 0) + r["count"]
     total = sum(by_state.values())
     closed = by_state.get("closed", 0)
-    warn = rt.warning_stats()
-    played, resolved, no_effect = (sum(int(cast(int, v.get(k, 0))) for v in warn.values())
-                                   for k in ("played", "resolved", "no_effect"))
+    warn = WarningStat.table(rt.warning_stats())
+    played, resolved, no_effect = (sum(w.played for w in warn.values()), sum(w.resolved for w in warn.values()),
+                                   sum(w.no_effect for w in warn.values()))
     decided = resolved + no_effect
-    return {"days": day_list, "by_violation": by_violation, "by_camera": by_camera, "by_state": by_state,
-            "total": total, "closed": closed, "closure_rate": round(closed / total, 4) if total else None,
-            "warnings": {"played": played, "resolved_by_warning": resolved, "no_effect": no_effect,
-                         "resolved_rate": round(resolved / decided, 4) if decided else None, "by_place": warn}}
+    warnings = WarningSummary(played=played, resolved_by_warning=resolved, no_effect=no_effect,
+                              resolved_rate=round(resolved / decided, 4) if decided else None, by_place=warn)
+    return DashboardStats(days=day_list, by_violation=by_violation, by_camera=by_camera, by_state=by_state,
+                          total=total, closed=closed, closure_rate=round(closed / total, 4) if total else None,
+                          warnings=warnings)
 
 
 def add_dashboard(app: FastAPI) -> None:
@@ -82,17 +77,18 @@ def add_dashboard(app: FastAPI) -> None:
             return Response(status_code=204)
         return Response(jpg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
-    @router.get("/api/cameras/{camera_id}/config", tags=["dashboard"], responses={404: {"model": ErrorBody}})
-    def camera_config(camera_id: str, rt: RuntimeDep, _: Viewer) -> dict[str, Any]:
+    @router.get("/api/cameras/{camera_id}/config", tags=["dashboard"], response_model=CameraConfig,
+                responses={404: {"model": ErrorBody}})
+    def camera_config(camera_id: str, rt: RuntimeDep, _: Viewer) -> CameraConfig:
         """A camera's settings, in the schema of the YAML config and of ``PUT /api/cameras/{id}``."""
         cam = rt.cameras.get(camera_id)
         if cam is None:
             raise HTTPException(404, "no such camera")
-        out: dict[str, Any] = cam.model_dump(mode="json")
-        return out
+        return cam
 
-    @router.post("/api/cases/{case_id}/review", tags=["cases"], responses={404: {"model": ErrorBody}})
-    def review(case_id: str, body: ReviewIn, rt: RuntimeDep, who: Operator) -> dict[str, Any]:
+    @router.post("/api/cases/{case_id}/review", tags=["cases"], response_model=ReviewOut,
+                 responses={404: {"model": ErrorBody}})
+    def review(case_id: str, body: ReviewIn, rt: RuntimeDep, who: Operator) -> ReviewOut:
         """Confirm a case, or reject it with a reason; reviews become training data (``datasets from-reviews``)."""
         if body.verdict == "rejected" and not body.reason.strip():
             raise HTTPException(422, "reason: a rejection needs a reason")
@@ -101,11 +97,11 @@ def add_dashboard(app: FastAPI) -> None:
         except KeyError as exc:
             raise HTTPException(404, "no such case") from exc
         rt.bus.publish("case", {"case_id": case_id, "state": case.state, "review": body.verdict, "who": who})
-        return {"id": case.id, "state": case.state, "review": case.review, "review_reason": case.review_reason,
-                "reviewed_by": case.reviewed_by}
+        return ReviewOut.model_validate({"id": case.id, "state": case.state, "review": case.review,
+                                         "review_reason": case.review_reason, "reviewed_by": case.reviewed_by})
 
-    @router.get("/api/stats", tags=["dashboard"])
-    def get_stats(rt: RuntimeDep, _: Viewer, days: Annotated[int, Query(ge=1, le=366)] = 14) -> dict[str, Any]:
+    @router.get("/api/stats", tags=["dashboard"], response_model=DashboardStats)
+    def get_stats(rt: RuntimeDep, _: Viewer, days: Annotated[int, Query(ge=1, le=366)] = 14) -> DashboardStats:
         """Cases per day by violation and camera, states and closure rate, warnings resolved by warning."""
         return stats(rt, days)
 

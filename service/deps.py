@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -32,6 +33,12 @@ def runtime_of(request: Request) -> Runtime:
     return rt
 
 
+def config_path_of(request: Request) -> Path | None:
+    """The YAML file the service was started from (API changes of cameras are written back to it), if any."""
+    path: Path | None = request.app.state.config_path
+    return path
+
+
 def require(role: str) -> Callable[[Request], str]:
     """A dependency that checks the bearer token has at least ``role``; returns the token's name."""
     def check(request: Request) -> str:
@@ -50,6 +57,7 @@ def require(role: str) -> Callable[[Request], str]:
 
 
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+ConfigPathDep = Annotated[Path | None, Depends(config_path_of)]
 Viewer = Annotated[str, Depends(require("viewer"))]
 Operator = Annotated[str, Depends(require("operator"))]
 Admin = Annotated[str, Depends(require("admin"))]

@@ -26,11 +26,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from detector.backends.base import InputSize
 from models import DEFAULT_MODEL
 from pipelines.config import CameraConfig, ConfigError, RulesConfig, Strict, parse_config_lenient
+from pipelines.notifiers.registry import NotifierConfig
+from pipelines.notifiers.voice import VoiceNotifierConfig
+from pipelines.notifiers.webhook import WebhookNotifierConfig
 
 Role = Literal["viewer", "operator", "admin"]
 ROLE_RANK: dict[str, int] = {"viewer": 0, "operator": 1, "admin": 2}
@@ -86,22 +89,11 @@ class AuthConfig(Strict):
     tokens: list[TokenConfig] = Field(default_factory=list)
 
 
-class WebhookConfig(Strict):
-    """A city-platform endpoint that receives each new case."""
-
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    url: str = Field(pattern=r"^https?://")
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float = Field(default=5.0, gt=0, le=120)
-    max_attempts: int = Field(default=8, ge=1, le=100)
-    backoff_s: float = Field(default=2.0, gt=0, le=3600, description="First retry delay; doubles each time.")
-    max_backoff_s: float = Field(default=600.0, gt=0)
-
-
 class DispatchConfig(Strict):
     """Dispatch of cases to the city case platform."""
 
-    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    webhooks: list[WebhookNotifierConfig] = Field(default_factory=list,
+                                                  description="Webhook notifiers (their `type` may be left out).")
     public_url: str = Field(default="", description="Base URL put in front of evidence links in payloads.")
 
 
@@ -125,39 +117,23 @@ class ClusterConfig(Strict):
     poll_s: float = Field(default=0.2, gt=0, le=10, description="How often cases and health are fetched.")
 
 
-class SpeakerConfig(Strict):
-    """A loudspeaker near cameras: an RTP G.711 stream, a vendor HTTP API, or an audit folder."""
-
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    type: Literal["rtp", "http", "file"]
-    host: str | None = Field(default=None, description="rtp: unicast or multicast address.")
-    port: int | None = Field(default=None, ge=1, le=65535, description="rtp: UDP port.")
-    codec: Literal["pcmu", "pcma"] = Field(default="pcmu", description="rtp: G.711 law.")
-    ttl: int = Field(default=4, ge=1, le=255, description="rtp: multicast TTL.")
-    url: str | None = Field(default=None, pattern=r"^https?://", description="http: the speaker API.")
-    method: str = Field(default="POST")
-    headers: dict[str, str] = Field(default_factory=dict)
-    body: str = Field(default='{{"text": "{text}", "volume": {volume}}}',
-                      description="http: body template with {text}, {volume}, {audio_b64} (WAV).")
-    folder: Path | None = Field(default=None, description="file: where audit WAVs go.")
-    attempts: int = Field(default=3, ge=1, le=20)
-    backoff_s: float = Field(default=1.0, gt=0, le=600)
-
-    @model_validator(mode="after")
-    def _fields_of_type(self) -> SpeakerConfig:
-        need = {"rtp": ("host", "port"), "http": ("url",), "file": ("folder",)}[self.type]
-        missing = [f for f in need if getattr(self, f) is None]
-        if missing:
-            raise ValueError(f"a {self.type} speaker needs {', '.join(missing)}")
-        return self
-
-
 class VoiceConfig(Strict):
     """Speakers and the text-to-speech voice."""
 
-    speakers: list[SpeakerConfig] = Field(default_factory=list)
+    speakers: list[VoiceNotifierConfig] = Field(
+        default_factory=list, description="Voice notifiers; an entry may also give its transport as `type: rtp | "
+        "http | file`, as earlier files did.")
     tts_voice: str = Field(default="cmn", description="espeak-ng voice (cmn: Mandarin).")
     cache: Path = Field(default=Path("out/service/tts-cache"))
+
+    @field_validator("speakers", mode="before")
+    @classmethod
+    def _transport_as_type(cls, v: Any) -> Any:
+        """Read ``{type: rtp, ...}`` (a speaker of earlier files) as ``{type: voice, transport: rtp, ...}``."""
+        if not isinstance(v, list):
+            return v
+        return [{**s, "type": "voice", "transport": s["type"]} if isinstance(s, dict) and s.get("type") in
+                ("rtp", "http", "file") else s for s in v]
 
 
 class ServiceConfig(Strict):
@@ -171,8 +147,20 @@ class ServiceConfig(Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     voice: VoiceConfig = Field(default_factory=VoiceConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    notifiers: list[NotifierConfig] = Field(
+        default_factory=list, description="Where cases and warnings go: webhooks (the city case platform), "
+        "voice (loudspeakers), ... Cameras and zones choose theirs with `notify`; zones' warnings name speakers. "
+        "`dispatch.webhooks` and `voice.speakers` are read as notifiers too.")
     cameras: list[CameraConfig] = Field(default_factory=list)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+
+    def all_notifiers(self) -> list[WebhookNotifierConfig | VoiceNotifierConfig]:
+        """Every notifier: ``notifiers`` plus the webhooks of ``dispatch`` and the speakers of ``voice``."""
+        return [*self.dispatch.webhooks, *self.voice.speakers, *self.notifiers]
+
+    def case_notifiers(self) -> tuple[str, ...]:
+        """The notifiers every case goes to unless its camera or zone says otherwise: the webhooks."""
+        return tuple(n.name for n in self.all_notifiers() if isinstance(n, WebhookNotifierConfig))
 
     @model_validator(mode="after")
     def _unique(self) -> ServiceConfig:
@@ -180,15 +168,30 @@ class ServiceConfig(Strict):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"duplicate camera ids {dup}")
-        speakers = {s.name for s in self.voice.speakers}
+        notifiers = [n.name for n in self.all_notifiers()]
+        dup = sorted({n for n in notifiers if notifiers.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate notifier names {dup}")
         for c in self.cameras:
             if not c.source:
                 raise ValueError(f"camera {c.id} needs a source (rtsp://, http(s)://, or a file)")
-            for z in c.zones:
-                unknown = sorted(set(z.warnings.speakers) - speakers) if z.warnings else []
-                if unknown:
-                    raise ValueError(f"camera {c.id} zone {z.id}: unknown speakers {unknown}")
+            self.check_targets(c)
         return self
+
+    def check_targets(self, c: CameraConfig) -> None:
+        """Raise ``ValueError`` when a camera or its zones name notifiers or speakers not configured."""
+        speakers = {n.name for n in self.all_notifiers() if isinstance(n, VoiceNotifierConfig)}
+        for_cases = {n.name for n in self.all_notifiers()} - speakers
+        unknown = sorted(set(c.notify or ()) - for_cases)
+        if unknown:
+            raise ValueError(f"camera {c.id}: no notifier of cases named {unknown}")
+        for z in c.zones:
+            unknown = sorted(set(z.notify or ()) - for_cases)
+            if unknown:
+                raise ValueError(f"camera {c.id} zone {z.id}: no notifier of cases named {unknown}")
+            unknown = sorted(set(z.warnings.speakers) - speakers) if z.warnings else []
+            if unknown:
+                raise ValueError(f"camera {c.id} zone {z.id}: unknown speakers {unknown}")
 
 
 def load_service_config(path: Path) -> tuple[ServiceConfig, list[str]]:

@@ -1,6 +1,6 @@
 """``serve --ray``: cameras sharded over Ray actors; the API, case store and evidence stay central.
 
-Each :class:`CameraShard` actor runs the same :class:`~service.runtime.LocalCameras` as an
+Each :class:`CameraShard` actor runs the same :class:`~service.cameras.LocalCameras` as an
 in-process service (readers, one batching detector, the camera pipelines) for its share of the
 cameras, but its pipelines write an :class:`~pipelines.distributed.OpLog` instead of a database.
 :class:`RayCameras`, in the service process, polls every shard: it applies the ops to the one case
@@ -25,7 +25,8 @@ from typing import Any
 from pipelines.config import CameraConfig
 from pipelines.distributed import Applier, OpLog, connect, node_id
 from pipelines.sinks.store import CaseStore
-from service.runtime import UNTRACKED_NOTE, CameraView, EventSink, HealthCallback, LocalCameras, WarnSink
+from service.cameras import LocalCameras
+from service.fleet import UNTRACKED_NOTE, CameraView, OnEvent, OnHealth, OnWarn
 from service.settings import ServiceConfig
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,6 @@ class CameraShard:
 
     def poll(self, ack: int) -> dict[str, Any]:
         """Ops not yet acknowledged, the cameras' counters, and who we are."""
-        self.cameras.check_stalls()
         return {"incarnation": self.incarnation, "node": node_id(), "ops": self.log.take(ack),
                 "views": self.cameras.views()}
 
@@ -89,10 +89,10 @@ class _Shard:
 
 
 class RayCameras:
-    """The service's cameras on Ray actors, with the same interface as :class:`~service.runtime.LocalCameras`."""
+    """The service's cameras on Ray actors, with the same interface as :class:`~service.cameras.LocalCameras`."""
 
-    def __init__(self, config: ServiceConfig, store: CaseStore, evidence_root: Path, on_event: EventSink,
-                 on_health: HealthCallback, on_warn: WarnSink) -> None:
+    def __init__(self, config: ServiceConfig, store: CaseStore, evidence_root: Path, on_event: OnEvent,
+                 on_health: OnHealth, on_warn: OnWarn) -> None:
         self.config = config
         self.on_health = on_health
         self.applier = Applier(store, evidence_root, on_event, on_health, on_warn)
@@ -157,9 +157,6 @@ class RayCameras:
                 log.error("shard on node %s did not stop cleanly: %s", shard.node[:12], exc)
             self.ray.kill(shard.handle)
         self.ray.shutdown()  # this process's connection only; the cluster stays up
-
-    def check_stalls(self) -> None:
-        """Nothing to do here: each shard checks its cameras when polled."""
 
     def views(self) -> list[CameraView]:
         """Every camera's counters as of the last poll (``connecting`` until its shard first reports it)."""

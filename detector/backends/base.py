@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from detector.types import Detections
 
-Frame = npt.NDArray[np.uint8]
+Image = npt.NDArray[np.uint8]
 
 
 class ModelLoadError(RuntimeError):
@@ -77,7 +77,7 @@ class DetectorBackend(abc.ABC):
     imgsz: int
 
     @abc.abstractmethod
-    def detect(self, frames: list[Frame], sizes: Sequence[int] | None = None) -> list[Detections]:
+    def detect(self, frames: list[Image], sizes: Sequence[int] | None = None) -> list[Detections]:
         """Detect objects in a batch of BGR frames; one result per frame, in frame pixels.
 
         ``sizes``: each frame's input side (its longer side after resizing; default ``imgsz``), honoured

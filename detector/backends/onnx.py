@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detector.backends.base import DetectorBackend, Frame, ModelLoadError, OnnxConfig
+from detector.backends.base import DetectorBackend, Image, ModelLoadError, OnnxConfig
 from detector.postprocess import Letterbox, UInt8Image, decode_end2end, decode_raw, letterbox, to_blob
 from detector.types import Detections
 
@@ -100,7 +100,7 @@ class OnnxBackend(DetectorBackend):
         out[:h, :w] = img
         return out, lb
 
-    def detect(self, frames: list[Frame], sizes: Sequence[int] | None = None) -> list[Detections]:
+    def detect(self, frames: list[Image], sizes: Sequence[int] | None = None) -> list[Detections]:
         """Letterbox, run and decode a batch of frames (``sizes``: per-frame input sides, dynamic models)."""
         if not frames:
             return []

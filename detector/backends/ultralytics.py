@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detector.backends.base import DetectorBackend, Frame, ModelLoadError, UltralyticsConfig
+from detector.backends.base import DetectorBackend, Image, ModelLoadError, UltralyticsConfig
 from detector.types import Detections
 
 
@@ -34,7 +34,7 @@ class UltralyticsBackend(DetectorBackend):
         self.names = [str(names[k]) for k in sorted(names)]
         self.imgsz = config.imgsz or int(self.model.overrides.get("imgsz", 640) or 640)
 
-    def detect(self, frames: list[Frame], sizes: Sequence[int] | None = None) -> list[Detections]:
+    def detect(self, frames: list[Image], sizes: Sequence[int] | None = None) -> list[Detections]:
         """Run Ultralytics predict on a batch of frames (at ``imgsz``; per-frame ``sizes`` are not used)."""
         if not frames:
             return []

@@ -49,6 +49,11 @@ class CaseContext:
     targets: tuple[str, ...] = ()
     payload_extra: dict[str, Any] | None = None
     defer_dispatch: bool = False  # a voice warning comes first; dispatch only if it has no effect
+    zone_targets: dict[str, tuple[str, ...]] | None = None  # zones whose cases go elsewhere than ``targets``
+
+    def targets_for(self, zone: str) -> tuple[str, ...]:
+        """The notifiers a case of ``zone`` is sent to."""
+        return self.zone_targets.get(zone, self.targets) if self.zone_targets else self.targets
 
 
 class CaseWriter(Protocol):
@@ -264,17 +269,18 @@ class CaseStore:
             q = q.bindparams(bindparam("ids", expanding=True))
             ev_q = ev_q.bindparams(bindparam("ids", expanding=True))
         with self._read() as db:
-            rows = db.execute(q, args).all()
+            rows = db.execute(q, args).mappings().all()
             ev = db.execute(ev_q, {"ids": list(ids)} if ids else {}).all()
         evidence: dict[str, dict[str, dict[str, str]]] = {}
         for case_id, kind, path, sha in ev:
             evidence.setdefault(case_id, {})[kind] = {"path": path, "sha256": sha}
-        return [Case(id=r[0], violation=r[1], source=r[2], camera=r[3], zone=r[4], start_s=r[5], end_s=r[6],
-                     confirmed_s=r[7], confidence=r[8], box=json.loads(r[9]), track_ids=json.loads(r[10]),
-                     active=bool(r[11]), state=r[12], evidence=evidence.get(r[0], {}), address=r[13],
-                     gps=(r[14], r[15]) if r[14] is not None else None, created_at=r[16], review=r[17],
-                     review_reason=r[18] or "", reviewed_by=r[19],
-                     details=EventDetails.from_dict(json.loads(r[20] or "{}"))) for r in rows]
+        return [Case(id=r["id"], violation=r["violation"], source=r["source"], camera=r["camera"], zone=r["zone"],
+                     start_s=r["start_s"], end_s=r["end_s"], confirmed_s=r["confirmed_s"], confidence=r["confidence"],
+                     box=json.loads(r["box"]), track_ids=json.loads(r["track_ids"]), active=bool(r["active"]),
+                     state=r["state"], evidence=evidence.get(r["id"], {}), address=r["address"],
+                     gps=(r["lat"], r["lon"]) if r["lat"] is not None else None, created_at=r["created_at"],
+                     review=r["review"], review_reason=r["review_reason"] or "", reviewed_by=r["reviewed_by"],
+                     details=EventDetails.from_dict(json.loads(r["details"] or "{}"))) for r in rows]
 
     def query(self, camera: str | None = None, violation: str | None = None, state: str | None = None,
               since: str | None = None, until: str | None = None, limit: int = 50, offset: int = 0
@@ -356,24 +362,40 @@ class CaseStore:
         row = db.execute(text("SELECT violation, camera, zone, source, start_s, confirmed_s, confidence, created_at,"
                               " details FROM cases WHERE id = :c"), {"c": case_id}).one()
         details = EventDetails.from_dict(json.loads(row[8] or "{}"))
-        payload = {"case_id": case_id, "violation": row[0], "camera": row[1], "zone": row[2],
+        payload = {"kind": "case", "case_id": case_id, "violation": row[0], "camera": row[1], "zone": row[2],
                    "address": ctx.address, "gps": list(ctx.gps) if ctx.gps else None, "source": row[3],
                    "start_s": round(row[4], 3), "confirmed_s": round(row[5], 3), "confidence": round(row[6], 4),
                    "registered_at": row[7],
                    "load_state": details.load_state.value if details.load_state is not None else None,
                    "alternatives": [a.violation for a in details.alternatives], **(ctx.payload_extra or {})}
-        now = _now()
-        for target in ctx.targets:
-            db.execute(text("INSERT INTO outbox (case_id, target, idempotency_key, payload, state, attempts,"
-                            " next_attempt, last_error, created_at)"
-                            " VALUES (:c, :t, :k, :p, 'pending', 0, 0, '', :now)"),
-                       {"c": case_id, "t": target, "k": f"{case_id}:{target}",
-                        "p": json.dumps(payload, ensure_ascii=False), "now": now})
+        for target in ctx.targets_for(str(row[2])):
+            CaseStore._insert_outbox(db, case_id, target, "case", f"{case_id}:{target}", payload)
+
+    @staticmethod
+    def _insert_outbox(db: Connection, case_id: str, target: str, kind: str, key: str, payload: dict[str, Any]
+                       ) -> None:
+        db.execute(text("INSERT INTO outbox (case_id, target, kind, idempotency_key, payload, state, attempts,"
+                        " next_attempt, last_error, created_at)"
+                        " VALUES (:c, :t, :kind, :k, :p, 'pending', 0, 0, '', :now)"),
+                   {"c": case_id, "t": target, "kind": kind, "k": key, "p": json.dumps(payload, ensure_ascii=False),
+                    "now": _now()})
+
+    def enqueue_notice(self, case_id: str, target: str, kind: str, key: str, payload: dict[str, Any]) -> bool:
+        """Queue a notice other than the case's dispatch (e.g. a spoken warning) for one notifier.
+
+        ``key`` is unique per notice: queuing the same key again does nothing. Returns whether it was queued.
+        """
+        with self._tx() as db:
+            if db.execute(text("SELECT COUNT(*) FROM outbox WHERE idempotency_key = :k"), {"k": key}).scalar_one():
+                return False
+            self._insert_outbox(db, case_id, target, kind, key, payload)
+        return True
 
     def enqueue_dispatch(self, case_id: str, context: CaseContext, note: str = "") -> None:
         """Queue a case for dispatch later (after a warning had no effect), with an optional history note."""
         with self._tx() as db:
-            exists = db.execute(text("SELECT COUNT(*) FROM outbox WHERE case_id = :c"), {"c": case_id}).scalar_one()
+            exists = db.execute(text("SELECT COUNT(*) FROM outbox WHERE case_id = :c AND kind = 'case'"),
+                                {"c": case_id}).scalar_one()
             if not exists:
                 self._enqueue(db, case_id, context)
             if note:
@@ -447,15 +469,31 @@ class CaseStore:
             state = self._state(db, case_id)
             self._history(db, case_id, state, state, who, note)
 
-    def outbox_due(self, now: float, limit: int = 20) -> list[dict[str, Any]]:
-        """Pending outbox rows whose next attempt is due."""
+    def outbox_due(self, now: float, limit: int = 20, target: str | None = None) -> list[dict[str, Any]]:
+        """Pending outbox rows whose next attempt is due (of one notifier, or all)."""
+        cond = " AND target = :target" if target is not None else ""
         with self._read() as db:
             rows = db.execute(text(
-                "SELECT id, case_id, target, idempotency_key, payload, attempts FROM outbox"
-                " WHERE state = 'pending' AND next_attempt <= :now ORDER BY id LIMIT :limit"),
-                {"now": now, "limit": limit}).all()
-        return [{"id": r[0], "case_id": r[1], "target": r[2], "idempotency_key": r[3],
-                 "payload": json.loads(r[4]), "attempts": r[5]} for r in rows]
+                "SELECT id, case_id, target, kind, idempotency_key, payload, attempts, created_at FROM outbox"
+                f" WHERE state = 'pending' AND next_attempt <= :now{cond} ORDER BY id LIMIT :limit"),
+                {"now": now, "limit": limit, "target": target}).mappings().all()
+        return [{**r, "payload": {"kind": r["kind"], **json.loads(r["payload"])}} for r in rows]
+
+    def outbox_pending_by_target(self) -> dict[str, int]:
+        """Rows waiting for delivery, per notifier."""
+        with self._read() as db:
+            rows = db.execute(text("SELECT target, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY target")).all()
+        return {str(t): int(n) for t, n in rows}
+
+    def outbox_dead_letter_unknown(self, targets: Sequence[str], note: str) -> int:
+        """Dead-letter pending rows addressed to none of ``targets`` (a notifier removed from the config)."""
+        with self._tx() as db:
+            rows = db.execute(text("SELECT id, target FROM outbox WHERE state = 'pending'")).all()
+            gone = [int(r[0]) for r in rows if r[1] not in set(targets)]
+            for row_id in gone:
+                db.execute(text("UPDATE outbox SET state = 'dead', last_error = :e WHERE id = :id"),
+                           {"e": note, "id": row_id})
+        return len(gone)
 
     def outbox_result(self, row_id: int, ok: bool, error: str = "", next_attempt: float = 0.0,
                       dead: bool = False) -> None:
@@ -465,9 +503,10 @@ class CaseStore:
             if ok:
                 db.execute(text("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = :now,"
                                 " last_error = '' WHERE id = :id"), {"now": now, "id": row_id})
-                case_id = db.execute(text("SELECT case_id FROM outbox WHERE id = :id"), {"id": row_id}).scalar_one()
+                case_id, kind = db.execute(text("SELECT case_id, kind FROM outbox WHERE id = :id"),
+                                           {"id": row_id}).one()
                 state = self._state(db, case_id)
-                if state == "registered":
+                if state == "registered" and kind == "case":
                     db.execute(text("UPDATE cases SET state = 'dispatched', updated_at = :now WHERE id = :c"),
                                {"now": now, "c": case_id})
                     self._history(db, case_id, "registered", "dispatched", "system:dispatcher", "delivered")
@@ -476,9 +515,13 @@ class CaseStore:
                                 " last_error = :e WHERE id = :id"),
                            {"s": "dead" if dead else "pending", "n": next_attempt, "e": error[:500], "id": row_id})
 
-    def outbox(self, state: str | None = None, case_id: str | None = None) -> list[dict[str, Any]]:
+    def outbox(self, state: str | None = None, case_id: str | None = None, kind: str | None = None
+               ) -> list[dict[str, Any]]:
         """Outbox rows (for the API), optionally filtered."""
         where, args = [], {}
+        if kind:
+            where.append("kind = :kind")
+            args["kind"] = kind
         if state:
             where.append("state = :state")
             args["state"] = state
@@ -487,10 +530,10 @@ class CaseStore:
             args["case_id"] = case_id
         cond = (" WHERE " + " AND ".join(where)) if where else ""
         with self._read() as db:
-            rows = db.execute(text("SELECT id, case_id, target, idempotency_key, state, attempts, last_error,"
+            rows = db.execute(text("SELECT id, case_id, target, kind, idempotency_key, state, attempts, last_error,"
                                    f" created_at, delivered_at FROM outbox{cond} ORDER BY id"), args).all()
-        keys = ("id", "case_id", "target", "idempotency_key", "state", "attempts", "last_error", "created_at",
-                "delivered_at")
+        keys = ("id", "case_id", "target", "kind", "idempotency_key", "state", "attempts", "last_error",
+                "created_at", "delivered_at")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def retry_dead(self, row_id: int) -> bool:

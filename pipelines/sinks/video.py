@@ -10,7 +10,7 @@ import av
 import numpy as np
 
 from detector.types import Detections
-from pipelines.runner import draw_detections
+from pipelines.overlay import draw_detections
 from pipelines.sources import Frame
 
 

@@ -9,8 +9,9 @@
   multicast address — the usual IP loudspeaker stream. :class:`HttpSpeaker`
   calls a vendor API (method, URL, headers, body template with the text or the
   audio). :class:`FileSpeaker` writes an audit WAV.
-* :class:`SpeakerWorker` gives each speaker a queue, retries with backoff and a
-  health state, so a warning never blocks the frame loop.
+
+A speaker is driven by its voice notifier (:mod:`pipelines.notifiers.voice`), from the outbox with retries, on
+the notifier's own thread in the service: a warning never blocks the frame loop.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import base64
 import hashlib
 import io
 import logging
-import queue
 import random
 import shutil
 import socket
@@ -29,6 +29,7 @@ import subprocess
 import threading
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -157,24 +158,29 @@ class EspeakTts(TtsEngine):
     def __init__(self, cache: Path, voice: str = "cmn", speed: int = 150, rate: Literal[8000, 16000] = 16000) -> None:
         self.cache, self.voice, self.speed, self.rate = cache, voice, speed, rate
         self.binary = shutil.which("espeak-ng")
+        self._lock = threading.Lock()  # speakers' delivery threads share one engine: render each text once
 
     def render(self, text: str) -> tuple[Pcm, int]:
-        """Render text to speech (from the cache when it was rendered before)."""
+        """Render text to speech (from the cache when it was rendered before); safe from several threads."""
         key = hashlib.sha256(f"espeak-ng|{self.voice}|{self.speed}|{self.rate}|{text}".encode()).hexdigest()[:24]
         path = self.cache / f"{key}.wav"
-        if not path.exists():
-            if self.binary is None:
-                raise SpeechError("espeak-ng is not installed (apt-get install espeak-ng)")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.wav")
-            proc = subprocess.run([self.binary, "-v", self.voice, "-s", str(self.speed), "-w", str(tmp), text],
-                                  capture_output=True, text=True, timeout=60, check=False)
-            if proc.returncode != 0 or not tmp.exists():
-                raise SpeechError(f"espeak-ng failed: {proc.stderr.strip()[:200]}")
-            pcm, rate = read_wav(tmp)
-            write_wav(tmp, resample(pcm, rate, self.rate), self.rate)
-            tmp.replace(path)
+        with self._lock:
+            if not path.exists():
+                self._render(text, path)
         return read_wav(path)
+
+    def _render(self, text: str, path: Path) -> None:
+        if self.binary is None:
+            raise SpeechError("espeak-ng is not installed (apt-get install espeak-ng)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.wav")
+        proc = subprocess.run([self.binary, "-v", self.voice, "-s", str(self.speed), "-w", str(tmp), text],
+                              capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode != 0 or not tmp.exists():
+            raise SpeechError(f"espeak-ng failed: {proc.stderr.strip()[:200]}")
+        pcm, rate = read_wav(tmp)
+        write_wav(tmp, resample(pcm, rate, self.rate), self.rate)
+        tmp.replace(path)
 
 
 def load_audio(path: Path) -> tuple[Pcm, int]:
@@ -219,12 +225,16 @@ class Speaker(abc.ABC):
 
 
 class RtpSpeaker(Speaker):
-    """G.711 over RTP/UDP to ``host:port`` (unicast or multicast), paced in real time."""
+    """G.711 over RTP/UDP to ``host:port`` (unicast or multicast), paced in real time.
+
+    ``clock`` and ``sleep`` pace the packets (the monotonic clock by default; a test passes its own).
+    """
 
     def __init__(self, name: str, host: str, port: int, codec: Codec = "pcmu", ttl: int = 4,
-                 pace: bool = True) -> None:
+                 pace: bool = True, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.name, self.host, self.port, self.codec, self.pace = name, host, port, codec, pace
-        self.ttl = ttl
+        self.ttl, self.clock, self.sleep = ttl, clock, sleep
 
     def play(self, msg: Message) -> None:
         """Send the message as 20 ms RTP packets."""
@@ -235,12 +245,12 @@ class RtpSpeaker(Speaker):
                               ts0=random.getrandbits(32))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, self.ttl)
-            start = time.monotonic()
+            start = self.clock()
             for i, pkt in enumerate(packets):
                 if self.pace:
-                    delay = start + i * 0.02 - time.monotonic()
+                    delay = start + i * 0.02 - self.clock()
                     if delay > 0:
-                        time.sleep(delay)  # real-time pacing of the audio stream itself
+                        self.sleep(delay)  # real-time pacing of the audio stream itself
                 s.sendto(pkt, (self.host, self.port))
 
 
@@ -283,53 +293,3 @@ class FileSpeaker(Speaker):
         path = self.folder / f"{time.strftime('%Y%m%dT%H%M%S')}_{len(self.played):04d}_{key}.wav"
         write_wav(path, scale(msg.pcm, msg.volume), msg.rate)
         self.played.append(path)
-
-
-class SpeakerWorker:
-    """Plays messages on one speaker from a bounded queue, with retries, backoff and a health state."""
-
-    def __init__(self, speaker: Speaker, attempts: int = 3, backoff_s: float = 1.0, queue_size: int = 16) -> None:
-        self.speaker, self.attempts, self.backoff_s = speaker, attempts, backoff_s
-        self.queue: queue.Queue[Message | None] = queue.Queue(queue_size)
-        self.health = "ok"
-        self.played = 0
-        self.failed = 0
-        self.last_error = ""
-        self.thread = threading.Thread(target=self._run, name=f"speaker-{speaker.name}", daemon=True)
-        self.thread.start()
-
-    def submit(self, msg: Message) -> bool:
-        """Queue a message without blocking; returns False (and counts a failure) when the queue is full."""
-        try:
-            self.queue.put_nowait(msg)
-            return True
-        except queue.Full:
-            self.failed += 1
-            return False
-
-    def _run(self) -> None:
-        while True:
-            msg = self.queue.get()
-            if msg is None:
-                return
-            for attempt in range(1, self.attempts + 1):
-                try:
-                    self.speaker.play(msg)
-                    self.played += 1
-                    self.health = "ok"
-                    break
-                except Exception as exc:  # an unreachable speaker must never stop the others
-                    self.last_error = str(exc)[:300]
-                    self.health = "failing"
-                    log.warning("speaker %s: %s (attempt %d/%d)", self.speaker.name, exc, attempt, self.attempts)
-                    if attempt < self.attempts:
-                        time.sleep(self.backoff_s * 2 ** (attempt - 1))  # backoff inside the speaker's own thread
-            else:
-                self.failed += 1
-                self.health = "failed"
-            self.queue.task_done()
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Finish queued messages and stop."""
-        self.queue.put(None)
-        self.thread.join(timeout)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from tests.conftest import RENDER_IMGSZ
+from service.cli import main
+from tests.helpers.data import RENDER_IMGSZ
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "service.cli", *args], capture_output=True, text=True,
                           timeout=600, check=False)
 
 

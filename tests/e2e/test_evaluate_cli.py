@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from tests.conftest import RENDER_IMGSZ, shared_data_or_skip
+from service.cli import main
+from tests.helpers.data import RENDER_IMGSZ, shared_data_or_skip
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -55,6 +55,7 @@ def test_image_evaluation_on_real_garbage_with_gate(tmp_path: Path) -> None:
     assert (tmp_path / "ev" / "pr_curves.png").exists() and (tmp_path / "ev" / "confusion.png").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_classes_the_model_lacks_are_reported_absent(tmp_path: Path) -> None:
     data = shared_data_or_skip() / "garbage_street_cn" / "data.yaml"

@@ -23,9 +23,9 @@ import yaml
 
 from pipelines.distributed import Applier, OpLog
 from pipelines.sinks.store import CaseStore
-from tests.conftest import RENDER_IMGSZ
-from tests.ray_cluster import RayCluster, ray_cluster
-from tests.service.conftest import free_port, wait_for
+from tests.helpers.data import RENDER_IMGSZ
+from tests.helpers.net import free_port, wait_for
+from tests.helpers.ray_cluster import RayCluster, ray_cluster
 
 CLIPS = Path(__file__).resolve().parents[1] / "data" / "clips"
 REGRESSION = CLIPS.parent / "regression.yaml"
@@ -49,6 +49,7 @@ def _key(c: dict[str, object]) -> tuple[object, ...]:
     return (c["source"].rsplit("/", 1)[-1], c["violation"], c["zone"], c["start_s"], c["end_s"])  # type: ignore[union-attr]
 
 
+@pytest.mark.slow  # starts the cluster (about 20 s), then analyses locally and on Ray
 def test_analyze_on_ray_matches_local_run(cluster: RayCluster, tmp_path: Path) -> None:
     clips = [str(CLIPS / n) for n in ("reg_violations_a.mp4", "reg_violations_b.mp4", "reg_distractors.mp4")]
     corrupt = tmp_path / "corrupt.mp4"
@@ -138,6 +139,7 @@ def _service_config(tmp_path: Path, port: int) -> Path:
     return path
 
 
+@pytest.mark.slow  # the service on the cluster, a shard killed and restarted
 def test_serve_shards_cameras_over_ray_actors(cluster: RayCluster, tmp_path: Path) -> None:
     port = free_port()
     token = "ray-admin-token-0123456789"

@@ -24,6 +24,8 @@ CHECKPOINT = Path(__file__).resolve().parents[3] / "shared" / "pretrained" / "yo
 needs_checkpoint = pytest.mark.skipif(not CHECKPOINT.is_file() and os.environ.get("CI") != "true",
                                       reason="../shared/pretrained is absent")
 
+pytestmark = pytest.mark.slow  # trains in a subprocess: 30 s from scratch then export, 12 s from the COCO start
+
 # Cosine similarity of the first convolution and of the neck's last C3 with the COCO checkpoint's.
 SIMILARITY = """
 import json, sys, torch
@@ -44,7 +46,7 @@ def train_one_epoch(tmp_path: Path, model: str, n: int, seed: int, side: int, im
     data = write_yolo_dataset(tmp_path / "syn", n=n, seed=seed, width=320, height=192)
     build_pack([Source("synthetic", data, "project's own", {})], tmp_path / "pack", max_mb=2, max_side=side)
     env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "ycfg")}
-    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "train", "--data", str(tmp_path / "pack"), "--out",
+    run = subprocess.run([sys.executable, "-m", "service.cli", "train", "--data", str(tmp_path / "pack"), "--out",
                           str(tmp_path / "run"), "--epochs", "1", "--minutes", "0", "--imgsz", str(imgsz), "--batch",
                           "4", "--model", model], capture_output=True, text=True, timeout=900, env=env, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -55,7 +57,7 @@ def train_one_epoch(tmp_path: Path, model: str, n: int, seed: int, side: int, im
 def test_train_one_epoch_then_export(tmp_path: Path) -> None:
     env = train_one_epoch(tmp_path, "yolo26n.yaml", n=16, seed=3, side=160, imgsz=96)
     assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "results.csv").exists()
-    exp = subprocess.run([sys.executable, "-m", "pipelines.cli", "export", str(tmp_path / "run" / "best.pt"),
+    exp = subprocess.run([sys.executable, "-m", "service.cli", "export", str(tmp_path / "run" / "best.pt"),
                           "--out", str(tmp_path / "model"), "--imgsz", "96", "--metrics",
                           str(tmp_path / "run" / "metrics.json")],
                          capture_output=True, text=True, timeout=900, env=env, check=False)
@@ -67,7 +69,7 @@ def test_train_one_epoch_then_export(tmp_path: Path) -> None:
     assert "Speed on CPU" in card and "ms median" in card
     # The PyTorch weights run through the Ultralytics backend of the same pipeline.
     img = next((tmp_path / "syn" / "images" / "train").glob("*.jpg"))
-    ana = subprocess.run([sys.executable, "-m", "pipelines.cli", "analyze", str(img), "--out", str(tmp_path / "a"),
+    ana = subprocess.run([sys.executable, "-m", "service.cli", "analyze", str(img), "--out", str(tmp_path / "a"),
                           "--model", str(tmp_path / "run" / "best.pt"), "-q"],
                          capture_output=True, text=True, timeout=900, env=env, check=False)
     assert ana.returncode == 0, ana.stderr[-3000:]

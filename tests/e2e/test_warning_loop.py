@@ -61,11 +61,12 @@ def test_quiet_hours_silence_the_simulation(tmp_path: Path, default_model: Path,
     from detector.rules import RuleSettings
     from detector.types import CANONICAL_LABELS
     from pipelines.config import parse_config
-    from pipelines.runner import CameraPipeline, run_source
+    from pipelines.runner import build_pipeline, run_source
+    from pipelines.sources import read_frames
 
     cfg = parse_config(CONFIG.replace('"23:59-00:00"', '"00:00-23:59"'))
-    pipe = CameraPipeline(cfg.cameras[0], RuleSettings(dwell_s={"street_stall": 2, "garbage": 2}),
+    pipe = build_pipeline(cfg.cameras[0], RuleSettings(dwell_s={"street_stall": 2, "garbage": 2}),
                           list(CANONICAL_LABELS), CaseStore(tmp_path / "c.db"), "clip",
                           time_of_day=lambda: dt.time(12, 0))
-    run_source(street_clip[0], pipe, create_backend(config_for(default_model)))
-    assert pipe.stats.events > 0 and pipe.warning_log == []
+    run_source(read_frames(street_clip[0]), pipe, create_backend(config_for(default_model)))
+    assert pipe.stats.events > 0 and pipe.warnings is not None and pipe.warnings.log_rows == []

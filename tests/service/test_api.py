@@ -9,10 +9,12 @@ import httpx
 import pytest
 
 from pipelines.config import ConfigError
+from pipelines.notifiers.payload import DispatchPayload
 from service.app import create_app
-from service.schemas import DispatchPayload
 from service.settings import ServiceConfig, resolve_tokens
-from tests.service.conftest import DATA, Service, wait_for
+from tests.helpers.data import DATA
+from tests.helpers.net import wait_for
+from tests.helpers.service import Service
 
 
 def cases(svc: Service, **params: str) -> dict:
@@ -140,6 +142,8 @@ def test_events_stream_and_camera_changes_at_run_time(service: Service) -> None:
                     seen.append({"event": event, **json.loads(line[6:])})
                     if event == "camera" and seen[-1]["camera"] == "cam-a" and seen[-1]["state"] == "live":
                         break
+        assert any(e["event"] == "camera" and e["camera"] == "cam-a" and e["state"] == "live" for e in seen), (
+            f"the event stream ended before cam-a went live: {seen}")
         assert any(e["event"] == "camera" and e["state"] == "connecting" for e in seen)
         ids = [cam["id"] for cam in c.get("/api/cameras").json()]
         assert ids == ["cam-b", "cam-a"]
@@ -154,16 +158,18 @@ def test_events_stream_and_camera_changes_at_run_time(service: Service) -> None:
 
 def test_violation_events_reach_sse(service: Service) -> None:
     headers = {"Authorization": "Bearer viewer-token-0123456"}
+    violation: dict | None = None
     with httpx.Client(base_url=service.url, headers=headers, timeout=90) as c, c.stream("GET", "/api/events") as s:
         event = None
         for line in s.iter_lines():
             if line.startswith("event: "):
                 event = line[7:]
             elif line.startswith("data: ") and event == "violation":
-                data = json.loads(line[6:])
-                assert data["camera"] == "cam-b" and data["state"] in ("start", "update", "end")
-                assert data["case_id"]
+                violation = json.loads(line[6:])
                 break
+    assert violation is not None, "the event stream ended without a violation event"
+    assert violation["camera"] == "cam-b" and violation["state"] in ("start", "update", "end")
+    assert violation["case_id"]
 
 
 def test_no_token_no_service(tmp_path: Path) -> None:
@@ -178,7 +184,8 @@ def test_no_token_no_service(tmp_path: Path) -> None:
 
 def test_documented_payload_schema_is_current() -> None:
     committed = json.loads((Path(__file__).resolve().parents[2] / "docs" / "dispatch-payload.schema.json").read_text())
-    assert committed == DispatchPayload.model_json_schema(), "regenerate: python -m service.schemas > docs/..."
+    assert committed == DispatchPayload.model_json_schema(), (
+        "regenerate: python -m pipelines.notifiers.payload > docs/...")
 
 
 def test_evidence_cannot_leave_its_folder_and_ids_cannot_be_probed(service: Service) -> None:

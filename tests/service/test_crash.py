@@ -13,12 +13,14 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.service.conftest import DATA, TOKENS, Receiver, free_port, wait_for
+from tests.helpers.data import DATA
+from tests.helpers.net import free_port, wait_for
+from tests.helpers.service import TOKENS, Receiver
 
 
 def start(config: Path, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, **TOKENS}
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--config", str(config), "--port",
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--config", str(config), "--port",
                              str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

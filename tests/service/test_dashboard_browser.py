@@ -20,14 +20,17 @@ import pytest
 import yaml
 
 from service.settings import load_service_config
-from tests.service.conftest import DATA, TOKENS, free_port, running_service, wait_for
+from tests.helpers.data import DATA
+from tests.helpers.net import free_port, wait_for
+from tests.helpers.service import TOKENS, running_service
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true",
-                                reason="no system Chromium here (CI installs it)")
+pytestmark = [pytest.mark.slow,  # a headless browser against a live service
+              pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true",
+                                 reason="no system Chromium here (CI installs it)")]
 
 CONFIG = """\
 # Dashboard test service: one camera looping a generated clip.
@@ -149,7 +152,7 @@ def test_operator_signs_in_draws_a_zone_reviews_cases_and_exports_them(dashboard
 
     # Review -> data: the confirmed case is a labelled positive, the rejected one a hard negative.
     out = tmp_path / "reviews"
-    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "datasets", "from-reviews", "--config",
+    run = subprocess.run([sys.executable, "-m", "service.cli", "datasets", "from-reviews", "--config",
                           str(config_path), "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "1 positives, 1 hard negatives, 0 skipped" in run.stdout

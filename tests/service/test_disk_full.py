@@ -18,7 +18,9 @@ import pytest
 
 import pipelines.sinks.evidence as evidence_mod
 from service.settings import ServiceConfig
-from tests.service.conftest import DATA, TOKENS, free_port, running_service, wait_for
+from tests.helpers.data import DATA
+from tests.helpers.net import free_port, wait_for
+from tests.helpers.service import TOKENS, running_service
 
 
 @pytest.fixture(params=["tmpfs", "injected"])

@@ -17,12 +17,14 @@ import pytest
 from detector.rules import RuleSettings
 from detector.types import CANONICAL_LABELS
 from pipelines.config import CameraConfig
-from pipelines.runner import CameraPipeline
+from pipelines.runner import build_pipeline
 from pipelines.sinks.store import CaseStore
+from pipelines.source_kinds import open_source, source_config
 from pipelines.sources import open_stream, read_frames
-from service.runtime import CameraWorker
+from service.cameras import CameraWorker
 from service.settings import IngestConfig
-from tests.service.conftest import DATA, wait_for
+from tests.helpers.data import DATA
+from tests.helpers.net import wait_for
 
 CLIP = DATA / "clips" / "reg_violations_b.mp4"
 
@@ -87,9 +89,10 @@ def test_http_streams_decode(which: str, request: pytest.FixtureRequest) -> None
 
 def test_camera_worker_goes_live_on_mjpeg_and_samples_in_time(mjpeg_url: str, tmp_path: Path) -> None:
     cam = CameraConfig(id="mjpeg", source=mjpeg_url, detect_fps=2)
-    pipeline = CameraPipeline(cam, RuleSettings(), list(CANONICAL_LABELS), CaseStore(tmp_path / "c.db"), mjpeg_url)
+    pipeline = build_pipeline(cam, RuleSettings(), list(CANONICAL_LABELS), CaseStore(tmp_path / "c.db"), mjpeg_url)
     health: list[str] = []
-    worker = CameraWorker("mjpeg", mjpeg_url, "all", pipeline, IngestConfig(queue=100),
+    source = open_source(source_config(mjpeg_url, live=True))
+    worker = CameraWorker("mjpeg", source, "all", pipeline, IngestConfig(queue=100),
                           lambda c, s, d: health.append(s), threading.Event())
     worker.start()
     try:

@@ -8,16 +8,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-import service.runtime
+import service.cameras
 from service.settings import ServiceConfig
-from tests.service.conftest import TOKENS, free_port, running_service, wait_for
-from tests.unit.test_motion_gate import CountingBackend, _video
+from tests.helpers.net import free_port, wait_for
+from tests.helpers.service import TOKENS, running_service
+from tests.helpers.video import CountingBackend, still_street_video
 
 
 def test_a_still_camera_mostly_skips_the_detector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     backend = CountingBackend()
-    monkeypatch.setattr(service.runtime, "create_backend", lambda _cfg: backend)
-    clip = _video(tmp_path / "still.mp4", 12, square_from=3.0)
+    monkeypatch.setattr(service.cameras, "create_backend", lambda _cfg: backend)
+    clip = still_street_video(tmp_path / "still.mp4", 12, square_from=3.0)
     cfg = ServiceConfig.model_validate({
         "server": {"port": free_port()},
         "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "ADMIN_T"}]},

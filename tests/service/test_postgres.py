@@ -7,8 +7,10 @@ from pathlib import Path
 import httpx
 
 from service.settings import ServiceConfig
-from tests.pg import postgres_cluster
-from tests.service.conftest import DATA, TOKENS, free_port, running_service, wait_for
+from tests.helpers.data import DATA
+from tests.helpers.net import free_port, wait_for
+from tests.helpers.pg import postgres_cluster
+from tests.helpers.service import TOKENS, running_service
 
 
 def test_service_stores_cases_in_postgresql(tmp_path: Path) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,54 +9,22 @@ import httpx
 import pytest
 
 from service.settings import ServiceConfig
-from tests.service.conftest import DATA, TOKENS, free_port, running_service, wait_for
-
-SERVER = Path(__file__).resolve().parents[2] / "scripts" / "rtsp_server.py"
-
-
-def gst_available() -> bool:
-    probe = subprocess.run(["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0');"
-                            "from gi.repository import GstRtspServer"], capture_output=True, check=False)
-    return probe.returncode == 0
-
-
-class RtspServer:
-    """scripts/rtsp_server.py in a subprocess."""
-
-    def __init__(self, clip: Path, port: int) -> None:
-        self.clip, self.port = clip, port
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["/usr/bin/python3", str(SERVER), "--file", str(self.clip), "--port",
-                                      str(self.port), "--path", "cam"], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("READY"), line
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-            self.proc = None
-
-    @property
-    def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/cam"
+from tests.helpers.data import DATA
+from tests.helpers.net import free_port, wait_for
+from tests.helpers.rtsp import RtspServer, gst_or_skip
+from tests.helpers.service import TOKENS, running_service
 
 
 @pytest.fixture()
 def rtsp(tmp_path: Path) -> Iterator[RtspServer]:
-    if not gst_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("GStreamer's RTSP server is required in CI (scripts/install-test-services.sh)")
-        pytest.skip("GStreamer RTSP server not installed (scripts/install-test-services.sh)")
+    gst_or_skip()
     server = RtspServer(DATA / "clips" / "reg_violations_b.mp4", free_port())
     server.start()
     yield server
     server.kill()
 
 
+@pytest.mark.slow  # live, killed, reconnected, then 8 s more of video
 def test_rtsp_camera_survives_a_server_restart_without_losing_or_duplicating_cases(
         rtsp: RtspServer, tmp_path: Path) -> None:
     cfg = ServiceConfig.model_validate({

@@ -20,7 +20,9 @@ from schemathesis.checks import positive_data_acceptance
 
 from service.app import create_app
 from service.settings import ServiceConfig
-from tests.service.conftest import DATA, TOKENS, free_port, running_service
+from tests.helpers.data import DATA
+from tests.helpers.net import free_port
+from tests.helpers.service import TOKENS, running_service
 
 
 def _config(tmp: Path, port: int) -> ServiceConfig:

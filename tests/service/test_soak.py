@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import DATA
-from tests.service.test_rtsp import gst_available
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.data import DATA, ROOT
+from tests.helpers.rtsp import gst_or_skip
 
 
+@pytest.mark.slow  # half a minute of soak plus start and stop
 def test_soak_writes_its_report_and_judges_it(tmp_path: Path) -> None:
-    if not gst_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("GStreamer's RTSP server is required in CI (scripts/install-test-services.sh)")
-        pytest.skip("GStreamer RTSP server not installed (scripts/install-test-services.sh)")
+    gst_or_skip()
     sys.path.insert(0, str(ROOT / "bench"))
     import soak  # bench/soak.py
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import httpx
 
 from service.settings import ServiceConfig
-from tests.service.conftest import DATA, TOKENS, Receiver, free_port, running_service, wait_for
+from tests.helpers.data import DATA
+from tests.helpers.net import free_port, wait_for
+from tests.helpers.service import TOKENS, Receiver, running_service
 
 
 def test_warning_over_rtp_then_dispatch_after_no_effect(tmp_path: Path) -> None:

@@ -24,8 +24,8 @@ from datasets.formats import (
     write_yolo,
 )
 from datasets.merge import MergeSource, merge
-from pipelines.cli import main
-from tests.unit.test_sources import write_video
+from service.cli import main
+from tests.helpers.video import write_video
 
 
 def textured(seed: int, w: int = 64, h: int = 48) -> np.ndarray:

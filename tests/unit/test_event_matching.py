@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from datasets.evaluate import PredEvent, event_scores, match_events, regressions, temporal_iou
 from datasets.labels import Segment
+from pipelines.evaluation.events import PredEvent, event_scores, match_events, regressions, temporal_iou
 
 
 def p(label: str, s: float, e: float, alert: float | None = None) -> PredEvent:

@@ -11,11 +11,11 @@ import numpy as np
 
 from detector.rules import RuleSettings
 from pipelines.config import CameraConfig
-from pipelines.runner import CameraPipeline, run_source
+from pipelines.runner import CameraPipeline, build_pipeline, run_source
 from pipelines.sinks.store import CaseStore
-from pipelines.sources import Frame
-from tests.media import write_h264
-from tests.unit.test_motion_gate import CountingBackend
+from pipelines.sources import Frame, read_frames
+from pipelines.stages import RoiPlanner, Sample
+from tests.helpers.video import CountingBackend, write_h264
 
 ZONE = {"id": "pavement", "polygon": [[0.5, 0.4], [0.9, 0.4], [0.9, 0.9], [0.5, 0.9]], "violations": ["garbage"]}
 ROAD = {"id": "road", "polygon": [[0.0, 0.0], [0.3, 0.0], [0.3, 1.0], [0.0, 1.0]], "violations": ["garbage"]}
@@ -51,9 +51,9 @@ def _run(tmp: Path, camera: dict, name: str, seconds: int = 8) -> tuple[ShapeBac
     cam = CameraConfig.model_validate({"id": "c", "detect_fps": 2, **camera})
     store = CaseStore(tmp / f"{name}.db")
     backend = ShapeBackend()
-    pipe = CameraPipeline(cam, RuleSettings(dwell_s={"garbage": 2.0}, gap_tolerance_s=1.0), backend.names, store,
+    pipe = build_pipeline(cam, RuleSettings(dwell_s={"garbage": 2.0}, gap_tolerance_s=1.0), backend.names, store,
                           "v.mp4")
-    run_source(_video(tmp / f"{name}.mp4", seconds), pipe, backend)
+    run_source(read_frames(_video(tmp / f"{name}.mp4", seconds)), pipe, backend)
     return backend, pipe, store
 
 
@@ -62,7 +62,7 @@ def test_detector_sees_the_zone_and_boxes_come_back_in_frame_coordinates(tmp_pat
     assert set(whole.shapes) == {(180, 320, 3)} and set(whole.sizes) == {320}
     for mode in ("zoom", "crop"):
         backend, pipe, store = _run(tmp_path, {"roi": mode, "zones": [ZONE]}, mode)
-        x1, y1, x2, y2 = pipe.roi(320, 180) or (0, 0, 0, 0)
+        x1, y1, x2, y2 = pipe.roi.crop(320, 180) or (0, 0, 0, 0)
         assert (x1, y1) == (int((0.5 - 0.04) * 320), int((0.4 - 0.04) * 180)) and x2 <= 320 and y2 <= 180
         assert set(backend.shapes) == {(y2 - y1, x2 - x1, 3)}  # every call got the crop, never the whole frame
         # zoom: the crop fills the model's input; crop: it keeps the frame's scale, a smaller input
@@ -79,24 +79,28 @@ def test_no_crop_when_the_zones_cover_most_of_the_frame_or_there_are_none() -> N
     big = {**ZONE, "polygon": [[0.0, 0.0], [1.0, 0.0], [1.0, 0.95], [0.0, 0.95]]}
     for zones in ([big], []):
         cam = CameraConfig.model_validate({"id": "c", "roi": "crop", "zones": zones})
-        pipe = CameraPipeline(cam, RuleSettings(), ["garbage"], None, "x")  # type: ignore[arg-type]
+        planner = RoiPlanner(cam)
         image = np.zeros((90, 160, 3), np.uint8)
-        assert pipe.roi(160, 90) is None and pipe.detector_input(Frame(image, 0.0, 0, True), 320) == (image, 320)
+        crop = planner.crop(160, 90)
+        assert crop is None
+        assert Sample(Frame(image, 0.0, 0, True), crop=crop).detector_input(320, planner.same_scale) == (image, 320)
 
 
 def test_the_crop_is_a_view_not_a_copy() -> None:
     cam = CameraConfig.model_validate({"id": "c", "roi": "crop", "zones": [ZONE]})
-    pipe = CameraPipeline(cam, RuleSettings(), ["garbage"], None, "x")  # type: ignore[arg-type]
+    planner = RoiPlanner(cam)
     image = np.zeros((180, 320, 3), np.uint8)
-    assert np.shares_memory(pipe.detector_input(Frame(image, 0.0, 0, True), 320)[0], image)
+    crop = planner.crop(320, 180)
+    assert crop is not None
+    assert np.shares_memory(Sample(Frame(image, 0.0, 0, True), crop=crop).detector_input(320, True)[0], image)
 
 
 def test_per_zone_rates_look_at_each_zone_when_due_and_keep_its_violations(tmp_path: Path) -> None:
     # The road (trucks) at 2 frames/s, the pavement (garbage) at 0.5/s: 3 of 4 detector calls see the road only.
     camera = {"roi": "crop", "zones": [{**ROAD, "detect_fps": 2}, {**ZONE, "detect_fps": 0.5}]}
     backend, pipe, store = _run(tmp_path, camera, "rates", seconds=12)
-    road = pipe.roi(320, 180, frozenset({"road"}))
-    both = pipe.roi(320, 180)
+    road = pipe.roi.crop(320, 180, frozenset({"road"}))
+    both = pipe.roi.crop(320, 180)
     assert road is not None and both is None  # the two zones together span most of the frame: no crop
     road_shape = (road[3] - road[1], road[2] - road[0], 3)
     calls = len(backend.shapes)

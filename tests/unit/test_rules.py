@@ -9,7 +9,7 @@ from detector.events import Alternative, EventState, LoadState, ViolationEvent
 from detector.rules import AllowArea, RuleSettings, StallContext, ViolationRules, ZoneSpec
 from detector.types import CANONICAL_LABELS, Detections
 from detector.zones import PolygonZone
-from tests.conftest import make_detections
+from tests.helpers.detections import make_detections
 
 W, H = 1000, 1000
 FRAME = PolygonZone(np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32))

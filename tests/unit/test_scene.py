@@ -9,7 +9,7 @@ from detector.events import LoadState
 from detector.loadstate import LoadVotes, detector_evidence
 from detector.scene import SceneSettings, group_piles, merge_trucks, product_boxes, resolve_classes, scene
 from detector.types import CANONICAL_LABELS, Detections
-from tests.conftest import make_detections
+from tests.helpers.detections import make_detections
 
 NAMES = list(CANONICAL_LABELS)
 S = SceneSettings()

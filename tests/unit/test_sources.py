@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
 
 from pipelines.sources import SourceError, expand_inputs, probe, read_frames
-
-
-def write_video(path: Path, pts_ms: list[int], gop: int = 10, size: tuple[int, int] = (160, 96)) -> Path:
-    """Write an H.264 video whose frames have the given timestamps (ms)."""
-    w, h = size
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("libx264", rate=25)
-        st.width, st.height, st.pix_fmt = w, h, "yuv420p"
-        st.time_base = Fraction(1, 1000)
-        st.options = {"g": str(gop), "bf": "0"}
-        for i, pts in enumerate(pts_ms):
-            img = np.full((h, w, 3), (i * 9) % 255, np.uint8)
-            vf = av.VideoFrame.from_ndarray(img, format="bgr24")
-            vf.pts, vf.time_base = pts, Fraction(1, 1000)
-            for p in st.encode(vf):
-                out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-    return path
+from tests.helpers.video import write_video
 
 
 def test_timestamps_come_from_pts_not_frame_index(tmp_path: Path) -> None:

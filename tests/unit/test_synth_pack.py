@@ -97,7 +97,7 @@ def test_webp_pack_is_smaller_and_readable(tmp_path: Path) -> None:
 
 
 def test_datasets_pack_cli(tmp_path: Path) -> None:
-    from pipelines.cli import main
+    from service.cli import main
 
     data_root = tmp_path / "data"
     write_yolo_dataset(data_root / "fake_real", n=7, seed=4, width=320, height=192)

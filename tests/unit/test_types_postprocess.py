@@ -5,7 +5,7 @@ import pytest
 
 from detector.postprocess import box_iou, decode_end2end, decode_raw, letterbox, nms, to_blob
 from detector.types import Detections
-from tests.conftest import make_detections
+from tests.helpers.detections import make_detections
 
 
 def test_detections_check_shapes() -> None:

@@ -16,6 +16,7 @@ state: trucks, found, the mean ``P(uncovered)``, and the share a single frame wo
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from datasets.yolo import YoloDataset, label_path, read_label_file
-from detector.backends.base import DetectorBackend
+from detector.backends.base import DetectorBackend, config_for, create_backend
 from detector.postprocess import box_iou, greedy_pairs
 from detector.scene import scene
 from detector.types import CANONICAL_LABELS
@@ -111,3 +112,27 @@ def evaluate_loads(images: Iterator[tuple[Path, list[LabelledTruck]]], backend: 
                      "mean_p_uncovered": round(float(np.mean(p)), 4) if p else None,
                      "called_uncovered": round(float(np.mean(np.asarray(p) >= 0.5)), 4) if p else None}
     return out
+
+
+def score_loads(model: Path, out: Path, conf: float, imgsz: int | None, labels: Path | None = None,
+                sources: Path | None = None, data: Path | None = None, split: str = "val") -> dict[str, Any]:
+    """Score a model's load-state evidence on labelled trucks and write ``out/metrics.json``.
+
+    The trucks come from ``labels`` (``truck_loads.csv``, images under the materialized ``sources``) or from a
+    YOLO dataset ``data`` whose truck / uncovered_truck boxes mean covered / uncovered.
+    """
+    if labels is not None and data is None:
+        images = from_csv(labels, sources or Path("data/sources"), split)
+    elif data is not None and labels is None:
+        images = from_yolo(data, split)
+    else:
+        raise ValueError("give either labels (with sources) or data")
+    backend = create_backend(config_for(model, conf=conf, imgsz=imgsz))
+    try:
+        result = {"model": str(model), "labels": str(labels or data), "conf": conf, "imgsz": backend.imgsz,
+                  "by_load": evaluate_loads(images, backend)}
+    finally:
+        backend.close()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    return result

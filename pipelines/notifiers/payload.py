@@ -1,7 +1,7 @@
 """The JSON payload sent to the city case platform (documented as a JSON schema).
 
 ``docs/dispatch-payload.schema.json`` is generated from :class:`DispatchPayload`
-(``python -m service.schemas > docs/dispatch-payload.schema.json``) and a test keeps
+(``python -m pipelines.notifiers.payload > docs/dispatch-payload.schema.json``) and a test keeps
 the two equal.
 """
 

@@ -2,7 +2,7 @@
 
 Clip evaluation runs exactly the batch pipeline (:func:`pipelines.analyze.analyze`)
 over each labelled clip, then matches its cases with the labelled segments
-(see :mod:`datasets.evaluate` for the matching rule).
+(see :mod:`pipelines.evaluation.events` for the matching rule).
 """
 
 from __future__ import annotations
@@ -13,11 +13,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from datasets.evaluate import PredEvent, event_scores, match_events, regressions
-from datasets.evaluate_images import (
+from datasets.labels import ClipLabels, load_event_labels, load_yolo_frames
+from detector.backends.base import DetectorBackend, config_for, create_backend
+from detector.events import VIOLATIONS
+from detector.scene import ProductView
+from pipelines.analyze import AnalyzeOptions, analyze
+from pipelines.evaluation.events import PredEvent, event_scores, match_events, regressions
+from pipelines.evaluation.images import (
     ImageEval,
     add_video_frames,
     coco_ap,
@@ -27,12 +31,7 @@ from datasets.evaluate_images import (
     image_metrics,
     pr_at_threshold,
 )
-from datasets.labels import ClipLabels, load_event_labels, load_yolo_frames
-from detector.backends.base import DetectorBackend, config_for, create_backend
-from detector.events import VIOLATIONS
-from detector.scene import ProductView
-from pipelines.analyze import AnalyzeOptions, analyze
-from pipelines.report import COLORS
+from pipelines.report import COLORS, Bar, draw_timeline, html_page
 from pipelines.sources import probe
 
 log = logging.getLogger(__name__)
@@ -69,44 +68,22 @@ def evaluate_images(data: Path, out: Path, model: Path, remap: dict[str, str], i
             f"<td>{m['ap50']}</td><td>{m['ap50_95']}</td><td>{m['precision']}</td><td>{m['recall']}</td>"
             f"<td>{m['instances']}</td></tr>")
         for n, m in metrics["classes"].items())
-    (out / "report.html").write_text(
-        "<!doctype html><meta charset='utf-8'><title>streetwatch evaluation</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px}"
-        "table{border-collapse:collapse}</style>"
+    (out / "report.html").write_text(html_page(
+        "streetwatch evaluation",
         f"<h1>Detector evaluation</h1><p>model <code>{html.escape(str(model))}</code>, data "
         f"<code>{html.escape(str(data))}</code> ({split}, {len(ev.gt)} images), mAP50 {metrics['map50']}, "
         f"precision/recall at confidence {conf}.</p><table><tr><th>class</th><th>AP50</th><th>AP50-95</th>"
         f"<th>P</th><th>R</th><th>instances</th></tr>{rows}</table>"
         "<h2>Precision-recall (IoU 0.5)</h2><img src='pr_curves.png'>"
-        "<h2>Confusion matrix (rows: labelled, columns: predicted)</h2><img src='confusion.png'>", encoding="utf-8")
+        "<h2>Confusion matrix (rows: labelled, columns: predicted)</h2><img src='confusion.png'>"), encoding="utf-8")
     return result
 
 
-def _clip_timeline(name: str, labels: ClipLabels, preds: list[PredEvent], path: Path, width: int = 900) -> None:
-    rows = list(VIOLATIONS)
-    left, row_h = 150, 30
-    img = np.full((row_h * len(rows) + 30, width, 3), 255, np.uint8)
-    span = max(labels.duration, max((p.end for p in preds), default=0.0), 1.0)
-    plot_w = width - left - 10
-
-    def x_of(t: float) -> int:
-        return left + int(plot_w * t / span)
-
-    for i, cls in enumerate(rows):
-        y = i * row_h
-        cv2.putText(img, cls, (6, y + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (30, 30, 30), 1, cv2.LINE_AA)
-        for s in labels.segments:
-            if s.label == cls:
-                cv2.rectangle(img, (x_of(s.start), y + 3), (max(x_of(s.end), x_of(s.start) + 2), y + 12),
-                              (150, 150, 150), -1)
-        for p in preds:
-            if p.label == cls:
-                cv2.rectangle(img, (x_of(p.start), y + 15), (max(x_of(p.end), x_of(p.start) + 2), y + 25),
-                              COLORS.get(cls, (0, 0, 0)), -1)
-                cv2.line(img, (x_of(p.alert), y + 13), (x_of(p.alert), y + 27), (0, 0, 0), 2)
-    cv2.putText(img, f"{name}: grey = labelled, colour = predicted, tick = alert; {span:.0f} s",
-                (6, row_h * len(rows) + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.imwrite(str(path), img)
+def _clip_timeline(name: str, labels: ClipLabels, preds: list[PredEvent], path: Path) -> None:
+    """A clip's labelled segments (grey, top) and predicted events (colour, tick at the alert; below)."""
+    bars = [Bar(seg.label, seg.start, seg.end, (150, 150, 150), lane="top") for seg in labels.segments]
+    bars += [Bar(p.label, p.start, p.end, COLORS.get(p.label, (0, 0, 0)), p.alert, "bottom") for p in preds]
+    draw_timeline(bars, labels.duration, path, f"{name}: grey = labelled, colour = predicted, tick = alert")
 
 
 def frame_metrics(clips: list[ClipLabels], videos: Path, model: Path, conf: float,
@@ -189,17 +166,15 @@ def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, conf
     pics = "".join(f"<h3>{html.escape(n)}</h3>"
                    + (f"<p>error: {html.escape(str(c['error']))}</p>" if c["error"] else "")
                    + f"<img src='timelines/{Path(n).stem}.png'>" for n, c in per_clip.items())
-    (out / "report.html").write_text(
-        "<!doctype html><meta charset='utf-8'><title>streetwatch event evaluation</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px}"
-        "table{border-collapse:collapse}</style><h1>Event evaluation</h1>"
+    (out / "report.html").write_text(html_page(
+        "streetwatch event evaluation", "<h1>Event evaluation</h1>"
         f"<p>{len(clips)} clips, temporal IoU ≥ {iou}, false alarms per hour: {metrics['false_alarms_per_hour']}."
         + (f" Frame AP50 on {metrics['frames']['frames']} labelled frames: mAP50 {metrics['frames']['map50']}, "
            + ", ".join(f"{k} {v.get('ap50', 'absent')}" for k, v in metrics["frames"]["classes"].items())
            if metrics["frames"] else "")
         + "</p><table><tr><th>violation</th><th>P</th><th>R</th><th>F1</th><th>TP</th><th>FP</th><th>FN</th>"
         f"<th>delay median s</th><th>delay p90 s</th></tr>{table}</table><h2>Per clip</h2>{pics}"
-        f"<h2>Settings</h2><pre>{html.escape(json.dumps(metrics['settings'], indent=1))}</pre>", encoding="utf-8")
+        f"<h2>Settings</h2><pre>{html.escape(json.dumps(metrics['settings'], indent=1))}</pre>"), encoding="utf-8")
     return metrics
 
 

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from datasets.yolo import YoloDataset
 from detector.backends.base import DetectorBackend
 from detector.postprocess import box_iou
+from pipelines.sources import read_frames
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,6 @@ Curves = dict[str, npt.NDArray[np.float64]]
 def add_video_frames(ev: ImageEval, video: Path, frames: dict[int, list[tuple[str, tuple[float, float, float, float]]]],
                      backend: DetectorBackend) -> int:
     """Add the labelled frames of a clip (decoded from ``video``) to an evaluation; returns frames added."""
-    from pipelines.sources import read_frames
-
     model_ids = {n: i for i, n in enumerate(backend.names)}
     for rows in frames.values():
         for label, _ in rows:

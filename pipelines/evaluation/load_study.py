@@ -11,7 +11,7 @@ The detector's answer on the same trucks comes from ``streetwatch evaluate loads
 ``P(uncovered)`` of the scene stage). This script writes ``OUT/load_classifier.json`` with the classifier's
 confusion on both test sets, for the model card to set side by side:
 
-    python models/load_classifier.py --sources data/sources --out runs/loadcls
+    python -m pipelines.evaluation.load_study --sources data/sources --out runs/loadcls
 
 Needs the ``train`` extra.
 """
@@ -30,13 +30,15 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from datasets.render import render_background
+from datasets.render_gl import Light
+from datasets.synth import Layout, draw, randomise, resolve_renderer, sample_camera, sample_palette, truck
+from detector.loadstate import STATES
+from detector.postprocess import letterbox, to_blob
+from models.pretrained import _detection_model, copy_backbone_neck, load_coco_checkpoint
+from pipelines.evaluation.loads import LabelledTruck, from_csv
 
-from datasets.evaluate_loads import LabelledTruck, from_csv  # noqa: E402
-from detector.loadstate import STATES  # noqa: E402
-from detector.postprocess import letterbox, to_blob  # noqa: E402
+TRUCK_LOADS = Path(__file__).resolve().parents[2] / "datasets" / "truck_loads.csv"
 
 log = logging.getLogger("load_classifier")
 SIDE = 128
@@ -56,10 +58,6 @@ def crop(image: npt.NDArray[np.uint8], box: tuple[float, float, float, float], m
 
 def rendered_trucks(n: int, seed: int) -> list[tuple[npt.NDArray[np.uint8], str]]:
     """``n`` rendered single-truck street scenes per load state, cropped: (crop, load)."""
-    from datasets.render import render_background
-    from datasets.render_gl import Light
-    from datasets.synth import Layout, draw, randomise, resolve_renderer, sample_camera, sample_palette, truck
-
     renderer = resolve_renderer("auto")
     rng = np.random.default_rng(seed)
     out = []
@@ -94,8 +92,6 @@ def real_trucks(labels: Path, sources: Path, split: str) -> list[tuple[npt.NDArr
 def features(crops: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
     """Pooled COCO-backbone features (layers 0-9) of 128x128 crops."""
     import torch
-
-    from models.pretrained import _detection_model, copy_backbone_neck, load_coco_checkpoint
 
     body = _detection_model(80)
     copy_backbone_neck(body, load_coco_checkpoint())
@@ -152,7 +148,7 @@ def confusion(truth: list[str], probs: npt.NDArray[np.float32]) -> dict[str, Any
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--labels", type=Path, default=ROOT / "datasets" / "truck_loads.csv")
+    ap.add_argument("--labels", type=Path, default=TRUCK_LOADS)
     ap.add_argument("--sources", type=Path, required=True, help="materialized external sources")
     ap.add_argument("--rendered", type=int, default=300, help="rendered trucks per load state for training")
     ap.add_argument("--out", type=Path, required=True)

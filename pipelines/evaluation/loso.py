@@ -5,7 +5,7 @@ duplicates across splits). For each source named, this trains the same recipe on
 scores the weights on the left-out source's validation images with the product's own evaluator (detector
 plus the scene stage, see :mod:`detector.scene`), and with the detector alone:
 
-    python models/loso.py --sources garbage_bags garbage_roadside_in garbage_street_cn \
+    python -m pipelines.evaluation.loso --sources garbage_bags garbage_roadside_in garbage_street_cn \
         --classes garbage garbage_bin overflowing_bin --start coco --epochs 12 --imgsz 320 --out runs/loso
 
 ``--start coco`` fine-tunes Ultralytics' ``yolov5n.yaml`` whose backbone and neck come from the COCO
@@ -27,11 +27,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from datasets.yolo import YoloDataset  # noqa: E402
+from datasets.yolo import YoloDataset
+from models import SHARED_DATA
+from models.export import loso_lines
+from models.pretrained import student_start
+from models.train_gpu import main as train_main
+from pipelines.evaluation.score import evaluate_images
 
 log = logging.getLogger("loso")
 
@@ -83,11 +84,7 @@ def write_split(data: Path, sources: list[str], left_out: str, classes: list[str
 def train_run(split_dir: Path, out: Path, start: str, classes: list[str], epochs: int, imgsz: int, batch: int,
               workers: int, scratch_model: str) -> Path:
     """Train one leave-one-out run with ``models/train_gpu.py`` (exact epochs, CPU or GPU)."""
-    from models.train_gpu import main as train_main
-
     if start == "coco":
-        from models.pretrained import student_start
-
         model = str(student_start(classes, out / "start.pt"))
     else:
         model = scratch_model
@@ -101,8 +98,6 @@ def train_run(split_dir: Path, out: Path, start: str, classes: list[str], epochs
 
 def score(weights: Path, data_yaml: Path, out: Path, imgsz: int) -> dict[str, Any]:
     """Score weights on a held-out split with the product's evaluator: detector alone and product view."""
-    from pipelines.evaluate import evaluate_images
-
     result: dict[str, Any] = {}
     for view in ("detector", "product"):
         m = evaluate_images(data_yaml, out / view, weights, {}, imgsz, 0.25, "val", view)
@@ -122,8 +117,6 @@ def collect(out: Path) -> dict[str, Any]:
 
 def write_table(out: Path) -> None:
     """Write ``loso.json`` and a markdown table ``loso.md`` of every scored run."""
-    from models.export import loso_lines
-
     table = collect(out)
     (out / "loso.json").write_text(json.dumps(table, indent=1) + "\n")
     (out / "loso.md").write_text("\n".join(loso_lines({"runs": table})) + "\n")
@@ -131,7 +124,7 @@ def write_table(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="folder of YOLO sources")
+    ap.add_argument("--data", type=Path, default=SHARED_DATA, help="folder of YOLO sources")
     ap.add_argument("--sources", nargs="+", required=True, help="source folders under --data, or data.yaml paths")
     ap.add_argument("--leave-out", nargs="*", help="sources to leave out in turn (default: every source)")
     ap.add_argument("--classes", nargs="+", required=True, help="canonical class names to train and score")

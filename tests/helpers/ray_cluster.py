@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.service.conftest import free_port
+from tests.helpers.net import free_port
 
 RAY = Path(sys.executable).parent / "ray"
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}

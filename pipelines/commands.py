@@ -1,0 +1,172 @@
+"""The pipeline layer's commands: ``analyze`` and ``evaluate images|clips|loads``.
+
+Registered into the ``streetwatch`` command line by :mod:`service.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from datasets.formats import parse_renames
+from models import DEFAULT_MODEL
+from pipelines.analyze import AnalyzeOptions, analyze
+from pipelines.evaluation.loads import score_loads
+from pipelines.evaluation.score import evaluate_clips, evaluate_images, gate
+
+if TYPE_CHECKING:
+    from datasets.commands import Groups, Subcommands
+
+log = logging.getLogger("streetwatch")
+
+VIEW_HELP = ("what is scored: 'product' (default) the detector through the scene stage, as cases see it: "
+             "trucks as truck and uncovered_truck boxes by their load evidence, one class per object (garbage "
+             "stays item by item: piles are grouped for cases only); 'detector' its raw boxes")
+IMGSZ_HELP = ("detector input side in pixels (default: the model's; a smaller one is faster, a larger one "
+              "finds smaller objects: the model card gives AP at 320, 480 and 640)")
+GATE_HELP = "exit 3 when any score drops by more than --fail-under against this metrics.json"
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Run batch analysis."""
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    opts = AnalyzeOptions(inputs=args.inputs, out=args.out, model=args.model, config=args.config,
+                          annotate=args.annotate, workers=args.workers, dwell=args.dwell, decode=args.decode,
+                          conf=args.conf, imgsz=args.imgsz, progress=not args.quiet, ray=args.ray,
+                          ray_cpus=args.ray_cpus)
+    result = analyze(opts)
+    for err in result.errors:
+        log.error("%s: %s", err["source"], err["error"]) if not err["error"].startswith(err["source"]) \
+            else log.error("%s", err["error"])
+    s = result.stats
+    log.info("%d cases from %d of %d inputs; %d frames decoded, %d inferred, %.1f s video in %.1f s",
+             len(result.cases), s["analysed"], s["inputs"], s["frames_decoded"], s["frames_inferred"],
+             s["video_s"], s["wall_s"])
+    sys.stdout.write(f"report: {result.report}\ncases: {args.out / 'cases.json'}\n")
+    return result.exit_code
+
+
+def _gate(metrics: dict[str, Any], args: argparse.Namespace) -> int:
+    if args.baseline is None:
+        return 0
+    found = gate(metrics, args.baseline, args.fail_under)
+    for f in found:
+        log.error("regression: %s", f)
+    if not found:
+        log.info("no score dropped by more than %s against %s", args.fail_under, args.baseline)
+    return 3 if found else 0
+
+
+def cmd_evaluate_images(args: argparse.Namespace) -> int:
+    """Score the detector on a labelled image dataset."""
+    m = evaluate_images(args.data, args.out, args.model, parse_renames(args.names), args.imgsz, args.conf,
+                        args.split, args.view)
+    log.info("mAP50 %s on %d images: %s", m["map50"], m["images"],
+             {k: v.get("ap50", "absent") for k, v in m["classes"].items()})
+    sys.stdout.write(f"metrics: {args.out / 'metrics.json'}\nreport: {args.out / 'report.html'}\n")
+    return _gate(m, args)
+
+
+def cmd_evaluate_clips(args: argparse.Namespace) -> int:
+    """Score the whole product on labelled clips."""
+    m = evaluate_clips(args.labels, args.videos, args.out, args.model, args.config, args.dwell, args.iou,
+                       parse_renames(args.names), args.frame_labels, args.conf, args.imgsz, args.view)
+    log.info("events: %s; false alarms per hour %s",
+             {k: v["f1"] for k, v in m["events"].items() if v["f1"] is not None}, m["false_alarms_per_hour"])
+    sys.stdout.write(f"metrics: {args.out / 'metrics.json'}\nreport: {args.out / 'report.html'}\n")
+    return _gate(m, args)
+
+
+def cmd_evaluate_loads(args: argparse.Namespace) -> int:
+    """Score the product's load-state evidence on labelled trucks."""
+    if (args.labels is None) == (args.data is None):
+        raise SystemExit("give either --labels CSV (with --sources) or --data data.yaml")
+    result = score_loads(args.model, args.out, args.conf, args.imgsz, labels=args.labels, sources=args.sources,
+                         data=args.data, split=args.split)
+    for load, m in result["by_load"].items():
+        log.info("%s: %s", load, m)
+    sys.stdout.write(f"metrics: {args.out / 'metrics.json'}\n")
+    return 0
+
+
+def _add_analyze(sub: Subcommands) -> None:
+    a = sub.add_parser("analyze", help="analyse recorded video or images into violation cases")
+    a.add_argument("inputs", nargs="+", help="video/image files, folders or globs")
+    a.add_argument("--out", type=Path, required=True, help="output folder")
+    a.add_argument("--config", type=Path, help="camera YAML (zones, rules); default: whole frame, all violations")
+    a.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="detector (.onnx; .pt with the train extra)")
+    a.add_argument("--annotate", action="store_true", help="also write an annotated video per source")
+    a.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    a.add_argument("--dwell", type=float, help="override every violation's dwell time (seconds)")
+    a.add_argument("--decode", choices=["all", "keyframes"], help="override the cameras' decode mode")
+    a.add_argument("--conf", type=float, default=0.25, help="minimum detection confidence")
+    a.add_argument("--imgsz", type=int, help=IMGSZ_HELP)
+    a.add_argument("--ray", metavar="HOST:PORT", help="run one task per input on this Ray cluster (its head's "
+                   "address); cases and evidence come back into --out")
+    a.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per Ray task (detector threads)")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    a.set_defaults(func=cmd_analyze)
+
+
+def _add_evaluate_images(esub: Subcommands) -> None:
+    ei = esub.add_parser("images", help="per-class P, R, AP50, AP50-95 (COCO) on a YOLO dataset")
+    ei.add_argument("--data", type=Path, required=True, help="data.yaml of a YOLO dataset")
+    ei.add_argument("--out", type=Path, required=True)
+    ei.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ei.add_argument("--names", nargs="*", default=[], metavar="OLD=NEW", help="rename dataset classes")
+    ei.add_argument("--imgsz", type=int, help=IMGSZ_HELP)
+    ei.add_argument("--conf", type=float, default=0.25, help="threshold of precision, recall and confusion")
+    ei.add_argument("--split", default="val")
+    ei.add_argument("--view", choices=["product", "detector"], default="product", help=VIEW_HELP)
+    ei.add_argument("--baseline", type=Path, help=GATE_HELP)
+    ei.add_argument("--fail-under", type=float, default=0.02)
+    ei.set_defaults(func=cmd_evaluate_images)
+
+
+def _add_evaluate_loads(esub: Subcommands) -> None:
+    el = esub.add_parser("loads", help="the product's load-state evidence on labelled trucks (found, P(uncovered))")
+    el.add_argument("--labels", type=Path, help="truck_loads.csv (source, image, line, load)")
+    el.add_argument("--sources", type=Path, default=Path("data/sources"),
+                    help="materialized external sources (`datasets materialize --out`)")
+    el.add_argument("--data", type=Path,
+                    help="or a YOLO dataset whose truck / uncovered_truck boxes mean covered / uncovered")
+    el.add_argument("--split", default="val")
+    el.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    el.add_argument("--imgsz", type=int, help=IMGSZ_HELP)
+    el.add_argument("--conf", type=float, default=0.25, help="detection threshold (the product's)")
+    el.add_argument("--out", type=Path, required=True)
+    el.set_defaults(func=cmd_evaluate_loads)
+
+
+def _add_evaluate_clips(esub: Subcommands) -> None:
+    ec = esub.add_parser("clips", help="event precision, recall, F1 and delay on labelled clips")
+    ec.add_argument("--labels", type=Path, required=True, help="ActivityNet JSON or CVAT for video XML")
+    ec.add_argument("--videos", type=Path, required=True, help="folder of the clips")
+    ec.add_argument("--out", type=Path, required=True)
+    ec.add_argument("--config", type=Path)
+    ec.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ec.add_argument("--dwell", type=float, help="override every dwell time (seconds)")
+    ec.add_argument("--iou", type=float, default=0.3, help="temporal IoU needed for a match")
+    ec.add_argument("--names", nargs="*", default=[], metavar="OLD=NEW", help="rename label classes")
+    ec.add_argument("--frame-labels", type=Path, help="YOLO per-frame labels: DIR/<clip stem>/<frame>.txt")
+    ec.add_argument("--conf", type=float, default=0.25, help="threshold of frame precision and recall")
+    ec.add_argument("--baseline", type=Path, help=GATE_HELP)
+    ec.add_argument("--fail-under", type=float, default=0.02)
+    ec.add_argument("--imgsz", type=int, help=IMGSZ_HELP)
+    ec.add_argument("--view", choices=["product", "detector"], default="product", help=VIEW_HELP)
+    ec.set_defaults(func=cmd_evaluate_clips)
+
+
+def register(sub: Subcommands, groups: Groups) -> None:
+    """Add ``analyze`` and the ``evaluate`` group (stored in ``groups``) to the command line."""
+    _add_analyze(sub)
+    ev = sub.add_parser("evaluate", help="score the detector (images) or the whole product (labelled clips)")
+    esub = ev.add_subparsers(dest="evaluate_command", required=True)
+    groups["evaluate"] = esub
+    _add_evaluate_images(esub)
+    _add_evaluate_loads(esub)
+    _add_evaluate_clips(esub)

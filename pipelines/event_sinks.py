@@ -1,0 +1,156 @@
+"""Where a camera's events go once their case is committed: evidence, voice warnings, callbacks.
+
+:class:`~pipelines.runner.CameraPipeline` commits each event to the case store first (a case is never
+lost to a failing sink), then fans it out to its list of :class:`EventSink`. A sink's failure is logged
+and never stops the frame loop or the other sinks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from detector.events import EventState, ViolationEvent
+from detector.rules import ZoneSpec
+from detector.warnings import WarningAction, WarningLoop
+from pipelines.sinks.evidence import EvidenceRecorder, sha256_file
+from pipelines.sinks.store import CaseContext, CaseWriter
+from pipelines.sources import Frame
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[ViolationEvent, str], None]
+"""Called with an event and its case id."""
+
+
+class EventSink:
+    """One consumer of a camera's committed events; every hook is optional (does nothing here)."""
+
+    def observe(self, frame: Frame) -> None:
+        """Every decoded frame, sampled or not (an evidence buffer keeps them)."""
+
+    def defers_dispatch(self, event: ViolationEvent) -> bool:
+        """Whether this sink decides later on the case's dispatch (a voice warning comes first)."""
+        return False
+
+    def on_event(self, event: ViolationEvent, case_id: str, frame: Frame | None) -> None:
+        """A committed event and its case id; ``frame`` is the frame it happened on (None at the end)."""
+
+    def tick(self, ts: float) -> None:
+        """After each processed sample, at its time."""
+
+    def finish(self) -> None:
+        """The source ended."""
+
+
+class EvidenceSink(EventSink):
+    """Evidence files of each case: snapshot at its start, frames and clips, recorded in the store.
+
+    Args:
+        recorder: The camera's evidence buffer and writer.
+        store: Where the files are recorded.
+        root: Paths in the store are relative to this folder (None: as written).
+        zones: The camera's zones (drawn on the snapshot).
+        source: The source's name, for log lines.
+    """
+
+    def __init__(self, recorder: EvidenceRecorder, store: CaseWriter, root: Path | None, zones: list[ZoneSpec],
+                 source: str) -> None:
+        self.recorder, self.store, self.root, self.zones, self.source = recorder, store, root, zones, source
+
+    def observe(self, frame: Frame) -> None:
+        self._record(self.recorder.observe(frame.ts, lambda: frame.image))
+
+    def on_event(self, event: ViolationEvent, case_id: str, frame: Frame | None) -> None:
+        if event.state is not EventState.START or frame is None:
+            return
+        zone = next((z for z in self.zones if z.id == event.zone), None)
+        h, w = frame.image.shape[:2]
+        poly = zone.zone.pixels(w, h) if zone is not None and zone.id != "frame" else None
+        snap = self.recorder.start_case(case_id, event, frame.image, poly)
+        self._record([(case_id, "snapshot", snap), *self.recorder.take_frames()])
+
+    def finish(self) -> None:
+        self._record(self.recorder.finish())
+
+    def _record(self, files: list[tuple[str, str, Path]]) -> None:
+        for case_id, kind, path in files:
+            rel = path.relative_to(self.root) if self.root else path
+            try:
+                self.store.add_evidence(case_id, kind, rel.as_posix(), sha256_file(path))
+            except Exception as exc:
+                log.error("%s: evidence %s of case %s not recorded: %s", self.source, path, case_id, exc)
+
+
+class WarningSink(EventSink):
+    """The closed loop of voice warnings: warn at a violation's start, re-check, close or dispatch.
+
+    Args:
+        loop: The camera's warning policies and state.
+        store: Case store (warning outcomes close, annotate or dispatch a case).
+        context: The camera's case context (its dispatch targets).
+        play: Plays a warning (the service sends it to speakers); None: only recorded (batch simulation).
+        time_of_day: The local time of day, for quiet hours.
+        source: The source's name, for log lines.
+    """
+
+    def __init__(self, loop: WarningLoop, store: CaseWriter, context: CaseContext | None,
+                 play: Callable[[WarningAction, str], None] | None, time_of_day: Callable[[], dt.time],
+                 source: str) -> None:
+        self.loop, self.store, self.context, self.play = loop, store, context, play
+        self.time_of_day, self.source = time_of_day, source
+        self.actions: list[WarningAction] = []
+        self._case_of: dict[str, str] = {}
+
+    def defers_dispatch(self, event: ViolationEvent) -> bool:
+        policy = self.loop.zones.get(event.zone)
+        return policy is not None and event.violation in policy.violations
+
+    def on_event(self, event: ViolationEvent, case_id: str, frame: Frame | None) -> None:
+        self._case_of[event.key] = case_id
+        if event.state is EventState.START:
+            self._apply(self.loop.on_start(event.key, event.zone, event.violation, event.ts, self.time_of_day()))
+        elif event.state is EventState.END:
+            self.loop.on_end(event.key, event.ts)
+        else:
+            self.loop.on_resume(event.key)
+
+    def tick(self, ts: float) -> None:
+        self._apply(self.loop.tick(ts, self.time_of_day()))
+
+    @property
+    def log_rows(self) -> list[dict[str, object]]:
+        """The warning actions so far, with their case ids, as JSON-ready rows (for reports)."""
+        return [{"case_id": self._case_of.get(a.key, ""), "kind": a.kind, "zone": a.zone, "violation": a.violation,
+                 "ts": round(a.ts, 3), "text": a.text, "repeat": a.repeat, "outcome": a.outcome,
+                 "time_to_clear_s": a.time_to_clear_s} for a in self.actions]
+
+    def _apply(self, actions: list[WarningAction]) -> None:
+        """Play warnings and apply the closed loop's outcomes to the cases."""
+        self.actions.extend(actions)
+        for a in actions:
+            case_id = self._case_of.get(a.key, "")
+            try:
+                if a.kind == "play" and self.play is not None:
+                    self.play(a, case_id)
+                elif a.outcome == "resolved_by_warning" and case_id:
+                    self.store.transition(case_id, "closed", "system:warning", "resolved_by_warning")
+                elif a.outcome == "warned_no_effect" and case_id:
+                    if self.context is not None and self.context.targets:
+                        self.store.enqueue_dispatch(case_id, self.context, "warned_no_effect")
+                    else:
+                        self.store.annotate(case_id, "system:warning", "warned_no_effect")
+            except Exception as exc:  # a speaker or a state change must never stop the frame loop
+                log.error("%s: warning step for case %s failed: %s", self.source, case_id, exc)
+
+
+class CallbackSink(EventSink):
+    """Calls a function with each committed event and its case id (the service's live event stream)."""
+
+    def __init__(self, callback: EventCallback) -> None:
+        self.callback = callback
+
+    def on_event(self, event: ViolationEvent, case_id: str, frame: Frame | None) -> None:
+        self.callback(event, case_id)

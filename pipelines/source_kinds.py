@@ -1,0 +1,153 @@
+"""Where a camera's frames come from: the :class:`Source` protocol and its kinds, chosen by a config.
+
+A camera's ``source`` in the YAML stays a string (a file path, ``rtsp://``, ``http(s)://``); it is read into a
+:data:`SourceConfig` whose ``type`` names the kind, and :func:`open_source` builds the :class:`Source`.
+``analyze`` and ``serve`` both open sources this way. A new kind (a GB/T 28181 platform, a vendor SDK) is one
+new config model plus one class with ``frames``, added to :data:`SourceConfig` and :data:`KINDS`.
+
+Kinds:
+    file: a video or image file; in ``serve`` a file is replayed in a loop at real-time pace, like a camera
+        (demos and tests); in ``analyze`` it is read once, as fast as it decodes.
+    rtsp: an RTSP stream over TCP (a camera or an NVR/platform's re-stream).
+    http: an HTTP MJPEG or HLS stream.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from pipelines.sources import DecodeMode, Frame, open_stream, read_frames
+
+
+class _Kind(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileSourceConfig(_Kind):
+    """A video or image file."""
+
+    type: Literal["file"] = "file"
+    path: Path
+    loop: bool = Field(default=False, description="Replay in a loop at real-time pace (a file standing in "
+                       "for a camera).")
+
+
+class RtspSourceConfig(_Kind):
+    """An RTSP stream, read over TCP."""
+
+    type: Literal["rtsp"] = "rtsp"
+    url: str = Field(pattern=r"^rtsps?://")
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+
+
+class HttpSourceConfig(_Kind):
+    """An HTTP MJPEG or HLS stream."""
+
+    type: Literal["http"] = "http"
+    url: str = Field(pattern=r"^https?://")
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+
+
+SourceConfig = Annotated[FileSourceConfig | RtspSourceConfig | HttpSourceConfig, Field(discriminator="type")]
+"""Any source kind's config, told apart by ``type``."""
+
+_ADAPTER: TypeAdapter[FileSourceConfig | RtspSourceConfig | HttpSourceConfig] = TypeAdapter(SourceConfig)
+
+
+class Source(Protocol):
+    """A camera's frames. ``frames`` may be called again after it failed or ended (a reconnect)."""
+
+    name: str
+    live: bool  # a stream that never ends by itself (a reconnect follows its end)
+
+    def frames(self, mode: DecodeMode, stop: threading.Event) -> Iterator[Frame]:
+        """Decoded frames with timestamps in seconds on the source's clock, until ``stop`` is set.
+
+        Raises:
+            SourceError: The source cannot be opened or read.
+        """
+        ...
+
+
+class FileSource:
+    """A file read once, or replayed in a loop at real-time pace with a clock that keeps running."""
+
+    def __init__(self, cfg: FileSourceConfig) -> None:
+        self.name, self.path, self.loop, self.live = str(cfg.path), cfg.path, cfg.loop, cfg.loop
+        self.paced_s = 0.0  # time spent waiting for real-time pace (not decoding)
+        self._offset = 0.0
+
+    def frames(self, mode: DecodeMode, stop: threading.Event) -> Iterator[Frame]:
+        if not self.loop:
+            yield from read_frames(self.path, mode)
+            return
+        while not stop.is_set():
+            start, last = time.monotonic(), 0.0
+            for fr in read_frames(self.path, mode):
+                delay = start + fr.ts - time.monotonic()
+                if delay > 0:
+                    self.paced_s += delay
+                    if stop.wait(delay):
+                        return
+                last = fr.ts
+                yield fr.at(self._offset + fr.ts)
+            self._offset += last + 0.04
+
+
+class StreamSource:
+    """A network stream (RTSP, HTTP MJPEG/HLS); its clock is seconds since the source was made, so it
+    stays continuous across reconnects."""
+
+    live = True
+
+    def __init__(self, cfg: RtspSourceConfig | HttpSourceConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.cfg, self.clock = cfg.url, cfg, clock
+        self._t0 = clock()
+
+    def frames(self, mode: DecodeMode, stop: threading.Event) -> Iterator[Frame]:
+        for fr in open_stream(self.cfg.url, mode, self.cfg.open_timeout_s, self.cfg.read_timeout_s):
+            yield fr.at(self.clock() - self._t0)
+            if stop.is_set():
+                return
+
+
+KINDS: dict[str, Callable[..., Source]] = {"file": FileSource, "rtsp": StreamSource, "http": StreamSource}
+"""Each source kind's ``type`` and the class that opens it."""
+
+
+def source_config(source: str | dict[str, object], *, live: bool = False, open_timeout_s: float = 10.0,
+                  read_timeout_s: float = 10.0) -> FileSourceConfig | RtspSourceConfig | HttpSourceConfig:
+    """The config of a camera's ``source``: a mapping with ``type``, or a string told apart by its scheme.
+
+    Args:
+        source: ``{"type": ..., ...}``, a URL (``rtsp://``, ``http(s)://``) or a file path.
+        live: A file stands in for a camera (replayed in a loop at real-time pace).
+        open_timeout_s: Network sources: how long connecting may take.
+        read_timeout_s: Network sources: how long a read may stall before a reconnect.
+
+    Raises:
+        ValueError: An unknown scheme or kind, or a config that does not validate.
+    """
+    if isinstance(source, dict):
+        return _ADAPTER.validate_python(source)
+    scheme = source.split("://", 1)[0].lower() if "://" in source else ""
+    if scheme in ("rtsp", "rtsps"):
+        return RtspSourceConfig(url=source, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
+    if scheme in ("http", "https"):
+        return HttpSourceConfig(url=source, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
+    if scheme in ("", "file"):
+        return FileSourceConfig(path=Path(source.removeprefix("file://")), loop=live)
+    raise ValueError(f"{source}: unknown source scheme '{scheme}://' (kinds: {', '.join(sorted(KINDS))})")
+
+
+def open_source(cfg: FileSourceConfig | RtspSourceConfig | HttpSourceConfig) -> Source:
+    """The :class:`Source` of a config."""
+    return KINDS[cfg.type](cfg)

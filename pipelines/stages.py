@@ -1,0 +1,172 @@
+"""The frame stages in front of the detector: sampler, motion gate, ROI planner.
+
+A decoded frame that the :class:`Sampler` takes becomes a :class:`Sample`, which carries everything the
+later stages decided about it (the zones it is for, the detector's crop, the motion gate's thumbnail or
+reused detections) through a queue and the detector and back: no stage keeps per-frame state.
+
+    frame -> Sampler.take -> MotionGate.check -> RoiPlanner.crop -> Sample -> detector -> CameraPipeline.process
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from detector.types import Detections
+from pipelines.config import CameraConfig
+from pipelines.sources import Frame
+
+GATE_LEVELS = 12  # grey levels a 64x36 thumbnail cell must move by to count as change
+ROI_MARGIN = 0.04  # share of the frame's width/height added around the zones' bounding box
+ROI_MAX_AREA = 0.85  # a crop covering more of the frame than this is not worth it: the whole frame goes
+MIN_INPUT = 64  # smallest detector input side for a same-scale crop
+
+Crop = tuple[int, int, int, int]
+"""A detector crop ``(x1, y1, x2, y2)`` in frame pixels."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A sampled frame on its way to the detector and back.
+
+    Attributes:
+        frame: The decoded frame.
+        zones: The zones it was sampled for (None: every zone).
+        crop: What of it the detector sees (None: the whole frame).
+        thumb: The motion gate's thumbnail of it (None: gating off or detections reused).
+        reused: Detections of an unchanged earlier frame (frame coordinates): the detector is skipped.
+    """
+
+    frame: Frame
+    zones: frozenset[str] | None = None
+    crop: Crop | None = None
+    thumb: npt.NDArray[np.uint8] | None = None
+    reused: Detections | None = None
+
+    @property
+    def needs_detector(self) -> bool:
+        """Whether the detector must run on it (its detections are not reused)."""
+        return self.reused is None
+
+    def detector_input(self, imgsz: int, same_scale: bool) -> tuple[npt.NDArray[np.uint8], int]:
+        """What the detector sees, and at what input side.
+
+        The whole frame at ``imgsz``; or the crop (a view, no copy) at ``imgsz``, or at the frame's own scale
+        (``same_scale``: a smaller input).
+        """
+        image = self.frame.image
+        if self.crop is None:
+            return image, imgsz
+        x1, y1, x2, y2 = self.crop
+        if not same_scale:
+            return image[y1:y2, x1:x2], imgsz
+        h, w = image.shape[:2]
+        return image[y1:y2, x1:x2], max(MIN_INPUT, round(imgsz * max(x2 - x1, y2 - y1) / max(w, h)))
+
+    def to_frame(self, detections: Detections) -> Detections:
+        """Detections on the crop, moved into frame coordinates."""
+        if self.crop is None or not len(detections):
+            return detections
+        x1, y1 = self.crop[0], self.crop[1]
+        return detections.shifted(float(x1), float(y1))
+
+
+class Sampler:
+    """Time-based sampling at the camera's ``detect_fps``, or per zone where zones have their own rate.
+
+    With per-zone rates a frame is taken when any zone is due, and is for those zones only.
+    """
+
+    def __init__(self, camera: CameraConfig) -> None:
+        self.period = 1.0 / camera.detect_fps
+        self.zone_period = {z.id: 1.0 / (z.detect_fps or camera.detect_fps) for z in camera.zones}
+        self.per_zone = any(z.detect_fps is not None for z in camera.zones)
+        self._next = 0.0
+        self._zone_next = dict.fromkeys(self.zone_period, 0.0)
+
+    def take(self, ts: float) -> tuple[bool, frozenset[str] | None]:
+        """Whether the frame at ``ts`` is sampled, and the zones it is for (None: all).
+
+        Taking a frame claims its slot at once, so frames decoded while it waits for the detector are not
+        taken too.
+        """
+        if not self.per_zone:
+            if ts + 1e-6 < self._next:
+                return False, None
+            self._next = ts + self.period
+            return True, None
+        due = frozenset(z for z, at in self._zone_next.items() if ts + 1e-6 >= at)
+        if not due:
+            return False, None
+        for z in due:
+            self._zone_next[z] = ts + self.zone_period[z]
+        return True, None if len(due) == len(self._zone_next) else due
+
+
+class MotionGate:
+    """Skip the detector on frames that show no change since the last frame it saw.
+
+    A 64x36 grey thumbnail (each cell the mean of a block of pixels) is compared with the one of the last
+    frame the detector saw; the frame counts as unchanged when at most one cell moved by more than
+    :data:`GATE_LEVELS` grey levels, so compression noise passes and a bag dropped on the pavement does not.
+    The detector still runs every ``refresh_s``, so a slow change is seen too.
+    """
+
+    def __init__(self, enabled: bool, refresh_s: float) -> None:
+        self.enabled = enabled
+        self.refresh_s = refresh_s
+        self._ref: npt.NDArray[np.uint8] | None = None
+        self._ref_ts = -1e9
+        self._ref_det: Detections | None = None
+
+    def check(self, frame: Frame) -> tuple[Detections | None, npt.NDArray[np.uint8] | None]:
+        """``(reused detections, None)`` for an unchanged frame, else ``(None, its thumbnail)``."""
+        if not self.enabled:
+            return None, None
+        grey = cv2.cvtColor(frame.image, cv2.COLOR_BGR2GRAY)
+        thumb = np.asarray(cv2.resize(grey, (64, 36), interpolation=cv2.INTER_AREA), np.uint8)
+        fresh = frame.ts - self._ref_ts < self.refresh_s
+        if self._ref is not None and self._ref_det is not None and fresh and \
+                int(np.count_nonzero(cv2.absdiff(thumb, self._ref) > GATE_LEVELS)) <= 1:
+            return self._ref_det, None
+        return None, thumb
+
+    def remember(self, sample: Sample, detections: Detections) -> None:
+        """The detector's answer on a sample: the reference later frames are compared with."""
+        if self.enabled:
+            self._ref, self._ref_ts, self._ref_det = sample.thumb, sample.frame.ts, detections
+
+
+class RoiPlanner:
+    """The detector's crop: the bounding box of the zones a frame is for, with a margin.
+
+    Off with ``roi: frame`` or without zones; a crop covering more than :data:`ROI_MAX_AREA` of the frame is
+    not worth it (the whole frame goes). Crops are cached per frame size and zone set.
+    """
+
+    def __init__(self, camera: CameraConfig) -> None:
+        self.mode = camera.roi
+        self.polygons = {z.id: np.asarray(z.polygon, np.float64) for z in camera.zones}
+        self._cache: dict[tuple[int, int, frozenset[str] | None], Crop | None] = {}
+
+    @property
+    def same_scale(self) -> bool:
+        """``crop``: the detector sees the crop at the frame's own scale; ``zoom``: enlarged to its input."""
+        return self.mode == "crop"
+
+    def crop(self, width: int, height: int, zones: frozenset[str] | None = None) -> Crop | None:
+        """The crop in pixels for a frame of this size sampled for ``zones`` (None: all), or None."""
+        if self.mode == "frame" or not self.polygons:
+            return None
+        key = (width, height, zones)
+        if key not in self._cache:
+            pts = np.concatenate([p for z, p in self.polygons.items() if zones is None or z in zones])
+            x1, y1 = np.clip(pts.min(axis=0) - ROI_MARGIN, 0, 1)
+            x2, y2 = np.clip(pts.max(axis=0) + ROI_MARGIN, 0, 1)
+            crop = (int(x1 * width), int(y1 * height), int(np.ceil(x2 * width)), int(np.ceil(y2 * height)))
+            area = (crop[2] - crop[0]) * (crop[3] - crop[1]) / (width * height)
+            self._cache[key] = crop if area <= ROI_MAX_AREA else None
+        return self._cache[key]

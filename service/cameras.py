@@ -1,0 +1,360 @@
+"""Cameras read in this process: one reader thread per camera, one detector thread for all of them.
+
+* :class:`CameraWorker` reads a camera's :class:`~pipelines.source_kinds.Source` (RTSP over TCP, HTTP
+  MJPEG/HLS, or a file looped at real-time pace for demos), reconnects with exponential backoff, reports
+  its health (connecting / live / stalled / failed) and gives every decoded frame to its pipeline's
+  ``admit``; the samples wait in a bounded queue that drops the oldest instead of growing.
+* :class:`InferenceEngine` takes samples from all cameras' queues, batches them into one detector call and
+  hands each back to its pipeline's ``process``: the same :class:`~pipelines.runner.CameraPipeline`, built
+  by the same :func:`~pipelines.runner.build_pipeline`, as ``analyze``.
+* :class:`LocalCameras` is the in-process :class:`~service.fleet.CameraFleet`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from detector.backends.base import DetectorBackend, config_for, create_backend
+from pipelines.config import CameraConfig
+from pipelines.event_sinks import EventCallback
+from pipelines.overlay import draw_detections, draw_zones
+from pipelines.runner import CameraPipeline, build_pipeline
+from pipelines.sinks.evidence import EvidenceRecorder
+from pipelines.sinks.store import CaseContext, CaseWriter
+from pipelines.source_kinds import FileSource, Source, open_source, source_config
+from pipelines.sources import DecodeMode, Frame, SourceError
+from pipelines.stages import Sample
+from service.fleet import CameraView, OnEvent, OnHealth, OnWarn
+from service.loops import BackgroundLoop
+from service.settings import IngestConfig, ServiceConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CameraStats:
+    """Counters of a camera's reader, read by /metrics; frames decoded and inferred, events and times are
+    counted once, by the camera's pipeline (``CameraWorker.pipeline.stats``)."""
+
+    frames_queued: int = 0
+    frames_dropped: int = 0
+    reconnects: int = 0
+    last_frame_at: float = 0.0
+
+
+@dataclass
+class CameraWorker:
+    """Reads one camera in its own thread.
+
+    Args:
+        camera_id: Camera id.
+        source: Where its frames come from.
+        mode: ``all`` or ``keyframes`` decoding.
+        pipeline: The camera's pipeline (evidence buffer, sampling, rules).
+        ingest: Reconnect, timeout and queue settings.
+        on_health: Called on every health change.
+        wakeup: Set when a sample is queued (the engine waits on it).
+        clock_epoch: Wall time of the camera clock's zero (events carry camera-clock seconds).
+    """
+
+    camera_id: str
+    source: Source
+    mode: str
+    pipeline: CameraPipeline
+    ingest: IngestConfig
+    on_health: OnHealth
+    wakeup: threading.Event
+    clock_epoch: float = field(default_factory=time.time)  # wall time of the camera clock's zero
+    stats: CameraStats = field(default_factory=CameraStats)
+    health: str = "new"
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        self.queue: deque[Sample] = deque(maxlen=self.ingest.queue)
+        self.queue_lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
+
+    def start(self) -> None:
+        """Start reading."""
+        self._set_health("connecting")
+        self.thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the reader to stop and wait for it (a blocked read ends at its read timeout)."""
+        self.stop_event.set()
+        self.thread.join(timeout)
+
+    def _set_health(self, state: str, detail: str = "") -> None:
+        if state != self.health or detail != self.detail:
+            self.health, self.detail = state, detail
+            self.on_health(self.camera_id, state, detail)
+
+    def take(self) -> Sample | None:
+        """Pop the oldest queued sample, if any."""
+        with self.queue_lock:
+            return self.queue.popleft() if self.queue else None
+
+    def check_stall(self, now: float) -> None:
+        """Mark a live camera stalled when no frame arrived for ``stall_s`` (called by the watchdog)."""
+        if self.health == "live" and now - self.stats.last_frame_at > self.ingest.stall_s:
+            self._set_health("stalled", f"no frame for {now - self.stats.last_frame_at:.0f} s")
+
+    def _frames(self) -> Iterator[Frame]:
+        """The source's frames, with the time spent decoding them counted (not the wait for real-time pace)."""
+        mode: DecodeMode = "keyframes" if self.mode == "keyframes" else "all"
+        paced = self.source if isinstance(self.source, FileSource) else None
+        t_dec = time.perf_counter()
+        for frame in self.source.frames(mode, self.stop_event):
+            waited = paced.paced_s if paced is not None else 0.0
+            if paced is not None:
+                paced.paced_s = 0.0
+            self.pipeline.stats.decode_s += max(0.0, time.perf_counter() - t_dec - waited)
+            yield frame
+            t_dec = time.perf_counter()
+
+    def _queue(self, sample: Sample) -> None:
+        # A sample whose detections the motion gate reused skips the detector but still goes through the
+        # queue, so each camera's samples reach the rules in order.
+        with self.queue_lock:
+            if len(self.queue) == self.queue.maxlen:
+                self.stats.frames_dropped += 1
+            self.queue.append(sample)
+        self.stats.frames_queued += 1
+        self.wakeup.set()
+
+    def _read(self) -> None:
+        """Read until the source ends (an error for a live one) or the worker stops."""
+        self._set_health("connecting")
+        for frame in self._frames():
+            self.stats.last_frame_at = time.monotonic()
+            self._set_health("live")
+            sample = self.pipeline.admit(frame)
+            if sample is not None:
+                self._queue(sample)
+        if not self.stop_event.is_set():
+            raise SourceError(f"{self.source.name}: stream ended")
+
+    def _run(self) -> None:
+        failures = 0
+        while not self.stop_event.is_set():
+            try:
+                self._read()
+            except Exception as exc:  # any reader failure: back off and reconnect, never die
+                failures = 1 if self.health == "live" else failures + 1
+                self.stats.reconnects += 1
+                delay = min(self.ingest.max_backoff_s, self.ingest.backoff_s * 2 ** (failures - 1))
+                self._set_health("failed" if failures >= 3 else "connecting", str(exc)[:300])
+                log.warning("camera %s: %s; reconnecting in %.1f s", self.camera_id, exc, delay)
+                if self.stop_event.wait(delay):
+                    break
+        self._set_health("stopped")
+
+
+class InferenceEngine(BackgroundLoop):
+    """One detector shared by all cameras, batching their samples."""
+
+    def __init__(self, backend: DetectorBackend, batch: int) -> None:
+        super().__init__("inference")
+        self.backend = backend
+        self.batch = batch
+        self.workers: dict[str, CameraWorker] = {}
+        self.lock = threading.Lock()
+        self.batches = 0
+        self.errors = 0
+
+    def _collect(self) -> list[tuple[CameraWorker, Sample]]:
+        with self.lock:
+            workers = list(self.workers.values())
+        items: list[tuple[CameraWorker, Sample]] = []
+        for w in workers:  # one sample per camera per round: fair between cameras
+            got = w.take()
+            if got is not None:
+                items.append((w, got))
+            if len(items) >= self.batch:
+                break
+        return items
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            items = self._collect()
+            if not items:
+                self.wakeup.wait(0.5)
+                self.wakeup.clear()
+                continue
+            todo = [w.pipeline.detector_input(s, self.backend.imgsz) for w, s in items if s.needs_detector]
+            t0 = time.perf_counter()
+            try:
+                found = iter(self.backend.detect([t[0] for t in todo], [t[1] for t in todo]) if todo else [])
+            except Exception as exc:
+                self.errors += 1
+                log.error("detector failed on a batch of %d frames: %s", len(todo), exc)
+                continue
+            per_frame = (time.perf_counter() - t0) / max(1, len(todo))
+            self.batches += 1 if todo else 0
+            for w, s in items:
+                try:
+                    det = None
+                    if s.needs_detector:
+                        w.pipeline.stats.infer_s += per_frame
+                        det = next(found)
+                    w.pipeline.process(s, det)
+                except Exception as exc:  # one camera's failure never stops the others
+                    log.exception("camera %s: pipeline failed: %s", w.camera_id, exc)
+
+
+class StallWatch(BackgroundLoop):
+    """Calls ``check`` about once a second (marks cameras without recent frames stalled)."""
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        super().__init__("stall-watch")
+        self.check = check
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(1.0):
+            self.check()
+
+
+def view_of(w: CameraWorker) -> CameraView:
+    """Snapshot of a worker's health and counters."""
+    p = replace(w.pipeline.stats, detections_per_class=dict(w.pipeline.stats.detections_per_class))
+    return CameraView(w.camera_id, w.health, w.detail, p, w.stats.frames_dropped, w.stats.reconnects,
+                      len(w.queue), w.pipeline.warning_actions)
+
+
+def frame_jpeg_of(worker: CameraWorker, overlay: bool) -> bytes | None:
+    """JPEG of a camera's last processed frame, optionally with zones and detections drawn."""
+    pipe = worker.pipeline
+    with pipe.lock:
+        image, det = pipe.last_frame, pipe.last_detections
+        if image is None:
+            return None
+        if overlay:
+            image = draw_detections(draw_zones(image, pipe.zones), det, pipe.names)
+    h, w = image.shape[:2]
+    if w > 960:  # a tile does not need more; keeps the grid light with many cameras
+        image = np.asarray(cv2.resize(image, (960, round(h * 960 / w)), interpolation=cv2.INTER_AREA), np.uint8)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return bytes(buf) if ok else None
+
+
+class LocalCameras:
+    """Cameras read in this process, their samples batched through one shared detector.
+
+    The Ray actors of ``serve --ray`` (:mod:`service.shards`) each hold one of these, writing to an op
+    log instead of the store; in-process the store is the real one.
+
+    Args:
+        config: The service configuration (model, ingest, rules, dispatch targets).
+        store: Where the pipelines write cases.
+        evidence_root: Where evidence files are written.
+        on_event: Called with each violation event after its case is stored.
+        on_health: Called on every camera health change.
+        on_warn: Called with each voice warning to play.
+    """
+
+    def __init__(self, config: ServiceConfig, store: CaseWriter, evidence_root: Path, on_event: OnEvent,
+                 on_health: OnHealth, on_warn: OnWarn) -> None:
+        self.config = config
+        self.store = store
+        self.evidence_root = evidence_root
+        self.on_event, self.on_health, self.on_warn = on_event, on_health, on_warn
+        m = config.model
+        self.backend = create_backend(config_for(m.path, conf=m.conf, imgsz=m.imgsz, threads=m.threads))
+        self.engine = InferenceEngine(self.backend, m.batch)
+        self.watch = StallWatch(self.check_stalls)
+
+    def start(self) -> None:
+        """Start the detector and the stall watch."""
+        self.engine.start()
+        self.watch.start()
+
+    def pipeline_for(self, cam: CameraConfig, on_event: EventCallback) -> CameraPipeline:
+        """The camera's pipeline as the service runs it: evidence at 4 fps, cases to the camera's notifiers."""
+        settings = (cam.rules or self.config.rules).settings()
+        evidence = EvidenceRecorder(self.evidence_root / cam.id, long_s=max(settings.dwell_s.values()) + 30,
+                                    fast_fps=4.0, max_width=960)
+        targets, zone_targets = cam.case_targets(self.config.case_notifiers())
+        context = CaseContext(address=cam.location.address, gps=cam.location.gps, targets=targets,
+                              zone_targets=zone_targets or None,
+                              payload_extra={"camera_name": cam.name,
+                                             "description": f"{cam.name or cam.id}: automatic detection"})
+        return build_pipeline(cam, settings, self.backend.names, self.store, cam.source, evidence,
+                              self.evidence_root, context=context,
+                              on_event=on_event,
+                              on_warning=lambda action, case_id: self.on_warn(cam.id, action, case_id))
+
+    def add(self, cam: CameraConfig) -> None:
+        """Build the camera's source, pipeline and reader and start reading."""
+        ingest = self.config.ingest
+        source = open_source(source_config(cam.source, live=True, open_timeout_s=ingest.open_timeout_s,
+                                           read_timeout_s=ingest.read_timeout_s))
+        epoch = time.time()  # wall time of the camera clock's zero
+        pipeline = self.pipeline_for(cam, lambda ev, case_id: self.on_event(cam.id, ev, case_id, epoch))
+        worker = CameraWorker(cam.id, source, cam.decode, pipeline, ingest, self.on_health, self.engine.wakeup,
+                              epoch)
+        with self.engine.lock:
+            if cam.id in self.engine.workers:
+                raise ValueError(f"camera {cam.id} exists")
+            self.engine.workers[cam.id] = worker
+        worker.start()
+
+    def remove(self, camera_id: str) -> None:
+        """Stop a camera's reader and end its active violations."""
+        with self.engine.lock:
+            worker = self.engine.workers.pop(camera_id, None)
+        if worker is not None:
+            worker.stop()
+            worker.pipeline.finish()
+
+    def stop(self) -> None:
+        """Stop every reader (their last samples still get inferred), then the detector."""
+        self.watch.stop()
+        with self.engine.lock:
+            workers = list(self.engine.workers.values())
+            self.engine.workers.clear()
+        for w in workers:  # signal every reader at once, then wait: shutdown time does not grow with cameras
+            w.stop_event.set()
+        for w in workers:
+            w.stop()
+            w.pipeline.finish()
+        self.engine.stop()
+
+    def check_stalls(self) -> None:
+        """Mark cameras without recent frames stalled now (the stall watch does this every second)."""
+        now = time.monotonic()
+        for w in list(self.engine.workers.values()):
+            w.check_stall(now)
+
+    def views(self) -> list[CameraView]:
+        """Every camera's health and counters."""
+        return [view_of(w) for w in list(self.engine.workers.values())]
+
+    def view(self, camera_id: str) -> CameraView | None:
+        """One camera's health and counters, if it runs."""
+        w = self.engine.workers.get(camera_id)
+        return view_of(w) if w is not None else None
+
+    def frame_jpeg(self, camera_id: str, overlay: bool) -> bytes | None:
+        """The camera's last processed frame as JPEG.
+
+        Raises:
+            KeyError: No such camera.
+        """
+        w = self.engine.workers.get(camera_id)
+        if w is None:
+            raise KeyError(camera_id)
+        return frame_jpeg_of(w, overlay)
+
+    def alive(self) -> dict[str, bool]:
+        """Readiness checks of this camera fleet."""
+        return {"engine": self.engine.thread.is_alive(), "stall_watch": self.watch.thread.is_alive()}

@@ -1,0 +1,132 @@
+"""The service layer's commands: ``serve``, ``speak`` and ``datasets from-reviews``.
+
+Registered into the ``streetwatch`` command line by :mod:`service.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+import uvicorn
+
+from pipelines.config import ConfigError
+from pipelines.notifiers.voice import VoiceNotifierConfig, build_speaker
+from pipelines.reviews import export_reviews
+from pipelines.sinks.store import CaseStore
+from pipelines.sinks.voice import EspeakTts, Message, SpeechError, load_audio
+from service.app import create_app
+from service.settings import load_service_config
+
+if TYPE_CHECKING:
+    from datasets.commands import Groups, Subcommands
+
+log = logging.getLogger("streetwatch")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the camera stream service."""
+    try:
+        cfg, bad_cameras = load_service_config(args.config)
+        for err in bad_cameras:
+            log.error("camera not started: %s", err)
+        if args.port is not None:
+            cfg.server.port = args.port
+        if args.host is not None:
+            cfg.server.host = args.host
+        if args.ray is not None:
+            cfg.cluster.ray = args.ray
+        app = create_app(cfg, config_path=args.config)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("serving %d cameras on http://%s:%d (API docs at /docs)", len(cfg.cameras), cfg.server.host,
+             cfg.server.port)
+    # Open event streams never end by themselves: give them 5 s at shutdown, then close them.
+    uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, log_level="info", access_log=False,
+                timeout_graceful_shutdown=5)
+    return 0
+
+
+def speaker_config(to: str, codec: str) -> VoiceNotifierConfig:
+    """The loudspeaker named by a ``--to`` URL: ``rtp://HOST:PORT``, ``http(s)://...`` or ``file:///DIR``."""
+    target = urlparse(to)
+    if target.scheme == "rtp" and target.hostname and target.port:
+        return VoiceNotifierConfig(name="cli", transport="rtp", host=target.hostname, port=target.port,
+                                   codec="pcma" if codec == "pcma" else "pcmu")
+    if target.scheme in ("http", "https"):
+        return VoiceNotifierConfig(name="cli", transport="http", url=to)
+    if target.scheme == "file":
+        return VoiceNotifierConfig(name="cli", transport="file", folder=Path(target.path))
+    raise SystemExit(f"--to takes rtp://HOST:PORT, http(s)://... or file:///DIR, got '{to}'")
+
+
+def cmd_speak(args: argparse.Namespace) -> int:
+    """Play a test message on a speaker (commissioning)."""
+    speaker = build_speaker(speaker_config(args.to, args.codec))
+    try:
+        pcm, rate = load_audio(args.audio) if args.audio else EspeakTts(args.cache, args.voice).render(args.text)
+        speaker.play(Message(args.text, pcm, rate, args.volume))
+    except (SpeechError, OSError) as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("played %.1f s of audio on %s", len(pcm) / rate, args.to)
+    return 0
+
+
+def cmd_from_reviews(args: argparse.Namespace) -> int:
+    """Export reviewed cases as a YOLO dataset (confirmed: positives; rejected: hard negatives)."""
+    if args.config is not None:
+        cfg, _ = load_service_config(args.config)
+        db: str | Path = args.db or cfg.storage.db
+        evidence = args.evidence or cfg.storage.evidence
+    elif args.db and args.evidence:
+        db, evidence = args.db, args.evidence
+    else:
+        raise SystemExit("from-reviews: give --config SERVICE.yaml, or --db and --evidence")
+    store = CaseStore(db)
+    try:
+        res = export_reviews(store, Path(evidence), args.out, args.context)
+    finally:
+        store.close()
+    for line in res.skipped:
+        log.warning("skipped %s", line)
+    sys.stdout.write(f"reviews: {res.data_yaml} ({res.positives} positives, {res.negatives} hard negatives, "
+                     f"{len(res.skipped)} skipped)\n")
+    return 0
+
+
+def _add_serve_speak(sub: Subcommands) -> None:
+    sv = sub.add_parser("serve", help="the real-time camera stream service (FastAPI)")
+    sv.add_argument("--config", type=Path, required=True, help="service YAML (cameras, model, storage, auth)")
+    sv.add_argument("--port", type=int, help="override server.port")
+    sv.add_argument("--host", help="override server.host (default 127.0.0.1)")
+    sv.add_argument("--ray", metavar="HOST:PORT", help="shard the cameras over Ray actors on this cluster "
+                    "(cluster.ray); the API and case store stay in this process")
+    sv.set_defaults(func=cmd_serve)
+    sp = sub.add_parser("speak", help="play a test message on a loudspeaker (RTP G.711, HTTP API or file)")
+    sp.add_argument("text", help="message text (Mandarin by default)")
+    sp.add_argument("--to", required=True, help="rtp://HOST:PORT, http(s)://speaker/api or file:///DIR")
+    sp.add_argument("--codec", choices=["pcmu", "pcma"], default="pcmu", help="G.711 law for RTP")
+    sp.add_argument("--voice", default="cmn", help="espeak-ng voice")
+    sp.add_argument("--volume", type=float, default=1.0)
+    sp.add_argument("--audio", type=Path, help="play this WAV/MP3 instead of speaking the text")
+    sp.add_argument("--cache", type=Path, default=Path("out/tts-cache"), help="TTS cache folder")
+    sp.set_defaults(func=cmd_speak)
+
+
+def register(sub: Subcommands, groups: Groups) -> None:
+    """Add ``serve``, ``speak`` and ``datasets from-reviews`` (into ``groups['datasets']``) to the command line."""
+    _add_serve_speak(sub)
+    fr = groups["datasets"].add_parser("from-reviews",
+                                       help="operators' confirmed/rejected cases as positives/hard negatives")
+    fr.add_argument("--out", type=Path, required=True)
+    fr.add_argument("--config", type=Path, help="the service YAML (its database and evidence folder)")
+    fr.add_argument("--db", help="case store: SQLite file or SQLAlchemy URL (instead of --config)")
+    fr.add_argument("--evidence", type=Path, help="evidence folder (instead of --config)")
+    fr.add_argument("--context", type=float, default=1.0, help="context around the box, in box sizes per side")
+    fr.set_defaults(func=cmd_from_reviews)

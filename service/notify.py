@@ -1,0 +1,124 @@
+"""The service's notifiers at work: one delivery loop per notifier over the one outbox.
+
+Cases reach the outbox when the case store registers them (one row per notifier the camera or zone names);
+voice warnings when a camera's warning loop decides to speak (one row per speaker of the zone). Each
+notifier's :class:`OutboxLoop` delivers its own rows (:func:`~pipelines.notifiers.outbox.deliver_due`), so a
+slow webhook never holds up a loudspeaker. Every attempt is published on the event bus (``dispatch`` for
+cases, ``warning`` for warnings played).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from detector.warnings import WarningAction
+from pipelines.config import CameraConfig
+from pipelines.notifiers.notice import Notice, Notifier
+from pipelines.notifiers.outbox import Attempt, deliver_due
+from pipelines.notifiers.registry import build_notifiers
+from pipelines.sinks.store import CaseStore
+from service.loops import BackgroundLoop
+from service.settings import ServiceConfig
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, dict[str, object]], None]
+
+
+class OutboxLoop(BackgroundLoop):
+    """Delivers one notifier's due outbox rows until stopped (woken early when a row is queued)."""
+
+    def __init__(self, store: CaseStore, notifier: Notifier, on_attempt: Callable[[Attempt], None]) -> None:
+        super().__init__(f"notify-{notifier.name}")
+        self.store, self.notifier, self.on_attempt = store, notifier, on_attempt
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                busy = deliver_due(self.store, self.notifier, on_attempt=self.on_attempt) > 0
+            except Exception as exc:  # the database hiccuped: try again shortly, never die
+                log.error("outbox of %s: %s", self.notifier.name, exc)
+                busy = False
+            self.wakeup.wait(0.2 if busy else 1.0)
+            self.wakeup.clear()
+
+
+class Notifications:
+    """Every notifier of the service configuration, each with its delivery loop.
+
+    Args:
+        config: The service configuration (``notifiers``, ``dispatch``, ``voice``).
+        store: The case store whose outbox is delivered.
+        publish: Publishes an event on the service's event bus.
+    """
+
+    def __init__(self, config: ServiceConfig, store: CaseStore, publish: Publish) -> None:
+        self.store, self.publish = store, publish
+        self.notifiers = build_notifiers(config.all_notifiers(), config.dispatch.public_url, config.voice.cache,
+                                         config.voice.tts_voice)
+        self.loops = {name: OutboxLoop(store, n, self._attempted) for name, n in self.notifiers.items()}
+
+    def start(self) -> None:
+        """Dead-letter rows of notifiers no longer configured, then start every delivery loop."""
+        gone = self.store.outbox_dead_letter_unknown(list(self.notifiers), "no notifier of this name is configured")
+        if gone:
+            log.warning("%d outbox rows name notifiers no longer configured: dead-lettered", gone)
+        for loop in self.loops.values():
+            loop.start()
+
+    def stop(self) -> None:
+        """Stop the loops after their current delivery and release the notifiers."""
+        for loop in self.loops.values():
+            loop.stop_event.set()
+            loop.wakeup.set()
+        for loop in self.loops.values():
+            loop.stop()
+        for n in self.notifiers.values():
+            n.close()
+
+    def wake(self, target: str | None = None) -> None:
+        """Deliver now: rows of ``target`` (or every notifier) were queued or put back."""
+        for name, loop in self.loops.items():
+            if target is None or name == target:
+                loop.wakeup.set()
+
+    def warn(self, camera: CameraConfig, action: WarningAction, case_id: str) -> None:
+        """Queue a camera zone's warning for each of the zone's speakers (returns at once)."""
+        zone = next((z for z in camera.zones if z.id == action.zone), None)
+        if zone is None or zone.warnings is None:
+            return
+        w = zone.warnings
+        audio = w.audio.get(action.violation)  # type: ignore[call-overload]
+        notice = Notice(kind="warning", case_id=case_id, violation=action.violation, camera=camera.id,
+                        camera_name=camera.name, zone=action.zone, address=camera.location.address,
+                        text=action.text, audio=str(audio) if audio else None, volume=w.volume, repeat=action.repeat)
+        payload = notice.model_dump(mode="json", exclude={"kind"})
+        for speaker in w.speakers:
+            key = f"warning:{case_id}:{speaker}:{action.repeat}:{action.ts:.3f}"
+            try:
+                if self.store.enqueue_notice(case_id, speaker, "warning", key, payload):
+                    self.wake(speaker)
+            except Exception as exc:  # the case stands; a warning that cannot be queued is only logged
+                log.error("warning of case %s for speaker %s not queued: %s", case_id, speaker, exc)
+
+    def _attempted(self, a: Attempt) -> None:
+        if a.kind == "case":
+            self.publish("dispatch", {"case_id": a.case_id, "target": a.target, "ok": a.ok, "attempts": a.attempts,
+                                      "dead": a.dead, "error": a.error})
+        elif a.ok and a.notice is not None:
+            n = a.notice
+            self.publish("warning", {"camera": n.camera, "zone": n.zone, "violation": n.violation,
+                                     "case_id": n.case_id, "repeat": n.repeat, "text": n.text,
+                                     "speakers": [a.target], "at": time.time()})
+
+    def speakers(self) -> list[dict[str, object]]:
+        """Health and counters of each loudspeaker."""
+        pending = self.store.outbox_pending_by_target()
+        return [{**n.status(), "queue": pending.get(name, 0)} for name, n in self.notifiers.items()
+                if "warning" in n.kinds]
+
+    def alive(self) -> dict[str, bool]:
+        """Readiness: every delivery loop runs."""
+        return {"notifiers": all(loop.thread.is_alive() for loop in self.loops.values())}

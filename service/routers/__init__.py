@@ -1,0 +1,10 @@
+"""The API's routes, one router per resource; :func:`service.app.create_app` includes them in this order."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.routers import cameras, cases, dispatch, events, operations, voice
+
+ROUTERS: tuple[APIRouter, ...] = (operations.router, cases.router, cameras.router, voice.router, dispatch.router,
+                                  events.router)

@@ -1,0 +1,78 @@
+"""Cases: list with filters and paging, detail, evidence download, state transitions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse
+
+from pipelines.sinks.store import Case, TransitionError
+from service.deps import ErrorBody, Operator, RuntimeDep, Viewer
+from service.models_api import CaseDetail, CaseOut, CasePage, EvidenceKind, TransitionIn
+from service.runtime import Runtime
+
+router = APIRouter(tags=["cases"])
+
+EVIDENCE_CONTENT = {"image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                    "video/mp4": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def case_or_404(rt: Runtime, case_id: str) -> Case:
+    """The stored case, or a 404 (unknown and malformed ids alike)."""
+    case = rt.store.get(case_id)
+    if case is None:
+        raise HTTPException(404, "no such case")
+    return case
+
+
+def detail_of(rt: Runtime, case: Case) -> CaseDetail:
+    """A case with its history and dispatch state."""
+    return CaseDetail.of_case(case, rt.store.history(case.id), rt.store.outbox(case_id=case.id, kind="case"))
+
+
+@router.get("/api/cases", response_model=CasePage)
+def list_cases(rt: RuntimeDep, _: Viewer, camera: str | None = None, violation: str | None = None,
+               state: str | None = None,
+               since: Annotated[str | None, Query(description="ISO time, inclusive")] = None,
+               until: Annotated[str | None, Query(description="ISO time, exclusive")] = None,
+               limit: Annotated[int, Query(ge=1, le=500)] = 50,
+               offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> CasePage:
+    """Cases, newest first, with filters and paging."""
+    total, items = rt.store.query(camera, violation, state, since, until, limit, offset)
+    return CasePage(total=total, limit=limit, offset=offset, items=[CaseOut.of(c) for c in items])
+
+
+@router.get("/api/cases/{case_id}", response_model=CaseDetail, responses={404: {"model": ErrorBody}})
+def get_case(case_id: str, rt: RuntimeDep, _: Viewer) -> CaseDetail:
+    """One case with its history and dispatch state."""
+    return detail_of(rt, case_or_404(rt, case_id))
+
+
+@router.get("/api/cases/{case_id}/evidence/{kind}", response_class=FileResponse,
+            responses={200: {"content": EVIDENCE_CONTENT, "description": "JPEG (snapshot, frame) or MP4 (clip)"},
+                       404: {"model": ErrorBody}})
+def evidence(case_id: str, kind: EvidenceKind, rt: RuntimeDep, _: Viewer) -> FileResponse:
+    """The snapshot (JPEG, boxed), clip (MP4) or clean frame (JPEG) of a case, found by case id only."""
+    c = case_or_404(rt, case_id)
+    entry = c.evidence.get(kind)
+    if entry is None:
+        raise HTTPException(404, f"case has no {kind} (yet)")
+    path = (rt.evidence_root / entry["path"]).resolve()
+    if not path.is_relative_to(rt.evidence_root) or not path.is_file():
+        raise HTTPException(404, f"{kind} file is missing")
+    return FileResponse(path, media_type="video/mp4" if kind == "clip" else "image/jpeg",
+                        filename=f"{case_id}{path.suffix}")
+
+
+@router.post("/api/cases/{case_id}/transition", response_model=CaseDetail,
+             responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+def transition(case_id: str, body: TransitionIn, rt: RuntimeDep, who: Operator) -> CaseDetail:
+    """Move a case along registered → dispatched → handled → closed, or reject it."""
+    case_or_404(rt, case_id)
+    try:
+        rt.store.transition(case_id, body.to, who, body.note)
+    except TransitionError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    rt.bus.publish("case", {"case_id": case_id, "state": body.to, "who": who})
+    return detail_of(rt, case_or_404(rt, case_id))
