@@ -7,13 +7,14 @@ to the tracker, which only assigns ids to the current frame's detections.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from norfair.tracker import Detection as NfDetection
-from norfair.tracker import Tracker as NfTracker
 
 from detector.types import Detections
+
+if TYPE_CHECKING:
+    from norfair.tracker import Tracker as NfTracker
 
 
 class Tracker(Protocol):
@@ -34,11 +35,15 @@ class NorfairTracker:
     """
 
     def __init__(self, iou_threshold: float = 0.1, hit_counter_max: int = 8, initialization_delay: int = 0) -> None:
-        self._tracker = NfTracker(distance_function="iou", distance_threshold=1.0 - iou_threshold,
+        from norfair.tracker import Tracker as NfTracker  # scipy underneath: loaded by the first tracker only
+
+        self._tracker: NfTracker = NfTracker(distance_function="iou", distance_threshold=1.0 - iou_threshold,
                                   hit_counter_max=hit_counter_max, initialization_delay=initialization_delay)
 
     def update(self, detections: Detections) -> Detections:
         """Track one frame's detections."""
+        from norfair.tracker import Detection as NfDetection
+
         nf = [NfDetection(points=np.asarray(b, np.float64).reshape(2, 2), scores=np.array([c, c]), label=k,
                           data=i)
               for i, (b, c, k, _) in enumerate(detections)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 #: Default Mandarin messages per violation.
 DEFAULT_MESSAGES: dict[str, str] = {
@@ -158,22 +159,36 @@ class WarningLoop:
         return len(self._watch)
 
 
-def warning_stats(actions: list[WarningAction]) -> dict[str, dict[str, object]]:
-    """Per zone and violation: warnings played, share resolved by warning, median time to clear."""
-    out: dict[str, dict[str, object]] = {}
+class WarningStats(TypedDict):
+    """Warnings of one zone and violation: played, and what the re-checks found."""
+
+    played: int
+    resolved: int  # cleared after the warning
+    no_effect: int  # still there at the re-check
+    share_resolved: float | None  # resolved / (resolved + no_effect)
+    median_time_to_clear_s: float | None
+
+
+def warning_stats(actions: list[WarningAction]) -> dict[str, WarningStats]:
+    """Per zone and violation (``zone/violation``): warnings played, share resolved by warning, median time to
+    clear."""
+    out: dict[str, WarningStats] = {}
+    clear_times: dict[str, list[float]] = {}
     for a in actions:
         k = f"{a.zone}/{a.violation}"
-        s = out.setdefault(k, {"played": 0, "resolved": 0, "no_effect": 0, "clear_times": []})
+        s = out.setdefault(k, {"played": 0, "resolved": 0, "no_effect": 0, "share_resolved": None,
+                               "median_time_to_clear_s": None})
         if a.kind == "play":
-            s["played"] = int(s["played"]) + 1  # type: ignore[call-overload]
+            s["played"] += 1
         elif a.outcome == "resolved_by_warning":
-            s["resolved"] = int(s["resolved"]) + 1  # type: ignore[call-overload]
-            s["clear_times"].append(a.time_to_clear_s)  # type: ignore[attr-defined]
+            s["resolved"] += 1
+            if a.time_to_clear_s is not None:
+                clear_times.setdefault(k, []).append(a.time_to_clear_s)
         else:
-            s["no_effect"] = int(s["no_effect"]) + 1  # type: ignore[call-overload]
-    for s in out.values():
-        times = sorted(t for t in s.pop("clear_times") if t is not None)  # type: ignore[attr-defined]
-        decided = int(s["resolved"]) + int(s["no_effect"])  # type: ignore[call-overload]
-        s["share_resolved"] = round(int(s["resolved"]) / decided, 3) if decided else None  # type: ignore[call-overload]
+            s["no_effect"] += 1
+    for k, s in out.items():
+        times = sorted(clear_times.get(k, []))
+        decided = s["resolved"] + s["no_effect"]
+        s["share_resolved"] = round(s["resolved"] / decided, 3) if decided else None
         s["median_time_to_clear_s"] = round(times[len(times) // 2], 1) if times else None
     return out

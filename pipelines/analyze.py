@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
@@ -37,7 +38,8 @@ from pipelines.runner import build_pipeline, run_source
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseStore, CaseWriter
 from pipelines.sinks.video import AnnotatedVideoWriter
-from pipelines.sources import DecodeMode, SourceError, expand_inputs, probe, read_frames
+from pipelines.source_kinds import FileSourceConfig, open_source
+from pipelines.sources import DecodeMode, SourceError, expand_inputs, probe
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +116,8 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
             last[0] = ts
 
     try:
-        stats = run_source(read_frames(path, opts.decode or cam.decode), pipeline, backend, on_frame=writer,
-                           progress=progress)
+        frames = open_source(FileSourceConfig(path=path)).frames(opts.decode or cam.decode, threading.Event())
+        stats = run_source(frames, pipeline, backend, on_frame=writer, progress=progress)
     finally:
         if writer is not None:
             writer.close()

@@ -2,10 +2,11 @@
 
 `analyze`, `evaluate clips`, `serve` and the Ray shards all build their pipelines with :func:`build_pipeline`
 and drive them with the same two steps: :meth:`CameraPipeline.admit` on every decoded frame (it returns a
-:class:`~pipelines.stages.Sample` for the frames that go to the detector) and :meth:`CameraPipeline.process`
-with the detector's answer. :func:`run_source` is that loop for a file; the service splits it between a
-reader thread per camera (``admit``) and one detector thread batching all cameras (``process``). The
-pipeline does not own the detector. Events are committed to the case store, then fanned out to the
+:class:`~pipelines.stages.Sample` for the frames that go to the detector) and :func:`detect_and_process`
+(one detector call for the samples of one camera or many, each answer back to its pipeline's
+:meth:`CameraPipeline.process`). :func:`run_source` is that loop for a file; the service splits it between a
+reader thread per camera (``admit``) and one detector thread batching all cameras (``detect_and_process``).
+The pipeline does not own the detector. Events are committed to the case store, then fanned out to the
 pipeline's :class:`~pipelines.event_sinks.EventSink` list (evidence, warnings, callbacks).
 """
 
@@ -237,6 +238,35 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
                           sinks)
 
 
+def detect_and_process(backend: DetectorBackend, items: list[tuple[CameraPipeline, Sample]],
+                       on_error: Callable[[CameraPipeline, Exception], None] | None = None) -> int:
+    """The detector step shared by every frame loop: one detector call for the samples that need it (of one
+    camera or many), then each sample back to its pipeline, in order. Returns the frames sent to the detector.
+
+    ``on_error`` is called when one pipeline fails (the service logs it and goes on with the other cameras);
+    without it the error is raised.
+
+    Raises:
+        Exception: The detector failed (the whole batch), or a pipeline failed and ``on_error`` is None.
+    """
+    todo = [pipe.detector_input(s, backend.imgsz) for pipe, s in items if s.needs_detector]
+    t0 = time.perf_counter()
+    found = iter(backend.detect([t[0] for t in todo], [t[1] for t in todo]) if todo else [])
+    per_frame = (time.perf_counter() - t0) / max(1, len(todo))
+    for pipe, sample in items:
+        try:
+            det = None
+            if sample.needs_detector:
+                pipe.stats.infer_s += per_frame
+                det = next(found)
+            pipe.process(sample, det)
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(pipe, exc)
+    return len(todo)
+
+
 def run_source(frames: Iterable[Frame], pipeline: CameraPipeline, backend: DetectorBackend,
                on_frame: Callable[[Frame, Detections | None], None] | None = None,
                progress: Callable[[float], None] | None = None) -> SourceStats:
@@ -262,13 +292,7 @@ def run_source(frames: Iterable[Frame], pipeline: CameraPipeline, backend: Detec
                 break
             sample = pipeline.admit(frame)
             if sample is not None:
-                det = None
-                if sample.needs_detector:
-                    t0 = time.perf_counter()
-                    image, size = pipeline.detector_input(sample, backend.imgsz)
-                    det = backend.detect([image], [size])[0]
-                    stats.infer_s += time.perf_counter() - t0
-                pipeline.process(sample, det)
+                detect_and_process(backend, [(pipeline, sample)])
             if on_frame is not None:
                 on_frame(frame, pipeline.last_detections if sample is not None else None)
             if progress is not None:

@@ -107,9 +107,10 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
             files.extend(found)
         else:
             errors.append({"source": item, "error": "no such file or folder"})
-    seen: set[Path] = set()
-    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]  # type: ignore[func-returns-value]
-    return unique, errors
+    first: dict[Path, Path] = {}
+    for f in files:  # each file once, where it first appears
+        first.setdefault(f.resolve(), f)
+    return list(first.values()), errors
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from detector.backends.base import DetectorBackend, config_for, create_backend
 from pipelines.config import CameraConfig
 from pipelines.event_sinks import EventCallback
 from pipelines.overlay import draw_detections, draw_zones
-from pipelines.runner import CameraPipeline, build_pipeline
+from pipelines.runner import CameraPipeline, build_pipeline, detect_and_process
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseContext, CaseWriter
 from pipelines.source_kinds import FileSource, Source, open_source, source_config
@@ -191,25 +191,18 @@ class InferenceEngine(BackgroundLoop):
                 self.wakeup.wait(0.5)
                 self.wakeup.clear()
                 continue
-            todo = [w.pipeline.detector_input(s, self.backend.imgsz) for w, s in items if s.needs_detector]
-            t0 = time.perf_counter()
             try:
-                found = iter(self.backend.detect([t[0] for t in todo], [t[1] for t in todo]) if todo else [])
-            except Exception as exc:
+                sent = detect_and_process(self.backend, [(w.pipeline, s) for w, s in items], self._camera_failed)
+            except Exception as exc:  # the detector itself failed: this batch is lost, the next one is tried
                 self.errors += 1
-                log.error("detector failed on a batch of %d frames: %s", len(todo), exc)
+                log.error("detector failed on a batch of %d frames: %s", len(items), exc)
                 continue
-            per_frame = (time.perf_counter() - t0) / max(1, len(todo))
-            self.batches += 1 if todo else 0
-            for w, s in items:
-                try:
-                    det = None
-                    if s.needs_detector:
-                        w.pipeline.stats.infer_s += per_frame
-                        det = next(found)
-                    w.pipeline.process(s, det)
-                except Exception as exc:  # one camera's failure never stops the others
-                    log.exception("camera %s: pipeline failed: %s", w.camera_id, exc)
+            self.batches += 1 if sent else 0
+
+    @staticmethod
+    def _camera_failed(pipeline: CameraPipeline, exc: Exception) -> None:
+        # One camera's failure never stops the others.
+        log.error("camera %s: pipeline failed: %s", pipeline.camera.id, exc, exc_info=exc)
 
 
 class StallWatch(BackgroundLoop):

@@ -59,10 +59,10 @@ def render(rt: Runtime) -> str:
         return {"camera": camera, "zone": zone, "violation": violation}
 
     metric("streetwatch_warnings_played_total", "counter", "Voice warnings played.",
-           [(labels(k), float(v["played"])) for k, v in stats.items()])  # type: ignore[arg-type]
+           [(labels(k), float(v["played"])) for k, v in stats.items()])
     metric("streetwatch_warnings_resolved_total", "counter", "Violations that cleared after a warning.",
-           [(labels(k), float(v["resolved"])) for k, v in stats.items()])  # type: ignore[arg-type]
+           [(labels(k), float(v["resolved"])) for k, v in stats.items()])
     metric("streetwatch_warnings_no_effect_total", "counter", "Violations still there at the re-check.",
-           [(labels(k), float(v["no_effect"])) for k, v in stats.items()])  # type: ignore[arg-type]
+           [(labels(k), float(v["no_effect"])) for k, v in stats.items()])
     metric("streetwatch_sse_clients", "gauge", "Connected event-stream clients.", [({}, rt.bus.subscribers)])
     return "\n".join(out) + "\n"

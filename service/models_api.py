@@ -6,6 +6,7 @@ city platform is :class:`pipelines.notifiers.payload.DispatchPayload`, the error
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -226,7 +227,7 @@ class WarningStat(BaseModel):
                                                  "cleared.")
 
     @classmethod
-    def table(cls, raw: dict[str, dict[str, object]]) -> dict[str, WarningStat]:
+    def table(cls, raw: Mapping[str, Mapping[str, object]]) -> dict[str, WarningStat]:
         """Validate the runtime's warning statistics (keyed ``camera/zone/violation``)."""
         return {k: cls.model_validate(v) for k, v in raw.items()}
 

@@ -90,7 +90,7 @@ class Notifications:
         if zone is None or zone.warnings is None:
             return
         w = zone.warnings
-        audio = w.audio.get(action.violation)  # type: ignore[call-overload]
+        audio = next((path for violation, path in w.audio.items() if violation == action.violation), None)
         notice = Notice(kind="warning", case_id=case_id, violation=action.violation, camera=camera.id,
                         camera_name=camera.name, zone=action.zone, address=camera.location.address,
                         text=action.text, audio=str(audio) if audio else None, volume=w.volume, repeat=action.repeat)

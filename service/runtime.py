@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from detector.events import ViolationEvent
-from detector.warnings import WarningAction, warning_stats
+from detector.warnings import WarningAction, WarningStats, warning_stats
 from pipelines.config import CameraConfig
 from pipelines.sinks.store import CaseStore
 from service.bus import EventBus
@@ -132,9 +132,9 @@ class Runtime:
         log.info("camera %s: %s %s", camera, state, detail)
         self.bus.publish("camera", {"camera": camera, "state": state, "detail": detail, "at": time.time()})
 
-    def warning_stats(self) -> dict[str, dict[str, object]]:
+    def warning_stats(self) -> dict[str, WarningStats]:
         """Warnings per camera/zone/violation: played, share resolved by warning, median time to clear."""
-        out: dict[str, dict[str, object]] = {}
+        out: dict[str, WarningStats] = {}
         for v in self.fleet.views():
             for k, stat in warning_stats(v.warning_actions).items():
                 out[f"{v.camera_id}/{k}"] = stat

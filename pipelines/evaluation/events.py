@@ -15,13 +15,14 @@ Event matching rule (documented for users):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from datasets.labels import Segment
+from pipelines.evaluation.results import EventScores
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,9 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def event_scores(results: Iterable[tuple[list[PredEvent], list[Segment], list[Match], list[int], list[int]]],
-                 classes: Iterable[str]) -> dict[str, dict[str, Any]]:
+                 classes: Iterable[str]) -> dict[str, EventScores]:
     """Per-class precision, recall, F1, counts and delay over matched clip results."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, EventScores] = {}
     rows = list(results)
     for cls in classes:
         tp = fp = fn = 0
@@ -112,7 +113,7 @@ def event_scores(results: Iterable[tuple[list[PredEvent], list[Segment], list[Ma
     return out
 
 
-def regressions(metrics: dict[str, Any], baseline: dict[str, Any], margin: float) -> list[str]:
+def regressions(metrics: Mapping[str, Any], baseline: Mapping[str, Any], margin: float) -> list[str]:
     """List the scores that dropped by more than ``margin`` against a baseline metrics file.
 
     Scores of different views (``product`` or ``detector``, see ``evaluate images --view``) do not compare:
@@ -143,7 +144,7 @@ def regressions(metrics: dict[str, Any], baseline: dict[str, Any], margin: float
     return found
 
 
-def _view(metrics: dict[str, Any]) -> str | None:
+def _view(metrics: Mapping[str, Any]) -> str | None:
     """The view a metrics file scored (images: ``view``; clips: ``settings.frame_view``)."""
     settings = metrics.get("settings")
     view = metrics.get("view") or (settings.get("frame_view") if isinstance(settings, dict) else None)

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from datasets.yolo import YoloDataset
 from detector.backends.base import DetectorBackend
 from detector.postprocess import box_iou
+from pipelines.evaluation.results import ClassScores, ImageMetrics
 from pipelines.sources import read_frames
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ def pr_at_threshold(ev: ImageEval, n_classes: int, conf: float, iou: float = 0.5
     return {c: (v[0], v[1], v[2]) for c, v in counts.items()}, cm
 
 
-def image_metrics(ev: ImageEval, names: list[str], conf: float) -> dict[str, Any]:
+def image_metrics(ev: ImageEval, names: list[str], conf: float) -> ImageMetrics:
     """Assemble per-class metrics and the mean AP50 over evaluated classes."""
     ap, _ = coco_ap(ev, names)
     prc, _cm = pr_at_threshold(ev, len(names), conf)
@@ -204,7 +205,7 @@ def image_metrics(ev: ImageEval, names: list[str], conf: float) -> dict[str, Any
             instances[names[cid]] += 1
         for cid in set(c.tolist()):
             images[names[cid]] += 1
-    classes: dict[str, Any] = {}
+    classes: dict[str, ClassScores] = {}
     for n in ev.classes:
         tp, fp, fn = prc[names.index(n)]
         classes[n] = {"ap50": round(ap.get(n, (0.0, 0.0))[0], 4), "ap50_95": round(ap.get(n, (0.0, 0.0))[1], 4),
@@ -213,10 +214,10 @@ def image_metrics(ev: ImageEval, names: list[str], conf: float) -> dict[str, Any
                       "instances": instances[n], "images": images[n]}
     for n, count in ev.absent.items():
         classes[n] = {"absent": True, "instances": count, "note": "the model has no class of this name"}
-    scored = [v["ap50"] for v in classes.values() if not v.get("absent") and v["instances"] > 0]
-    return {"classes": classes, "map50": round(float(np.mean(scored)), 4) if scored else None,
-            "map50_95": round(float(np.mean([v["ap50_95"] for v in classes.values()
-                                             if not v.get("absent") and v["instances"] > 0])), 4) if scored else None}
+    present = [v for v in classes.values() if not v.get("absent") and v.get("instances", 0) > 0]
+    return {"classes": classes,
+            "map50": round(float(np.mean([v.get("ap50", 0.0) for v in present])), 4) if present else None,
+            "map50_95": round(float(np.mean([v.get("ap50_95", 0.0) for v in present])), 4) if present else None}
 
 
 def draw_pr_curves(curves: dict[str, npt.NDArray[np.float64]], path: Path, size: int = 480) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from pipelines.evaluation.images import (
     image_metrics,
     pr_at_threshold,
 )
+from pipelines.evaluation.results import ClipDetail, ClipResult, FrameResult, ImageResult
 from pipelines.report import COLORS, Bar, draw_timeline, html_page
 from pipelines.sources import probe
 
@@ -44,7 +46,7 @@ def scoring_backend(model: Path, imgsz: int | None, view: str = "product") -> De
 
 
 def evaluate_images(data: Path, out: Path, model: Path, remap: dict[str, str], imgsz: int | None, conf: float,
-                    split: str = "val", view: str = "product") -> dict[str, Any]:
+                    split: str = "val", view: str = "product") -> ImageResult:
     """Evaluate a detector on a YOLO dataset split; writes metrics.json, pictures and report.html.
 
     ``view``: ``product`` scores the detector through the scene stage (trucks with their load state, piles,
@@ -59,8 +61,8 @@ def evaluate_images(data: Path, out: Path, model: Path, remap: dict[str, str], i
     draw_pr_curves(curves, out / "pr_curves.png")
     idx = [backend.names.index(c) for c in ev.classes] + [len(backend.names)]
     draw_confusion(cm[np.ix_(idx, idx)], [*ev.classes, "background"], out / "confusion.png")
-    result = {"model": str(model), "data": str(data), "split": split, "images": len(ev.gt), "conf": conf,
-              "imgsz": backend.imgsz, "view": view, "remap": remap, **metrics}
+    result: ImageResult = {"model": str(model), "data": str(data), "split": split, "images": len(ev.gt), "conf": conf,
+                           "imgsz": backend.imgsz, "view": view, "remap": remap, **metrics}
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td>" + (
@@ -87,7 +89,7 @@ def _clip_timeline(name: str, labels: ClipLabels, preds: list[PredEvent], path: 
 
 
 def frame_metrics(clips: list[ClipLabels], videos: Path, model: Path, conf: float,
-                  imgsz: int | None = None, view: str = "product") -> dict[str, Any] | None:
+                  imgsz: int | None = None, view: str = "product") -> FrameResult | None:
     """COCO AP on the clips' labelled frames (None when no clip has frame boxes); ``view`` as for images."""
     with_frames = [c for c in clips if c.frames and (videos / c.name).exists()]
     if not with_frames:
@@ -102,7 +104,7 @@ def frame_metrics(clips: list[ClipLabels], videos: Path, model: Path, conf: floa
 def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, config: Path | None,
                    dwell: float | None, iou: float = 0.3, remap: dict[str, str] | None = None,
                    frame_labels: Path | None = None, conf: float = 0.25, imgsz: int | None = None,
-                   view: str = "product") -> dict[str, Any]:
+                   view: str = "product") -> ClipResult:
     """Run the batch pipeline over labelled clips and score events (and frames, where boxes are labelled).
 
     Writes ``metrics.json`` and ``report.html`` into ``out``.
@@ -123,7 +125,7 @@ def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, conf
         by_source.setdefault(Path(case["source"]).name, []).append(
             PredEvent(case["violation"], float(case["start_s"]), float(case["end_s"]), float(case["confirmed_s"])))
     failed = {Path(e["source"]).name: e["error"] for e in result.errors}
-    per_clip: dict[str, Any] = {}
+    per_clip: dict[str, ClipDetail] = {}
     matched = []
     tagged: dict[str, list[Any]] = {}
     hours = 0.0
@@ -148,7 +150,7 @@ def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, conf
         }
     events = event_scores(matched, VIOLATIONS)
     total_fp = sum(v["fp"] for v in events.values())
-    metrics: dict[str, Any] = {
+    metrics: ClipResult = {
         "labels": str(labels_path), "videos": str(videos), "model": str(model),
         "settings": {"iou": iou, "dwell_override_s": dwell, "config": str(config) if config else None,
                      "imgsz": imgsz, "frame_view": view,
@@ -178,6 +180,6 @@ def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, conf
     return metrics
 
 
-def gate(metrics: dict[str, Any], baseline: Path, margin: float) -> list[str]:
+def gate(metrics: Mapping[str, Any], baseline: Path, margin: float) -> list[str]:
     """Compare metrics with a baseline file; returns the regressions (empty when none)."""
     return regressions(metrics, json.loads(baseline.read_text()), margin)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 from typing import Any
 
+import numpy.testing  # noqa: F401  (its first import asks lscpu about the CPU: loaded before the guard)
 import pytest
 
 WHERE = "tests/unit is pure: a test that {} belongs in tests/integration"
