@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tqdm import tqdm
 
@@ -33,13 +33,13 @@ from detector.backends.base import DetectorBackend, ModelLoadError, config_for, 
 from detector.warnings import warning_stats
 from pipelines.config import AppConfig, CameraConfig, ConfigError, load_config_lenient
 from pipelines.distributed import Applier, OpLog, RayUnavailable, connect, node_id
-from pipelines.report import write_cases_csv, write_cases_json, write_report
+from pipelines.report import RunStats, SourceSummary, write_cases_csv, write_cases_json, write_report
 from pipelines.runner import build_pipeline, run_source
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseStore, CaseWriter
 from pipelines.sinks.video import AnnotatedVideoWriter
 from pipelines.source_kinds import FileSourceConfig, open_source
-from pipelines.sources import DecodeMode, SourceError, expand_inputs, probe
+from pipelines.sources import DecodeMode, InputError, SourceError, expand_inputs, probe
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ class AnalyzeResult:
     """What a batch run produced."""
 
     cases: list[dict[str, Any]]
-    errors: list[dict[str, str]]
-    stats: dict[str, Any]
+    errors: list[InputError]
+    stats: RunStats
     settings: dict[str, Any]
     exit_code: int
     report: Path | None = None
@@ -93,7 +93,7 @@ def camera_for(path: Path, cfg: AppConfig) -> CameraConfig:
 
 
 def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: DetectorBackend,
-                 store: CaseWriter, bar_position: int | None) -> dict[str, Any]:
+                 store: CaseWriter, bar_position: int | None) -> SourceSummary:
     cam = camera_for(path, cfg)
     rules = cfg.rules_for(cam)
     settings = rules.settings(opts.dwell)
@@ -123,7 +123,7 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
             writer.close()
         if bar is not None:
             bar.close()
-    out = asdict(stats)
+    out = cast(SourceSummary, asdict(stats))
     out["camera"] = cam.id
     if pipeline.warnings is not None:
         out["warnings"] = warning_stats(pipeline.warning_actions)
@@ -132,13 +132,13 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
 
 
 def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int
-            ) -> tuple[dict[str, Any], list[dict[str, str]]]:
+            ) -> tuple[dict[str, SourceSummary], list[InputError]]:
     """Analyse files in a worker process (own detector session, own store connection)."""
     cfg = AppConfig.model_validate_json(cfg_json)
     backend = create_backend(config_for(opts.model, conf=opts.conf, imgsz=opts.imgsz, threads=threads))
     store = CaseStore(opts.out / "cases.db")
-    results: dict[str, Any] = {}
-    errors: list[dict[str, str]] = []
+    results: dict[str, SourceSummary] = {}
+    errors: list[InputError] = []
     try:
         for p in paths:
             try:
@@ -174,7 +174,7 @@ def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, mode
 
 
 def _analyze_on_ray(files: list[Path], opts: AnalyzeOptions, cfg: AppConfig, store: CaseStore
-                    ) -> tuple[dict[str, Any], list[dict[str, str]]]:
+                    ) -> tuple[dict[str, SourceSummary], list[InputError]]:
     """Run one Ray task per file and apply each task's op log to ``store`` as it finishes."""
     try:
         ray = connect(opts.ray or "")
@@ -186,8 +186,8 @@ def _analyze_on_ray(files: list[Path], opts: AnalyzeOptions, cfg: AppConfig, sto
     model = ray.put(opts.model.read_bytes())  # one copy in the object store, fetched once per node
     pending = {task.remote(str(f), opts, cfg_json, threads, model): f for f in files}
     applier = Applier(store, opts.out)
-    per_source: dict[str, Any] = {}
-    errors: list[dict[str, str]] = []
+    per_source: dict[str, SourceSummary] = {}
+    errors: list[InputError] = []
     bar = tqdm(total=len(pending), desc="ray tasks", unit="file", disable=not opts.progress)
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
@@ -210,12 +210,13 @@ def _analyze_on_ray(files: list[Path], opts: AnalyzeOptions, cfg: AppConfig, sto
             target = opts.out / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        per_source[str(path)] = {**res["stats"], "ray_node": res["node"]}
+        summary: SourceSummary = res["stats"]
+        per_source[str(path)] = {**summary, "ray_node": res["node"]}
     bar.close()
     return per_source, errors
 
 
-def _inputs(opts: AnalyzeOptions) -> tuple[list[Path], list[dict[str, str]], AppConfig]:
+def _inputs(opts: AnalyzeOptions) -> tuple[list[Path], list[InputError], AppConfig]:
     """The input files, the errors found so far, and the camera config they are analysed with.
 
     A bad camera entry of the config stops only the inputs it would have applied to.
@@ -256,7 +257,7 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
     opts.out.mkdir(parents=True, exist_ok=True)
     files, errors, cfg = _inputs(opts)
     store = _fresh_store(opts.out)
-    per_source: dict[str, Any] = {}
+    per_source: dict[str, SourceSummary] = {}
     model_info: dict[str, Any] = {"path": str(opts.model)}
     if files:
         try:
@@ -288,14 +289,14 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
                 errors.extend(errs)
     cases = [c.as_dict() for c in store.cases()]
     store.close()
-    stats: dict[str, Any] = {
+    stats: RunStats = {
         "inputs": len(files) + sum(1 for e in errors if e["source"] not in per_source),
         "analysed": len(per_source),
         "failed": len(errors),
-        "frames_decoded": sum(s["frames_decoded"] for s in per_source.values()),
-        "frames_inferred": sum(s["frames_inferred"] for s in per_source.values()),
+        "frames_decoded": sum(s.get("frames_decoded", 0) for s in per_source.values()),
+        "frames_inferred": sum(s.get("frames_inferred", 0) for s in per_source.values()),
         "frames_gated": sum(s.get("frames_gated", 0) for s in per_source.values()),
-        "video_s": round(sum(s["video_s"] for s in per_source.values()), 3),
+        "video_s": round(sum(s.get("video_s", 0.0) for s in per_source.values()), 3),
         "wall_s": round(time.perf_counter() - started, 3),
         "sources": per_source,
     }

@@ -13,12 +13,14 @@ import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import cv2
 import numpy as np
 
 from detector.events import VIOLATIONS
+from detector.warnings import WarningStats
+from pipelines.sources import InputError
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "street_stall": (60, 120, 230),
@@ -27,6 +29,41 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "barbecue": (40, 40, 210),
     "overflowing_bin": (170, 110, 40),
 }
+
+
+class SourceSummary(TypedDict, total=False):
+    """One analysed input: the pipeline's counters (:class:`~pipelines.runner.SourceStats`), its camera, the
+    simulated voice warnings, and the Ray node that ran it (``analyze --ray``)."""
+
+    frames_decoded: int
+    frames_inferred: int
+    frames_gated: int
+    video_s: float
+    wall_s: float
+    decode_s: float
+    infer_s: float
+    width: int
+    height: int
+    events: int
+    detections_per_class: dict[str, int]
+    camera: str
+    warnings: dict[str, WarningStats]
+    warning_log: list[dict[str, object]]
+    ray_node: str
+
+
+class RunStats(TypedDict):
+    """A batch run's totals and each input's summary."""
+
+    inputs: int
+    analysed: int
+    failed: int
+    frames_decoded: int
+    frames_inferred: int
+    frames_gated: int
+    video_s: float
+    wall_s: float
+    sources: dict[str, SourceSummary]
 
 
 STYLE = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
@@ -93,8 +130,8 @@ def timeline_png(cases: list[dict[str, Any]], duration: float, path: Path, width
                        c["confirmed_s"]) for c in cases], duration, path, width=width)
 
 
-def write_cases_json(path: Path, cases: list[dict[str, Any]], errors: list[dict[str, str]],
-                     stats: dict[str, Any], settings: dict[str, Any]) -> None:
+def write_cases_json(path: Path, cases: list[dict[str, Any]], errors: list[InputError], stats: RunStats,
+                     settings: dict[str, Any]) -> None:
     """Write ``cases.json``."""
     path.write_text(json.dumps({"cases": cases, "errors": errors, "stats": stats, "settings": settings},
                                indent=1, ensure_ascii=False))
@@ -131,7 +168,7 @@ def perception_summary(details: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def write_report(out: Path, cases: list[dict[str, Any]], errors: list[dict[str, str]], stats: dict[str, Any],
+def write_report(out: Path, cases: list[dict[str, Any]], errors: list[InputError], stats: RunStats,
                  settings: dict[str, Any]) -> Path:
     """Write ``report.html`` with a timeline per source; returns its path."""
     e = html.escape

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import cv2
 import numpy as np
@@ -82,10 +82,17 @@ class Frame:
         return Frame(self._image, ts, self.index, self.keyframe, self._video)
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
+class InputError(TypedDict):
+    """An input (or the config, or the model) that could not be analysed, and why."""
+
+    source: str
+    error: str
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[InputError]]:
     """Expand files, folders and globs into media files; returns (files, errors)."""
     files: list[Path] = []
-    errors: list[dict[str, str]] = []
+    errors: list[InputError] = []
     media = VIDEO_SUFFIXES | IMAGE_SUFFIXES
     for item in inputs:
         p = Path(item)

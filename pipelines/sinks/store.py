@@ -314,9 +314,9 @@ class CaseStore:
     def history(self, case_id: str) -> list[dict[str, Any]]:
         """State changes of a case, oldest first."""
         with self._read() as db:
-            rows = db.execute(text("SELECT from_state, to_state, who, note, at FROM case_history WHERE case_id = :c"
-                                   " ORDER BY id"), {"c": case_id}).all()
-        return [{"from": r[0], "to": r[1], "who": r[2], "note": r[3], "at": r[4]} for r in rows]
+            rows = db.execute(text("SELECT from_state AS \"from\", to_state AS \"to\", who, note, at FROM case_history"
+                                   " WHERE case_id = :c ORDER BY id"), {"c": case_id}).mappings().all()
+        return [dict(r) for r in rows]
 
     def transition(self, case_id: str, to_state: str, who: str, note: str = "") -> Case:
         """Move a case along the city case flow, recording who and when.
@@ -360,15 +360,16 @@ class CaseStore:
     @staticmethod
     def _enqueue(db: Connection, case_id: str, ctx: CaseContext) -> None:
         row = db.execute(text("SELECT violation, camera, zone, source, start_s, confirmed_s, confidence, created_at,"
-                              " details FROM cases WHERE id = :c"), {"c": case_id}).one()
-        details = EventDetails.from_dict(json.loads(row[8] or "{}"))
-        payload = {"kind": "case", "case_id": case_id, "violation": row[0], "camera": row[1], "zone": row[2],
-                   "address": ctx.address, "gps": list(ctx.gps) if ctx.gps else None, "source": row[3],
-                   "start_s": round(row[4], 3), "confirmed_s": round(row[5], 3), "confidence": round(row[6], 4),
-                   "registered_at": row[7],
+                              " details FROM cases WHERE id = :c"), {"c": case_id}).mappings().one()
+        details = EventDetails.from_dict(json.loads(row["details"] or "{}"))
+        payload = {"kind": "case", "case_id": case_id, "violation": row["violation"], "camera": row["camera"],
+                   "zone": row["zone"], "address": ctx.address, "gps": list(ctx.gps) if ctx.gps else None,
+                   "source": row["source"], "start_s": round(row["start_s"], 3),
+                   "confirmed_s": round(row["confirmed_s"], 3), "confidence": round(row["confidence"], 4),
+                   "registered_at": row["created_at"],
                    "load_state": details.load_state.value if details.load_state is not None else None,
                    "alternatives": [a.violation for a in details.alternatives], **(ctx.payload_extra or {})}
-        for target in ctx.targets_for(str(row[2])):
+        for target in ctx.targets_for(str(row["zone"])):
             CaseStore._insert_outbox(db, case_id, target, "case", f"{case_id}:{target}", payload)
 
     @staticmethod
@@ -439,10 +440,10 @@ class CaseStore:
         """Cases per day (UTC date of registration), violation, camera and state, from ``since`` (ISO time)."""
         with self._read() as db:
             rows = db.execute(text(
-                "SELECT SUBSTR(created_at, 1, 10) AS day, violation, camera, state, COUNT(*) FROM cases"
+                "SELECT SUBSTR(created_at, 1, 10) AS day, violation, camera, state, COUNT(*) AS count FROM cases"
                 " WHERE created_at >= :since GROUP BY day, violation, camera, state ORDER BY day"),
-                {"since": since}).all()
-        return [{"day": r[0], "violation": r[1], "camera": r[2], "state": r[3], "count": int(r[4])} for r in rows]
+                {"since": since}).mappings().all()
+        return [{**r, "count": int(r["count"])} for r in rows]
 
     def end_untracked(self, cameras: Sequence[str], note: str) -> list[str]:
         """Mark the active cases of ``cameras`` no longer active, with a history note; returns their ids.
