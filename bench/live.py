@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from rtsp import free_port, start_servers  # noqa: E402  (bench/rtsp.py)
 
-from service.embedded import running_service, wait_until  # noqa: E402
+from service.embedded import running_service  # noqa: E402
+from service.loops import wait_until  # noqa: E402
 from service.settings import ServiceConfig  # noqa: E402
 
 log = logging.getLogger("bench.live")

@@ -3,9 +3,7 @@
 Registered into the ``streetwatch`` command line by :mod:`service.cli`. Training and the teacher need the
 ``train`` extra (PyTorch, Ultralytics); the rest of the command line works on ONNX Runtime alone.
 
-Each command imports what it runs when it runs (the only function-level imports of the project's own
-modules): ``streetwatch --help`` and every command start in a fraction of a second instead of loading the
-whole product first. They import downward only, like the rest of the layer (``lint-imports`` sees them).
+Each command imports what it runs when it runs (why: :mod:`service.cli`).
 """
 
 from __future__ import annotations

@@ -67,6 +67,7 @@ class Source(Protocol):
 
     name: str
     live: bool  # a stream that never ends by itself (a reconnect follows its end)
+    paced_s: float  # seconds spent waiting for real-time pace rather than decoding (the reader resets it)
 
     def frames(self, mode: DecodeMode, stop: threading.Event) -> Iterator[Frame]:
         """Decoded frames with timestamps in seconds on the source's clock, until ``stop`` is set.
@@ -107,6 +108,7 @@ class StreamSource:
     stays continuous across reconnects."""
 
     live = True
+    paced_s = 0.0  # a stream arrives at its own pace: no waiting here
 
     def __init__(self, cfg: RtspSourceConfig | HttpSourceConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.name, self.cfg, self.clock = cfg.url, cfg, clock

@@ -30,7 +30,7 @@ from pipelines.overlay import draw_detections, draw_zones
 from pipelines.runner import CameraPipeline, build_pipeline, detect_and_process
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseContext, CaseWriter
-from pipelines.source_kinds import FileSource, Source, open_source, source_config
+from pipelines.source_kinds import Source, open_source, source_config
 from pipelines.sources import DecodeMode, Frame, SourceError
 from pipelines.stages import Sample
 from service.fleet import CameraView, OnEvent, OnHealth, OnWarn
@@ -112,12 +112,9 @@ class CameraWorker:
     def _frames(self) -> Iterator[Frame]:
         """The source's frames, with the time spent decoding them counted (not the wait for real-time pace)."""
         mode: DecodeMode = "keyframes" if self.mode == "keyframes" else "all"
-        paced = self.source if isinstance(self.source, FileSource) else None
         t_dec = time.perf_counter()
         for frame in self.source.frames(mode, self.stop_event):
-            waited = paced.paced_s if paced is not None else 0.0
-            if paced is not None:
-                paced.paced_s = 0.0
+            waited, self.source.paced_s = self.source.paced_s, 0.0
             self.pipeline.stats.decode_s += max(0.0, time.perf_counter() - t_dec - waited)
             yield frame
             t_dec = time.perf_counter()

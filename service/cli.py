@@ -7,6 +7,11 @@ Each package registers its own commands (``register(sub, groups)``), lowest laye
     pipelines.commands  analyze, evaluate images|clips|loads
     service.commands    serve, speak, datasets from-reviews
 
+A command imports what it runs only when it runs (the only function-level imports of the project's own
+modules): ``streetwatch --help`` and every command start in a fraction of a second (0.25 s) instead of
+loading the whole product (2.1 s). Those imports go downward only, like the rest of each layer, and
+``lint-imports`` checks them too.
+
 Exit codes: 0 success (for analyze: at least one input analysed), 1 usage error or unreadable dataset,
 2 nothing could be analysed, 3 a score fell below its baseline, 4 a dataset check found problems.
 """

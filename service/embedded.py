@@ -7,34 +7,15 @@ background thread of the calling process and stops it on leaving the ``with`` bl
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import uvicorn
 
 from service.app import create_app
+from service.loops import wait_until
 from service.settings import ServiceConfig
-
-T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T], timeout: float = 60.0, what: str = "condition", every: float = 0.2) -> T:
-    """Poll ``check`` until it returns something truthy and return it.
-
-    Raises:
-        TimeoutError: ``check`` stayed falsy for ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
 
 
 @contextmanager

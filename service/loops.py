@@ -1,8 +1,14 @@
-"""A daemon thread running a loop until stopped: the detector, the watchdog and the notifiers use it."""
+"""Background loops: a daemon thread running until stopped (the detector, the stall watch, the notifiers), and
+polling a condition until it holds."""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class BackgroundLoop:
@@ -25,3 +31,19 @@ class BackgroundLoop:
         self.stop_event.set()
         self.wakeup.set()
         self.thread.join(timeout)
+
+
+def wait_until(check: Callable[[], T], timeout: float = 60.0, what: str = "condition", every: float = 0.2) -> T:
+    """Poll ``check`` until it returns something truthy and return it.
+
+    Raises:
+        TimeoutError: ``check`` stayed falsy for ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)

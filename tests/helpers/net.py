@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 from typing import Any
+
+from service.loops import wait_until
 
 
 def free_port() -> int:
@@ -20,10 +21,7 @@ def wait_for(check: Callable[[], Any], timeout: float = 60.0, what: str = "condi
 
     Fails the test (``AssertionError``) when ``check`` stayed falsy for ``timeout`` seconds.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    try:
+        return wait_until(check, timeout, what)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from exc
