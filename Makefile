@@ -30,7 +30,7 @@ demo: $(STAMP)
 	bash scripts/install-runtime.sh
 	$(BIN)/streetwatch synth --out $(DEMO)/input --clips 1 --clip-seconds 30
 	$(BIN)/streetwatch analyze $(DEMO)/input/clips/street_000.mp4 --out $(DEMO)/report \
-		--config examples/demo_cameras.yaml --dwell 4 --annotate
+		--config examples/shops/cameras.yaml --dwell 4 --annotate
 	@echo "Open $(DEMO)/report/report.html"
 
 # Style, types and the house's layers (import-linter contracts in pyproject.toml).

@@ -22,7 +22,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, cast
@@ -30,11 +30,14 @@ from typing import Any, cast
 from tqdm import tqdm
 
 from detector.backends.base import DetectorBackend, ModelLoadError, config_for, create_backend
+from detector.reminders import shop_stats
 from detector.warnings import warning_stats
 from pipelines.config import AppConfig, CameraConfig, ConfigError, load_config_lenient
 from pipelines.distributed import Applier, OpLog, RayUnavailable, connect, node_id
+from pipelines.reminders import ReminderLogRow, ReminderSetup
 from pipelines.report import RunStats, SourceSummary, write_cases_csv, write_cases_json, write_report
 from pipelines.runner import build_pipeline, run_source
+from pipelines.shops import RegistryError, Shop, read_shops
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseStore, CaseWriter
 from pipelines.sinks.video import AnnotatedVideoWriter
@@ -61,6 +64,7 @@ class AnalyzeOptions:
     progress: bool = True
     ray: str | None = None  # HOST:PORT of a Ray head: one task per input file on the cluster
     ray_cpus: float = 1.0  # CPUs a Ray task asks for (its detector uses as many threads)
+    started: datetime | None = None  # local time the recordings start at (texts, quiet hours); None: now
 
 
 @dataclass
@@ -93,14 +97,17 @@ def camera_for(path: Path, cfg: AppConfig) -> CameraConfig:
 
 
 def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: DetectorBackend,
-                 store: CaseWriter, bar_position: int | None) -> SourceSummary:
+                 store: CaseWriter, bar_position: int | None, shops: tuple[Shop, ...] = ()) -> SourceSummary:
     cam = camera_for(path, cfg)
     rules = cfg.rules_for(cam)
     settings = rules.settings(opts.dwell)
     info = probe(path)
     evidence = EvidenceRecorder(opts.out / "evidence", long_s=max(settings.dwell_s.values()) + 30)
+    started = opts.started or datetime.now()
+    reminders = ReminderSetup(shops, cfg.reminders, clock=lambda ts: started + timedelta(seconds=ts)) \
+        if any(s.camera == cam.id for s in shops) else None
     pipeline = build_pipeline(cam, settings, backend.names, store, str(path), evidence, opts.out,
-                              dwell_override=opts.dwell)
+                              dwell_override=opts.dwell, reminders=reminders)
     writer = None
     if opts.annotate:
         writer = AnnotatedVideoWriter(opts.out / "annotated" / f"{path.stem}.mp4", backend.names)
@@ -128,10 +135,13 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
     if pipeline.warnings is not None:
         out["warnings"] = warning_stats(pipeline.warning_actions)
         out["warning_log"] = pipeline.warnings.log_rows
+    if pipeline.reminders is not None:
+        out["reminder_log"] = pipeline.reminders.rows
+        out["reminder_records"] = pipeline.reminders.records
     return out
 
 
-def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int
+def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int, shops: tuple[Shop, ...]
             ) -> tuple[dict[str, SourceSummary], list[InputError]]:
     """Analyse files in a worker process (own detector session, own store connection)."""
     cfg = AppConfig.model_validate_json(cfg_json)
@@ -142,7 +152,7 @@ def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int
     try:
         for p in paths:
             try:
-                results[p] = _analyze_one(Path(p), opts, cfg, backend, store, None)
+                results[p] = _analyze_one(Path(p), opts, cfg, backend, store, None, shops)
             except SourceError as exc:
                 errors.append({"source": p, "error": str(exc)})
     finally:
@@ -150,7 +160,8 @@ def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int
     return results, errors
 
 
-def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, model: bytes) -> dict[str, Any]:
+def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, model: bytes,
+              shops: tuple[Shop, ...] = ()) -> dict[str, Any]:
     """One input file as a Ray task: the pipeline runs here, into a scratch folder and an op log.
 
     The model comes as bytes (a node needs no copy of it). Returns the file's stats, the op log
@@ -165,7 +176,7 @@ def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, mode
         weights.write_bytes(model)
         try:
             backend = create_backend(config_for(weights, conf=opts.conf, imgsz=opts.imgsz, threads=threads))
-            stats = _analyze_one(Path(path), local, cfg, backend, oplog, None)
+            stats = _analyze_one(Path(path), local, cfg, backend, oplog, None, shops)
         except (SourceError, ModelLoadError) as exc:
             return {"error": str(exc), "node": node_id()}
         files = {f.relative_to(tmp).as_posix(): f.read_bytes()
@@ -173,8 +184,8 @@ def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, mode
         return {"stats": stats, "ops": oplog.take(0), "files": files, "node": node_id()}
 
 
-def _analyze_on_ray(files: list[Path], opts: AnalyzeOptions, cfg: AppConfig, store: CaseStore
-                    ) -> tuple[dict[str, SourceSummary], list[InputError]]:
+def _analyze_on_ray(files: list[Path], opts: AnalyzeOptions, cfg: AppConfig, store: CaseStore,
+                    shops: tuple[Shop, ...] = ()) -> tuple[dict[str, SourceSummary], list[InputError]]:
     """Run one Ray task per file and apply each task's op log to ``store`` as it finishes."""
     try:
         ray = connect(opts.ray or "")
@@ -184,7 +195,7 @@ def _analyze_on_ray(files: list[Path], opts: AnalyzeOptions, cfg: AppConfig, sto
     threads = max(1, round(opts.ray_cpus))
     cfg_json = cfg.model_dump_json()
     model = ray.put(opts.model.read_bytes())  # one copy in the object store, fetched once per node
-    pending = {task.remote(str(f), opts, cfg_json, threads, model): f for f in files}
+    pending = {task.remote(str(f), opts, cfg_json, threads, model, shops): f for f in files}
     applier = Applier(store, opts.out)
     per_source: dict[str, SourceSummary] = {}
     errors: list[InputError] = []
@@ -240,6 +251,24 @@ def _inputs(opts: AnalyzeOptions) -> tuple[list[Path], list[InputError], AppConf
     return files, errors, cfg
 
 
+def _shops(cfg: AppConfig, errors: list[InputError]) -> tuple[Shop, ...]:
+    """The shop registry the camera file names; its bad rows (or an unreadable file) become input errors."""
+    if cfg.shops is None:
+        return ()
+    try:
+        shops, bad = read_shops(cfg.shops)
+    except RegistryError as exc:
+        errors.append({"source": str(cfg.shops), "error": str(exc)})
+        return ()
+    errors.extend({"source": str(cfg.shops), "error": b} for b in bad)
+    cameras = {c.id for c in cfg.cameras}
+    for s in shops:
+        if cameras and s.camera not in cameras:
+            log.warning("%s: shop %s names camera %s, which the camera file does not have", cfg.shops, s.id,
+                        s.camera)
+    return tuple(shops)
+
+
 def _fresh_store(out: Path) -> CaseStore:
     """A new ``out/cases.db``; a previous run's database is kept beside it under a time stamp, never mixed."""
     db = out / "cases.db"
@@ -256,6 +285,7 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
     started = time.perf_counter()
     opts.out.mkdir(parents=True, exist_ok=True)
     files, errors, cfg = _inputs(opts)
+    shops = _shops(cfg, errors)
     store = _fresh_store(opts.out)
     per_source: dict[str, SourceSummary] = {}
     model_info: dict[str, Any] = {"path": str(opts.model)}
@@ -268,13 +298,14 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
             errors.append({"source": str(opts.model), "error": str(exc)})
             files = []
     if files and opts.ray:
-        per_source, ray_errors = _analyze_on_ray(files, opts, cfg, store)
+        per_source, ray_errors = _analyze_on_ray(files, opts, cfg, store, shops)
         errors.extend(ray_errors)
     elif files and opts.workers <= 1:
         bar = tqdm(files, desc="inputs", unit="file", position=0, disable=not opts.progress)
         for path in bar:
             try:
-                per_source[str(path)] = _analyze_one(path, opts, cfg, backend, store, 1 if opts.progress else None)
+                per_source[str(path)] = _analyze_one(path, opts, cfg, backend, store, 1 if opts.progress else None,
+                                                          shops)
             except SourceError as exc:
                 errors.append({"source": str(path), "error": str(exc)})
         bar.close()
@@ -282,7 +313,7 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
         threads = max(1, (os.cpu_count() or 2) // opts.workers)
         chunks = [[str(f) for f in files[i :: opts.workers]] for i in range(opts.workers)]
         with ProcessPoolExecutor(max_workers=opts.workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_worker, c, opts, cfg.model_dump_json(), threads) for c in chunks if c]
+            futures = [pool.submit(_worker, c, opts, cfg.model_dump_json(), threads, shops) for c in chunks if c]
             for fut in tqdm(as_completed(futures), total=len(futures), desc="workers", disable=not opts.progress):
                 res, errs = fut.result()
                 per_source.update(res)
@@ -306,8 +337,14 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
         "workers": opts.workers, "ray": opts.ray, "cameras": [c.model_dump() for c in cfg.cameras],
         "rules": cfg.rules.model_dump(),
     }
-    write_cases_json(opts.out / "cases.json", cases, errors, stats, settings)
+    reminders: list[ReminderLogRow] | None = None
+    shop_records = None
+    if cfg.shops is not None:
+        reminders = [r for s in per_source.values() for r in s.get("reminder_log", [])]
+        shop_records = shop_stats(r for s in per_source.values() for r in s.get("reminder_records", []))
+        settings["shops"] = {"registry": str(cfg.shops), "registered": len(shops)}
+    write_cases_json(opts.out / "cases.json", cases, errors, stats, settings, reminders, shop_records)
     write_cases_csv(opts.out / "cases.csv", cases)
-    report = write_report(opts.out, cases, errors, stats, settings)
+    report = write_report(opts.out, cases, errors, stats, settings, reminders, shop_records)
     code = 0 if per_source else 2
     return AnalyzeResult(cases, errors, stats, settings, code, report, list(per_source))

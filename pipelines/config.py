@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from detector.reminders import DEFAULT_TEMPLATE, ReminderSettings
 from detector.rules import DEFAULT_DWELL_S, AllowArea, RuleSettings, StallContext, ZoneSpec
 from detector.scene import SceneSettings
 from detector.warnings import DEFAULT_MESSAGES, QuietHours, WarningSettings
@@ -221,6 +222,55 @@ class WarningConfig(Strict):
                                volume=self.volume)
 
 
+class ReminderConfig(Strict):
+    """Texts to the shop that answers for a pavement ("门前三包") and the re-check that follows them.
+
+    Set globally (``reminders:`` at the top of the file), per camera or per zone; the nearest one counts.
+    """
+
+    enabled: bool = Field(default=True, description="Remind shops of violations in their frontage here.")
+    channels: list[str] = Field(default_factory=list, description="SMS notifiers to send through (service); "
+                                "default: every SMS notifier. Batch analysis only records the names.")
+    template: str = Field(default=DEFAULT_TEMPLATE, min_length=1, max_length=500,
+                          description="Mandarin text with {shop} {violation} {place} {time} {deadline} {case}.")
+    deadline_s: float = Field(default=600.0, gt=0, le=86_400, description="Re-check the place this long after "
+                              "the text; still there: reminder_no_effect, and the usual path follows.")
+    quiet_hours: list[str] = Field(default_factory=lambda: ["21:00-08:00"],
+                                   description="Daily windows without texts (the violation takes the usual path).")
+    max_per_day: int = Field(default=2, ge=1, le=100, description="Texts per shop and day at most.")
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _windows(cls, v: list[str]) -> list[str]:
+        for w in v:
+            QuietHours.parse(w)
+        return v
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            v.format_map(_AnyKey())
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"template: {exc} (write variables as {{shop}}, braces as {{{{ }}}})") from exc
+        return v
+
+    def settings(self) -> ReminderSettings | None:
+        """The policy in the form the reminder loop uses (None when disabled)."""
+        if not self.enabled:
+            return None
+        return ReminderSettings(channels=tuple(self.channels), template=self.template, deadline_s=self.deadline_s,
+                                quiet_hours=tuple(QuietHours.parse(w) for w in self.quiet_hours),
+                                max_per_day=self.max_per_day)
+
+
+class _AnyKey(dict[str, str]):
+    """Every name is known (a template's variables are checked for syntax only)."""
+
+    def __missing__(self, name: str) -> str:
+        return ""
+
+
 class StallContextConfig(Strict):
     """The second path to a street stall: people staying next to stall furniture in a no-vending zone."""
 
@@ -273,6 +323,8 @@ class ZoneConfig(Strict):
     notify: list[str] | None = Field(
         default=None, description="Notifiers this zone's cases go to (names of the service's notifiers); "
         "default: the camera's.")
+    reminders: ReminderConfig | None = Field(default=None, description="Texts to the responsible shop "
+                                             "(default: the camera's policy).")
     detect_fps: float | None = Field(
         default=None, gt=0, le=60, description="This zone's own detection rate (default: the camera's): e.g. 2 for "
         "a carriageway watched for passing trucks, 0.5 for a pavement watched for garbage. With the camera's roi "
@@ -336,6 +388,8 @@ class CameraConfig(Strict):
         default=None, description="Notifiers this camera's cases go to (names of the service's notifiers); "
         "default: every webhook.")
     scene: SceneConfig = Field(default_factory=SceneConfig, description="How detections become objects.")
+    reminders: ReminderConfig | None = Field(default=None, description="Texts to the responsible shop (default: "
+                                             "the file's policy).")
 
     @model_validator(mode="after")
     def _unique_zones(self) -> CameraConfig:
@@ -369,12 +423,24 @@ class CameraConfig(Strict):
         """Warning policies by zone id (zones without one are left out)."""
         return {z.id: z.warnings.settings() for z in self.zones if z.warnings is not None}
 
+    def reminder_settings(self, default: ReminderConfig) -> dict[str, ReminderSettings]:
+        """Reminder policies by zone id: the zone's, else the camera's, else ``default`` (disabled ones left out).
+
+        A camera without zones has one, ``frame``.
+        """
+        camera = self.reminders or default
+        zones = [(z.id, z.reminders or camera) for z in self.zones] if self.zones else [("frame", camera)]
+        return {zid: s for zid, cfg in zones if (s := cfg.settings()) is not None}
+
 
 class AppConfig(Strict):
-    """A camera file: cameras plus global rule defaults."""
+    """A camera file: cameras plus global rule defaults, and the shops that answer for pavements."""
 
     cameras: list[CameraConfig] = Field(default_factory=list)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    shops: Path | None = Field(default=None, description="Shop registry (CSV or .xlsx), relative to this file: "
+                               "violations in a shop's frontage are texted to the shop first.")
+    reminders: ReminderConfig = Field(default_factory=ReminderConfig, description="Default reminder policy.")
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> AppConfig:
@@ -494,7 +560,15 @@ def load_config_lenient(path: Path) -> tuple[AppConfig, list[BadCamera]]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from exc
-    return parse_config_lenient(text, str(path))
+    cfg, bad = parse_config_lenient(text, str(path))
+    return _relative_to(cfg, path), bad
+
+
+def _relative_to(cfg: AppConfig, path: Path) -> AppConfig:
+    """Paths in a camera file are relative to the file."""
+    if cfg.shops is not None and not cfg.shops.is_absolute():
+        return cfg.model_copy(update={"shops": path.parent / cfg.shops})
+    return cfg
 
 
 def load_config(path: Path) -> AppConfig:
@@ -504,4 +578,4 @@ def load_config(path: Path) -> AppConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from exc
     cfg: AppConfig = parse_config(text, str(path))
-    return cfg
+    return _relative_to(cfg, path)

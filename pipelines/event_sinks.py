@@ -32,7 +32,8 @@ class EventSink:
         """Every decoded frame, sampled or not (an evidence buffer keeps them)."""
 
     def defers_dispatch(self, event: ViolationEvent) -> bool:
-        """Whether this sink decides later on the case's dispatch (a voice warning comes first)."""
+        """Whether this sink decides later on the case's dispatch (a voice warning comes first). Asked of
+        every sink for every event, before the event is committed."""
         return False
 
     def on_event(self, event: ViolationEvent, case_id: str, frame: Frame | None) -> None:
@@ -103,15 +104,31 @@ class WarningSink(EventSink):
         self.time_of_day, self.source = time_of_day, source
         self.actions: list[WarningAction] = []
         self._case_of: dict[str, str] = {}
+        self._held: set[str] = set()
 
     def defers_dispatch(self, event: ViolationEvent) -> bool:
         policy = self.loop.zones.get(event.zone)
         return policy is not None and event.violation in policy.violations
 
+    def hold(self, key: str) -> None:
+        """Another loop goes first at this place (a text to the responsible shop): no warning at its start."""
+        self._held.add(key)
+
+    def release(self, key: str, zone: str, violation: str, ts: float) -> bool:
+        """The loop that went first had no effect: warn now, as at a start. Returns whether this zone warns
+        about the violation (if not, the caller dispatches the case itself)."""
+        self._held.discard(key)
+        policy = self.loop.zones.get(zone)
+        if policy is None or violation not in policy.violations:
+            return False
+        self._apply(self.loop.on_start(key, zone, violation, ts, self.time_of_day()))
+        return True
+
     def on_event(self, event: ViolationEvent, case_id: str, frame: Frame | None) -> None:
         self._case_of[event.key] = case_id
         if event.state is EventState.START:
-            self._apply(self.loop.on_start(event.key, event.zone, event.violation, event.ts, self.time_of_day()))
+            if event.key not in self._held:
+                self._apply(self.loop.on_start(event.key, event.zone, event.violation, event.ts, self.time_of_day()))
         elif event.state is EventState.END:
             self.loop.on_end(event.key, event.ts)
         else:

@@ -19,7 +19,9 @@ import cv2
 import numpy as np
 
 from detector.events import VIOLATIONS
+from detector.reminders import ReminderRecord, ShopStats
 from detector.warnings import WarningStats
+from pipelines.reminders import ReminderLogRow
 from pipelines.sources import InputError
 
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -49,6 +51,8 @@ class SourceSummary(TypedDict, total=False):
     camera: str
     warnings: dict[str, WarningStats]
     warning_log: list[dict[str, object]]
+    reminder_log: list[ReminderLogRow]
+    reminder_records: list[ReminderRecord]
     ray_node: str
 
 
@@ -131,10 +135,15 @@ def timeline_png(cases: list[dict[str, Any]], duration: float, path: Path, width
 
 
 def write_cases_json(path: Path, cases: list[dict[str, Any]], errors: list[InputError], stats: RunStats,
-                     settings: dict[str, Any]) -> None:
-    """Write ``cases.json``."""
-    path.write_text(json.dumps({"cases": cases, "errors": errors, "stats": stats, "settings": settings},
-                               indent=1, ensure_ascii=False))
+                     settings: dict[str, Any], reminders: list[ReminderLogRow] | None = None,
+                     shops: dict[str, ShopStats] | None = None) -> None:
+    """Write ``cases.json`` (with the texts to shops and each shop's record when shops are registered)."""
+    body: dict[str, Any] = {"cases": cases, "errors": errors, "stats": stats, "settings": settings}
+    if reminders is not None:
+        body["reminders"] = reminders
+    if shops is not None:
+        body["shops"] = shops
+    path.write_text(json.dumps(body, indent=1, ensure_ascii=False))
 
 
 def write_cases_csv(path: Path, cases: list[dict[str, Any]]) -> None:
@@ -168,9 +177,37 @@ def perception_summary(details: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def shops_section(reminders: list[ReminderLogRow], shops: dict[str, ShopStats]) -> list[str]:
+    """The report's section on shop frontage responsibility: each shop's record, then every text sent."""
+    e = html.escape
+    parts = ["<h2>Shops (门前三包): reminders simulated on the recordings</h2><table><tr><th>shop</th>"
+             "<th>violations</th><th>reminders</th><th>resolved by reminder</th><th>no effect</th><th>share resolved"
+             "</th><th>median time to clear</th><th>repeat offences</th></tr>"]
+    for shop, s in sorted(shops.items()):
+        share = "–" if s["share_resolved"] is None else f"{s['share_resolved']:.0%}"
+        clear = "–" if s["median_time_to_clear_s"] is None else f"{s['median_time_to_clear_s']:.0f} s"
+        parts.append(f"<tr><td><code>{e(shop)}</code></td><td>{s['violations']}</td><td>{s['reminders']}</td>"
+                     f"<td>{s['resolved']}</td><td>{s['no_effect']}</td><td>{share}</td><td>{clear}</td>"
+                     f"<td>{s['repeat_offences']}</td></tr>")
+    parts.append("</table>")
+    if reminders:
+        parts.append("<table><tr><th>sent</th><th>shop</th><th>to</th><th>channel</th><th>text</th><th>re-check</th>"
+                     "<th>outcome</th><th>case</th></tr>")
+        for r in reminders:
+            outcome = e(r["outcome"] or "waiting")
+            if r["time_to_clear_s"] is not None:
+                outcome += f" (cleared {r['time_to_clear_s']:.0f} s after the text)"
+            parts.append(f"<tr><td>{r['sent_s']:.1f}s</td><td>{e(r['shop_name'])}</td><td>{e(r['to'])}</td>"
+                         f"<td>{e(r['channel'])}</td><td>{e(r['text'])}</td><td>{r['deadline_s']:.1f}s</td>"
+                         f"<td>{outcome}</td><td><code>{e(r['case'])}</code></td></tr>")
+        parts.append("</table>")
+    return parts
+
+
 def write_report(out: Path, cases: list[dict[str, Any]], errors: list[InputError], stats: RunStats,
-                 settings: dict[str, Any]) -> Path:
-    """Write ``report.html`` with a timeline per source; returns its path."""
+                 settings: dict[str, Any], reminders: list[ReminderLogRow] | None = None,
+                 shops: dict[str, ShopStats] | None = None) -> Path:
+    """Write ``report.html`` with a timeline per source (and the shops' section); returns its path."""
     e = html.escape
     parts = ["<h1>streetwatch — violation report</h1>",
              f"<p>{len(cases)} cases from {len(stats.get('sources', {}))} sources; "
@@ -215,6 +252,8 @@ def write_report(out: Path, cases: list[dict[str, Any]], errors: list[InputError
             parts.append("</table><p>" + "; ".join(
                 f"{e(k)}: {v['played']} played, resolved by warning {v['share_resolved']}, median time to clear "
                 f"{v['median_time_to_clear_s']} s" for k, v in (st.get("warnings") or {}).items()) + "</p>")
+    if shops is not None:
+        parts += shops_section(reminders or [], shops)
     parts.append("<h2>Settings</h2><pre>" + e(json.dumps(settings, indent=1, ensure_ascii=False)) + "</pre>")
     path = out / "report.html"
     path.write_text(html_page("streetwatch report", "\n".join(parts)), encoding="utf-8")

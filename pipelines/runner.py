@@ -32,6 +32,7 @@ from detector.types import Detections
 from detector.warnings import WarningAction, WarningLoop
 from pipelines.config import CameraConfig
 from pipelines.event_sinks import CallbackSink, EventCallback, EventSink, EvidenceSink, WarningSink
+from pipelines.reminders import ReminderSetup, ReminderSink
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseContext, CaseWriter
 from pipelines.sources import Frame
@@ -96,6 +97,11 @@ class CameraPipeline:
     def warnings(self) -> WarningSink | None:
         """The voice-warning loop, if the camera has warning policies."""
         return next((s for s in self.sinks if isinstance(s, WarningSink)), None)
+
+    @property
+    def reminders(self) -> ReminderSink | None:
+        """The shop reminder loop, if the camera has a reminder policy."""
+        return next((s for s in self.sinks if isinstance(s, ReminderSink)), None)
 
     @property
     def warning_actions(self) -> list[WarningAction]:
@@ -171,8 +177,9 @@ class CameraPipeline:
 
     def _emit(self, ev: ViolationEvent, frame: Frame | None) -> None:
         context = self.context
-        if context is not None and any(s.defers_dispatch(ev) for s in self.sinks):
-            context = replace(context, defer_dispatch=True)  # the warning's re-check decides on dispatch
+        deferred = [s.defers_dispatch(ev) for s in self.sinks]  # every sink is asked (one may decide now)
+        if context is not None and any(deferred):
+            context = replace(context, defer_dispatch=True)  # a reminder's or warning's re-check decides later
         case_id = self.store.record(ev, self.source, context)  # committed before anyone hears of it
         self.stats.events += 1
         for sink in self.sinks:
@@ -201,7 +208,7 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
                    on_event: EventCallback | None = None,
                    on_warning: Callable[[WarningAction, str], None] | None = None,
                    time_of_day: Callable[[], dt.time] | None = None,
-                   tracker: Tracker | None = None) -> CameraPipeline:
+                   tracker: Tracker | None = None, reminders: ReminderSetup | None = None) -> CameraPipeline:
     """Assemble a camera's pipeline: the one assembly used by analyze, evaluate, serve and the Ray shards.
 
     Args:
@@ -218,6 +225,7 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
         on_warning: Plays a voice warning (the service); None: warnings are only recorded (batch).
         time_of_day: The local time of day for quiet hours (default: the wall clock).
         tracker: The tracker (default: norfair, bridging gaps of the rules' tolerance).
+        reminders: Shops and the reminder policy: violations in a shop's frontage are texted to the shop first.
     """
     zones = camera.zone_specs(dwell_override)
     rules = ViolationRules(camera.id, zones, names, settings)
@@ -227,9 +235,15 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
                                                                                       1.0) / 4)))
     sinks: list[EventSink] = []
     policies = camera.warning_settings()
-    if policies:
-        sinks.append(WarningSink(WarningLoop(policies), store, context, on_warning,
-                                 time_of_day or (lambda: dt.datetime.now().time()), source))
+    warnings = WarningSink(WarningLoop(policies), store, context, on_warning,
+                           time_of_day or (lambda: dt.datetime.now().time()), source) if policies else None
+    if reminders is not None and (reminding := camera.reminder_settings(reminders.default)):
+        clock = reminders.clock or (lambda _ts: dt.datetime.now())
+        sinks.append(ReminderSink(camera.id, reminders.shops, reminding, store, context, camera.location.address,
+                                  clock, reminders.notify, warnings, source,
+                                  {z: rules.tolerance(z) for z in reminding}))  # before the warnings: it goes first
+    if warnings is not None:
+        sinks.append(warnings)
     if evidence is not None:
         sinks.append(EvidenceSink(evidence, store, evidence_root, zones, source))
     if on_event is not None:

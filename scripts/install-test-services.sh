@@ -3,8 +3,10 @@
 # (scripts/rtsp_server.py, run by the system python3 with python3-gi) and a PostgreSQL server
 # (the tests start their own throw-away cluster on 127.0.0.1), and espeak-ng for the Mandarin voice
 # warnings, Mesa's EGL/OpenGL driver (llvmpipe) for the synthetic-scene renderer, and Chromium for the
-# dashboard's browser tests (driven by Playwright; no browser download). Idempotent; needs root.
+# dashboard's browser tests (driven by Playwright; no browser download), and the Kannel SMS gateway with its
+# fake SMSC (scripts/install-kannel.sh; the tests start their own on 127.0.0.1). Idempotent; needs root.
 set -euo pipefail
+bash "$(dirname "$0")/install-kannel.sh"
 have_pg() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
 have_egl() { ldconfig -p | grep -q libEGL_mesa; }
 if have_pg && have_egl && command -v chromium >/dev/null && command -v espeak-ng >/dev/null && /usr/bin/python3 - <<'PY' 2>/dev/null

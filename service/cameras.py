@@ -27,7 +27,9 @@ from detector.backends.base import DetectorBackend, config_for, create_backend
 from pipelines.config import CameraConfig
 from pipelines.event_sinks import EventCallback
 from pipelines.overlay import draw_detections, draw_zones
+from pipelines.reminders import ReminderSetup
 from pipelines.runner import CameraPipeline, build_pipeline, detect_and_process
+from pipelines.shops import Shop
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseContext, CaseWriter
 from pipelines.source_kinds import Source, open_source, source_config
@@ -237,6 +239,15 @@ def frame_jpeg_of(worker: CameraWorker, overlay: bool) -> bytes | None:
     return bytes(buf) if ok else None
 
 
+def case_context(cam: CameraConfig, default_targets: tuple[str, ...]) -> CaseContext:
+    """What the service writes with each case of a camera: its place and the notifiers its cases go to."""
+    targets, zone_targets = cam.case_targets(default_targets)
+    return CaseContext(address=cam.location.address, gps=cam.location.gps, targets=targets,
+                       zone_targets=zone_targets or None,
+                       payload_extra={"camera_name": cam.name,
+                                      "description": f"{cam.name or cam.id}: automatic detection"})
+
+
 class LocalCameras:
     """Cameras read in this process, their samples batched through one shared detector.
 
@@ -250,11 +261,14 @@ class LocalCameras:
         on_event: Called with each violation event after its case is stored.
         on_health: Called on every camera health change.
         on_warn: Called with each voice warning to play.
+        reminders: What a new camera needs to text shops, asked at each start (None: shops are not texted).
     """
 
     def __init__(self, config: ServiceConfig, store: CaseWriter, evidence_root: Path, on_event: OnEvent,
-                 on_health: OnHealth, on_warn: OnWarn) -> None:
+                 on_health: OnHealth, on_warn: OnWarn,
+                 reminders: Callable[[], ReminderSetup | None] | None = None) -> None:
         self.config = config
+        self.reminders = reminders
         self.store = store
         self.evidence_root = evidence_root
         self.on_event, self.on_health, self.on_warn = on_event, on_health, on_warn
@@ -273,15 +287,12 @@ class LocalCameras:
         settings = (cam.rules or self.config.rules).settings()
         evidence = EvidenceRecorder(self.evidence_root / cam.id, long_s=max(settings.dwell_s.values()) + 30,
                                     fast_fps=4.0, max_width=960)
-        targets, zone_targets = cam.case_targets(self.config.case_notifiers())
-        context = CaseContext(address=cam.location.address, gps=cam.location.gps, targets=targets,
-                              zone_targets=zone_targets or None,
-                              payload_extra={"camera_name": cam.name,
-                                             "description": f"{cam.name or cam.id}: automatic detection"})
+        context = case_context(cam, self.config.case_notifiers())
         return build_pipeline(cam, settings, self.backend.names, self.store, cam.source, evidence,
                               self.evidence_root, context=context,
                               on_event=on_event,
-                              on_warning=lambda action, case_id: self.on_warn(cam.id, action, case_id))
+                              on_warning=lambda action, case_id: self.on_warn(cam.id, action, case_id),
+                              reminders=self.reminders() if self.reminders is not None else None)
 
     def add(self, cam: CameraConfig) -> None:
         """Build the camera's source, pipeline and reader and start reading."""
@@ -344,6 +355,14 @@ class LocalCameras:
         if w is None:
             raise KeyError(camera_id)
         return frame_jpeg_of(w, overlay)
+
+    def set_shops(self, shops: list[Shop]) -> None:
+        """Every running camera attributes violations to these shops from now on."""
+        for w in list(self.engine.workers.values()):
+            sink = w.pipeline.reminders
+            if sink is not None:
+                with w.pipeline.lock:
+                    sink.set_shops(shops)
 
     def alive(self) -> dict[str, bool]:
         """Readiness checks of this camera fleet."""

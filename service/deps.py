@@ -52,8 +52,14 @@ def require(role: str) -> Callable[[Request], str]:
             raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
         if ROLE_RANK[who[1]] < ROLE_RANK[role]:
             raise HTTPException(403, f"needs the {role} role")
+        request.state.role = who[1]  # routes that show more to higher roles read it (see at_least)
         return who[0]
     return check
+
+
+def at_least(request: Request, role: str) -> bool:
+    """Whether the request's (already checked) token has at least ``role``."""
+    return ROLE_RANK.get(getattr(request.state, "role", "viewer"), 0) >= ROLE_RANK[role]
 
 
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]

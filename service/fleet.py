@@ -14,6 +14,7 @@ from detector.events import ViolationEvent
 from detector.warnings import WarningAction
 from pipelines.config import CameraConfig
 from pipelines.runner import SourceStats
+from pipelines.shops import Shop
 
 UNTRACKED_NOTE = "tracking restarted: no longer followed; a violation still there opens a new case"
 
@@ -64,6 +65,9 @@ class CameraFleet(Protocol):
 
     def frame_jpeg(self, camera_id: str, overlay: bool) -> bytes | None:
         """The camera's last processed frame as JPEG (raises ``KeyError`` for an unknown camera)."""
+
+    def set_shops(self, shops: list[Shop]) -> None:
+        """The shop registry changed: running cameras attribute violations to these shops from now on."""
 
     def alive(self) -> dict[str, bool]:
         """Readiness checks of the fleet's moving parts."""

@@ -64,5 +64,15 @@ def render(rt: Runtime) -> str:
            [(labels(k), float(v["resolved"])) for k, v in stats.items()])
     metric("streetwatch_warnings_no_effect_total", "counter", "Violations still there at the re-check.",
            [(labels(k), float(v["no_effect"])) for k, v in stats.items()])
+    shops = rt.shops.stats()
+    for name, key, help_ in (("violations", "violations", "Violations attributed to the shop."),
+                             ("reminders", "reminders", "Texts sent to the shop."),
+                             ("resolved_by_reminder", "resolved", "Violations cleared by the deadline after a text."),
+                             ("reminder_no_effect", "no_effect", "Violations still there at the deadline."),
+                             ("repeat_offences", "repeat_offences", "Attributed violations after the first.")):
+        metric(f"streetwatch_shop_{name}_total", "counter", help_,
+               [({"shop": shop}, float(s[key])) for shop, s in shops.items()])  # type: ignore[literal-required]
+    metric("streetwatch_sms_sent_total", "counter", "Texts accepted by each SMS gateway.",
+           [({"notifier": str(g["name"])}, float(str(g["sent"]))) for g in rt.notifications.gateways()])
     metric("streetwatch_sse_clients", "gauge", "Connected event-stream clients.", [({}, rt.bus.subscribers)])
     return "\n".join(out) + "\n"

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.config import CameraConfig, Location
+from pipelines.shops import Shop
 from pipelines.sinks.store import Case
 
 CameraHealth = Literal["new", "connecting", "live", "stalled", "failed", "stopped"]
@@ -266,3 +267,81 @@ class DashboardStats(BaseModel):
     closed: int
     closure_rate: float | None = Field(description="closed / total; null with no cases.")
     warnings: WarningSummary
+
+
+# ---------------------------------------------------------------- shops (门前三包)
+
+
+class ShopOut(BaseModel):
+    """A registered shop; ``phone`` is masked (``138****5678``) unless the caller is an operator or admin."""
+
+    id: str
+    name: str
+    address: str
+    phone: str = Field(description="Masked for viewers; full for operators and admins.")
+    camera: str
+    frontage: list[tuple[float, float]] = Field(description="Normalised [x, y] points of the shop's pavement.")
+    violations: list[str] = Field(description="The violations the shop answers for.")
+    licence: str
+    contact: str
+    opt_out: bool = Field(description="The shop asked not to be texted.")
+
+    @classmethod
+    def of(cls, shop: Shop, full_phone: bool) -> ShopOut:
+        """A shop as the caller may see it."""
+        return cls.model_validate(shop.public(full_phone))
+
+
+class ShopImport(BaseModel):
+    """What an import of a registry file did: rows added, rows that replaced a shop, rows set aside."""
+
+    added: int
+    replaced: int
+    errors: list[str] = Field(description="One 'file:line: field: reason' per row set aside.")
+
+
+class ShopStat(BaseModel):
+    """One shop's record (the raw material of its "credit" record)."""
+
+    violations: int = Field(description="Violations attributed to the shop.")
+    reminders: int = Field(description="Texts sent.")
+    resolved: int = Field(description="Cleared by the deadline after a text.")
+    no_effect: int = Field(description="Still there at the deadline.")
+    share_resolved: float | None = Field(description="resolved / (resolved + no_effect); null before any outcome.")
+    median_time_to_clear_s: float | None
+    repeat_offences: int = Field(description="Attributed violations after the first.")
+
+
+class ReminderOut(BaseModel):
+    """A violation attributed to a shop: the text (if one went out), the re-check's outcome, the delivery."""
+
+    id: int
+    case_id: str
+    shop_id: str
+    camera: str
+    zone: str
+    violation: str
+    sent: bool = Field(description="False: attributed but not texted (see reason).")
+    reason: Literal["quiet_hours", "opted_out", "daily_limit"] | None
+    channels: list[str]
+    text: str
+    offence: int = Field(description="The shop's n-th attributed violation seen by the camera's loop.")
+    created_at: str
+    deadline_at: str | None
+    outcome: Literal["resolved_by_reminder", "reminder_no_effect", "undecided"] | None
+    time_to_clear_s: float | None
+    delivery: Literal["accepted", "delivered", "buffered", "failed", "rejected"] | None = Field(
+        description="The SMS gateway's last delivery report.")
+    delivery_at: str | None
+
+
+class SmsGatewayStatus(BaseModel):
+    """An SMS notifier's health and counters."""
+
+    name: str
+    type: Literal["sms"]
+    gateway: Literal["kannel", "http"]
+    sent: int
+    failed: int
+    last_error: str
+    queue: int = Field(description="Texts waiting to be sent.")

@@ -1,10 +1,11 @@
 """The service's notifiers at work: one delivery loop per notifier over the one outbox.
 
 Cases reach the outbox when the case store registers them (one row per notifier the camera or zone names);
-voice warnings when a camera's warning loop decides to speak (one row per speaker of the zone). Each
+voice warnings when a camera's warning loop decides to speak (one row per speaker of the zone); texts to shops
+when a camera's reminder loop attributes a violation to a shop (one row per SMS notifier of the policy). Each
 notifier's :class:`OutboxLoop` delivers its own rows (:func:`~pipelines.notifiers.outbox.deliver_due`), so a
 slow webhook never holds up a loudspeaker. Every attempt is published on the event bus (``dispatch`` for
-cases, ``warning`` for warnings played).
+cases, ``warning`` for warnings played, ``sms`` for texts to shops, with the number masked).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pipelines.config import CameraConfig
 from pipelines.notifiers.notice import Notice, Notifier
 from pipelines.notifiers.outbox import Attempt, deliver_due
 from pipelines.notifiers.registry import build_notifiers
+from pipelines.reminders import ShopReminder
+from pipelines.shops import mask_phone
 from pipelines.sinks.store import CaseStore
 from service.loops import BackgroundLoop
 from service.settings import ServiceConfig
@@ -52,12 +55,14 @@ class Notifications:
         config: The service configuration (``notifiers``, ``dispatch``, ``voice``).
         store: The case store whose outbox is delivered.
         publish: Publishes an event on the service's event bus.
+        dlr_url: Where SMS gateways report deliveries of a reminder (by its id and the notifier's name).
     """
 
-    def __init__(self, config: ServiceConfig, store: CaseStore, publish: Publish) -> None:
+    def __init__(self, config: ServiceConfig, store: CaseStore, publish: Publish,
+                 dlr_url: Callable[[int, str], str] | None = None) -> None:
         self.store, self.publish = store, publish
         self.notifiers = build_notifiers(config.all_notifiers(), config.dispatch.public_url, config.voice.cache,
-                                         config.voice.tts_voice)
+                                         config.voice.tts_voice, dlr_url)
         self.loops = {name: OutboxLoop(store, n, self._attempted) for name, n in self.notifiers.items()}
 
     def start(self) -> None:
@@ -103,10 +108,31 @@ class Notifications:
             except Exception as exc:  # the case stands; a warning that cannot be queued is only logged
                 log.error("warning of case %s for speaker %s not queued: %s", case_id, speaker, exc)
 
+    def sms_channels(self) -> tuple[str, ...]:
+        """The notifiers that send texts to shops."""
+        return tuple(name for name, n in self.notifiers.items() if "sms" in n.kinds)
+
+    def text(self, step: ShopReminder, reminder_id: int) -> None:
+        """Queue a reminder's text for each SMS notifier of its policy (default: every one; returns at once)."""
+        a, shop = step.action, step.shop
+        notice = Notice(kind="sms", case_id=step.case_id, violation=a.violation, camera=step.camera, zone=a.zone,
+                        text=step.text, to=shop.phone, shop=shop.id, reminder_id=reminder_id)
+        payload = notice.model_dump(mode="json", exclude={"kind"})
+        for channel in step.channels or self.sms_channels():
+            try:
+                if self.store.enqueue_notice(step.case_id, channel, "sms", f"sms:{reminder_id}:{channel}", payload):
+                    self.wake(channel)
+            except Exception as exc:  # the case and the reminder's record stand; the text is only logged
+                log.error("text of case %s to shop %s via %s not queued: %s", step.case_id, shop.id, channel, exc)
+
     def _attempted(self, a: Attempt) -> None:
         if a.kind == "case":
             self.publish("dispatch", {"case_id": a.case_id, "target": a.target, "ok": a.ok, "attempts": a.attempts,
                                       "dead": a.dead, "error": a.error})
+        elif a.kind == "sms" and a.notice is not None:
+            n = a.notice
+            self.publish("sms", {"case_id": n.case_id, "shop": n.shop, "to": mask_phone(n.to), "target": a.target,
+                                 "ok": a.ok, "attempts": a.attempts, "dead": a.dead, "error": a.error})
         elif a.ok and a.notice is not None:
             n = a.notice
             self.publish("warning", {"camera": n.camera, "zone": n.zone, "violation": n.violation,
@@ -118,6 +144,12 @@ class Notifications:
         pending = self.store.outbox_pending_by_target()
         return [{**n.status(), "queue": pending.get(name, 0)} for name, n in self.notifiers.items()
                 if "warning" in n.kinds]
+
+    def gateways(self) -> list[dict[str, object]]:
+        """Health and counters of each SMS gateway."""
+        pending = self.store.outbox_pending_by_target()
+        return [{**n.status(), "queue": pending.get(name, 0)} for name, n in self.notifiers.items()
+                if "sms" in n.kinds]
 
     def alive(self) -> dict[str, bool]:
         """Readiness: every delivery loop runs."""

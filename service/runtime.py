@@ -7,6 +7,8 @@ or on Ray actors (:class:`~service.shards.RayCameras`, ``serve --ray``); the run
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import hmac
 import logging
 import os
 import sys
@@ -17,9 +19,12 @@ from typing import Any
 from detector.events import ViolationEvent
 from detector.warnings import WarningAction, WarningStats, warning_stats
 from pipelines.config import CameraConfig
+from pipelines.reminders import ReminderSetup, ShopReminder
+from pipelines.shops import Shop, mask_phone
+from pipelines.sinks.shop_store import ShopBook
 from pipelines.sinks.store import CaseStore
 from service.bus import EventBus
-from service.cameras import LocalCameras
+from service.cameras import LocalCameras, case_context
 from service.fleet import UNTRACKED_NOTE, CameraFleet
 from service.notify import Notifications
 from service.settings import ServiceConfig
@@ -58,12 +63,18 @@ class Runtime:
         self.tokens = tokens
         self.bus = EventBus()
         self.store = CaseStore(config.storage.db)
+        self.shops = ShopBook(self.store)
         self.evidence_root = config.storage.evidence.resolve()
         self.evidence_root.mkdir(parents=True, exist_ok=True)
-        fleet = RayCameras if config.cluster.ray else LocalCameras
-        self.fleet: CameraFleet = fleet(config, self.store, self.evidence_root, self._publish_violation,
-                                        self._on_health, self._warn)
-        self.notifications = Notifications(config, self.store, self.bus.publish)
+        self.dlr_key = hashlib.sha256(("streetwatch-dlr:" + ",".join(sorted(tokens))).encode()).digest()
+        self.notifications = Notifications(config, self.store, self.bus.publish,
+                                           self.dlr_url if config.dispatch.public_url else None)
+        if config.cluster.ray:
+            self.fleet: CameraFleet = RayCameras(config, self.store, self.evidence_root, self._publish_violation,
+                                                 self._on_health, self._warn)
+        else:
+            self.fleet = LocalCameras(config, self.store, self.evidence_root, self._publish_violation,
+                                      self._on_health, self._warn, self._reminder_setup)
         self.cameras: dict[str, CameraConfig] = {}
         self.lock = threading.Lock()
         self.stop_event = threading.Event()  # set when the service stops (open event streams end)
@@ -77,6 +88,7 @@ class Runtime:
         ended = self.store.end_untracked([c.id for c in self.config.cameras], UNTRACKED_NOTE)
         if ended:
             log.info("%d cases left active by the previous run are no longer active", len(ended))
+        self.settle_open_reminders()
         self.fleet.start()
         self.notifications.start()
         for cam in self.config.cameras:
@@ -103,6 +115,66 @@ class Runtime:
         camera = self.cameras.get(camera_id)
         if camera is not None:
             self.notifications.warn(camera, action, case_id)
+
+    def _reminder_setup(self) -> ReminderSetup | None:
+        """What a new camera pipeline needs to text shops (None: no SMS notifier is configured)."""
+        if not self.notifications.sms_channels():
+            return None
+        return ReminderSetup(tuple(self.shops.shops()), self.config.reminders, notify=self._remind)
+
+    def _remind(self, step: ShopReminder) -> None:
+        """Record a reminder step (a text, a skipped one, an outcome) and queue the text."""
+        a = step.action
+        if a.kind == "outcome":
+            self.shops.set_outcome(step.case_id, a.shop, a.outcome or "", a.time_to_clear_s)
+        else:
+            deadline = a.deadline_ts - a.ts if a.deadline_ts is not None else None
+            rid = self.shops.add_reminder(step.case_id, a.shop, step.camera, a.zone, a.violation,
+                                          sent=a.kind == "send", reason=a.reason,
+                                          channels=step.channels or self.notifications.sms_channels(),
+                                          message=step.text, offence=a.offence, deadline_in_s=deadline)
+            if a.kind == "send":
+                self.notifications.text(step, rid)
+        self.bus.publish("reminder", {"case_id": step.case_id, "shop": a.shop, "camera": step.camera,
+                                      "zone": a.zone, "violation": a.violation, "step": a.kind,
+                                      "reason": a.reason, "outcome": a.outcome, "to": mask_phone(step.shop.phone),
+                                      "at": time.time()})
+
+    def settle_open_reminders(self) -> int:
+        """Reminders whose deadline a previous run did not live to see: their cases take the usual path now
+        (dispatch to the camera's notifiers), so no case waits forever for a re-check. Returns how many."""
+        open_ = self.shops.open_reminders()
+        cameras = {c.id: c for c in self.config.cameras}
+        for r in open_:
+            case_id = str(r["case_id"])
+            try:
+                self.shops.set_outcome(case_id, str(r["shop_id"]), "undecided", None)
+                self.store.annotate(case_id, "system:reminder", "reminder undecided: the service restarted "
+                                    "before the deadline")
+                cam = cameras.get(str(r["camera"]))
+                if cam is not None:
+                    self.store.enqueue_dispatch(case_id, case_context(cam, self.config.case_notifiers()))
+            except Exception as exc:  # one bad row never stops the start
+                log.error("open reminder of case %s not settled: %s", case_id, exc)
+        if open_:
+            log.info("%d reminders were waiting for a re-check when the service stopped: dispatched", len(open_))
+        return len(open_)
+
+    def dlr_token(self, reminder_id: int, notifier: str) -> str:
+        """The secret a delivery-report URL carries (Kannel cannot send a bearer token); stable across restarts."""
+        return hmac.new(self.dlr_key, f"{reminder_id}:{notifier}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def dlr_url(self, reminder_id: int, notifier: str) -> str:
+        """Where an SMS gateway reports the deliveries of one reminder's text."""
+        base = self.config.dispatch.public_url.rstrip("/")
+        return (f"{base}/api/sms/dlr?reminder={reminder_id}&notifier={notifier}"
+                f"&token={self.dlr_token(reminder_id, notifier)}")
+
+    def shops_changed(self) -> list[Shop]:
+        """The registry changed: running cameras take the new shops; returns them."""
+        shops = self.shops.shops()
+        self.fleet.set_shops(shops)
+        return shops
 
     def add_camera(self, cam: CameraConfig) -> None:
         """Start reading a camera (its id must be new, its notifiers and speakers configured).

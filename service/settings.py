@@ -30,8 +30,9 @@ from pydantic import Field, field_validator, model_validator
 
 from detector.backends.base import InputSize
 from models import DEFAULT_MODEL
-from pipelines.config import CameraConfig, ConfigError, RulesConfig, Strict, parse_config_lenient
-from pipelines.notifiers.registry import NotifierConfig
+from pipelines.config import CameraConfig, ConfigError, ReminderConfig, RulesConfig, Strict, parse_config_lenient
+from pipelines.notifiers.registry import AnyNotifierConfig, NotifierConfig
+from pipelines.notifiers.sms import SmsNotifierConfig
 from pipelines.notifiers.voice import VoiceNotifierConfig
 from pipelines.notifiers.webhook import WebhookNotifierConfig
 
@@ -153,8 +154,11 @@ class ServiceConfig(Strict):
         "`dispatch.webhooks` and `voice.speakers` are read as notifiers too.")
     cameras: list[CameraConfig] = Field(default_factory=list)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    reminders: ReminderConfig = Field(default_factory=ReminderConfig, description="Default policy of texts to the "
+                                      "shop that answers for a pavement (shops are kept in the case database: "
+                                      "/api/shops).")
 
-    def all_notifiers(self) -> list[WebhookNotifierConfig | VoiceNotifierConfig]:
+    def all_notifiers(self) -> list[AnyNotifierConfig]:
         """Every notifier: ``notifiers`` plus the webhooks of ``dispatch`` and the speakers of ``voice``."""
         return [*self.dispatch.webhooks, *self.voice.speakers, *self.notifiers]
 
@@ -181,7 +185,13 @@ class ServiceConfig(Strict):
     def check_targets(self, c: CameraConfig) -> None:
         """Raise ``ValueError`` when a camera or its zones name notifiers or speakers not configured."""
         speakers = {n.name for n in self.all_notifiers() if isinstance(n, VoiceNotifierConfig)}
-        for_cases = {n.name for n in self.all_notifiers()} - speakers
+        texts = {n.name for n in self.all_notifiers() if isinstance(n, SmsNotifierConfig)}
+        for_cases = {n.name for n in self.all_notifiers()} - speakers - texts
+        for policy, where in [(self.reminders, "reminders"), (c.reminders, f"camera {c.id} reminders"),
+                              *[(z.reminders, f"camera {c.id} zone {z.id} reminders") for z in c.zones]]:
+            unknown = sorted(set(policy.channels) - texts) if policy is not None else []
+            if unknown:
+                raise ValueError(f"{where}: no SMS notifier named {unknown}")
         unknown = sorted(set(c.notify or ()) - for_cases)
         if unknown:
             raise ValueError(f"camera {c.id}: no notifier of cases named {unknown}")

@@ -9,4 +9,6 @@ lists them.
 - :mod:`pipelines.notifiers.webhook`: a case to the city case platform (HTTP POST of the dispatch payload).
 - :mod:`pipelines.notifiers.voice`: a warning spoken on a loudspeaker (RTP G.711, a vendor HTTP API, or an
   audit folder).
+- :mod:`pipelines.notifiers.sms`: a reminder texted to the shop that answers for a pavement (Kannel, or a
+  provider's HTTP API).
 """

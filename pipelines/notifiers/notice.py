@@ -7,14 +7,15 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-NoticeKind = Literal["case", "warning"]
+NoticeKind = Literal["case", "warning", "sms"]
 
 
 class Notice(BaseModel):
-    """A case (to dispatch) or a warning (to speak), as stored in the outbox and handed to a notifier.
+    """A case (to dispatch), a warning (to speak) or a text to a shop, as stored in the outbox and handed to a
+    notifier.
 
     Case fields are those of the case at registration; a warning adds what to say (``text``, or a recorded
-    ``audio`` file) and how loud.
+    ``audio`` file) and how loud; a text to a shop adds the number (``to``), the shop and its reminder.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -35,10 +36,13 @@ class Notice(BaseModel):
     description: str = ""
     load_state: Literal["covered", "uncovered", "empty", "unknown"] | None = None
     alternatives: list[str] = Field(default_factory=list)
-    text: str = Field(default="", description="warning: the words to speak.")
+    text: str = Field(default="", description="warning: the words to speak; sms: the text.")
     audio: str | None = Field(default=None, description="warning: a recorded file played instead of the text.")
     volume: float = Field(default=1.0, ge=0, le=1)
     repeat: int = Field(default=0, ge=0, description="warning: 0 the first, 1.. the repeats.")
+    to: str = Field(default="", description="sms: the shop's phone number.")
+    shop: str = Field(default="", description="sms: the shop's id.")
+    reminder_id: int | None = Field(default=None, description="sms: the reminder (delivery reports name it).")
 
 
 @dataclass(frozen=True)

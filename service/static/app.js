@@ -1,4 +1,4 @@
-// streetwatch operator dashboard: camera grid, zone editor, live events, case review, statistics.
+// streetwatch operator dashboard: camera grid, zone editor, live events, case review, statistics, shops.
 // Plain browser JavaScript, no dependencies; every call uses the API with the signed-in bearer token.
 "use strict";
 
@@ -22,6 +22,14 @@ const T = {
     closed_of: "closed", played: "played", resolved_by_warning: "resolved by warning", no_cases: "No cases",
     load: "load", load_covered: "covered", load_uncovered: "uncovered", load_empty: "empty",
     load_unknown: "unknown", also: "also taken for", by_context: "people with",
+    tab_shops: "Shops", new_shop: "New shop", import_shops: "Import CSV / Excel", export_shops: "Export CSV",
+    shops_hint: "Violations in a shop's frontage are texted to the shop first (门前三包).", shop_id: "Id",
+    shop_name: "Name", shop_phone: "Phone", shop_camera: "Camera", shop_violations: "Answers for",
+    shop_record: "Record", shop_address: "Address", frontage_of: "Shop and its frontage", opt_out: "Opted out of texts",
+    fe_hint: "Click the pavement's corners in front of the shop; drag a corner to move it.", redraw: "Redraw",
+    delete_shop: "Delete shop", edit: "Edit", imported: "imported", set_aside: "rows set aside",
+    reminders_n: "reminders", resolved_share: "resolved by reminder", repeats: "repeat offences",
+    need_frontage: "Draw the frontage: at least 3 corners",
   },
   zh: {
     subtitle: "街面违规智能识别", tab_cameras: "摄像头", tab_review: "案件审核", tab_stats: "统计",
@@ -41,6 +49,13 @@ const T = {
     closed_of: "已结案", played: "播放次数", resolved_by_warning: "劝导后消除", no_cases: "暂无案件",
     load: "装载", load_covered: "已覆盖", load_uncovered: "未覆盖", load_empty: "空车",
     load_unknown: "不明", also: "亦可能为", by_context: "人员及",
+    tab_shops: "门前三包", new_shop: "新增商户", import_shops: "导入 CSV / Excel", export_shops: "导出 CSV",
+    shops_hint: "商户门前责任区内的违规先短信提醒商户整改。", shop_id: "编号", shop_name: "商户名称",
+    shop_phone: "联系电话", shop_camera: "摄像头", shop_violations: "责任事项", shop_record: "记录",
+    shop_address: "地址", frontage_of: "商户及门前责任区", opt_out: "已退订短信",
+    fe_hint: "单击门前责任区的各个角点，拖动角点可移动。", redraw: "重画", delete_shop: "删除商户", edit: "编辑",
+    imported: "已导入", set_aside: "行未导入", reminders_n: "次提醒", resolved_share: "提醒后整改",
+    repeats: "次重复违规", need_frontage: "请画出责任区（至少3个角点）",
   },
 };
 const COLORS = { street_stall: "#2f8cff", uncovered_truck: "#f0b429", garbage: "#2fbf71", barbecue: "#ef4e4e",
@@ -102,9 +117,10 @@ function logout(message) {
 function showTab(name) {
   tab = name;
   document.querySelectorAll("#tabs button").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
-  ["cameras", "review", "stats"].forEach((n) => { $(`tab-${n}`).hidden = n !== name; });
+  ["cameras", "review", "stats", "shops"].forEach((n) => { $(`tab-${n}`).hidden = n !== name; });
   if (name === "review") loadQueue();
   if (name === "stats") loadStats();
+  if (name === "shops") loadShops();
 }
 
 let started = false;
@@ -521,6 +537,167 @@ async function zeSave() {
   }
 }
 
+// ------------------------------------------------------------------ shops (门前三包) and the frontage editor
+const SHOP_VIOLATIONS = ["garbage", "street_stall", "barbecue", "overflowing_bin"];
+const fe = { shop: null, isNew: true, polygon: [], drag: null, img: null };
+
+async function loadShops() {
+  const [shops, stats] = await Promise.all([(await api("/api/shops")).json(), (await api("/api/shop-stats")).json()]);
+  const body = $("shops").querySelector("tbody");
+  body.innerHTML = "";
+  for (const s of shops) {
+    const st = stats[s.id];
+    const rec = st ? `${st.reminders} ${t("reminders_n")}` + (st.share_resolved == null ? "" :
+      ` · ${t("resolved_share")} ${(st.share_resolved * 100).toFixed(0)}%`) + ` · ${st.repeat_offences} ${t("repeats")}` : "";
+    const tr = document.createElement("tr");
+    tr.dataset.shop = s.id;
+    tr.innerHTML = `<td>${esc(s.id)}</td><td>${esc(s.name)}</td><td>${esc(s.phone)}</td><td>${esc(s.camera)}</td>` +
+      `<td>${s.violations.map((v) => esc(t(v))).join(", ")}${s.opt_out ? ` · ${esc(t("opt_out"))}` : ""}</td>` +
+      `<td class="rec">${esc(rec)}</td><td><button class="edit">${esc(t("edit"))}</button></td>`;
+    tr.querySelector("button.edit").addEventListener("click", () => openFrontageEditor(s));
+    body.appendChild(tr);
+  }
+}
+
+async function feFrame(cameraId) {
+  fe.img = null;
+  try {
+    const r = await api(`/api/cameras/${encodeURIComponent(cameraId)}/frame.jpg?overlay=false`);
+    if (r.status !== 204) {
+      const img = new Image();
+      img.src = URL.createObjectURL(await r.blob());
+      await img.decode();
+      fe.img = img;
+      const cv = $("fe-canvas");
+      cv.width = 800; cv.height = Math.round((800 * img.naturalHeight) / img.naturalWidth);
+    }
+  } catch (_) { /* draw on a blank canvas */ }
+  feRender();
+}
+
+async function openFrontageEditor(shop) {
+  $("fe-error").textContent = "";
+  fe.isNew = !shop;
+  const cams = cameraList.map((c) => c.id);
+  const s = shop || { id: "", name: "", address: "", phone: "", camera: cams[0] || "", frontage: [],
+    violations: ["garbage", "street_stall"], opt_out: false };
+  if (shop) {  // an operator sees the full number; a viewer cannot save anyway
+    try { Object.assign(s, await (await api(`/api/shops/${encodeURIComponent(shop.id)}`)).json()); } catch (_) { /* as listed */ }
+  }
+  fe.shop = s; fe.polygon = s.frontage.map((p) => [...p]);
+  $("fe-id").value = s.id; $("fe-id").disabled = !fe.isNew;
+  $("fe-name").value = s.name; $("fe-address").value = s.address; $("fe-phone").value = s.phone;
+  $("fe-optout").checked = s.opt_out;
+  const sel = $("fe-camera");
+  sel.innerHTML = "";
+  for (const c of new Set([...cams, s.camera].filter(Boolean))) sel.add(new Option(c, c));
+  sel.value = s.camera;
+  const box = $("fe-violations");
+  box.innerHTML = "";
+  for (const v of SHOP_VIOLATIONS) {
+    const row = document.createElement("label");
+    row.innerHTML = `<input type="checkbox" data-v="${v}" ${s.violations.includes(v) ? "checked" : ""}> ${esc(t(v))}`;
+    box.appendChild(row);
+  }
+  $("fe-delete").hidden = fe.isNew;
+  $("frontage-editor").showModal();
+  await feFrame(s.camera);
+}
+
+function fePx(p) { const cv = $("fe-canvas"); return [p[0] * cv.width, p[1] * cv.height]; }
+function feNorm(e) {
+  const cv = $("fe-canvas"); const r = cv.getBoundingClientRect();
+  const x = Math.min(1, Math.max(0, (e.clientX - r.left) / r.width));
+  const y = Math.min(1, Math.max(0, (e.clientY - r.top) / r.height));
+  return [Math.round(x * 1000) / 1000, Math.round(y * 1000) / 1000];
+}
+
+function feRender() {
+  const cv = $("fe-canvas"); const g = cv.getContext("2d");
+  g.fillStyle = "#000"; g.fillRect(0, 0, cv.width, cv.height);
+  if (fe.img) g.drawImage(fe.img, 0, 0, cv.width, cv.height);
+  else { g.fillStyle = "#888"; g.fillText(t("no_frame"), 10, 20); }
+  if (!fe.polygon.length) return;
+  g.beginPath();
+  fe.polygon.forEach((p, i) => { const [x, y] = fePx(p); if (i) g.lineTo(x, y); else g.moveTo(x, y); });
+  g.closePath();
+  g.strokeStyle = "#2fbf71"; g.lineWidth = 2; g.stroke();
+  g.fillStyle = "rgba(47,191,113,.18)"; g.fill();
+  for (const p of fe.polygon) { const [x, y] = fePx(p); g.fillStyle = "#2fbf71"; g.fillRect(x - 4, y - 4, 8, 8); }
+}
+
+async function feSave() {
+  $("fe-error").textContent = "";
+  if (fe.polygon.length < 3) { $("fe-error").textContent = t("need_frontage"); return; }
+  const body = { id: $("fe-id").value.trim(), name: $("fe-name").value.trim(), address: $("fe-address").value.trim(),
+    phone: $("fe-phone").value.trim(), camera: $("fe-camera").value, frontage: fe.polygon,
+    violations: [...document.querySelectorAll("#fe-violations input[data-v]")].filter((i) => i.checked).map((i) => i.dataset.v),
+    licence: fe.shop.licence || "", contact: fe.shop.contact || "", opt_out: $("fe-optout").checked };
+  try {
+    const path = fe.isNew ? "/api/shops" : `/api/shops/${encodeURIComponent(body.id)}`;
+    await api(path, { method: fe.isNew ? "POST" : "PUT", json: body });
+    $("frontage-editor").close();
+    $("shop-msg").textContent = t("saved");
+    loadShops();
+  } catch (e) {
+    $("fe-error").textContent = e.message;
+  }
+}
+
+async function importShops(file) {
+  const xlsx = file.name.toLowerCase().endsWith(".xlsx");
+  try {
+    const r = await (await api("/api/shop-imports", { method: "POST", body: await file.arrayBuffer(), headers: {
+      "Content-Type": xlsx ? "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" : "text/csv",
+      "X-Filename": encodeURIComponent(file.name) } })).json();
+    $("shop-msg").textContent = `${t("imported")}: ${r.added + r.replaced}; ${r.errors.length} ${t("set_aside")}` +
+      (r.errors.length ? ` — ${r.errors.slice(0, 5).join(" · ")}` : "");
+    loadShops();
+  } catch (e) {
+    $("shop-msg").textContent = e.message;
+  }
+}
+
+async function exportShops() {
+  try {
+    const url = URL.createObjectURL(await (await api("/api/shops.csv")).blob());
+    const a = document.createElement("a");
+    a.href = url; a.download = "shops.csv"; a.click();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  } catch (e) {
+    $("shop-msg").textContent = e.message;
+  }
+}
+
+function feSetup() {
+  const cv = $("fe-canvas");
+  cv.addEventListener("mousedown", (e) => {
+    const pt = feNorm(e);
+    const [px, py] = fePx(pt);
+    const scale = cv.width / cv.getBoundingClientRect().width;
+    const hit = fe.polygon.findIndex((p) => { const [x, y] = fePx(p); return Math.hypot(x - px, y - py) < 9 * scale; });
+    if (hit >= 0) { fe.drag = hit; return; }
+    fe.polygon.push(pt);
+    feRender();
+  });
+  cv.addEventListener("mousemove", (e) => { if (fe.drag != null) { fe.polygon[fe.drag] = feNorm(e); feRender(); } });
+  window.addEventListener("mouseup", () => { fe.drag = null; });
+  $("fe-clear").addEventListener("click", () => { fe.polygon = []; feRender(); });
+  $("fe-camera").addEventListener("change", () => feFrame($("fe-camera").value));
+  $("fe-cancel").addEventListener("click", () => $("frontage-editor").close());
+  $("fe-save").addEventListener("click", feSave);
+  $("fe-delete").addEventListener("click", async () => {
+    try {
+      await api(`/api/shops/${encodeURIComponent(fe.shop.id)}`, { method: "DELETE" });
+      $("frontage-editor").close();
+      loadShops();
+    } catch (e) { $("fe-error").textContent = e.message; }
+  });
+  $("shop-new").addEventListener("click", () => openFrontageEditor(null));
+  $("shop-import").addEventListener("change", (e) => { const f = e.target.files[0]; if (f) importShops(f); e.target.value = ""; });
+  $("shop-export").addEventListener("click", exportShops);
+}
+
 // ------------------------------------------------------------------ wiring
 function init() {
   applyI18n();
@@ -532,6 +709,7 @@ function init() {
     lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("sw.lang", lang); applyI18n();
     [...fv.options].slice(1).forEach((o) => { o.textContent = t(o.value); });
     if (tab === "stats") loadStats();
+    if (tab === "shops") loadShops();
   });
   document.querySelectorAll("#tabs button").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
   $("filters").addEventListener("change", loadQueue);
@@ -547,6 +725,7 @@ function init() {
     review("rejected", reason);
   });
   zeSetup();
+  feSetup();
   if (token) api("/api/cameras").then(start).catch(() => logout(""));
 }
 

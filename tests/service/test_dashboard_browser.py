@@ -163,3 +163,53 @@ def test_operator_signs_in_draws_a_zone_reviews_cases_and_exports_them(dashboard
     cls, cx, cy, w, h = pos.split()
     assert int(cls) in (0, 3) and 0 < float(w) <= 1 and 0 < float(h) <= 1  # street_stall or garbage
     assert 0.2 < float(cx) < 0.8 and 0.2 < float(cy) < 0.8  # the crop keeps the object in its middle
+
+
+def test_operator_imports_shops_and_draws_a_frontage(dashboard: tuple[str, Path], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, _ = dashboard
+    registry = tmp_path / "shops.csv"
+    registry.write_text("id,name,address,phone,camera,frontage,violations\n"
+                        "fruit,水果店,解放路12号,13812345678,cam-b,0.44 0; 1 0; 1 1; 0.74 1,garbage\n"
+                        "bad,面馆,,123,cam-b,0 0; 1 0; 1 1,garbage\n", encoding="utf-8")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url + "/")
+        page.click("#lang")
+        page.fill("#token", TOKENS["ADMIN_T"])
+        page.click("#login-form button[type=submit]")
+        page.wait_for_selector(".tile[data-camera=cam-b] img[src^='blob:']", timeout=60_000)
+        page.click("nav button[data-tab=shops]")
+        # Import a registry file: the good row lands in the table, the bad one is reported with its line.
+        page.set_input_files("#shop-import", str(registry))
+        page.wait_for_selector("#shops tr[data-shop=fruit]", timeout=30_000)
+        assert "shops.csv:3: phone" in page.inner_text("#shop-msg")
+        # A new shop: its details, then its frontage drawn with four clicks on the camera's frame.
+        page.click("#shop-new")
+        page.wait_for_selector("#frontage-editor[open]")
+        page.fill("#fe-id", "bakery")
+        page.fill("#fe-name", "面包店")
+        page.fill("#fe-phone", "13900001111")
+        page.uncheck("#fe-violations input[data-v=street_stall]")
+        canvas = page.locator("#fe-canvas")
+        box = canvas.bounding_box()
+        assert box is not None
+        for fx, fy in ((0.5, 0.5), (0.9, 0.5), (0.9, 0.9), (0.5, 0.9)):
+            page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+        page.screenshot(path=str(ARTIFACTS / "frontage-editor.png"))
+        page.click("#fe-save")
+        page.wait_for_selector("#frontage-editor", state="hidden")
+        page.wait_for_selector("#shops tr[data-shop=bakery]", timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "shops.png"))
+        with _api(url) as api:
+            bakery = api.get("/api/shops/bakery").json()
+        assert bakery["violations"] == ["garbage"] and bakery["phone"] == "13900001111"
+        assert bakery["frontage"][0] == pytest.approx([0.5, 0.5], abs=0.01)
+        assert bakery["frontage"][2] == pytest.approx([0.9, 0.9], abs=0.01)
+        assert errors == []
+        browser.close()

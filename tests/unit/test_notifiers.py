@@ -144,7 +144,7 @@ def test_notifier_configs_new_and_earlier_files_alike() -> None:
 
 
 @pytest.mark.parametrize(("extra", "error"), [
-    ({"notifiers": [{"type": "sms", "name": "s"}]}, "does not match any of the expected tags"),
+    ({"notifiers": [{"type": "fax", "name": "s"}]}, "does not match any of the expected tags"),
     ({"notifiers": [{"type": "webhook", "name": "c", "url": "http://x", "timeout_s": "5"}]}, "is not a number"),
     ({"notifiers": [{"type": "voice", "name": "pole-1", "transport": "rtp", "host": "h"}]}, "needs port"),
     ({"notifiers": [{"type": "webhook", "name": "pole-1", "url": "http://x"}]}, "unknown speakers"),

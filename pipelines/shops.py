@@ -1,0 +1,258 @@
+"""The shop registry of frontage responsibility ("门前三包"): shops, their pavements, import and export.
+
+A shop answers for the pavement in front of it (its *frontage*, a polygon in its camera's normalised
+coordinates written ``x y; x y; ...``) and for the violations listed (default ``garbage street_stall``).
+Bureaus keep such lists as spreadsheets: :func:`read_shops` imports CSV (UTF-8, with or without BOM, or GB18030
+as Chinese Excel writes it) and Excel ``.xlsx``; every bad row is set aside with one
+``file:line: field: reason`` error and the rest are imported. :func:`write_shops_csv` exports them back.
+
+Phone numbers are personal data: :func:`mask_phone` (``138****5678``) is what viewers and logs see.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+from zipfile import BadZipFile
+
+import numpy as np
+from pydantic import Field, ValidationError, field_validator
+
+from detector.reminders import DEFAULT_SHOP_VIOLATIONS, Frontage
+from detector.zones import PolygonZone
+from pipelines.config import Strict, Unit, Violation, _check_polygon
+
+#: The registry's columns, in file order (the last three optional).
+COLUMNS: tuple[str, ...] = ("id", "name", "address", "phone", "camera", "frontage", "violations", "licence",
+                            "contact", "opt_out")
+REQUIRED: tuple[str, ...] = ("id", "name", "phone", "camera", "frontage")
+_PHONE = re.compile(r"^(?:\+?86)?(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
+_TRUE = {"1", "true", "yes", "y", "是"}
+_FALSE = {"", "0", "false", "no", "n", "否"}
+
+
+class RegistryError(ValueError):
+    """A registry file that cannot be read at all (missing columns, not a CSV or workbook)."""
+
+
+def _default_violations() -> list[Violation]:
+    return cast(list[Violation], list(DEFAULT_SHOP_VIOLATIONS))
+
+
+class Shop(Strict):
+    """One registered street shop and the pavement it answers for."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=128)
+    address: str = Field(default="", max_length=256)
+    phone: str = Field(description="Mobile (13800138000, +86 allowed) or landline with area code (021-12345678).")
+    camera: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    frontage: list[tuple[Unit, Unit]] = Field(min_length=3, description="Normalised [x, y] points of the pavement "
+                                              "in front of the shop, in the camera's view.")
+    violations: list[Violation] = Field(default_factory=_default_violations, min_length=1,
+                                        description="The violations the shop answers for.")
+    licence: str = Field(default="", max_length=64, description="Business licence number.")
+    contact: str = Field(default="", max_length=64, description="Contact person.")
+    opt_out: bool = Field(default=False, description="The shop asked not to be texted.")
+
+    _poly = field_validator("frontage")(_check_polygon)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str) -> str:
+        compact = re.sub(r"[\s()]", "", v)
+        m = _PHONE.match(compact)
+        if m is None:
+            shown = mask_phone(v) if len(re.sub(r"\D", "", v)) >= 8 else v[:20]  # a real number stays masked
+            raise ValueError(f"{shown!r} is not a mobile number (11 digits, 1[3-9]...) or a landline "
+                             "with its area code (0xx-xxxxxxxx)")
+        return m.group(1)
+
+    def frontage_spec(self) -> Frontage:
+        """The reminder loop's form of the shop."""
+        return Frontage(self.id, PolygonZone(np.asarray(self.frontage, np.float32)), frozenset(self.violations),
+                        self.opt_out)
+
+    def public(self, full_phone: bool) -> dict[str, Any]:
+        """JSON-ready, with the phone masked unless ``full_phone``."""
+        out = self.model_dump(mode="json")
+        if not full_phone:
+            out["phone"] = mask_phone(self.phone)
+        return out
+
+
+def mask_phone(phone: str) -> str:
+    """``13812345678`` -> ``138****5678``: the first three and last four digits of a number (any shorter
+    string is masked whole)."""
+    digits = re.sub(r"\D", "", phone)
+    if len(digits) < 8:
+        return "*" * len(digits)
+    return f"{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"
+
+
+def format_frontage(points: Iterable[tuple[float, float]]) -> str:
+    """A polygon in the registry's text form: ``x y; x y; ...``."""
+    return "; ".join(f"{x:.4g} {y:.4g}" for x, y in points)
+
+
+def parse_frontage(text: str) -> list[tuple[float, float]]:
+    """Read ``x y; x y; ...`` (commas between x and y are accepted too).
+
+    Raises:
+        ValueError: Not pairs of numbers.
+    """
+    points = []
+    for part in [p for p in text.split(";") if p.strip()]:
+        nums = part.replace(",", " ").split()
+        if len(nums) != 2:
+            raise ValueError(f"'{part.strip()}' is not a point 'x y' (write points as 'x y; x y; x y')")
+        try:
+            points.append((float(nums[0]), float(nums[1])))
+        except ValueError as exc:
+            raise ValueError(f"'{part.strip()}' is not a point of two numbers") from exc
+    return points
+
+
+def _cell(raw: dict[str, Any], key: str) -> str:
+    value = raw.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a phone number Excel stored as a number
+    return str(value).strip()
+
+
+def shop_from_row(raw: dict[str, Any]) -> Shop:
+    """A shop from one row of text cells (the registry's columns).
+
+    Raises:
+        ValueError: ``field: reason`` of the row's first problem.
+    """
+    data: dict[str, Any] = {k: _cell(raw, k) for k in COLUMNS if _cell(raw, k) != ""}
+    for key in REQUIRED:
+        if key not in data:
+            raise ValueError(f"{key}: missing")
+    try:
+        data["frontage"] = parse_frontage(data["frontage"])
+    except ValueError as exc:
+        raise ValueError(f"frontage: {exc}") from exc
+    if "violations" in data:
+        data["violations"] = data["violations"].replace(",", " ").split()
+    flag = str(data.pop("opt_out", "")).lower()
+    if flag not in _TRUE | _FALSE:
+        raise ValueError(f"opt_out: {flag!r} is not yes or no")
+    data["opt_out"] = flag in _TRUE
+    try:
+        return Shop.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"][:1]) or "row"
+        raise ValueError(f"{field}: {err['msg'].removeprefix('Value error, ')}") from exc
+
+
+def _csv_rows(data: bytes, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise RegistryError(f"{source}: not UTF-8 or GB18030 text")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    _check_header(reader.fieldnames or [], source)
+    for row in reader:
+        yield reader.line_num, {(k or "").strip().lower(): v for k, v in row.items()}
+
+
+def _xlsx_rows(data: bytes, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    from openpyxl import load_workbook  # only imports of Excel files need it
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        book = load_workbook(io.BytesIO(data), data_only=True)  # not read-only: it would skip blank rows' lines
+    except (InvalidFileException, BadZipFile, OSError, KeyError, ValueError) as exc:
+        raise RegistryError(f"{source}: not an Excel workbook: {exc}") from exc
+    sheet = book.worksheets[0]
+    rows = sheet.iter_rows(values_only=True)
+    header = [str(c or "").strip().lower() for c in next(rows, ())]
+    _check_header(header, source)
+    for line, values in enumerate(rows, start=2):
+        if all(v is None or str(v).strip() == "" for v in values):
+            continue
+        yield line, dict(zip(header, values, strict=False))
+    book.close()
+
+
+def _check_header(header: Sequence[str], source: str) -> None:
+    names = {h.strip().lower() for h in header if h}
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        raise RegistryError(f"{source}:1: header: missing columns {', '.join(missing)} (columns: {', '.join(COLUMNS)})")
+
+
+def parse_shops(data: bytes, source: str, excel: bool | None = None) -> tuple[list[Shop], list[str]]:
+    """Shops from a CSV or ``.xlsx`` file's bytes; bad rows are set aside, each with one error line.
+
+    Args:
+        data: The file's content.
+        source: Its name, in error lines (an ``.xlsx`` suffix means Excel when ``excel`` is None).
+        excel: Whether it is an Excel workbook (None: by name, or by the zip signature).
+
+    Returns:
+        The valid shops (a repeated id keeps its first row) and ``file:line: field: reason`` errors.
+
+    Raises:
+        RegistryError: The file is not a readable registry (no header, wrong format).
+    """
+    if excel is None:
+        excel = source.lower().endswith(".xlsx") or data[:2] == b"PK"
+    rows = _xlsx_rows(data, source) if excel else _csv_rows(data, source)
+    shops: list[Shop] = []
+    errors: list[str] = []
+    seen: set[str] = set()
+    for line, raw in rows:
+        try:
+            shop = shop_from_row(raw)
+        except ValueError as exc:
+            errors.append(f"{source}:{line}: {exc}")
+            continue
+        if shop.id in seen:
+            errors.append(f"{source}:{line}: id: {shop.id} is already registered above")
+            continue
+        seen.add(shop.id)
+        shops.append(shop)
+    return shops, errors
+
+
+def read_shops(path: Path) -> tuple[list[Shop], list[str]]:
+    """Shops from a registry file (see :func:`parse_shops`).
+
+    Raises:
+        RegistryError: The file cannot be read or is not a registry.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read: {exc}") from exc
+    return parse_shops(data, str(path))
+
+
+def shops_csv(shops: Iterable[Shop]) -> str:
+    """The registry as CSV text (full phone numbers: an operator's export), readable by :func:`parse_shops`."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(COLUMNS)
+    for s in shops:
+        out.writerow([s.id, s.name, s.address, s.phone, s.camera, format_frontage(s.frontage), " ".join(s.violations),
+                      s.licence, s.contact, "yes" if s.opt_out else "no"])
+    return buf.getvalue()
+
+
+def write_shops_csv(path: Path, shops: Iterable[Shop]) -> None:
+    """Export the registry as UTF-8 CSV with a BOM (so Excel shows the Chinese names)."""
+    path.write_text(shops_csv(shops), encoding="utf-8-sig")

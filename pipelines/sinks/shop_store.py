@@ -1,0 +1,154 @@
+"""The shop registry and the reminders texted to shops, kept in the case database (migration 0006).
+
+:class:`ShopBook` shares the :class:`~pipelines.sinks.store.CaseStore`'s database: shops are the registry the
+service's API edits (``/api/shops``), reminders the record of each violation attributed to a shop (texted
+or not, the re-check's outcome and the gateway's delivery report), from which each shop's statistics come.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from detector.reminders import ReminderRecord, ShopStats, shop_stats
+from pipelines.shops import Shop
+from pipelines.sinks.store import CaseStore
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class ShopBook:
+    """Shops and reminders in the case database (thread-safe).
+
+    Args:
+        store: The case store whose database holds them.
+    """
+
+    def __init__(self, store: CaseStore) -> None:
+        self.engine = store.engine
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self._lock, self.engine.begin() as conn:
+            yield conn
+
+    def shops(self, camera: str | None = None) -> list[Shop]:
+        """Registered shops (of one camera), by id."""
+        cond = " WHERE camera = :camera" if camera is not None else ""
+        with self.engine.connect() as db:
+            rows = db.execute(text("SELECT id, name, address, phone, camera, frontage, violations, licence, contact,"
+                                   f" opt_out FROM shops{cond} ORDER BY id"), {"camera": camera}).mappings().all()
+        return [Shop.model_validate({**r, "frontage": json.loads(r["frontage"]), "violations": json.loads(
+            r["violations"]), "opt_out": bool(r["opt_out"])}) for r in rows]
+
+    def get(self, shop_id: str) -> Shop | None:
+        """One shop by id."""
+        return next((s for s in self.shops() if s.id == shop_id), None)
+
+    def put(self, shops: Iterable[Shop]) -> tuple[int, int]:
+        """Add or replace shops (by id) in one transaction; returns how many were added and replaced."""
+        added = replaced = 0
+        now = _now()
+        with self._tx() as db:
+            for s in shops:
+                args = {"id": s.id, "name": s.name, "address": s.address, "phone": s.phone, "camera": s.camera,
+                        "frontage": json.dumps([list(p) for p in s.frontage]), "violations": json.dumps(s.violations),
+                        "licence": s.licence, "contact": s.contact, "opt_out": int(s.opt_out), "now": now}
+                exists = db.execute(text("SELECT COUNT(*) FROM shops WHERE id = :id"), args).scalar_one()
+                if exists:
+                    db.execute(text("UPDATE shops SET name = :name, address = :address, phone = :phone, camera = "
+                                    ":camera, frontage = :frontage, violations = :violations, licence = :licence, "
+                                    "contact = :contact, opt_out = :opt_out, updated_at = :now WHERE id = :id"), args)
+                    replaced += 1
+                else:
+                    db.execute(text("INSERT INTO shops (id, name, address, phone, camera, frontage, violations, "
+                                    "licence, contact, opt_out, created_at, updated_at) VALUES (:id, :name, :address, "
+                                    ":phone, :camera, :frontage, :violations, :licence, :contact, :opt_out, :now, "
+                                    ":now)"), args)
+                    added += 1
+        return added, replaced
+
+    def delete(self, shop_id: str) -> bool:
+        """Remove a shop (its reminders stay on record); returns whether it existed."""
+        with self._tx() as db:
+            return bool(db.execute(text("DELETE FROM shops WHERE id = :id"), {"id": shop_id}).rowcount)
+
+    def add_reminder(self, case_id: str, shop: str, camera: str, zone: str, violation: str, *, sent: bool,
+                     reason: str | None = None, channels: Iterable[str] = (), message: str = "", offence: int = 1,
+                     deadline_in_s: float | None = None) -> int:
+        """Record a violation attributed to a shop (texted or not); returns the reminder's id."""
+        now = datetime.now(UTC)
+        deadline = (now + timedelta(seconds=deadline_in_s)).isoformat(timespec="milliseconds") \
+            if deadline_in_s is not None else None
+        with self._tx() as db:
+            row = db.execute(text("INSERT INTO reminders (case_id, shop_id, camera, zone, violation, sent, reason, "
+                                  "channels, text, offence, created_at, deadline_at) VALUES (:case, :shop, :camera, "
+                                  ":zone, :violation, :sent, :reason, :channels, :text, :offence, :now, :deadline) "
+                                  "RETURNING id"),
+                             {"case": case_id, "shop": shop, "camera": camera, "zone": zone, "violation": violation,
+                              "sent": int(sent), "reason": reason, "channels": json.dumps(list(channels)),
+                              "text": message, "offence": offence, "now": now.isoformat(timespec="milliseconds"),
+                              "deadline": deadline})
+            return int(row.scalar_one())
+
+    def set_outcome(self, case_id: str, shop: str, outcome: str, time_to_clear_s: float | None) -> None:
+        """The re-check's outcome of a case's open reminder to a shop."""
+        with self._tx() as db:
+            db.execute(text("UPDATE reminders SET outcome = :o, time_to_clear_s = :t WHERE case_id = :c AND "
+                            "shop_id = :s AND sent = 1 AND outcome IS NULL"),
+                       {"o": outcome, "t": time_to_clear_s, "c": case_id, "s": shop})
+
+    def open_reminders(self) -> list[dict[str, Any]]:
+        """Texts sent whose re-check never came (the service stopped before the deadline)."""
+        with self.engine.connect() as db:
+            rows = db.execute(text("SELECT id, case_id, shop_id, camera, zone FROM reminders WHERE sent = 1 AND "
+                                   "outcome IS NULL ORDER BY id")).mappings().all()
+        return [dict(r) for r in rows]
+
+    def set_delivery(self, reminder_id: int, state: str) -> bool:
+        """A gateway's delivery report (a later "delivered" is never overwritten by an earlier "accepted");
+        returns whether the reminder exists."""
+        with self._tx() as db:
+            current = db.execute(text("SELECT delivery FROM reminders WHERE id = :id"), {"id": reminder_id}).first()
+            if current is None:
+                return False
+            if current[0] in ("delivered", "failed", "rejected") and state in ("accepted", "buffered"):
+                return True  # reports may arrive out of order; a final one stands
+            db.execute(text("UPDATE reminders SET delivery = :d, delivery_at = :now WHERE id = :id"),
+                       {"d": state, "now": _now(), "id": reminder_id})
+        return True
+
+    def reminders(self, shop: str | None = None, case_id: str | None = None, limit: int = 200
+                  ) -> list[dict[str, Any]]:
+        """Reminders, newest first (of one shop or case)."""
+        where: list[str] = []
+        args: dict[str, object] = {"limit": limit}
+        if shop is not None:
+            where.append("shop_id = :shop")
+            args["shop"] = shop
+        if case_id is not None:
+            where.append("case_id = :case")
+            args["case"] = case_id
+        cond = (" WHERE " + " AND ".join(where)) if where else ""
+        with self.engine.connect() as db:
+            rows = db.execute(text("SELECT id, case_id, shop_id, camera, zone, violation, sent, reason, channels, text,"
+                                   " offence, created_at, deadline_at, outcome, time_to_clear_s, delivery, delivery_at"
+                                   f" FROM reminders{cond} ORDER BY id DESC LIMIT :limit"), args).mappings().all()
+        return [{**r, "sent": bool(r["sent"]), "channels": json.loads(r["channels"])} for r in rows]
+
+    def stats(self) -> dict[str, ShopStats]:
+        """Each shop's record over every stored reminder."""
+        with self.engine.connect() as db:
+            rows = db.execute(text("SELECT shop_id, sent, outcome, time_to_clear_s FROM reminders")).all()
+        records: list[ReminderRecord] = [{"shop": str(s), "sent": bool(sent), "outcome": o, "time_to_clear_s": t}
+                                         for s, sent, o, t in rows]
+        return shop_stats(records)
