@@ -21,7 +21,7 @@ from typing import Literal, TypedDict
 
 import numpy as np
 
-from detector.warnings import QuietHours
+from detector.warnings import PlaceWatches, QuietHours
 from detector.zones import PolygonZone
 
 #: What a violation is called in a text to a shop.
@@ -123,8 +123,9 @@ class _Watch:
 
 
 @dataclass
-class ReminderLoop:
-    """One camera's shops and reminder policies: :meth:`attribute`, :meth:`start`, :meth:`on_end`, :meth:`tick`.
+class ReminderLoop(PlaceWatches):
+    """One camera's shops and reminder policies: :meth:`attribute`, :meth:`start`, ``on_end`` / ``on_resume``
+    (:class:`~detector.warnings.PlaceWatches`), :meth:`tick`.
 
     Attributes:
         frontages: The camera's shops.
@@ -140,6 +141,11 @@ class ReminderLoop:
     _watch: dict[str, _Watch] = field(default_factory=dict)
     _sent_per_day: dict[tuple[str, dt.date], int] = field(default_factory=dict)
     _offences: dict[str, int] = field(default_factory=dict)
+
+    def already_sent(self, day: dt.date, counts: dict[str, int]) -> None:
+        """Texts sent to shops earlier that day (by an earlier run): they count against the daily limit."""
+        for shop, n in counts.items():
+            self._sent_per_day[(shop, day)] = max(n, self._sent_per_day.get((shop, day), 0))
 
     def shop_at(self, violation: str, point: tuple[float, float]) -> Frontage | None:
         """The shop whose frontage holds a normalised ground point and who answers for ``violation``."""
@@ -178,18 +184,6 @@ class ReminderLoop:
     def waiting(self, key: str) -> bool:
         """Whether a place is waiting for its re-check."""
         return key in self._watch
-
-    def on_end(self, key: str, ts: float) -> None:
-        """The violation at this place ended (decided at the deadline)."""
-        w = self._watch.get(key)
-        if w is not None and w.ended_at is None:
-            w.ended_at = ts
-
-    def on_resume(self, key: str) -> None:
-        """The violation came back (same case): it has not cleared."""
-        w = self._watch.get(key)
-        if w is not None:
-            w.ended_at = None
 
     def tick(self, ts: float) -> list[ReminderAction]:
         """Re-check the places whose deadline has come."""

@@ -14,8 +14,9 @@ the service) and a caller-supplied time of day, so tests control both.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Protocol, TypedDict
 
 #: Default Mandarin messages per violation.
 DEFAULT_MESSAGES: dict[str, str] = {
@@ -79,6 +80,31 @@ class WarningAction:
     time_to_clear_s: float | None = None
 
 
+class _Ends(Protocol):
+    ended_at: float | None
+
+
+class PlaceWatches:
+    """Places waiting for a re-check after a warning or a reminder: what ended meanwhile, what came back.
+
+    Shared by :class:`WarningLoop` and :class:`detector.reminders.ReminderLoop` (their ``_watch``).
+    """
+
+    _watch: Mapping[str, _Ends]
+
+    def on_end(self, key: str, ts: float) -> None:
+        """The violation at this place ended (it is re-checked when its time comes)."""
+        w = self._watch.get(key)
+        if w is not None and w.ended_at is None:
+            w.ended_at = ts
+
+    def on_resume(self, key: str) -> None:
+        """The violation came back within the cooldown (same case): it has not cleared."""
+        w = self._watch.get(key)
+        if w is not None:
+            w.ended_at = None
+
+
 @dataclass
 class _Watch:
     zone: str
@@ -91,7 +117,7 @@ class _Watch:
     escalated: bool = False
 
 
-class WarningLoop:
+class WarningLoop(PlaceWatches):
     """Per-camera closed loop: call :meth:`on_start`, :meth:`on_end` and :meth:`tick`."""
 
     def __init__(self, zones: dict[str, WarningSettings]) -> None:
@@ -121,18 +147,6 @@ class WarningLoop:
             w.last_warned, w.repeats, w.recheck_at = ts, repeat + 1, ts + s.recheck_s
         text = s.messages.get(violation, DEFAULT_MESSAGES.get(violation, ""))
         return [WarningAction("play", key, zone, violation, ts, text=text, repeat=repeat + 1)]
-
-    def on_end(self, key: str, ts: float) -> None:
-        """The violation at this place ended (it is re-checked at the next tick)."""
-        w = self._watch.get(key)
-        if w is not None and w.ended_at is None:
-            w.ended_at = ts
-
-    def on_resume(self, key: str) -> None:
-        """The violation came back within the cooldown (same case): it has not cleared."""
-        w = self._watch.get(key)
-        if w is not None:
-            w.ended_at = None
 
     def tick(self, ts: float, now: dt.time) -> list[WarningAction]:
         """Re-check due places; returns outcomes and repeated warnings."""

@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +37,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise SystemExit("--workers must be at least 1")
+    started = None
+    if args.start_time:
+        try:
+            started = datetime.fromisoformat(args.start_time)
+        except ValueError as exc:
+            raise SystemExit(f"--start-time: {exc} (write 2026-12-01T10:30)") from exc
     opts = AnalyzeOptions(inputs=args.inputs, out=args.out, model=args.model, config=args.config,
                           annotate=args.annotate, workers=args.workers, dwell=args.dwell, decode=args.decode,
                           conf=args.conf, imgsz=args.imgsz, progress=not args.quiet, ray=args.ray,
-                          ray_cpus=args.ray_cpus)
+                          ray_cpus=args.ray_cpus, started=started)
     result = analyze(opts)
     for err in result.errors:
         log.error("%s: %s", err["source"], err["error"]) if not err["error"].startswith(err["source"]) \
@@ -118,6 +125,8 @@ def _add_analyze(sub: Subcommands) -> None:
     a.add_argument("--ray", metavar="HOST:PORT", help="run one task per input on this Ray cluster (its head's "
                    "address); cases and evidence come back into --out")
     a.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per Ray task (detector threads)")
+    a.add_argument("--start-time", metavar="ISO", help="local time the recordings start at (2026-12-01T10:30): "
+                   "times in texts to shops, quiet hours and daily limits; default: now")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=cmd_analyze)
 

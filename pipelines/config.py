@@ -157,6 +157,12 @@ def _check_polygon(points: list[tuple[float, float]]) -> list[tuple[float, float
     return points
 
 
+def _check_windows(v: list[str]) -> list[str]:
+    for w in v:
+        QuietHours.parse(w)
+    return v
+
+
 def _segments_cross(a: Point, b: Point, c: Point, d: Point) -> bool:
     def orient(p: Point, q: Point, r: Point) -> float:
         return float((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]))
@@ -205,12 +211,7 @@ class WarningConfig(Strict):
     recheck_s: float = Field(default=60.0, gt=0, le=3600, description="Re-check the place this long after a warning.")
     volume: float = Field(default=1.0, ge=0, le=2)
 
-    @field_validator("quiet_hours")
-    @classmethod
-    def _windows(cls, v: list[str]) -> list[str]:
-        for w in v:
-            QuietHours.parse(w)
-        return v
+    _windows = field_validator("quiet_hours")(_check_windows)
 
     def settings(self) -> WarningSettings:
         """The policy in the form the warning loop uses."""
@@ -239,12 +240,7 @@ class ReminderConfig(Strict):
                                    description="Daily windows without texts (the violation takes the usual path).")
     max_per_day: int = Field(default=2, ge=1, le=100, description="Texts per shop and day at most.")
 
-    @field_validator("quiet_hours")
-    @classmethod
-    def _windows(cls, v: list[str]) -> list[str]:
-        for w in v:
-            QuietHours.parse(w)
-        return v
+    _windows = field_validator("quiet_hours")(_check_windows)
 
     @field_validator("template")
     @classmethod

@@ -52,12 +52,14 @@ class ReminderSetup:
         default: The policy of cameras and zones without their own.
         notify: The service's handler of every step; None in batch (only recorded).
         clock: Local time of a source time (default: the wall clock, for live sources).
+        sent_today: Texts already sent to each shop today (the service's record), for the daily limit.
     """
 
     shops: tuple[Shop, ...]
     default: ReminderConfig
     notify: Callable[[ShopReminder], None] | None = None
     clock: Clock | None = None
+    sent_today: dict[str, int] | None = None
 
 
 class ReminderLogRow(TypedDict):

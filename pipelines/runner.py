@@ -239,9 +239,12 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
                            time_of_day or (lambda: dt.datetime.now().time()), source) if policies else None
     if reminders is not None and (reminding := camera.reminder_settings(reminders.default)):
         clock = reminders.clock or (lambda _ts: dt.datetime.now())
-        sinks.append(ReminderSink(camera.id, reminders.shops, reminding, store, context, camera.location.address,
-                                  clock, reminders.notify, warnings, source,
-                                  {z: rules.tolerance(z) for z in reminding}))  # before the warnings: it goes first
+        grace = {z: rules.tolerance(z) for z in reminding}
+        reminder_sink = ReminderSink(camera.id, reminders.shops, reminding, store, context, camera.location.address,
+                                     clock, reminders.notify, warnings, source, grace)
+        if reminders.sent_today:
+            reminder_sink.loop.already_sent(clock(0.0).date(), reminders.sent_today)
+        sinks.append(reminder_sink)  # before the warnings: a text to the shop goes first
     if warnings is not None:
         sinks.append(warnings)
     if evidence is not None:

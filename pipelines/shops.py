@@ -164,9 +164,12 @@ def _csv_rows(data: bytes, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
     else:
         raise RegistryError(f"{source}: not UTF-8 or GB18030 text")
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    _check_header(reader.fieldnames or [], source)
-    for row in reader:
-        yield reader.line_num, {(k or "").strip().lower(): v for k, v in row.items()}
+    try:
+        _check_header(reader.fieldnames or [], source)
+        for row in reader:
+            yield reader.line_num, {(k or "").strip().lower(): v for k, v in row.items()}
+    except csv.Error as exc:
+        raise RegistryError(f"{source}:{reader.line_num}: not a CSV file: {exc}") from exc
 
 
 def _xlsx_rows(data: bytes, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -175,7 +178,7 @@ def _xlsx_rows(data: bytes, source: str) -> Iterator[tuple[int, dict[str, Any]]]
 
     try:
         book = load_workbook(io.BytesIO(data), data_only=True)  # not read-only: it would skip blank rows' lines
-    except (InvalidFileException, BadZipFile, OSError, KeyError, ValueError) as exc:
+    except (InvalidFileException, BadZipFile, OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise RegistryError(f"{source}: not an Excel workbook: {exc}") from exc
     sheet = book.worksheets[0]
     rows = sheet.iter_rows(values_only=True)

@@ -48,15 +48,18 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
 
 
 class BodySizeLimit(BaseHTTPMiddleware):
-    """Refuses a request whose declared body is larger than ``max_bytes`` (or unreadable) with a 413."""
+    """Refuses a request whose declared body is larger than ``max_bytes`` (or unreadable) with a 413; the
+    paths in ``larger`` (file uploads such as a shop registry) have their own limits."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         super().__init__(app)
         self.max_bytes = max_bytes
+        self.larger = larger or {}
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+        limit = self.larger.get(request.url.path, self.max_bytes)
+        if length is not None and (not length.isdigit() or int(length) > limit):
             return error_response(413, "request body too large")
         return await call_next(request)
 
@@ -119,7 +122,8 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None,
     if config.server.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.server.cors_origins, allow_methods=["*"],
                            allow_headers=["*"])
-    app.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes,
+                       larger={"/api/shop-imports": config.server.max_import_bytes})
     app.exception_handler(StarletteHTTPException)(http_error)
     app.exception_handler(RequestValidationError)(validation_error)
     for router in ROUTERS:

@@ -7,6 +7,7 @@ or on Ray actors (:class:`~service.shards.RayCameras`, ``serve --ray``); the run
 from __future__ import annotations
 
 import ctypes
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -120,7 +121,9 @@ class Runtime:
         """What a new camera pipeline needs to text shops (None: no SMS notifier is configured)."""
         if not self.notifications.sms_channels():
             return None
-        return ReminderSetup(tuple(self.shops.shops()), self.config.reminders, notify=self._remind)
+        midnight = dt.datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+        return ReminderSetup(tuple(self.shops.shops()), self.config.reminders, notify=self._remind,
+                             sent_today=self.shops.sent_since(midnight))
 
     def _remind(self, step: ShopReminder) -> None:
         """Record a reminder step (a text, a skipped one, an outcome) and queue the text."""

@@ -47,6 +47,8 @@ class ServerConfig(Strict):
     port: int = Field(default=8080, ge=1, le=65535)
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; none by default.")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Largest accepted request body.")
+    max_import_bytes: int = Field(default=32_000_000, ge=1024, description="Largest registry file accepted by "
+                                  "POST /api/shop-imports (a district's ~10,000 shops are a few MB).")
 
 
 class ModelConfig(Strict):

@@ -107,6 +107,14 @@ class ShopBook:
                             "shop_id = :s AND sent = 1 AND outcome IS NULL"),
                        {"o": outcome, "t": time_to_clear_s, "c": case_id, "s": shop})
 
+    def sent_since(self, since: datetime) -> dict[str, int]:
+        """Texts sent per shop since a moment (a day's limit survives restarts of the camera or the service)."""
+        with self.engine.connect() as db:
+            rows = db.execute(text("SELECT shop_id, COUNT(*) FROM reminders WHERE sent = 1 AND created_at >= :since "
+                                   "GROUP BY shop_id"),
+                              {"since": since.astimezone(UTC).isoformat(timespec="milliseconds")}).all()
+        return {str(shop): int(n) for shop, n in rows}
+
     def open_reminders(self) -> list[dict[str, Any]]:
         """Texts sent whose re-check never came (the service stopped before the deadline)."""
         with self.engine.connect() as db:

@@ -382,6 +382,21 @@ async function loadStats() {
 }
 
 // ------------------------------------------------------------------ zone editor
+// The camera's last frame without overlays, for drawing on; the canvas takes its aspect (null: no frame yet).
+async function cleanFrame(cameraId, canvas) {
+  try {
+    const r = await api(`/api/cameras/${encodeURIComponent(cameraId)}/frame.jpg?overlay=false`);
+    if (r.status === 204) return null;
+    const img = new Image();
+    img.src = URL.createObjectURL(await r.blob());
+    await img.decode();
+    canvas.width = 800; canvas.height = Math.round((800 * img.naturalHeight) / img.naturalWidth);
+    return img;
+  } catch (_) {
+    return null;  // draw on a blank canvas
+  }
+}
+
 const ze = { camera: null, config: null, zones: [], sel: -1, drawing: null, drag: null, img: null };
 
 async function openZoneEditor(cameraId) {
@@ -393,34 +408,32 @@ async function openZoneEditor(cameraId) {
   ze.zones = JSON.parse(JSON.stringify(ze.config.zones || []));
   ze.sel = ze.zones.length ? 0 : -1; ze.drawing = null; ze.img = null;
   $("ze-camera").textContent = ze.config.name || cameraId;
-  try {
-    const r = await api(`/api/cameras/${encodeURIComponent(cameraId)}/frame.jpg?overlay=false`);
-    if (r.status !== 204) {
-      const img = new Image();
-      img.src = URL.createObjectURL(await r.blob());
-      await img.decode();
-      ze.img = img;
-      const cv = $("ze-canvas");
-      cv.width = 800; cv.height = Math.round((800 * img.naturalHeight) / img.naturalWidth);
-    }
-  } catch (_) { /* draw on a blank canvas */ }
+  ze.img = await cleanFrame(cameraId, $("ze-canvas"));
   $("zone-editor").showModal();
   zeRender();
 }
 
-function zePx(p) { const cv = $("ze-canvas"); return [p[0] * cv.width, p[1] * cv.height]; }
-function zeNorm(e) {
-  const cv = $("ze-canvas"); const r = cv.getBoundingClientRect();
+// Normalised [x, y] <-> canvas pixels, and a click's normalised point (0..1, 3 decimals).
+function canvasPx(cv, p) { return [p[0] * cv.width, p[1] * cv.height]; }
+function canvasNorm(cv, e) {
+  const r = cv.getBoundingClientRect();
   const x = Math.min(1, Math.max(0, (e.clientX - r.left) / r.width));
   const y = Math.min(1, Math.max(0, (e.clientY - r.top) / r.height));
   return [Math.round(x * 1000) / 1000, Math.round(y * 1000) / 1000];
 }
+// The camera's frame (or a "no frame" note) as the background of a drawing canvas; returns its context.
+function canvasBackground(cv, img) {
+  const g = cv.getContext("2d");
+  g.fillStyle = "#000"; g.fillRect(0, 0, cv.width, cv.height);
+  if (img) g.drawImage(img, 0, 0, cv.width, cv.height);
+  else { g.fillStyle = "#888"; g.fillText(t("no_frame"), 10, 20); }
+  return g;
+}
+function zePx(p) { return canvasPx($("ze-canvas"), p); }
+function zeNorm(e) { return canvasNorm($("ze-canvas"), e); }
 
 function zeRender() {
-  const cv = $("ze-canvas"); const g = cv.getContext("2d");
-  g.fillStyle = "#000"; g.fillRect(0, 0, cv.width, cv.height);
-  if (ze.img) g.drawImage(ze.img, 0, 0, cv.width, cv.height);
-  else { g.fillStyle = "#888"; g.fillText(t("no_frame"), 10, 20); }
+  const g = canvasBackground($("ze-canvas"), ze.img);
   const polys = ze.zones.map((z, i) => [z.polygon, i === ze.sel, false]);
   if (ze.drawing) polys.push([ze.drawing, true, true]);
   for (const [poly, sel, open] of polys) {
@@ -560,18 +573,7 @@ async function loadShops() {
 }
 
 async function feFrame(cameraId) {
-  fe.img = null;
-  try {
-    const r = await api(`/api/cameras/${encodeURIComponent(cameraId)}/frame.jpg?overlay=false`);
-    if (r.status !== 204) {
-      const img = new Image();
-      img.src = URL.createObjectURL(await r.blob());
-      await img.decode();
-      fe.img = img;
-      const cv = $("fe-canvas");
-      cv.width = 800; cv.height = Math.round((800 * img.naturalHeight) / img.naturalWidth);
-    }
-  } catch (_) { /* draw on a blank canvas */ }
+  fe.img = await cleanFrame(cameraId, $("fe-canvas"));
   feRender();
 }
 
@@ -604,19 +606,11 @@ async function openFrontageEditor(shop) {
   await feFrame(s.camera);
 }
 
-function fePx(p) { const cv = $("fe-canvas"); return [p[0] * cv.width, p[1] * cv.height]; }
-function feNorm(e) {
-  const cv = $("fe-canvas"); const r = cv.getBoundingClientRect();
-  const x = Math.min(1, Math.max(0, (e.clientX - r.left) / r.width));
-  const y = Math.min(1, Math.max(0, (e.clientY - r.top) / r.height));
-  return [Math.round(x * 1000) / 1000, Math.round(y * 1000) / 1000];
-}
+function fePx(p) { return canvasPx($("fe-canvas"), p); }
+function feNorm(e) { return canvasNorm($("fe-canvas"), e); }
 
 function feRender() {
-  const cv = $("fe-canvas"); const g = cv.getContext("2d");
-  g.fillStyle = "#000"; g.fillRect(0, 0, cv.width, cv.height);
-  if (fe.img) g.drawImage(fe.img, 0, 0, cv.width, cv.height);
-  else { g.fillStyle = "#888"; g.fillText(t("no_frame"), 10, 20); }
+  const g = canvasBackground($("fe-canvas"), fe.img);
   if (!fe.polygon.length) return;
   g.beginPath();
   fe.polygon.forEach((p, i) => { const [x, y] = fePx(p); if (i) g.lineTo(x, y); else g.moveTo(x, y); });

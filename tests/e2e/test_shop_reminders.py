@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from datasets.clips import Actor, render_clip
-from pipelines.analyze import AnalyzeOptions, analyze
+from pipelines.analyze import AnalyzeOptions, AnalyzeResult, analyze
 from pipelines.sinks.store import CaseStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,9 @@ broken,面馆,,1380000,shop-cam,0 0; 0.2 0; 0.2 0.2,garbage,no
 """
 
 
-def test_reminder_outcomes_then_the_usual_path(tmp_path: Path, default_model: Path) -> None:
+def run_scene(tmp_path: Path, model: Path, started: dt.datetime) -> tuple[Path, AnalyzeResult]:
+    """A stall that packs up at 7 s and a pile that stays, in front of one shop, analysed as if recorded at
+    ``started``."""
     clip = tmp_path / "shop.mp4"
     render_clip(clip, duration=16.0, fps=5.0, width=640, height=360, seed=7, script=[
         Actor("street_stall", 1.0, 7.0, 5.5, 12.0),  # packs up after the text
@@ -44,9 +46,12 @@ def test_reminder_outcomes_then_the_usual_path(tmp_path: Path, default_model: Pa
     (tmp_path / "registry").mkdir()
     (tmp_path / "registry" / "shops.csv").write_text(SHOPS, encoding="utf-8")
     (tmp_path / "cams.yaml").write_text(CONFIG, encoding="utf-8")
-    res = analyze(AnalyzeOptions(inputs=[str(clip)], out=tmp_path / "out", model=default_model,
-                                 config=tmp_path / "cams.yaml", dwell=2.0, progress=False,
-                                 started=dt.datetime(2026, 12, 1, 10, 0)))
+    return clip, analyze(AnalyzeOptions(inputs=[str(clip)], out=tmp_path / "out", model=model,
+                                        config=tmp_path / "cams.yaml", dwell=2.0, progress=False, started=started))
+
+
+def test_reminder_outcomes_then_the_usual_path(tmp_path: Path, default_model: Path) -> None:
+    clip, res = run_scene(tmp_path, default_model, dt.datetime(2026, 12, 1, 10, 0))
     assert res.exit_code == 0
     assert [e["error"].split(": ")[:2] for e in res.errors] == [[f"{tmp_path}/registry/shops.csv:4", "phone"]]
     data = json.loads((tmp_path / "out" / "cases.json").read_text())
@@ -76,15 +81,7 @@ def test_reminder_outcomes_then_the_usual_path(tmp_path: Path, default_model: Pa
 
 
 def test_quiet_hours_leave_the_violation_to_the_usual_path(tmp_path: Path, default_model: Path) -> None:
-    clip = tmp_path / "night.mp4"
-    render_clip(clip, duration=16.0, fps=5.0, width=640, height=360, seed=7, script=[
-        Actor("street_stall", 1.0, 7.0, 5.5, 12.0), Actor("garbage", 1.0, 16.0, 6.8, 22.0)])
-    (tmp_path / "registry").mkdir()
-    (tmp_path / "registry" / "shops.csv").write_text(SHOPS, encoding="utf-8")
-    (tmp_path / "cams.yaml").write_text(CONFIG, encoding="utf-8")
-    res = analyze(AnalyzeOptions(inputs=[str(clip)], out=tmp_path / "out", model=default_model,
-                                 config=tmp_path / "cams.yaml", dwell=2.0, progress=False,
-                                 started=dt.datetime(2026, 12, 1, 23, 0)))
+    clip, res = run_scene(tmp_path, default_model, dt.datetime(2026, 12, 1, 23, 0))
     data = json.loads((tmp_path / "out" / "cases.json").read_text())
     assert data["reminders"] == [] and data["shops"]["fruit"]["violations"] == 2
     assert data["shops"]["fruit"]["reminders"] == 0

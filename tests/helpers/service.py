@@ -24,10 +24,13 @@ TOKENS = {"ADMIN_T": "admin-token-0123456789", "OPER_T": "operator-token-0123456
 
 @dataclass
 class Receiver:
-    """A webhook receiver on loopback that fails its first ``fail_first`` requests."""
+    """A webhook (or SMS provider) receiver on loopback that fails its first ``fail_first`` requests; each
+    request is recorded with its idempotency key, authorization header and JSON body. ``answer``: a JSON body
+    sent back with 200 (a provider's API) instead of an empty 201."""
 
     fail_first: int = 0
     always_fail: bool = False
+    answer: dict[str, Any] | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
 
@@ -37,10 +40,15 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.requests.append({"key": self.headers.get("Idempotency-Key"), "body": json.loads(body)})
+                outer.requests.append({"key": self.headers.get("Idempotency-Key"),
+                                       "auth": self.headers.get("Authorization"), "body": json.loads(body)})
                 fail = outer.always_fail or len(outer.requests) <= outer.fail_first
-                self.send_response(500 if fail else 201)
+                data = json.dumps(outer.answer).encode() if outer.answer is not None and not fail else b""
+                self.send_response(500 if fail else 200 if data else 201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, *args: Any) -> None:
                 pass

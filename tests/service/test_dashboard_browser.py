@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -70,6 +71,18 @@ def _api(url: str) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKENS['ADMIN_T']}"}, timeout=30)
 
 
+def _open(pw: Any, url: str) -> tuple[Any, Any, list[str]]:
+    """The dashboard in a new headless Chromium page, in English (for the screenshots; it starts in Chinese);
+    the list collects the page's script errors."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url + "/")
+    page.click("#lang")
+    return browser, page, errors
+
+
 def test_operator_signs_in_draws_a_zone_reviews_cases_and_exports_them(dashboard: tuple[str, Path],
                                                                        tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
@@ -77,12 +90,7 @@ def test_operator_signs_in_draws_a_zone_reviews_cases_and_exports_them(dashboard
     url, config_path = dashboard
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(url + "/")
-        page.click("#lang")  # English for the screenshots (the page starts in Chinese)
+        browser, page, errors = _open(pw, url)
         # A wrong token is refused on the page.
         page.fill("#token", "not-a-valid-token-at-all")
         page.click("#login-form button[type=submit]")
@@ -175,15 +183,10 @@ def test_operator_imports_shops_and_draws_a_frontage(dashboard: tuple[str, Path]
                         "bad,面馆,,123,cam-b,0 0; 1 0; 1 1,garbage\n", encoding="utf-8")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(url + "/")
-        page.click("#lang")
+        browser, page, errors = _open(pw, url)
         page.fill("#token", TOKENS["ADMIN_T"])
         page.click("#login-form button[type=submit]")
-        page.wait_for_selector(".tile[data-camera=cam-b] img[src^='blob:']", timeout=60_000)
+        page.wait_for_selector(".tile[data-camera=cam-b] img[src^='blob:']", timeout=60_000)  # a frame to draw on
         page.click("nav button[data-tab=shops]")
         # Import a registry file: the good row lands in the table, the bad one is reported with its line.
         page.set_input_files("#shop-import", str(registry))

@@ -4,10 +4,7 @@ delivery reports."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,35 +22,6 @@ REGISTRY = ("id,name,address,phone,camera,frontage,violations\n"
             "fruit,水果店,解放路12号,13812345678,cam-b,0.44 0; 1 0; 1 1; 0.74 1,street_stall garbage\n"
             "bad,面馆,,12345678901234,cam-b,0 0; 1 0; 1 1,garbage\n"
             "away,书店,,13900000000,no-such-cam,0 0; 1 0; 1 1,garbage\n")
-
-
-class SmsProvider:
-    """A provider's SMS API on loopback: records each request, answers ``{"Code": "OK"}``."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.requests.append({"auth": self.headers.get("Authorization"), "body": json.loads(body)})
-                data = b'{"Code": "OK"}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
 
 
 def config(tmp_path: Path, port: int, hook: Receiver, sms: dict[str, Any], template: str | None = None
@@ -91,7 +59,8 @@ def restart_camera(admin: httpx.Client, cfg: ServiceConfig) -> None:
 
 def test_registry_api_and_a_text_through_a_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMS_KEY", "provider-key-123")
-    provider, hook = SmsProvider(), Receiver()
+    provider, hook = Receiver(answer={"Code": "OK"}), Receiver()
+    provider.start()
     hook.start()
     sms = {"name": "sms-http", "gateway": "http", "url": f"http://127.0.0.1:{provider.port}/send",
            "secret_env": "SMS_KEY", "headers": {"Authorization": "Bearer {secret}"},

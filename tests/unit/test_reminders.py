@@ -105,3 +105,10 @@ def test_text_template_and_shop_statistics() -> None:
     assert stats["a"] == {"violations": 3, "reminders": 2, "resolved": 1, "no_effect": 1, "share_resolved": 0.5,
                           "median_time_to_clear_s": 40.0, "repeat_offences": 2}
     assert stats["b"]["share_resolved"] is None and stats["b"]["repeat_offences"] == 0
+
+
+def test_texts_of_an_earlier_run_count_against_the_daily_limit() -> None:
+    loop = make_loop()
+    loop.already_sent(NOON.date(), {"bakery": 2})
+    assert loop.attribute("pavement", "garbage", (0.2, 0.8), NOON).reason == "daily_limit"  # type: ignore[union-attr]
+    assert loop.attribute("pavement", "barbecue", (0.8, 0.8), NOON).reason is None  # type: ignore[union-attr]
