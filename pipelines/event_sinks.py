@@ -121,14 +121,14 @@ class WarningSink(EventSink):
         policy = self.loop.zones.get(zone)
         if policy is None or violation not in policy.violations:
             return False
-        self._apply(self.loop.on_start(key, zone, violation, ts, self.time_of_day()))
+        self._start(key, zone, violation, ts)
         return True
 
     def on_event(self, event: ViolationEvent, case_id: str, frame: Frame | None) -> None:
         self._case_of[event.key] = case_id
         if event.state is EventState.START:
-            if event.key not in self._held:
-                self._apply(self.loop.on_start(event.key, event.zone, event.violation, event.ts, self.time_of_day()))
+            if event.key not in self._held and self.defers_dispatch(event):
+                self._start(event.key, event.zone, event.violation, event.ts)
         elif event.state is EventState.END:
             self.loop.on_end(event.key, event.ts)
         else:
@@ -154,13 +154,31 @@ class WarningSink(EventSink):
                     self.play(a, case_id)
                 elif a.outcome == "resolved_by_warning" and case_id:
                     self.store.transition(case_id, "closed", "system:warning", "resolved_by_warning")
-                elif a.outcome == "warned_no_effect" and case_id:
-                    if self.context is not None and self.context.targets:
-                        self.store.enqueue_dispatch(case_id, self.context, "warned_no_effect")
-                    else:
-                        self.store.annotate(case_id, "system:warning", "warned_no_effect")
+                elif a.outcome == "warned_no_effect":
+                    self._dispatch(a.key, a.zone, "warned_no_effect")
             except Exception as exc:  # a speaker or a state change must never stop the frame loop
                 log.error("%s: warning step for case %s failed: %s", self.source, case_id, exc)
+
+    def _start(self, key: str, zone: str, violation: str, ts: float) -> None:
+        """Warn at a violation's start; when no warning can be played now (quiet hours, the zone cooling down,
+        repeats used up) the case goes on at once: its dispatch was held back for the warning."""
+        actions = self.loop.on_start(key, zone, violation, ts, self.time_of_day())
+        self._apply(actions)
+        if not actions:
+            self._dispatch(key, zone, "not warned (quiet hours, cooldown or repeats used up)")
+
+    def _dispatch(self, key: str, zone: str, note: str) -> None:
+        """Queue a held-back case for dispatch (with a history note); without dispatch targets, only the note."""
+        case_id = self._case_of.get(key, "")
+        if not case_id:
+            return
+        try:
+            if self.context is not None and self.context.targets_for(zone):
+                self.store.enqueue_dispatch(case_id, self.context, note)
+            else:
+                self.store.annotate(case_id, "system:warning", note)
+        except Exception as exc:  # the case is stored; a failed queueing is logged, never stops the frames
+            log.error("%s: dispatch of case %s after its warning step failed: %s", self.source, case_id, exc)
 
 
 class CallbackSink(EventSink):

@@ -207,8 +207,10 @@ class ReminderSink(EventSink):
             self._safely(ShopReminder(a, case_id, self.camera, shop))
 
     def _usual_path(self, a: ReminderAction, case_id: str) -> None:
-        """After a reminder without effect: the zone's voice warning, else dispatch to the city platform."""
-        if self.warnings is not None and self.warnings.release(a.key, a.zone, a.violation, a.ts):
+        """After a reminder without effect: the zone's voice warning, else dispatch to the city platform (an
+        undecided one, whose source ended, is dispatched at once: nobody is there to hear a warning)."""
+        if a.outcome == "reminder_no_effect" and self.warnings is not None and \
+                self.warnings.release(a.key, a.zone, a.violation, a.ts):
             return
         if self.context is not None and self.context.targets_for(a.zone):
             self.store.enqueue_dispatch(case_id, self.context)

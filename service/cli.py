@@ -46,6 +46,10 @@ class _Parser(argparse.ArgumentParser):
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # httpx logs every request's full URL at INFO: an SMS gateway's carries the shop's number (and Kannel's
+    # password), which logs must not show. Only -v (debug) lets them through.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:

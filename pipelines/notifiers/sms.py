@@ -17,6 +17,7 @@ Two gateways:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -25,9 +26,12 @@ from pydantic import Field, model_validator
 
 from pipelines.config import StrictKind
 from pipelines.notifiers.notice import Delivery, Notice, NoticeKind, RetryPolicy
+from pipelines.shops import mask_phone
 
 #: Kannel's delivery-report types (the ``%d`` of its ``dlr-url``) and what they mean for a reminder.
 DLR_STATES: dict[int, str] = {1: "delivered", 2: "failed", 4: "buffered", 8: "accepted", 16: "rejected"}
+#: Numbers in a gateway's error text (logged and stored: masked like any phone number there).
+_PHONE_LIKE = re.compile(r"\+?\d{8,}")
 #: Longest text a long SMS of 5 parts carries in Chinese (67 UCS-2 characters per part).
 MAX_CHARS = 335
 
@@ -118,6 +122,7 @@ class SmsNotifier:
         return self._failed(f"HTTP {resp.status_code}: {resp.text.strip()[:200]}", final)
 
     def _failed(self, error: str, final: bool = False) -> Delivery:
+        error = _PHONE_LIKE.sub(lambda m: mask_phone(m.group()), error).replace(self.password or "\0", "***")
         self.failed += 1
         self.last_error = error
         return Delivery(False, error, final)

@@ -48,6 +48,13 @@ def test_kannel_gets_utf8_as_ucs2_and_a_delivery_report_url() -> None:
     assert q["dlr-url"] == "http://svc/api/sms/dlr?reminder=7&notifier=sms&token=t&type=%d"
 
 
+def test_gateway_errors_never_show_the_number_or_the_password() -> None:
+    n, _ = notifier(KANNEL, lambda r: httpx.Response(400, text="13812345678 refused (password secret-pw)"))
+    result = n.deliver(NOTICE, "k")
+    assert "13812345678" not in result.error and "secret-pw" not in result.error
+    assert "138****5678" in result.error and n.status()["last_error"] == result.error
+
+
 @pytest.mark.parametrize(("status", "final"), [(403, True), (400, True), (429, False), (503, False)])
 def test_kannel_refusals_are_final_and_outages_are_retried(status: int, final: bool) -> None:
     n, _ = notifier(KANNEL, lambda r: httpx.Response(status, text="Authorization failed for sendsms"))
