@@ -14,10 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
-from zipfile import BadZipFile
 
 import numpy as np
 from pydantic import Field, ValidationError, field_validator
@@ -25,18 +24,19 @@ from pydantic import Field, ValidationError, field_validator
 from detector.reminders import DEFAULT_SHOP_VIOLATIONS, Frontage
 from detector.zones import PolygonZone
 from pipelines.config import Strict, Unit, Violation, _check_polygon
+from pipelines.tables import Columns, TableError, parse_table, row_error
 
 #: The registry's columns, in file order (the last three optional).
 COLUMNS: tuple[str, ...] = ("id", "name", "address", "phone", "camera", "frontage", "violations", "licence",
                             "contact", "opt_out")
-REQUIRED: tuple[str, ...] = ("id", "name", "phone", "camera", "frontage")
+SHOP_COLUMNS = Columns(COLUMNS, ("id", "name", "phone", "camera", "frontage"))
 _PHONE = re.compile(r"^(?:\+?86)?(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
 _TRUE = {"1", "true", "yes", "y", "是"}
 _FALSE = {"", "0", "false", "no", "n", "否"}
 
 
-class RegistryError(ValueError):
-    """A registry file that cannot be read at all (missing columns, not a CSV or workbook)."""
+RegistryError = TableError
+"""A registry file that cannot be read at all (missing columns, not a CSV or workbook)."""
 
 
 def _default_violations() -> list[Violation]:
@@ -117,25 +117,13 @@ def parse_frontage(text: str) -> list[tuple[float, float]]:
     return points
 
 
-def _cell(raw: dict[str, Any], key: str) -> str:
-    value = raw.get(key)
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # a phone number Excel stored as a number
-    return str(value).strip()
-
-
-def shop_from_row(raw: dict[str, Any]) -> Shop:
+def shop_from_row(raw: dict[str, str]) -> Shop:
     """A shop from one row of text cells (the registry's columns).
 
     Raises:
         ValueError: ``field: reason`` of the row's first problem.
     """
-    data: dict[str, Any] = {k: _cell(raw, k) for k in COLUMNS if _cell(raw, k) != ""}
-    for key in REQUIRED:
-        if key not in data:
-            raise ValueError(f"{key}: missing")
+    data: dict[str, Any] = {k: raw[k] for k in COLUMNS if raw.get(k)}
     try:
         data["frontage"] = parse_frontage(data["frontage"])
     except ValueError as exc:
@@ -149,87 +137,17 @@ def shop_from_row(raw: dict[str, Any]) -> Shop:
     try:
         return Shop.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"][:1]) or "row"
-        raise ValueError(f"{field}: {err['msg'].removeprefix('Value error, ')}") from exc
-
-
-def _csv_rows(data: bytes, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            text = data.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise RegistryError(f"{source}: not UTF-8 or GB18030 text")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        _check_header(reader.fieldnames or [], source)
-        for row in reader:
-            yield reader.line_num, {(k or "").strip().lower(): v for k, v in row.items()}
-    except csv.Error as exc:
-        raise RegistryError(f"{source}:{reader.line_num}: not a CSV file: {exc}") from exc
-
-
-def _xlsx_rows(data: bytes, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    from openpyxl import load_workbook  # only imports of Excel files need it
-    from openpyxl.utils.exceptions import InvalidFileException
-
-    try:
-        book = load_workbook(io.BytesIO(data), data_only=True)  # not read-only: it would skip blank rows' lines
-    except (InvalidFileException, BadZipFile, OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise RegistryError(f"{source}: not an Excel workbook: {exc}") from exc
-    sheet = book.worksheets[0]
-    rows = sheet.iter_rows(values_only=True)
-    header = [str(c or "").strip().lower() for c in next(rows, ())]
-    _check_header(header, source)
-    for line, values in enumerate(rows, start=2):
-        if all(v is None or str(v).strip() == "" for v in values):
-            continue
-        yield line, dict(zip(header, values, strict=False))
-    book.close()
-
-
-def _check_header(header: Sequence[str], source: str) -> None:
-    names = {h.strip().lower() for h in header if h}
-    missing = [c for c in REQUIRED if c not in names]
-    if missing:
-        raise RegistryError(f"{source}:1: header: missing columns {', '.join(missing)} (columns: {', '.join(COLUMNS)})")
+        raise row_error(exc) from exc
 
 
 def parse_shops(data: bytes, source: str, excel: bool | None = None) -> tuple[list[Shop], list[str]]:
-    """Shops from a CSV or ``.xlsx`` file's bytes; bad rows are set aside, each with one error line.
-
-    Args:
-        data: The file's content.
-        source: Its name, in error lines (an ``.xlsx`` suffix means Excel when ``excel`` is None).
-        excel: Whether it is an Excel workbook (None: by name, or by the zip signature).
-
-    Returns:
-        The valid shops (a repeated id keeps its first row) and ``file:line: field: reason`` errors.
+    """Shops from a CSV or ``.xlsx`` file's bytes; bad rows are set aside, each with one error line (see
+    :func:`pipelines.tables.parse_table`).
 
     Raises:
         RegistryError: The file is not a readable registry (no header, wrong format).
     """
-    if excel is None:
-        excel = source.lower().endswith(".xlsx") or data[:2] == b"PK"
-    rows = _xlsx_rows(data, source) if excel else _csv_rows(data, source)
-    shops: list[Shop] = []
-    errors: list[str] = []
-    seen: set[str] = set()
-    for line, raw in rows:
-        try:
-            shop = shop_from_row(raw)
-        except ValueError as exc:
-            errors.append(f"{source}:{line}: {exc}")
-            continue
-        if shop.id in seen:
-            errors.append(f"{source}:{line}: id: {shop.id} is already registered above")
-            continue
-        seen.add(shop.id)
-        shops.append(shop)
-    return shops, errors
+    return parse_table(data, source, SHOP_COLUMNS, shop_from_row, lambda s: s.id, excel)
 
 
 def read_shops(path: Path) -> tuple[list[Shop], list[str]]:
