@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	# Plate OCR (PP-OCRv4 on ONNX Runtime, Apache-2.0): its wheel asks for opencv-python, which would clash
+	# with opencv-python-headless; its other requirements are in pyproject.toml.
+	$(BIN)/pip install -q --no-deps 'rapidocr-onnxruntime==1.4.4' 2>&1 | grep -v "dependency resolver\|requires opencv-python" || true
+	$(BIN)/python -c "import rapidocr_onnxruntime"
 	touch $(STAMP)
 
 # Training extra (PyTorch + Ultralytics): only for train/export, never for inference. The tests also

@@ -1,4 +1,4 @@
-"""The pipeline layer's commands: ``analyze`` and ``evaluate images|clips|loads``.
+"""The pipeline layer's commands: ``analyze``, ``plates`` and ``evaluate images|clips|loads``.
 
 Registered into the ``streetwatch`` command line by :mod:`service.cli`.
 
@@ -180,9 +180,45 @@ def _add_evaluate_clips(esub: Subcommands) -> None:
     ec.set_defaults(func=cmd_evaluate_clips)
 
 
+def cmd_plates(args: argparse.Namespace) -> int:
+    """Read the number plates of the vehicles in images and videos."""
+    from detector.backends.base import ModelLoadError, config_for, create_backend
+    from detector.plate_reader import PlateReader, PlateReaderUnavailable
+    from pipelines.plates import read_plates
+
+    try:
+        reader = PlateReader(min_confidence=args.min_confidence)
+        backend = create_backend(config_for(args.model, conf=args.conf, imgsz=args.imgsz))
+    except (PlateReaderUnavailable, ModelLoadError) as exc:
+        log.error("%s", exc)
+        return 2
+    results, errors = read_plates(args.inputs, args.out, backend, reader, args.all_vehicles, args.fps)
+    for err in errors:
+        log.error("%s: %s", err["source"], err["error"])
+    plates = sum(1 for r in results for v in r["vehicles"] if v["plate"])
+    log.info("%d plates read on %d vehicles in %d inputs: %s", plates, sum(len(r["vehicles"]) for r in results),
+             len(results), args.out)
+    return 0 if results else 2
+
+
+def _add_plates(sub: Subcommands) -> None:
+    p = sub.add_parser("plates", help="read the number plates of trucks (or all vehicles) in images and videos")
+    p.add_argument("inputs", nargs="+", help="image/video files, folders or globs")
+    p.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="vehicle detector (.onnx)")
+    p.add_argument("--conf", type=float, default=0.25, help="minimum vehicle detection confidence")
+    p.add_argument("--imgsz", type=int, help=IMGSZ_HELP)
+    p.add_argument("--all-vehicles", action="store_true", help="read cars, buses and motorcycles too")
+    p.add_argument("--fps", type=float, default=2.0, help="video frames read per second")
+    p.add_argument("--min-confidence", type=float, default=0.6, help="plate readings the OCR is less sure of "
+                   "are dropped")
+    p.set_defaults(func=cmd_plates)
+
+
 def register(sub: Subcommands, groups: Groups) -> None:
-    """Add ``analyze`` and the ``evaluate`` group (stored in ``groups``) to the command line."""
+    """Add ``analyze``, ``plates`` and the ``evaluate`` group (stored in ``groups``) to the command line."""
     _add_analyze(sub)
+    _add_plates(sub)
     ev = sub.add_parser("evaluate", help="score the detector (images) or the whole product (labelled clips)")
     esub = ev.add_subparsers(dest="evaluate_command", required=True)
     groups["evaluate"] = esub
