@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -22,6 +22,14 @@ from detector.plates import read_plate
 log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
+
+
+class ReadsPlates(Protocol):
+    """Anything that reads plates in an image or a vehicle box of it (the :class:`PlateReader`)."""
+
+    def read(self, image: npt.NDArray[np.uint8], box: Box | None = None) -> list[PlateReading]:
+        """Valid plates, best first."""
+        ...
 
 
 class PlateReaderUnavailable(RuntimeError):

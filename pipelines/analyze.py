@@ -20,9 +20,11 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, cast
@@ -30,10 +32,13 @@ from typing import Any, cast
 from tqdm import tqdm
 
 from detector.backends.base import DetectorBackend, ModelLoadError, config_for, create_backend
+from detector.plate_reader import PlateReader, PlateReaderUnavailable
 from detector.reminders import shop_stats
 from detector.warnings import warning_stats
 from pipelines.config import AppConfig, CameraConfig, ConfigError, load_config_lenient
 from pipelines.distributed import Applier, OpLog, RayUnavailable, connect, node_id
+from pipelines.muck_register import MuckRegister, Vehicle, read_register
+from pipelines.plate_sink import PlateSetup
 from pipelines.reminders import ReminderLogRow, ReminderSetup
 from pipelines.report import RunStats, SourceSummary, write_cases_csv, write_cases_json, write_report
 from pipelines.runner import build_pipeline, run_source
@@ -43,6 +48,7 @@ from pipelines.sinks.store import CaseStore, CaseWriter
 from pipelines.sinks.video import AnnotatedVideoWriter
 from pipelines.source_kinds import FileSourceConfig, open_source
 from pipelines.sources import DecodeMode, InputError, SourceError, expand_inputs, probe
+from pipelines.tables import TableError
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +102,51 @@ def camera_for(path: Path, cfg: AppConfig) -> CameraConfig:
     return CameraConfig(id=stem)
 
 
+@dataclass(frozen=True)
+class Registries:
+    """The registers a camera file names: shops (texted first) and licensed muck trucks (None: no register)."""
+
+    shops: tuple[Shop, ...] = ()
+    vehicles: tuple[Vehicle, ...] | None = None
+
+
+@cache
+def _plate_reader() -> PlateReader | None:
+    """One plate reader per process (it holds the OCR models); None when the OCR package is missing."""
+    try:
+        return PlateReader()
+    except PlateReaderUnavailable as exc:
+        log.error("plates are not read: %s", exc)
+        return None
+
+
+def _plate_setup(cam: CameraConfig, registries: Registries, clock: Callable[[float], datetime]
+                 ) -> PlateSetup | None:
+    reader = _plate_reader() if cam.plates else None
+    if reader is None:
+        return None
+    register = MuckRegister(registries.vehicles) if registries.vehicles is not None else None
+    return PlateSetup(reader, register, clock)
+
+
 def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: DetectorBackend,
-                 store: CaseWriter, bar_position: int | None, shops: tuple[Shop, ...] = ()) -> SourceSummary:
+                 store: CaseWriter, bar_position: int | None, registries: Registries = Registries()
+                 ) -> SourceSummary:
     cam = camera_for(path, cfg)
     rules = cfg.rules_for(cam)
     settings = rules.settings(opts.dwell)
     info = probe(path)
     evidence = EvidenceRecorder(opts.out / "evidence", long_s=max(settings.dwell_s.values()) + 30)
     started = opts.started or datetime.now()
-    reminders = ReminderSetup(shops, cfg.reminders, clock=lambda ts: started + timedelta(seconds=ts)) \
-        if any(s.camera == cam.id for s in shops) else None
+
+    def clock(ts: float) -> datetime:
+        return started + timedelta(seconds=ts)
+
+    shops = registries.shops
+    reminders = ReminderSetup(shops, cfg.reminders, clock=clock) if any(s.camera == cam.id for s in shops) else None
     pipeline = build_pipeline(cam, settings, backend.names, store, str(path), evidence, opts.out,
-                              dwell_override=opts.dwell, reminders=reminders)
+                              dwell_override=opts.dwell, reminders=reminders,
+                              plates=_plate_setup(cam, registries, clock))
     writer = None
     if opts.annotate:
         writer = AnnotatedVideoWriter(opts.out / "annotated" / f"{path.stem}.mp4", backend.names)
@@ -141,7 +180,7 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
     return out
 
 
-def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int, shops: tuple[Shop, ...]
+def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int, registries: Registries
             ) -> tuple[dict[str, SourceSummary], list[InputError]]:
     """Analyse files in a worker process (own detector session, own store connection)."""
     cfg = AppConfig.model_validate_json(cfg_json)
@@ -152,7 +191,7 @@ def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int,
     try:
         for p in paths:
             try:
-                results[p] = _analyze_one(Path(p), opts, cfg, backend, store, None, shops)
+                results[p] = _analyze_one(Path(p), opts, cfg, backend, store, None, registries)
             except SourceError as exc:
                 errors.append({"source": p, "error": str(exc)})
     finally:
@@ -161,7 +200,7 @@ def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int,
 
 
 def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, model: bytes,
-              shops: tuple[Shop, ...] = ()) -> dict[str, Any]:
+              registries: Registries = Registries()) -> dict[str, Any]:
     """One input file as a Ray task: the pipeline runs here, into a scratch folder and an op log.
 
     The model comes as bytes (a node needs no copy of it). Returns the file's stats, the op log
@@ -176,7 +215,7 @@ def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, mode
         weights.write_bytes(model)
         try:
             backend = create_backend(config_for(weights, conf=opts.conf, imgsz=opts.imgsz, threads=threads))
-            stats = _analyze_one(Path(path), local, cfg, backend, oplog, None, shops)
+            stats = _analyze_one(Path(path), local, cfg, backend, oplog, None, registries)
         except (SourceError, ModelLoadError) as exc:
             return {"error": str(exc), "node": node_id()}
         files = {f.relative_to(tmp).as_posix(): f.read_bytes()
@@ -185,7 +224,7 @@ def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, mode
 
 
 def _analyze_on_ray(files: list[Path], opts: AnalyzeOptions, cfg: AppConfig, store: CaseStore,
-                    shops: tuple[Shop, ...] = ()) -> tuple[dict[str, SourceSummary], list[InputError]]:
+                    registries: Registries = Registries()) -> tuple[dict[str, SourceSummary], list[InputError]]:
     """Run one Ray task per file and apply each task's op log to ``store`` as it finishes."""
     try:
         ray = connect(opts.ray or "")
@@ -195,7 +234,7 @@ def _analyze_on_ray(files: list[Path], opts: AnalyzeOptions, cfg: AppConfig, sto
     threads = max(1, round(opts.ray_cpus))
     cfg_json = cfg.model_dump_json()
     model = ray.put(opts.model.read_bytes())  # one copy in the object store, fetched once per node
-    pending = {task.remote(str(f), opts, cfg_json, threads, model, shops): f for f in files}
+    pending = {task.remote(str(f), opts, cfg_json, threads, model, registries): f for f in files}
     applier = Applier(store, opts.out)
     per_source: dict[str, SourceSummary] = {}
     errors: list[InputError] = []
@@ -269,6 +308,19 @@ def _shops(cfg: AppConfig, errors: list[InputError]) -> tuple[Shop, ...]:
     return tuple(shops)
 
 
+def _vehicles(cfg: AppConfig, errors: list[InputError]) -> tuple[Vehicle, ...] | None:
+    """The muck-transport register the camera file names; its bad rows (or an unreadable file) become errors."""
+    if cfg.muck_register is None:
+        return None
+    try:
+        vehicles, bad = read_register(cfg.muck_register)
+    except TableError as exc:
+        errors.append({"source": str(cfg.muck_register), "error": str(exc)})
+        return None
+    errors.extend({"source": str(cfg.muck_register), "error": b} for b in bad)
+    return tuple(vehicles)
+
+
 def _fresh_store(out: Path) -> CaseStore:
     """A new ``out/cases.db``; a previous run's database is kept beside it under a time stamp, never mixed."""
     db = out / "cases.db"
@@ -285,7 +337,8 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
     started = time.perf_counter()
     opts.out.mkdir(parents=True, exist_ok=True)
     files, errors, cfg = _inputs(opts)
-    shops = _shops(cfg, errors)
+    registries = Registries(_shops(cfg, errors), _vehicles(cfg, errors))
+    shops = registries.shops
     store = _fresh_store(opts.out)
     per_source: dict[str, SourceSummary] = {}
     model_info: dict[str, Any] = {"path": str(opts.model)}
@@ -298,14 +351,14 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
             errors.append({"source": str(opts.model), "error": str(exc)})
             files = []
     if files and opts.ray:
-        per_source, ray_errors = _analyze_on_ray(files, opts, cfg, store, shops)
+        per_source, ray_errors = _analyze_on_ray(files, opts, cfg, store, registries)
         errors.extend(ray_errors)
     elif files and opts.workers <= 1:
         bar = tqdm(files, desc="inputs", unit="file", position=0, disable=not opts.progress)
         for path in bar:
             try:
                 per_source[str(path)] = _analyze_one(path, opts, cfg, backend, store, 1 if opts.progress else None,
-                                                          shops)
+                                                          registries)
             except SourceError as exc:
                 errors.append({"source": str(path), "error": str(exc)})
         bar.close()
@@ -313,7 +366,7 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
         threads = max(1, (os.cpu_count() or 2) // opts.workers)
         chunks = [[str(f) for f in files[i :: opts.workers]] for i in range(opts.workers)]
         with ProcessPoolExecutor(max_workers=opts.workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_worker, c, opts, cfg.model_dump_json(), threads, shops) for c in chunks if c]
+            futures = [pool.submit(_worker, c, opts, cfg.model_dump_json(), threads, registries) for c in chunks if c]
             for fut in tqdm(as_completed(futures), total=len(futures), desc="workers", disable=not opts.progress):
                 res, errs = fut.result()
                 per_source.update(res)

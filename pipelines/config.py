@@ -386,6 +386,8 @@ class CameraConfig(Strict):
     scene: SceneConfig = Field(default_factory=SceneConfig, description="How detections become objects.")
     reminders: ReminderConfig | None = Field(default=None, description="Texts to the responsible shop (default: "
                                              "the file's policy).")
+    plates: bool = Field(default=False, description="Read the plate of each uncovered-truck case (OCR: a few "
+                         "hundred milliseconds per truck event) and check it against the muck-transport register.")
 
     @model_validator(mode="after")
     def _unique_zones(self) -> CameraConfig:
@@ -437,6 +439,8 @@ class AppConfig(Strict):
     shops: Path | None = Field(default=None, description="Shop registry (CSV or .xlsx), relative to this file: "
                                "violations in a shop's frontage are texted to the shop first.")
     reminders: ReminderConfig = Field(default_factory=ReminderConfig, description="Default reminder policy.")
+    muck_register: Path | None = Field(default=None, description="Licensed muck trucks (CSV or .xlsx), relative to "
+                                       "this file: a truck case's plate is checked against it.")
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> AppConfig:
@@ -562,9 +566,9 @@ def load_config_lenient(path: Path) -> tuple[AppConfig, list[BadCamera]]:
 
 def _relative_to(cfg: AppConfig, path: Path) -> AppConfig:
     """Paths in a camera file are relative to the file."""
-    if cfg.shops is not None and not cfg.shops.is_absolute():
-        return cfg.model_copy(update={"shops": path.parent / cfg.shops})
-    return cfg
+    update = {key: path.parent / value for key in ("shops", "muck_register")
+              if (value := getattr(cfg, key)) is not None and not value.is_absolute()}
+    return cfg.model_copy(update=update) if update else cfg
 
 
 def load_config(path: Path) -> AppConfig:

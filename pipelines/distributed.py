@@ -81,7 +81,7 @@ def connect(address: str) -> Any:
 class Op:
     """One numbered call for the central store or service.
 
-    ``kind``: record | evidence | transition | dispatch | annotate (store calls), event | health | warn
+    ``kind``: record | evidence | transition | dispatch | annotate | vehicle (store calls), event | health | warn
     (notifications). ``args`` holds the call's arguments; ``data`` the bytes of an evidence file.
     """
 
@@ -152,6 +152,10 @@ class OpLog:
         self._add("annotate", case_id, who=who, note=note)
 
     # -- notifications -----------------------------------------------------------------------------
+    def set_vehicle(self, case_id: str, vehicle: dict[str, Any]) -> None:
+        """Queue a truck case's vehicle."""
+        self._add("vehicle", case_id, vehicle=dict(vehicle))
+
     def event(self, camera: str, event: ViolationEvent, case_id: str, clock_epoch: float) -> None:
         """Queue a violation event for the service's event stream."""
         self._add("event", case_id, camera, event=event, clock_epoch=clock_epoch)
@@ -255,6 +259,8 @@ class Applier:
             self.store.enqueue_dispatch(case_id, a["context"], a["note"])
         elif op.kind == "annotate":
             self.store.annotate(case_id, a["who"], a["note"])
+        elif op.kind == "vehicle":
+            self.store.set_vehicle(case_id, a["vehicle"])
         elif op.kind == "event" and self.on_event is not None:
             self.on_event(op.camera, a["event"], case_id, a["clock_epoch"])
         elif op.kind == "health" and self.on_health is not None:

@@ -149,7 +149,8 @@ def write_cases_json(path: Path, cases: list[dict[str, Any]], errors: list[Input
 def write_cases_csv(path: Path, cases: list[dict[str, Any]]) -> None:
     """Write ``cases.csv`` (one row per case)."""
     cols = ["id", "violation", "source", "camera", "zone", "start_s", "confirmed_s", "end_s", "confidence",
-            "box", "snapshot", "clip", "snapshot_sha256", "clip_sha256", "found_by", "load_state", "alternatives"]
+            "box", "snapshot", "clip", "snapshot_sha256", "clip_sha256", "found_by", "load_state", "alternatives",
+            "plate", "licence"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -159,7 +160,8 @@ def write_cases_csv(path: Path, cases: list[dict[str, Any]]) -> None:
                         c["end_s"], c["confidence"], " ".join(str(v) for v in c["box"]), c["snapshot"] or "",
                         c["clip"] or "", c["sha256"]["snapshot"] or "", c["sha256"]["clip"] or "",
                         " ".join(d.get("paths", [])), d.get("load_state") or "",
-                        " ".join(a["violation"] for a in d.get("alternatives", []))])
+                        " ".join(a["violation"] for a in d.get("alternatives", [])),
+                        (c.get("vehicle") or {}).get("plate") or "", (c.get("vehicle") or {}).get("licence") or ""])
 
 
 def perception_summary(details: dict[str, Any]) -> str:
@@ -204,6 +206,18 @@ def shops_section(reminders: list[ReminderLogRow], shops: dict[str, ShopStats]) 
     return parts
 
 
+def seen_as(case: dict[str, Any]) -> str:
+    """How a case was seen, with its vehicle's plate and licence where it has one (plain text)."""
+    parts = [perception_summary(case.get("details", {}))]
+    vehicle = case.get("vehicle") or {}
+    if vehicle.get("plate"):
+        licence = vehicle.get("licence")
+        company = vehicle.get("company")
+        parts.append(f"plate {vehicle['plate']}" + (f" ({licence}{', ' + company if company else ''})"
+                                                   if licence else ""))
+    return "; ".join(p for p in parts if p)
+
+
 def write_report(out: Path, cases: list[dict[str, Any]], errors: list[InputError], stats: RunStats,
                  settings: dict[str, Any], reminders: list[ReminderLogRow] | None = None,
                  shops: dict[str, ShopStats] | None = None) -> Path:
@@ -235,7 +249,7 @@ def write_report(out: Path, cases: list[dict[str, Any]], errors: list[InputError
                 clip = f"<a href='{e(c['clip'])}'>clip</a>" if c["clip"] else ""
                 parts.append(f"<tr><td>{snap}</td><td>{e(c['violation'])}</td><td>{e(c['zone'])}</td>"
                              f"<td>{c['start_s']:.1f}s</td><td>{c['confirmed_s']:.1f}s</td><td>{c['end_s']:.1f}s</td>"
-                             f"<td>{c['confidence']:.2f}</td><td>{e(perception_summary(c.get('details', {})))}</td>"
+                             f"<td>{c['confidence']:.2f}</td><td>{e(seen_as(c))}</td>"
                              f"<td>{clip}</td><td><code>{e(c['id'])}</code></td></tr>")
             parts.append("</table>")
         log_rows = st.get("warning_log") or []

@@ -32,6 +32,7 @@ from detector.types import Detections
 from detector.warnings import WarningAction, WarningLoop
 from pipelines.config import CameraConfig
 from pipelines.event_sinks import CallbackSink, EventCallback, EventSink, EvidenceSink, WarningSink
+from pipelines.plate_sink import PlateSetup, PlateSink
 from pipelines.reminders import ReminderSetup, ReminderSink
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseContext, CaseWriter
@@ -208,7 +209,8 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
                    on_event: EventCallback | None = None,
                    on_warning: Callable[[WarningAction, str], None] | None = None,
                    time_of_day: Callable[[], dt.time] | None = None,
-                   tracker: Tracker | None = None, reminders: ReminderSetup | None = None) -> CameraPipeline:
+                   tracker: Tracker | None = None, reminders: ReminderSetup | None = None,
+                   plates: PlateSetup | None = None) -> CameraPipeline:
     """Assemble a camera's pipeline: the one assembly used by analyze, evaluate, serve and the Ray shards.
 
     Args:
@@ -226,6 +228,7 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
         time_of_day: The local time of day for quiet hours (default: the wall clock).
         tracker: The tracker (default: norfair, bridging gaps of the rules' tolerance).
         reminders: Shops and the reminder policy: violations in a shop's frontage are texted to the shop first.
+        plates: The plate reader and register, for cameras that read the plates of truck cases.
     """
     zones = camera.zone_specs(dwell_override)
     rules = ViolationRules(camera.id, zones, names, settings)
@@ -247,6 +250,8 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
         sinks.append(reminder_sink)  # before the warnings: a text to the shop goes first
     if warnings is not None:
         sinks.append(warnings)
+    if plates is not None and camera.plates:
+        sinks.append(PlateSink(plates, store, source))
     if evidence is not None:
         sinks.append(EvidenceSink(evidence, store, evidence_root, zones, source))
     if on_event is not None:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -24,9 +25,12 @@ import cv2
 import numpy as np
 
 from detector.backends.base import DetectorBackend, config_for, create_backend
+from detector.plate_reader import PlateReader, PlateReaderUnavailable
 from pipelines.config import CameraConfig
 from pipelines.event_sinks import EventCallback
+from pipelines.muck_register import MuckRegister, read_register
 from pipelines.overlay import draw_detections, draw_zones
+from pipelines.plate_sink import PlateSetup
 from pipelines.reminders import ReminderSetup
 from pipelines.runner import CameraPipeline, build_pipeline, detect_and_process
 from pipelines.shops import Shop
@@ -35,6 +39,7 @@ from pipelines.sinks.store import CaseContext, CaseWriter
 from pipelines.source_kinds import Source, open_source, source_config
 from pipelines.sources import DecodeMode, Frame, SourceError
 from pipelines.stages import Sample
+from pipelines.tables import TableError
 from service.fleet import CameraView, OnEvent, OnHealth, OnWarn
 from service.loops import BackgroundLoop
 from service.settings import IngestConfig, ServiceConfig
@@ -269,6 +274,7 @@ class LocalCameras:
                  reminders: Callable[[], ReminderSetup | None] | None = None) -> None:
         self.config = config
         self.reminders = reminders
+        self._plate_setup: PlateSetup | None = None
         self.store = store
         self.evidence_root = evidence_root
         self.on_event, self.on_health, self.on_warn = on_event, on_health, on_warn
@@ -292,7 +298,30 @@ class LocalCameras:
                               self.evidence_root, context=context,
                               on_event=on_event,
                               on_warning=lambda action, case_id: self.on_warn(cam.id, action, case_id),
-                              reminders=self.reminders() if self.reminders is not None else None)
+                              reminders=self.reminders() if self.reminders is not None else None,
+                              plates=self._plates(cam))
+
+    def _plates(self, cam: CameraConfig) -> PlateSetup | None:
+        """The plate reader and register, loaded once, for cameras that read plates (None: none can be read)."""
+        if not cam.plates:
+            return None
+        if self._plate_setup is None:
+            try:
+                reader = PlateReader()
+            except PlateReaderUnavailable as exc:
+                log.error("camera %s: plates are not read: %s", cam.id, exc)
+                return None
+            register = None
+            if self.config.muck_register is not None:
+                try:
+                    vehicles, bad = read_register(self.config.muck_register)
+                    register = MuckRegister(vehicles)
+                    for line in bad:
+                        log.error("%s", line)
+                except TableError as exc:
+                    log.error("muck-transport register not loaded: %s", exc)
+            self._plate_setup = PlateSetup(reader, register, lambda _ts: dt.datetime.now())
+        return self._plate_setup
 
     def add(self, cam: CameraConfig) -> None:
         """Build the camera's source, pipeline and reader and start reading."""

@@ -59,6 +59,19 @@ class PerceptionOut(BaseModel):
     load_samples: int = Field(description="Trucks: frames the load state rests on.")
 
 
+class VehicleOut(BaseModel):
+    """A truck case's vehicle."""
+
+    plate: str | None = Field(description="The plate voted over the case's frames; null when none was read.")
+    plate_confidence: float | None
+    readings: int = Field(description="Frames the plate was read on.")
+    licence: Literal["licensed", "unlicensed", "expired", "not_yet_valid", "outside_hours"] | None = Field(
+        default=None, description="What the register says (with a register configured).")
+    unlicensed: bool | None = Field(default=None, description="A loaded truck not licensed to carry muck now.")
+    company: str | None = None
+    permit: str | None = None
+
+
 class CaseOut(BaseModel):
     """A case as the API returns it."""
 
@@ -80,6 +93,8 @@ class CaseOut(BaseModel):
     review: str | None = Field(default=None, description="An operator's verdict: confirmed or rejected.")
     review_reason: str = ""
     details: PerceptionOut
+    vehicle: VehicleOut | None = Field(default=None, description="Truck cases of cameras reading plates: the "
+                                       "vehicle's plate and the muck-transport register's word on it.")
     evidence: dict[str, str] = Field(description="Evidence kind -> download URL")
 
     @classmethod
@@ -89,6 +104,7 @@ class CaseOut(BaseModel):
                    confidence=c.confidence, box=c.box, address=c.address, gps=c.gps, created_at=c.created_at,
                    review=c.review, review_reason=c.review_reason,
                    details=PerceptionOut.model_validate(c.details.as_dict()),
+                   vehicle=VehicleOut.model_validate(c.vehicle) if c.vehicle else None,
                    evidence={k: f"/api/cases/{c.id}/evidence/{k}" for k in c.evidence})
 
 

@@ -156,6 +156,8 @@ class ServiceConfig(Strict):
         "`dispatch.webhooks` and `voice.speakers` are read as notifiers too.")
     cameras: list[CameraConfig] = Field(default_factory=list)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    muck_register: Path | None = Field(default=None, description="Licensed muck trucks (CSV or .xlsx): the plates "
+                                       "of truck cases (cameras with `plates: true`) are checked against it.")
     reminders: ReminderConfig = Field(default_factory=ReminderConfig, description="Default policy of texts to the "
                                       "shop that answers for a pavement (shops are kept in the case database: "
                                       "/api/shops).")

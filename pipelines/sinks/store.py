@@ -75,6 +75,9 @@ class CaseWriter(Protocol):
     def annotate(self, case_id: str, who: str, note: str) -> None:
         """Add a history note."""
 
+    def set_vehicle(self, case_id: str, vehicle: dict[str, Any]) -> None:
+        """Record a truck case's vehicle (plate, register status)."""
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -105,6 +108,7 @@ class Case:
     review_reason: str = ""
     reviewed_by: str | None = None
     details: EventDetails = field(default_factory=EventDetails)
+    vehicle: dict[str, Any] = field(default_factory=dict)  # trucks: plate, plate_confidence, company, licence...
 
     def as_dict(self) -> dict[str, Any]:
         """Return the case as plain JSON-ready data (evidence flattened)."""
@@ -117,7 +121,7 @@ class Case:
             "box": [round(v, 1) for v in self.box], "track_ids": self.track_ids, "state": self.state,
             "snapshot": snap.get("path"), "clip": clip.get("path"),
             "sha256": {"snapshot": snap.get("sha256"), "clip": clip.get("sha256")},
-            "details": self.details.as_dict(),
+            "details": self.details.as_dict(), "vehicle": dict(self.vehicle),
         }
 
 
@@ -261,7 +265,7 @@ class CaseStore:
         cond = (" WHERE " + " AND ".join(where)) if where else ""
         q = text("SELECT id, violation, source, camera, zone, start_s, end_s, confirmed_s, confidence, box,"
                  " track_ids, active, state, address, lat, lon, created_at, review, review_reason, reviewed_by,"
-                 " details"
+                 " details, vehicle"
                  " FROM cases" + cond +
                  " ORDER BY source, start_s, id")
         ev_q = text("SELECT case_id, kind, path, sha256 FROM evidence" + (" WHERE case_id IN :ids" if ids else ""))
@@ -280,7 +284,8 @@ class CaseStore:
                      state=r["state"], evidence=evidence.get(r["id"], {}), address=r["address"],
                      gps=(r["lat"], r["lon"]) if r["lat"] is not None else None, created_at=r["created_at"],
                      review=r["review"], review_reason=r["review_reason"] or "", reviewed_by=r["reviewed_by"],
-                     details=EventDetails.from_dict(json.loads(r["details"] or "{}"))) for r in rows]
+                     details=EventDetails.from_dict(json.loads(r["details"] or "{}")),
+                     vehicle=json.loads(r["vehicle"] or "{}")) for r in rows]
 
     def query(self, camera: str | None = None, violation: str | None = None, state: str | None = None,
               since: str | None = None, until: str | None = None, limit: int = 50, offset: int = 0
@@ -463,6 +468,12 @@ class CaseStore:
                 state = self._state(db, case_id)
                 self._history(db, case_id, state, state, "system", note)
         return ids
+
+    def set_vehicle(self, case_id: str, vehicle: dict[str, Any]) -> None:
+        """Record a truck case's vehicle: its plate (as voted so far) and what the register says of it."""
+        with self._tx() as db:
+            db.execute(text("UPDATE cases SET vehicle = :v, updated_at = :now WHERE id = :c"),
+                       {"v": json.dumps(vehicle, ensure_ascii=False), "now": _now(), "c": case_id})
 
     def annotate(self, case_id: str, who: str, note: str) -> None:
         """Add a history entry that does not change the state (e.g. a warning's outcome)."""

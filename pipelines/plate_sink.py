@@ -1,0 +1,83 @@
+"""The vehicle of a truck case: its plate, read on the case's frames and voted, and the muck-transport register's
+word on it (company, permit, ``licensed`` or why not) — an event sink.
+
+For every ``uncovered_truck`` event that comes with its frame (the start, and the updates while the truck is
+seen) the :class:`~detector.plate_reader.PlateReader` reads the truck's box; the readings are voted per case
+(:class:`~detector.plates.PlateVotes`) and the case's ``vehicle`` is written whenever the voted plate or its
+register status changes. OCR costs a few hundred milliseconds per reading, so cameras switch it on
+(``plates: true``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from detector.events import EventState, ViolationEvent
+from detector.plate_reader import ReadsPlates
+from detector.plates import PlateVotes
+from pipelines.event_sinks import EventSink
+from pipelines.muck_register import MuckRegister
+from pipelines.sinks.store import CaseWriter
+from pipelines.sources import Frame
+
+log = logging.getLogger(__name__)
+
+TRUCK_CASES = frozenset({"uncovered_truck"})
+
+
+@dataclass(frozen=True)
+class PlateSetup:
+    """What a pipeline needs to name a truck case's vehicle.
+
+    Attributes:
+        reader: The plate reader (one per process: it holds the OCR models).
+        register: Licensed muck trucks (None: no register, plates only).
+        clock: Local time of a source time (permits' validity and hours).
+    """
+
+    reader: ReadsPlates
+    register: MuckRegister | None = None
+    clock: Callable[[float], dt.datetime] | None = None
+
+
+class PlateSink(EventSink):
+    """Reads and votes the plate of each truck case and records it with the register's status.
+
+    Args:
+        setup: Reader, register and clock.
+        store: Where the case's vehicle is recorded.
+        source: The source's name, for log lines.
+    """
+
+    def __init__(self, setup: PlateSetup, store: CaseWriter, source: str = "") -> None:
+        self.setup, self.store, self.source = setup, store, source
+        self.votes: dict[str, PlateVotes] = {}
+        self.written: dict[str, dict[str, Any]] = {}
+
+    def on_event(self, event: ViolationEvent, case_id: str, frame: Frame | None) -> None:
+        if event.violation not in TRUCK_CASES or frame is None or event.state is EventState.END:
+            return
+        readings = self.setup.reader.read(frame.image, event.box)
+        votes = self.votes.setdefault(case_id, PlateVotes())
+        if readings:
+            votes.add(readings[0].plate, readings[0].confidence)
+        voted = votes.result()
+        vehicle: dict[str, Any] = {"plate": voted[0] if voted else None,
+                                   "plate_confidence": voted[1] if voted else None, "readings": len(votes.readings)}
+        if voted and self.setup.register is not None:
+            when = (self.setup.clock or (lambda _ts: dt.datetime.now()))(event.ts)
+            check = self.setup.register.check(voted[0], when)
+            vehicle["licence"] = check.status
+            vehicle["unlicensed"] = check.unlicensed
+            if check.vehicle is not None:
+                vehicle["company"], vehicle["permit"] = check.vehicle.company, check.vehicle.permit
+        if vehicle != self.written.get(case_id):
+            self.store.set_vehicle(case_id, vehicle)
+            self.written[case_id] = vehicle
+            if voted:
+                log.info("%s: case %s: plate %s (%.2f)%s", self.source, case_id, voted[0], voted[1],
+                         f", {vehicle['licence']}" if "licence" in vehicle else "")

@@ -1,0 +1,67 @@
+"""A truck case's vehicle: the plate voted over the case's frames and the register's word, on a real store."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+
+from detector.events import EventState, ViolationEvent
+from detector.plate_reader import Box, PlateReading
+from pipelines.muck_register import MuckRegister, parse_register
+from pipelines.plate_sink import PlateSetup, PlateSink
+from pipelines.sinks.store import CaseStore
+from pipelines.sources import Frame
+
+REGISTER = ("plate,company,permit,valid_from,valid_to,hours\n"
+            "晋HA6021,太原建运,TY-1,2026-01-01,2026-12-31,20:00-06:00\n")
+
+
+class ScriptedReader:
+    """Reads the plates it is given, one per call (None: nothing read)."""
+
+    def __init__(self, script: list[str | None]) -> None:
+        self.script = list(script)
+
+    def read(self, image: np.ndarray, box: Box | None = None) -> list[PlateReading]:
+        text = self.script.pop(0) if self.script else None
+        return [PlateReading(text, 0.9, (1, 2, 3, 4), text)] if text else []
+
+
+def event(state: EventState, ts: float, violation: str = "uncovered_truck") -> ViolationEvent:
+    return ViolationEvent(state, "k", "cam", "road", violation, 1.0, ts, 0.8, (10.0, 10.0, 50.0, 40.0), ts)
+
+
+def test_the_voted_plate_and_its_licence_are_on_the_case(tmp_path: Path) -> None:
+    store = CaseStore(tmp_path / "c.db")
+    register = MuckRegister(parse_register(REGISTER.encode(), "r.csv")[0])
+    day = dt.datetime(2026, 5, 1, 14, 0)  # outside the permit's night hours
+    sink = PlateSink(PlateSetup(ScriptedReader(["晋HA6021", "晋HA8021", None, "晋HA6021"]), register,
+                                lambda ts: day), store)
+    frame = Frame(np.zeros((60, 80, 3), np.uint8), 0.0)
+    case_id = store.record(event(EventState.START, 2.0), "src")
+    for i, state in enumerate([EventState.START, EventState.UPDATE, EventState.UPDATE, EventState.UPDATE]):
+        sink.on_event(event(state, 2.0 + i), case_id, frame)
+    sink.on_event(event(EventState.END, 9.0), case_id, None)
+    vehicle = store.get(case_id).vehicle  # type: ignore[union-attr]
+    assert vehicle["plate"] == "晋HA6021" and vehicle["readings"] == 3
+    assert vehicle["licence"] == "outside_hours" and vehicle["unlicensed"] is True
+    assert (vehicle["company"], vehicle["permit"]) == ("太原建运", "TY-1")
+    assert store.get(case_id).as_dict()["vehicle"]["plate"] == "晋HA6021"  # type: ignore[union-attr]
+
+
+def test_other_cases_and_unread_plates(tmp_path: Path) -> None:
+    store = CaseStore(tmp_path / "c.db")
+    sink = PlateSink(PlateSetup(ScriptedReader([None, "晋HZ9999"]), None), store)
+    frame = Frame(np.zeros((60, 80, 3), np.uint8), 0.0)
+    garbage = store.record(event(EventState.START, 2.0, "garbage"), "src")
+    sink.on_event(event(EventState.START, 2.0, "garbage"), garbage, frame)
+    assert store.get(garbage).vehicle == {}  # type: ignore[union-attr]
+    truck = store.record(ViolationEvent(EventState.START, "t", "cam", "road", "uncovered_truck", 1.0, 2.0, 0.8,
+                                        (10.0, 10.0, 50.0, 40.0), 2.0), "src")
+    sink.on_event(event(EventState.START, 2.0), truck, frame)
+    assert store.get(truck).vehicle == {"plate": None, "plate_confidence": None, "readings": 0}  # type: ignore[union-attr]
+    sink.on_event(event(EventState.UPDATE, 3.0), truck, frame)
+    assert store.get(truck).vehicle["plate"] == "晋HZ9999"  # type: ignore[union-attr]
+    assert "licence" not in store.get(truck).vehicle  # type: ignore[union-attr]  # no register configured
