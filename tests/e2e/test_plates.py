@@ -15,6 +15,9 @@ import pytest
 
 from datasets.plates import cjk_font, plate_scene
 from detector.plate_reader import PlateReader
+from models import DEFAULT_MODEL
+from pipelines.analyze import AnalyzeOptions, analyze
+from tests.helpers.data import RENDER_IMGSZ
 
 ROOT = Path(__file__).resolve().parents[2]
 FONT = cjk_font()
@@ -74,3 +77,16 @@ def test_the_plates_command_writes_vehicles_and_plates(tmp_path: Path) -> None:
     assert plated.vehicle[0] <= x1 < x2 <= plated.vehicle[2] and plated.vehicle[1] <= y1 < y2 <= plated.vehicle[3]
     assert all(v["plate"] is None for v in by_source["bare.jpg"])
     assert [Path(e["source"]).name for e in body["errors"]] == ["broken.jpg"]
+
+
+def test_analyze_names_the_vehicle_of_truck_cases(tmp_path: Path, street_clip: tuple[Path, dict]) -> None:
+    (tmp_path / "trucks.csv").write_text("plate,company,permit,valid_from,valid_to\n"
+                                         "晋HA6021,太原建运,TY-1,2026-01-01,2026-12-31\n", encoding="utf-8")
+    (tmp_path / "cams.yaml").write_text("muck_register: trucks.csv\ncameras: [{id: road, plates: true}]\n")
+    res = analyze(AnalyzeOptions(inputs=[str(street_clip[0])], out=tmp_path / "out", model=DEFAULT_MODEL,
+                                 config=tmp_path / "cams.yaml", dwell=2.0, imgsz=RENDER_IMGSZ, progress=False))
+    assert res.errors == []
+    truck = next(c for c in res.cases if c["violation"] == "uncovered_truck")
+    # The rendered truck carries no plate: read on its frames, and none invented.
+    assert truck["vehicle"]["readings"] == 0 and truck["vehicle"]["plate"] is None
+    assert all(c["vehicle"] == {} for c in res.cases if c["violation"] != "uncovered_truck")
