@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from detector.plates import read_plate
+from detector.plates import DIGITS, LETTERS, NEV_KIND, PROVINCES, SUFFIXES, read_plate
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,87 @@ def _candidates(lines: list[_Line]) -> list[_Line]:
     return out
 
 
+#: The plate formats, one allowed character set per position (standard, new-energy small, new-energy large).
+PLATE_PATTERNS: tuple[tuple[str, ...], ...] = (
+    (PROVINCES, LETTERS, LETTERS + DIGITS, LETTERS + DIGITS, LETTERS + DIGITS, LETTERS + DIGITS,
+     LETTERS + DIGITS + SUFFIXES),
+    (PROVINCES, LETTERS, NEV_KIND, LETTERS + DIGITS, DIGITS, DIGITS, DIGITS, DIGITS),
+    (PROVINCES, LETTERS, DIGITS, DIGITS, DIGITS, DIGITS, DIGITS, NEV_KIND),
+)
+
+
+class ConstrainedDecoder:
+    """CTC decoding of a text recogniser's per-frame probabilities restricted to the plate formats.
+
+    For each format it finds the most probable alignment that emits exactly one allowed character per
+    position (blanks between), by dynamic programming over (position, frame). The result counts only when it is
+    nearly as probable as the unconstrained reading (``max_gap`` in mean log-probability per frame) and every
+    character was really seen (its best frame's probability at least ``min_char``): a plate-shaped guess over an
+    unreadable character is refused, never invented.
+
+    Args:
+        characters: The recogniser's classes; index 0 is the CTC blank.
+    """
+
+    def __init__(self, characters: list[str], max_gap: float = 0.5, min_char: float = 0.2) -> None:
+        index = {c: i for i, c in enumerate(characters)}
+        self.characters, self.max_gap, self.min_char = characters, max_gap, min_char
+        self.patterns = [[np.array([index[c] for c in allowed if c in index]) for allowed in p]
+                         for p in PLATE_PATTERNS]
+
+    def decode(self, probs: npt.NDArray[np.float32]) -> tuple[str, float] | None:
+        """The plate in ``(frames, classes)`` probabilities and its confidence (mean of its characters'), or None."""
+        logp = np.log(np.clip(probs.astype(np.float64), 1e-9, 1.0))
+        best: tuple[float, str, list[float]] | None = None
+        for pattern in self.patterns:
+            found = self._align(logp, pattern)
+            if found is not None and (best is None or found[0] > best[0]):
+                best = found
+        if best is None:
+            return None
+        score, plate, confs = best
+        gap = (float(logp.max(axis=1).sum()) - score) / len(logp)
+        if gap > self.max_gap or min(confs) < self.min_char:
+            return None
+        return plate, round(float(np.mean(confs)), 4)
+
+    def _align(self, logp: npt.NDArray[np.float64], pattern: list[npt.NDArray[np.int64]]
+               ) -> tuple[float, str, list[float]] | None:
+        frames = len(logp)
+        if frames < len(pattern):
+            return None
+        cum = np.vstack([np.zeros(logp.shape[1]), np.cumsum(logp, axis=0)])
+        after = cum[:, 0].copy()  # best score with every position so far emitted, blanks after: by frame
+        steps = []
+        for allowed in pattern:
+            ends = np.full(frames + 1, -np.inf)
+            how: list[tuple[int, int]] = [(0, 0)] * (frames + 1)
+            runs = cum[:, allowed]
+            for t in range(1, frames + 1):
+                total = after[:t, None] + (runs[t][None, :] - runs[:t])
+                s, c = np.unravel_index(int(np.argmax(total)), total.shape)
+                ends[t], how[t] = float(total[s, c]), (int(s), int(allowed[c]))
+            nxt = np.full(frames + 1, -np.inf)
+            end_at = [0] * (frames + 1)
+            for t in range(1, frames + 1):
+                blank = nxt[t - 1] + logp[t - 1, 0]
+                nxt[t], end_at[t] = (ends[t], t) if ends[t] >= blank else (blank, end_at[t - 1])
+            steps.append((how, end_at))
+            after = nxt
+        if not np.isfinite(after[frames]):
+            return None
+        t, out = frames, []
+        for how, end_at in reversed(steps):
+            end = end_at[t]
+            start, cls = how[end]
+            out.append((cls, start, end))
+            t = start
+        out.reverse()
+        plate = "".join(self.characters[c] for c, _, _ in out)
+        confs = [float(np.exp(logp[a:b, c].max())) for c, a, b in out]
+        return float(after[frames]), plate, confs
+
+
 class PlateReader:
     """Reads plates in images or vehicle boxes.
 
@@ -96,6 +177,11 @@ class PlateReader:
                                          "(`make setup` installs it)") from exc
         self.engine = RapidOCR()
         self.min_confidence, self.min_height, self.margin = min_confidence, min_height, margin
+        try:  # the recogniser's classes (index 0: the CTC blank), for decoding under the plate formats
+            self.decoder: ConstrainedDecoder | None = ConstrainedDecoder(
+                list(self.engine.text_rec.postprocess_op.character))
+        except AttributeError:
+            self.decoder = None
 
     def read(self, image: npt.NDArray[np.uint8], box: Box | None = None) -> list[PlateReading]:
         """Valid plates in an image, or in one vehicle box of it; best first, one reading per plate.
@@ -126,13 +212,36 @@ class PlateReader:
             crop = np.asarray(cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC), np.uint8)
         result, _ = self.engine(crop)
         best: dict[str, PlateReading] = {}
-        for line in _candidates(_lines(result)):
+
+        def keep(plate: str, confidence: float, box: Box, text: str) -> None:
+            bx = (x0 + box[0] / scale, y0 + box[1] / scale, x0 + box[2] / scale, y0 + box[3] / scale)
+            if confidence >= self.min_confidence and (plate not in best or confidence > best[plate].confidence):
+                best[plate] = PlateReading(plate, round(confidence, 4), bx, text)
+
+        lines = _lines(result)
+        decoded = [self._constrained(crop, quad) for quad, _, _ in result or []]
+        for line, found in zip(lines, decoded, strict=True):  # each line decoded under the plate formats...
+            if found is not None:
+                keep(found[0], found[1], line.box, line.text)
+        for line in _candidates(lines):  # ...or read plainly where that failed, alone or joined side by side
             plate = read_plate(line.text)
-            if plate is None or line.score < self.min_confidence:
-                continue
-            bx = (x0 + line.box[0] / scale, y0 + line.box[1] / scale, x0 + line.box[2] / scale,
-                  y0 + line.box[3] / scale)
-            found = PlateReading(plate, round(line.score, 4), bx, line.text)
-            if plate not in best or found.confidence > best[plate].confidence:
-                best[plate] = found
+            if plate is not None and not any(found is not None and line.box == seen.box
+                                             for seen, found in zip(lines, decoded, strict=True)):
+                keep(plate, line.score, line.box, line.text)
         return sorted(best.values(), key=lambda r: -r.confidence)
+
+    def _constrained(self, crop: npt.NDArray[np.uint8], quad: Any) -> tuple[str, float] | None:
+        """One text line read again by the recogniser and decoded under the plate formats."""
+        if self.decoder is None:
+            return None
+        try:
+            line = self.engine.get_crop_img_list(crop, np.asarray([quad], np.float32))[0]
+            rec = self.engine.text_rec
+            norm = rec.resize_norm_img(line, max(rec.rec_image_shape[2] / rec.rec_image_shape[1],
+                                                 line.shape[1] / max(1, line.shape[0])))
+            probs = rec.session(norm[None].astype(np.float32))[0][0]
+        except Exception as exc:  # the OCR package's internals changed: the plain reading still counts
+            log.warning("constrained plate decoding unavailable: %s", exc)
+            self.decoder = None
+            return None
+        return self.decoder.decode(np.asarray(probs, np.float32))

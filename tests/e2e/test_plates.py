@@ -25,8 +25,8 @@ FONT = cjk_font()
 pytestmark = pytest.mark.skipif(FONT is None and os.environ.get("CI") != "true",
                                 reason="no CJK font here (scripts/install-test-services.sh installs one)")
 
-#: Share of synthetic plates read exactly from the truck's box (measured 29 of 40 with seed 1 on 2026-12-01;
-#: the misses are small plates whose province character the recogniser takes for a Latin letter).
+#: Share of synthetic plates read exactly from the truck's box (measured on 2026-12-01: 30 of 40 with seed 1,
+#: 45 of 60 with seed 7; the misses are mostly small plates whose province character is unreadable).
 FLOOR = 0.6
 
 
@@ -43,7 +43,7 @@ def test_synthetic_plates_are_read_exactly_above_the_floor(reader: PlateReader) 
     exact = sum(p == s.plate for p, s in zip(read, scenes, strict=True))
     assert exact / len(scenes) >= FLOOR, list(zip(read, [s.plate for s in scenes], strict=True))
     wrong = sum(p is not None and p != s.plate for p, s in zip(read, scenes, strict=True))
-    assert wrong / len(scenes) <= 0.25  # a wrong plate is worse than none: measured 5 of 40
+    assert wrong / len(scenes) <= 0.2  # a wrong plate is worse than none: measured 4 of 40 and 4 of 60
 
 
 def test_no_plate_is_read_where_there_is_none(reader: PlateReader) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from detector.plate_reader import ConstrainedDecoder
 from detector.plates import PlateVotes, format_plate, plate_kind, read_plate
 
 
@@ -45,3 +47,26 @@ def test_votes_fix_single_frame_errors_and_weigh_confidence() -> None:
         green.add(text, conf)
     assert green.result()[0] == "京AD12345"  # type: ignore[index]
     assert format_plate("晋HA6021") == "晋H·A6021"
+
+
+def _probs(frames: list[dict[str, float]], chars: list[str]) -> np.ndarray:
+    """Per-frame class probabilities: the given ones, the rest of the mass on the blank."""
+    out = np.full((len(frames), len(chars)), 1e-6, np.float32)
+    for t, frame in enumerate(frames):
+        for ch, p in frame.items():
+            out[t, chars.index(ch)] = p
+        out[t, 0] = max(1e-6, 1.0 - sum(frame.values()))
+    return out
+
+
+def test_constrained_decoding_fits_look_alikes_and_refuses_unseen_characters() -> None:
+    chars = ["<blank>", *dict.fromkeys("晋京HAO0B8612345CDEFGJKLMNPQRSTUVWXYZ79")]
+    decoder = ConstrainedDecoder(chars)
+    blank: dict[str, float] = {}
+    plate = [{"晋": 0.9}, blank, {"H": 0.95}, blank, {"A": 0.9}, blank, {"6": 0.9}, blank,
+             {"O": 0.6, "0": 0.35}, blank, {"2": 0.9}, blank, {"1": 0.9}, blank]
+    assert decoder.decode(_probs(plate, chars))[0] == "晋HA6021"  # type: ignore[index]
+    # The province glyph read as a Latin letter: no province was seen, so no plate (never a guessed one).
+    unseen = [{"H": 0.9, "晋": 0.01}, blank, *plate[2:]]
+    assert decoder.decode(_probs(unseen, chars)) is None
+    assert decoder.decode(_probs([{"1": 0.9}, blank] * 3, chars)) is None  # too short for any plate
