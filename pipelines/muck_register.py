@@ -78,9 +78,13 @@ class LicenceCheck:
 
 
 class MuckRegister:
-    """The licensed vehicles, by plate."""
+    """The licensed vehicles, by plate (replaced whole when a new list is imported; readers see one or the other)."""
 
     def __init__(self, vehicles: Iterable[Vehicle]) -> None:
+        self.vehicles = {v.plate: v for v in vehicles}
+
+    def replace(self, vehicles: Iterable[Vehicle]) -> None:
+        """Take a new list (a bureau re-imports its whole register)."""
         self.vehicles = {v.plate: v for v in vehicles}
 
     def check(self, plate: str, when: dt.datetime) -> LicenceCheck:
@@ -135,6 +139,22 @@ def read_register(path: Path) -> tuple[list[Vehicle], list[str]]:
     except OSError as exc:
         raise TableError(f"{path}: cannot read: {exc}") from exc
     return parse_register(data, str(path))
+
+
+def company_stats(cases: Iterable[dict[str, object]]) -> dict[str, dict[str, int]]:
+    """Per company (``unregistered`` for plates not in the register): truck cases with a plate, uncovered
+    loads, and unlicensed ones (expired, out of hours, not registered)."""
+    out: dict[str, dict[str, int]] = {}
+    for c in cases:
+        vehicle = c.get("vehicle")
+        if not isinstance(vehicle, dict) or not vehicle.get("plate"):
+            continue
+        s = out.setdefault(str(vehicle.get("company") or "unregistered"),
+                           {"truck_cases": 0, "uncovered_loads": 0, "unlicensed": 0})
+        s["truck_cases"] += 1
+        s["uncovered_loads"] += int(c.get("violation") == "uncovered_truck")
+        s["unlicensed"] += int(bool(vehicle.get("unlicensed")))
+    return out
 
 
 def register_csv(vehicles: Iterable[Vehicle]) -> str:

@@ -123,7 +123,8 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None,
         app.add_middleware(CORSMiddleware, allow_origins=config.server.cors_origins, allow_methods=["*"],
                            allow_headers=["*"])
     app.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes,
-                       larger={"/api/shop-imports": config.server.max_import_bytes})
+                       larger={"/api/shop-imports": config.server.max_import_bytes,
+                               "/api/muck-register-imports": config.server.max_import_bytes})
     app.exception_handler(StarletteHTTPException)(http_error)
     app.exception_handler(RequestValidationError)(validation_error)
     for router in ROUTERS:

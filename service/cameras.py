@@ -28,7 +28,7 @@ from detector.backends.base import DetectorBackend, config_for, create_backend
 from detector.plate_reader import PlateReader, PlateReaderUnavailable
 from pipelines.config import CameraConfig
 from pipelines.event_sinks import EventCallback
-from pipelines.muck_register import MuckRegister, read_register
+from pipelines.muck_register import MuckRegister
 from pipelines.overlay import draw_detections, draw_zones
 from pipelines.plate_sink import PlateSetup
 from pipelines.reminders import ReminderSetup
@@ -39,7 +39,6 @@ from pipelines.sinks.store import CaseContext, CaseWriter
 from pipelines.source_kinds import Source, open_source, source_config
 from pipelines.sources import DecodeMode, Frame, SourceError
 from pipelines.stages import Sample
-from pipelines.tables import TableError
 from service.fleet import CameraView, OnEvent, OnHealth, OnWarn
 from service.loops import BackgroundLoop
 from service.settings import IngestConfig, ServiceConfig
@@ -267,13 +266,17 @@ class LocalCameras:
         on_health: Called on every camera health change.
         on_warn: Called with each voice warning to play.
         reminders: What a new camera needs to text shops, asked at each start (None: shops are not texted).
+        register: Licensed muck trucks, checked against the plates of truck cases (the runtime's; imports
+            replace its list in place).
     """
 
     def __init__(self, config: ServiceConfig, store: CaseWriter, evidence_root: Path, on_event: OnEvent,
                  on_health: OnHealth, on_warn: OnWarn,
-                 reminders: Callable[[], ReminderSetup | None] | None = None) -> None:
+                 reminders: Callable[[], ReminderSetup | None] | None = None,
+                 register: MuckRegister | None = None) -> None:
         self.config = config
         self.reminders = reminders
+        self.register = register
         self._plate_setup: PlateSetup | None = None
         self.store = store
         self.evidence_root = evidence_root
@@ -302,7 +305,7 @@ class LocalCameras:
                               plates=self._plates(cam))
 
     def _plates(self, cam: CameraConfig) -> PlateSetup | None:
-        """The plate reader and register, loaded once, for cameras that read plates (None: none can be read)."""
+        """The plate reader (loaded once) and the register, for cameras that read plates (None: none can be)."""
         if not cam.plates:
             return None
         if self._plate_setup is None:
@@ -311,16 +314,7 @@ class LocalCameras:
             except PlateReaderUnavailable as exc:
                 log.error("camera %s: plates are not read: %s", cam.id, exc)
                 return None
-            register = None
-            if self.config.muck_register is not None:
-                try:
-                    vehicles, bad = read_register(self.config.muck_register)
-                    register = MuckRegister(vehicles)
-                    for line in bad:
-                        log.error("%s", line)
-                except TableError as exc:
-                    log.error("muck-transport register not loaded: %s", exc)
-            self._plate_setup = PlateSetup(reader, register, lambda _ts: dt.datetime.now())
+            self._plate_setup = PlateSetup(reader, self.register, lambda _ts: dt.datetime.now())
         return self._plate_setup
 
     def add(self, cam: CameraConfig) -> None:

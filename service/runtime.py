@@ -15,15 +15,18 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from detector.events import ViolationEvent
 from detector.warnings import WarningAction, WarningStats, warning_stats
 from pipelines.config import CameraConfig
+from pipelines.muck_register import MuckRegister, read_register
 from pipelines.reminders import ReminderSetup, ShopReminder
 from pipelines.shops import Shop, mask_phone
 from pipelines.sinks.shop_store import ShopBook
 from pipelines.sinks.store import CaseStore
+from pipelines.tables import TableError
 from service.bus import EventBus
 from service.cameras import LocalCameras, case_context
 from service.fleet import UNTRACKED_NOTE, CameraFleet
@@ -55,6 +58,22 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 
 
 
+def load_register(path: Path | None) -> MuckRegister | None:
+    """The muck-transport register of the service file (None: none configured); its bad rows are logged and
+    an unreadable file leaves it empty (the service still starts)."""
+    if path is None:
+        return None
+    try:
+        vehicles, bad = read_register(path)
+    except TableError as exc:
+        log.error("muck-transport register not loaded: %s", exc)
+        return MuckRegister([])
+    for line in bad:
+        log.error("%s", line)
+    log.info("muck-transport register: %d licensed vehicles from %s", len(vehicles), path)
+    return MuckRegister(vehicles)
+
+
 class Runtime:
     """Everything the running service holds: store, cameras (here or on Ray actors), notifiers, event bus."""
 
@@ -65,6 +84,7 @@ class Runtime:
         self.bus = EventBus()
         self.store = CaseStore(config.storage.db)
         self.shops = ShopBook(self.store)
+        self.register = load_register(config.muck_register)
         self.evidence_root = config.storage.evidence.resolve()
         self.evidence_root.mkdir(parents=True, exist_ok=True)
         self.dlr_key = hashlib.sha256(("streetwatch-dlr:" + ",".join(sorted(tokens))).encode()).digest()
@@ -75,7 +95,7 @@ class Runtime:
                                                  self._on_health, self._warn)
         else:
             self.fleet = LocalCameras(config, self.store, self.evidence_root, self._publish_violation,
-                                      self._on_health, self._warn, self._reminder_setup)
+                                      self._on_health, self._warn, self._reminder_setup, self.register)
         self.cameras: dict[str, CameraConfig] = {}
         self.lock = threading.Lock()
         self.stop_event = threading.Event()  # set when the service stops (open event streams end)

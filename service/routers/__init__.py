@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.routers import cameras, cases, dispatch, events, operations, shops, voice
+from service.routers import cameras, cases, dispatch, events, muck, operations, shops, voice
 
 ROUTERS: tuple[APIRouter, ...] = (operations.router, cases.router, cameras.router, voice.router, dispatch.router,
-                                  events.router, shops.router)
+                                  events.router, shops.router, muck.router)
