@@ -26,7 +26,14 @@ EventCallback = Callable[[ViolationEvent, str], None]
 
 
 class EventSink:
-    """One consumer of a camera's committed events; every hook is optional (does nothing here)."""
+    """One consumer of a camera's committed events; every hook is optional (does nothing here).
+
+    A sink that ``enriches_case`` holds a new case's dispatch only until its own ``on_event`` has run (it adds
+    to the case what the dispatch must carry, e.g. a truck's plate); the pipeline then dispatches the case
+    unless another sink holds it longer.
+    """
+
+    enriches_case: bool = False
 
     def observe(self, frame: Frame) -> None:
         """Every decoded frame, sampled or not (an evidence buffer keeps them)."""

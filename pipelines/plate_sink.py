@@ -53,10 +53,15 @@ class PlateSink(EventSink):
         source: The source's name, for log lines.
     """
 
+    enriches_case = True  # a truck case's dispatch waits for its first reading (the payload names the vehicle)
+
     def __init__(self, setup: PlateSetup, store: CaseWriter, source: str = "") -> None:
         self.setup, self.store, self.source = setup, store, source
         self.votes: dict[str, PlateVotes] = {}
         self.written: dict[str, dict[str, Any]] = {}
+
+    def defers_dispatch(self, event: ViolationEvent) -> bool:
+        return event.state is EventState.START and event.violation in TRUCK_CASES
 
     def on_event(self, event: ViolationEvent, case_id: str, frame: Frame | None) -> None:
         if event.violation not in TRUCK_CASES or frame is None or event.state is EventState.END:

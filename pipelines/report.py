@@ -21,6 +21,7 @@ import numpy as np
 from detector.events import VIOLATIONS
 from detector.reminders import ReminderRecord, ShopStats
 from detector.warnings import WarningStats
+from pipelines.muck_register import company_stats
 from pipelines.reminders import ReminderLogRow
 from pipelines.sources import InputError
 
@@ -137,12 +138,16 @@ def timeline_png(cases: list[dict[str, Any]], duration: float, path: Path, width
 def write_cases_json(path: Path, cases: list[dict[str, Any]], errors: list[InputError], stats: RunStats,
                      settings: dict[str, Any], reminders: list[ReminderLogRow] | None = None,
                      shops: dict[str, ShopStats] | None = None) -> None:
-    """Write ``cases.json`` (with the texts to shops and each shop's record when shops are registered)."""
+    """Write ``cases.json`` (with the texts to shops and each shop's record when shops are registered, and each
+    muck-transport company's trucks when plates were read)."""
     body: dict[str, Any] = {"cases": cases, "errors": errors, "stats": stats, "settings": settings}
     if reminders is not None:
         body["reminders"] = reminders
     if shops is not None:
         body["shops"] = shops
+    companies = company_stats(cases)
+    if companies:
+        body["companies"] = companies
     path.write_text(json.dumps(body, indent=1, ensure_ascii=False))
 
 
@@ -268,6 +273,13 @@ def write_report(out: Path, cases: list[dict[str, Any]], errors: list[InputError
                 f"{v['median_time_to_clear_s']} s" for k, v in (st.get("warnings") or {}).items()) + "</p>")
     if shops is not None:
         parts += shops_section(reminders or [], shops)
+    companies = company_stats(cases)
+    if companies:
+        parts.append("<h2>Muck-transport companies</h2><table><tr><th>company</th><th>truck cases with a plate</th>"
+                     "<th>uncovered loads</th><th>unlicensed</th></tr>")
+        parts += [f"<tr><td>{e(k)}</td><td>{v['truck_cases']}</td><td>{v['uncovered_loads']}</td>"
+                  f"<td>{v['unlicensed']}</td></tr>" for k, v in sorted(companies.items())]
+        parts.append("</table>")
     parts.append("<h2>Settings</h2><pre>" + e(json.dumps(settings, indent=1, ensure_ascii=False)) + "</pre>")
     path = out / "report.html"
     path.write_text(html_page("streetwatch report", "\n".join(parts)), encoding="utf-8")

@@ -185,6 +185,9 @@ class CameraPipeline:
         self.stats.events += 1
         for sink in self.sinks:
             self._safely(sink.on_event, ev, case_id, frame)
+        if self.context is not None and any(deferred) and \
+                all(s.enriches_case for s, held in zip(self.sinks, deferred, strict=True) if held):
+            self._safely(self.store.enqueue_dispatch, case_id, self.context)  # enriched now: it goes
 
     def _safely(self, hook: Callable[..., None], *args: object) -> None:
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +36,7 @@ class Notice(BaseModel):
     description: str = ""
     load_state: Literal["covered", "uncovered", "empty", "unknown"] | None = None
     alternatives: list[str] = Field(default_factory=list)
+    vehicle: dict[str, Any] | None = Field(default=None, description="case: a truck's plate and licence.")
     text: str = Field(default="", description="warning: the words to speak; sms: the text.")
     audio: str | None = Field(default=None, description="warning: a recorded file played instead of the text.")
     volume: float = Field(default=1.0, ge=0, le=1)

@@ -21,6 +21,19 @@ class Evidence(BaseModel):
     clip: str = Field(description="URL of the H.264 MP4 clip.")
 
 
+class Vehicle(BaseModel):
+    """A truck case's vehicle (cameras reading plates)."""
+
+    plate: str | None = Field(description="The plate voted over the case's frames so far; null when none was read.")
+    plate_confidence: float | None = None
+    readings: int = Field(default=0, description="Frames the plate was read on.")
+    licence: Literal["licensed", "unlicensed", "expired", "not_yet_valid", "outside_hours"] | None = Field(
+        default=None, description="What the muck-transport register says (with a register configured).")
+    unlicensed: bool | None = Field(default=None, description="Not licensed to carry muck now.")
+    company: str | None = Field(default=None, description="The licensed transport company.")
+    permit: str | None = Field(default=None, description="Its permit number.")
+
+
 class DispatchPayload(BaseModel):
     """One case delivered to a webhook (HTTP POST, ``Idempotency-Key: <case_id>:<webhook>``)."""
 
@@ -43,6 +56,8 @@ class DispatchPayload(BaseModel):
         default=None, description="Trucks: the load state decided over the truck's frames.")
     alternatives: list[str] = Field(default_factory=list, description="Other classes the same object was also "
                                     "taken for, most likely first (one object is one case).")
+    vehicle: Vehicle | None = Field(default=None, description="Truck cases of cameras reading plates: the plate "
+                                    "and the register's word on it, as known at dispatch.")
     evidence: Evidence
 
 

@@ -365,7 +365,7 @@ class CaseStore:
     @staticmethod
     def _enqueue(db: Connection, case_id: str, ctx: CaseContext) -> None:
         row = db.execute(text("SELECT violation, camera, zone, source, start_s, confirmed_s, confidence, created_at,"
-                              " details FROM cases WHERE id = :c"), {"c": case_id}).mappings().one()
+                              " details, vehicle FROM cases WHERE id = :c"), {"c": case_id}).mappings().one()
         details = EventDetails.from_dict(json.loads(row["details"] or "{}"))
         payload = {"kind": "case", "case_id": case_id, "violation": row["violation"], "camera": row["camera"],
                    "zone": row["zone"], "address": ctx.address, "gps": list(ctx.gps) if ctx.gps else None,
@@ -373,7 +373,8 @@ class CaseStore:
                    "confirmed_s": round(row["confirmed_s"], 3), "confidence": round(row["confidence"], 4),
                    "registered_at": row["created_at"],
                    "load_state": details.load_state.value if details.load_state is not None else None,
-                   "alternatives": [a.violation for a in details.alternatives], **(ctx.payload_extra or {})}
+                   "alternatives": [a.violation for a in details.alternatives],
+                   "vehicle": json.loads(row["vehicle"] or "{}") or None, **(ctx.payload_extra or {})}
         for target in ctx.targets_for(str(row["zone"])):
             CaseStore._insert_outbox(db, case_id, target, "case", f"{case_id}:{target}", payload)
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
+from pathlib import Path
 
 from openpyxl import Workbook
 
-from pipelines.muck_register import MuckRegister, parse_register, register_csv
+from pipelines.muck_register import MuckRegister, company_stats, parse_register, register_csv
+from pipelines.report import RunStats, write_cases_json
 
 CSV = ("plate,company,permit,valid_from,valid_to,hours\n"
        "晋H·A6021,太原建运渣土公司,TY-2026-001,2026-01-01,2026-12-31,20:00-06:00\n"  # night only
@@ -53,3 +56,22 @@ def test_excel_register_and_csv_round_trip() -> None:
     assert errors == [] and vehicles[0].valid_from == dt.date(2026, 1, 1)
     again, errors = parse_register(register_csv(vehicles).encode(), "out.csv")
     assert errors == [] and again == vehicles
+
+
+def test_each_company_s_trucks_in_cases_json_and_the_report(tmp_path: Path) -> None:
+    truck = {"id": "c1", "violation": "uncovered_truck", "source": "a.mp4", "camera": "road", "zone": "z",
+             "start_s": 1.0, "confirmed_s": 2.0, "end_s": 3.0, "confidence": 0.8, "box": [1, 2, 3, 4],
+             "snapshot": None, "clip": None, "details": {},
+             "vehicle": {"plate": "晋HA6021", "company": "太原建运", "unlicensed": True}}
+    other = {**truck, "id": "c2", "vehicle": {"plate": "晋HZ9999", "unlicensed": True}}
+    unread = {**truck, "id": "c3", "vehicle": {"plate": None}}
+    garbage = {**truck, "id": "c4", "violation": "garbage", "vehicle": {}}
+    cases = [truck, other, unread, garbage]
+    assert company_stats(cases) == {"太原建运": {"truck_cases": 1, "uncovered_loads": 1, "unlicensed": 1},
+                                    "unregistered": {"truck_cases": 1, "uncovered_loads": 1, "unlicensed": 1}}
+    stats: RunStats = {"inputs": 1, "analysed": 1, "failed": 0, "frames_decoded": 0, "frames_inferred": 0,
+                       "frames_gated": 0, "video_s": 0.0, "wall_s": 0.0, "sources": {}}
+    write_cases_json(tmp_path / "cases.json", cases, [], stats, {})
+    assert json.loads((tmp_path / "cases.json").read_text())["companies"]["太原建运"]["truck_cases"] == 1
+    write_cases_json(tmp_path / "none.json", [garbage], [], stats, {})
+    assert "companies" not in json.loads((tmp_path / "none.json").read_text())

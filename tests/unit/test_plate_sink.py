@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from detector.events import EventState, ViolationEvent
 from detector.plate_reader import Box, PlateReading
@@ -24,7 +25,7 @@ class ScriptedReader:
     def __init__(self, script: list[str | None]) -> None:
         self.script = list(script)
 
-    def read(self, image: np.ndarray, box: Box | None = None) -> list[PlateReading]:
+    def read(self, image: npt.NDArray[np.uint8], box: Box | None = None) -> list[PlateReading]:
         text = self.script.pop(0) if self.script else None
         return [PlateReading(text, 0.9, (1, 2, 3, 4), text)] if text else []
 
@@ -65,3 +66,22 @@ def test_other_cases_and_unread_plates(tmp_path: Path) -> None:
     sink.on_event(event(EventState.UPDATE, 3.0), truck, frame)
     assert store.get(truck).vehicle["plate"] == "晋HZ9999"  # type: ignore[union-attr]
     assert "licence" not in store.get(truck).vehicle  # type: ignore[union-attr]  # no register configured
+
+
+def test_a_truck_case_is_dispatched_after_its_first_reading_with_the_vehicle(tmp_path: Path) -> None:
+    from detector.rules import RuleSettings
+    from detector.types import CANONICAL_LABELS
+    from pipelines.config import CameraConfig
+    from pipelines.runner import build_pipeline
+    from pipelines.sinks.store import CaseContext
+
+    store = CaseStore(tmp_path / "c.db")
+    pipe = build_pipeline(CameraConfig(id="cam", plates=True), RuleSettings(), list(CANONICAL_LABELS), store, "src",
+                          context=CaseContext(targets=("city",)), plates=PlateSetup(ScriptedReader(["晋HA6021"])))
+    frame = Frame(np.zeros((60, 80, 3), np.uint8), 2.0)
+    pipe._emit(event(EventState.START, 2.0), frame)
+    (row,) = store.outbox_due(1e12)
+    assert row["target"] == "city" and row["payload"]["vehicle"]["plate"] == "晋HA6021"
+    pipe._emit(ViolationEvent(EventState.START, "g", "cam", "road", "garbage", 1.0, 2.0, 0.8, (1, 2, 3, 4), 2.0), frame)
+    garbage = [r for r in store.outbox_due(1e12) if r["case_id"] != row["case_id"]]
+    assert len(garbage) == 1 and garbage[0]["payload"]["vehicle"] is None  # dispatched at once, as before
