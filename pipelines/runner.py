@@ -254,7 +254,8 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
     if warnings is not None:
         sinks.append(warnings)
     if plates is not None and camera.plates:
-        sinks.append(PlateSink(plates, store, source))
+        sinks.append(PlateSink(plates, store, source, evidence.out_dir if evidence is not None else None,
+                               evidence_root))
     if evidence is not None:
         sinks.append(EvidenceSink(evidence, store, evidence_root, zones, source))
     if on_event is not None:

@@ -17,7 +17,7 @@ from pipelines.sinks.store import Case
 
 CameraHealth = Literal["new", "connecting", "live", "stalled", "failed", "stopped"]
 OutboxState = Literal["pending", "delivered", "dead"]
-EvidenceKind = Literal["snapshot", "clip", "frame"]
+EvidenceKind = Literal["snapshot", "clip", "frame", "plate"]
 
 # ---------------------------------------------------------------- operations
 

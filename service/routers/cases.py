@@ -50,10 +50,11 @@ def get_case(case_id: str, rt: RuntimeDep, _: Viewer) -> CaseDetail:
 
 
 @router.get("/api/cases/{case_id}/evidence/{kind}", response_class=FileResponse,
-            responses={200: {"content": EVIDENCE_CONTENT, "description": "JPEG (snapshot, frame) or MP4 (clip)"},
+            responses={200: {"content": EVIDENCE_CONTENT, "description": "JPEG (snapshot, frame, plate) or MP4 (clip)"},
                        404: {"model": ErrorBody}})
 def evidence(case_id: str, kind: EvidenceKind, rt: RuntimeDep, _: Viewer) -> FileResponse:
-    """The snapshot (JPEG, boxed), clip (MP4) or clean frame (JPEG) of a case, found by case id only."""
+    """The snapshot (JPEG, boxed), clip (MP4), clean frame (JPEG) or a truck's plate (JPEG) of a case, found by
+    case id only."""
     c = case_or_404(rt, case_id)
     entry = c.evidence.get(kind)
     if entry is None:

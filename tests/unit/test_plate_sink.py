@@ -47,6 +47,7 @@ def test_the_voted_plate_and_its_licence_are_on_the_case(tmp_path: Path) -> None
     sink.on_event(event(EventState.END, 9.0), case_id, None)
     vehicle = store.get(case_id).vehicle  # type: ignore[union-attr]
     assert vehicle["plate"] == "晋HA6021" and vehicle["readings"] == 3
+    assert "plate" not in store.get(case_id).evidence  # type: ignore[union-attr]  # no evidence folder here
     assert vehicle["licence"] == "outside_hours" and vehicle["unlicensed"] is True
     assert (vehicle["company"], vehicle["permit"]) == ("太原建运", "TY-1")
     assert store.get(case_id).as_dict()["vehicle"]["plate"] == "晋HA6021"  # type: ignore[union-attr]
@@ -85,3 +86,16 @@ def test_a_truck_case_is_dispatched_after_its_first_reading_with_the_vehicle(tmp
     pipe._emit(ViolationEvent(EventState.START, "g", "cam", "road", "garbage", 1.0, 2.0, 0.8, (1, 2, 3, 4), 2.0), frame)
     garbage = [r for r in store.outbox_due(1e12) if r["case_id"] != row["case_id"]]
     assert len(garbage) == 1 and garbage[0]["payload"]["vehicle"] is None  # dispatched at once, as before
+
+
+def test_the_clearest_plate_crop_is_kept_as_evidence(tmp_path: Path) -> None:
+    store = CaseStore(tmp_path / "c.db")
+    sink = PlateSink(PlateSetup(ScriptedReader(["晋HA6021", "晋HA8021"])), store, "src", tmp_path / "ev" / "cam",
+                     tmp_path / "ev")
+    image = np.zeros((60, 80, 3), np.uint8)
+    image[2:4, 1:3] = 255
+    case_id = store.record(event(EventState.START, 2.0), "src")
+    sink.on_event(event(EventState.START, 2.0), case_id, Frame(image, 2.0))
+    sink.on_event(event(EventState.UPDATE, 3.0), case_id, Frame(image, 3.0))  # a misreading: crop kept as was
+    plate = store.get(case_id).evidence["plate"]  # type: ignore[union-attr]
+    assert plate["path"] == f"cam/{case_id}_plate.jpg" and (tmp_path / "ev" / plate["path"]).is_file()
