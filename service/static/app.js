@@ -31,7 +31,10 @@ const T = {
     reminders_n: "reminders", resolved_share: "resolved by reminder", repeats: "repeat offences",
     need_frontage: "Draw the frontage: at least 3 corners", plate: "plate", lic_licensed: "licensed",
     lic_unlicensed: "not in the register", lic_expired: "permit expired", lic_not_yet_valid: "permit not yet valid",
-    lic_outside_hours: "outside its permitted hours",
+    lic_outside_hours: "outside its permitted hours", muck_title: "Licensed muck trucks",
+    import_register: "Import register (CSV / Excel)", register_hint: "An import replaces the whole register.",
+    company: "Company", permit: "Permit", valid: "Valid", hours: "Hours", company_record: "Company record",
+    truck_cases: "truck cases", uncovered_loads: "uncovered", unlicensed_n: "unlicensed", vehicles_n: "vehicles",
   },
   zh: {
     subtitle: "街面违规智能识别", tab_cameras: "摄像头", tab_review: "案件审核", tab_stats: "统计",
@@ -59,7 +62,10 @@ const T = {
     imported: "已导入", set_aside: "行未导入", reminders_n: "次提醒", resolved_share: "提醒后整改",
     repeats: "次重复违规", need_frontage: "请画出责任区（至少3个角点）", plate: "车牌",
     lic_licensed: "已核准", lic_unlicensed: "未在核准名单", lic_expired: "核准已过期", lic_not_yet_valid: "核准未生效",
-    lic_outside_hours: "不在核准时段",
+    lic_outside_hours: "不在核准时段", muck_title: "渣土运输核准车辆", import_register: "导入核准名单（CSV / Excel）",
+    register_hint: "导入将替换整个名单。", company: "运输企业", permit: "核准证号", valid: "有效期", hours: "核准时段",
+    company_record: "企业记录", truck_cases: "起车辆案件", uncovered_loads: "起未覆盖", unlicensed_n: "起未核准",
+    vehicles_n: "辆",
   },
 };
 const COLORS = { street_stall: "#2f8cff", uncovered_truck: "#f0b429", garbage: "#2fbf71", barbecue: "#ef4e4e",
@@ -576,6 +582,38 @@ async function loadShops() {
     tr.querySelector("button.edit").addEventListener("click", () => openFrontageEditor(s));
     body.appendChild(tr);
   }
+  loadRegister();
+}
+
+async function loadRegister() {
+  const [vehicles, companies] = await Promise.all([(await api("/api/muck-register")).json(),
+    (await api("/api/muck-companies")).json()]);
+  const body = $("register").querySelector("tbody");
+  body.innerHTML = "";
+  for (const v of vehicles) {
+    const c = companies[v.company];
+    const rec = c ? `${c.truck_cases} ${t("truck_cases")} · ${c.uncovered_loads} ${t("uncovered_loads")} · ` +
+      `${c.unlicensed} ${t("unlicensed_n")}` : "";
+    const tr = document.createElement("tr");
+    tr.dataset.plate = v.plate;
+    tr.innerHTML = `<td>${esc(v.plate)}</td><td>${esc(v.company)}</td><td>${esc(v.permit)}</td>` +
+      `<td>${esc(v.valid_from)} – ${esc(v.valid_to)}</td><td>${esc(v.hours)}</td><td class="rec">${esc(rec)}</td>`;
+    body.appendChild(tr);
+  }
+}
+
+async function importRegister(file) {
+  const xlsx = file.name.toLowerCase().endsWith(".xlsx");
+  try {
+    const r = await (await api("/api/muck-register-imports", { method: "POST", body: await file.arrayBuffer(),
+      headers: { "Content-Type": xlsx ? "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" : "text/csv",
+        "X-Filename": encodeURIComponent(file.name) } })).json();
+    $("register-msg").textContent = `${r.vehicles} ${t("vehicles_n")}; ${r.errors.length} ${t("set_aside")}` +
+      (r.errors.length ? ` — ${r.errors.slice(0, 5).join(" · ")}` : "");
+    loadRegister();
+  } catch (e) {
+    $("register-msg").textContent = e.message;
+  }
 }
 
 async function feFrame(cameraId) {
@@ -696,6 +734,9 @@ function feSetup() {
   $("shop-new").addEventListener("click", () => openFrontageEditor(null));
   $("shop-import").addEventListener("change", (e) => { const f = e.target.files[0]; if (f) importShops(f); e.target.value = ""; });
   $("shop-export").addEventListener("click", exportShops);
+  $("register-import").addEventListener("change", (e) => {
+    const f = e.target.files[0]; if (f) importRegister(f); e.target.value = "";
+  });
 }
 
 // ------------------------------------------------------------------ wiring

@@ -214,5 +214,14 @@ def test_operator_imports_shops_and_draws_a_frontage(dashboard: tuple[str, Path]
         assert bakery["violations"] == ["garbage"] and bakery["phone"] == "13900001111"
         assert bakery["frontage"][0] == pytest.approx([0.5, 0.5], abs=0.01)
         assert bakery["frontage"][2] == pytest.approx([0.9, 0.9], abs=0.01)
+        # The muck-transport register below it: an import replaces the list; the bad row is reported.
+        trucks = tmp_path / "trucks.csv"
+        trucks.write_text("plate,company,permit,valid_from,valid_to,hours\n"
+                          "晋HA6021,太原建运,TY-1,2026-01-01,2026-12-31,20:00-06:00\n"
+                          "晋HO1234,某公司,X,2026-01-01,2026-12-31,\n", encoding="utf-8")
+        page.set_input_files("#register-import", str(trucks))
+        page.wait_for_selector("#register tr[data-plate='晋HA6021']", timeout=30_000)
+        assert page.inner_text("#register-msg").startswith("1 vehicles; 1 rows set aside")
+        assert "trucks.csv:3: plate" in page.inner_text("#register-msg")
         assert errors == []
         browser.close()
