@@ -7,7 +7,7 @@ DEMO := out/demo
 
 export YOLO_OFFLINE := 1
 
-.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render bench-techniques bench-roi soak clean data train-cpu loso
+.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render bench-techniques bench-roi bench-plates soak clean data train-cpu loso
 
 TRAIN_STAMP := $(VENV)/.installed-train
 
@@ -77,6 +77,11 @@ bench-techniques: $(TRAIN_STAMP)
 # Regions of interest and per-zone detection rates on generated clips; writes bench/results/roi.json.
 bench-roi: $(STAMP)
 	$(BIN)/python bench/roi.py
+
+# What reading a truck's plate costs against one detector call (bench/results/plates.json).
+bench-plates: $(STAMP)
+	bash scripts/install-test-services.sh
+	$(BIN)/python bench/plates.py
 
 # Every benchmark, then bench/results/summary.json and the table in bench/README.md.
 bench: bench-inference bench-batch bench-live bench-render

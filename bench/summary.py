@@ -77,6 +77,9 @@ def collect() -> dict[str, Any]:
     if roi:
         out["roi_crop_speedup"] = roi["crop_speedup_per_call"]
         out["per_zone_rates_speedup"] = roi["per_zone_rates_speedup"]
+    plates = _load("plates")
+    if plates:
+        out["plate_read_vs_detector"] = plates["plate_read_vs_detector"]
     return out
 
 
@@ -87,7 +90,7 @@ def table(s: dict[str, Any]) -> str:
                "live_streams_held": ("≥ 16", ""), "live_p95_alert_latency_s": ("≤ 3 s", " s"),
                "rss_mb_per_stream": ("≤ 150 MB", " MB"), "render_speedup_gl_vs_painter": ("", "×"),
                "rect_input_speedup": ("", "×"), "batching_8_speedup": ("", "×"), "roi_crop_speedup": ("", "×"),
-               "per_zone_rates_speedup": ("", "×")}
+               "per_zone_rates_speedup": ("", "×"), "plate_read_vs_detector": ("", "×")}
     lines = [f"Machine: {s['machine']}.", "", "| figure | measured | target |", "|---|---|---|"]
     for key, (target, unit) in targets.items():
         if key in s and s[key] is not None:
