@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from detector.plates import plate_kind, read_plate
 from detector.warnings import QuietHours
-from pipelines.tables import Columns, TableError, parse_table, row_error
+from pipelines.tables import Columns, file_bytes, parse_table, row_error
 
 REGISTER_COLUMNS = Columns(("plate", "company", "permit", "valid_from", "valid_to", "hours"),
                            ("plate", "company", "permit", "valid_from", "valid_to"))
@@ -134,11 +134,7 @@ def read_register(path: Path) -> tuple[list[Vehicle], list[str]]:
     Raises:
         TableError: The file cannot be read or is not a register.
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TableError(f"{path}: cannot read: {exc}") from exc
-    return parse_register(data, str(path))
+    return parse_register(file_bytes(path), str(path))
 
 
 def company_stats(cases: Iterable[dict[str, object]]) -> dict[str, dict[str, int]]:

@@ -24,7 +24,7 @@ from pydantic import Field, ValidationError, field_validator
 from detector.reminders import DEFAULT_SHOP_VIOLATIONS, Frontage
 from detector.zones import PolygonZone
 from pipelines.config import Strict, Unit, Violation, _check_polygon
-from pipelines.tables import Columns, TableError, parse_table, row_error
+from pipelines.tables import Columns, TableError, file_bytes, parse_table, row_error
 
 #: The registry's columns, in file order (the last three optional).
 COLUMNS: tuple[str, ...] = ("id", "name", "address", "phone", "camera", "frontage", "violations", "licence",
@@ -156,11 +156,7 @@ def read_shops(path: Path) -> tuple[list[Shop], list[str]]:
     Raises:
         RegistryError: The file cannot be read or is not a registry.
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RegistryError(f"{path}: cannot read: {exc}") from exc
-    return parse_shops(data, str(path))
+    return parse_shops(file_bytes(path), str(path))
 
 
 def shops_csv(shops: Iterable[Shop]) -> str:

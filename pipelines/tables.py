@@ -12,6 +12,7 @@ import datetime as dt
 import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from zipfile import BadZipFile
 
@@ -94,6 +95,18 @@ def _xlsx_rows(data: bytes, source: str, columns: Columns) -> Iterator[tuple[int
             continue
         yield line, {h: cell_text(v) for h, v in zip(header, values, strict=False)}
     book.close()
+
+
+def file_bytes(path: Path) -> bytes:
+    """A registry file's content.
+
+    Raises:
+        TableError: It cannot be read.
+    """
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise TableError(f"{path}: cannot read: {exc}") from exc
 
 
 def parse_table(data: bytes, source: str, columns: Columns, record: Callable[[dict[str, str]], T],
