@@ -18,7 +18,7 @@ from sqlalchemy import Connection, text
 
 from detector.reminders import ReminderRecord, ShopStats, shop_stats
 from pipelines.shops import Shop
-from pipelines.sinks.store import CaseStore
+from pipelines.sinks.store import CaseStore, where_equal
 
 
 def _now() -> str:
@@ -41,18 +41,19 @@ class ShopBook:
         with self._lock, self.engine.begin() as conn:
             yield conn
 
-    def shops(self, camera: str | None = None) -> list[Shop]:
-        """Registered shops (of one camera), by id."""
-        cond = " WHERE camera = :camera" if camera is not None else ""
+    def shops(self, camera: str | None = None, shop_id: str | None = None) -> list[Shop]:
+        """Registered shops (of one camera, or the one with an id), by id."""
+        cond, args = where_equal(camera=camera, id=shop_id)
         with self.engine.connect() as db:
             rows = db.execute(text("SELECT id, name, address, phone, camera, frontage, violations, licence, contact,"
-                                   f" opt_out FROM shops{cond} ORDER BY id"), {"camera": camera}).mappings().all()
+                                   f" opt_out FROM shops{cond} ORDER BY id"), args).mappings().all()
         return [Shop.model_validate({**r, "frontage": json.loads(r["frontage"]), "violations": json.loads(
             r["violations"]), "opt_out": bool(r["opt_out"])}) for r in rows]
 
     def get(self, shop_id: str) -> Shop | None:
         """One shop by id."""
-        return next((s for s in self.shops() if s.id == shop_id), None)
+        found = self.shops(shop_id=shop_id)
+        return found[0] if found else None
 
     def put(self, shops: Iterable[Shop]) -> tuple[int, int]:
         """Add or replace shops (by id) in one transaction; returns how many were added and replaced."""
@@ -138,15 +139,8 @@ class ShopBook:
     def reminders(self, shop: str | None = None, case_id: str | None = None, limit: int = 200
                   ) -> list[dict[str, Any]]:
         """Reminders, newest first (of one shop or case)."""
-        where: list[str] = []
-        args: dict[str, object] = {"limit": limit}
-        if shop is not None:
-            where.append("shop_id = :shop")
-            args["shop"] = shop
-        if case_id is not None:
-            where.append("case_id = :case")
-            args["case"] = case_id
-        cond = (" WHERE " + " AND ".join(where)) if where else ""
+        cond, args = where_equal(shop_id=shop, case_id=case_id)
+        args["limit"] = limit
         with self.engine.connect() as db:
             rows = db.execute(text("SELECT id, case_id, shop_id, camera, zone, violation, sent, reason, channels, text,"
                                    " offence, created_at, deadline_at, outcome, time_to_clear_s, delivery, delivery_at"

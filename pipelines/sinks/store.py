@@ -79,6 +79,14 @@ class CaseWriter(Protocol):
         """Record a truck case's vehicle (plate, register status)."""
 
 
+def where_equal(**filters: object) -> tuple[str, dict[str, object]]:
+    """A ``WHERE`` clause (or nothing) and its arguments for ``column = value`` filters; None values are left
+    out. The keys are column names and never come from a request."""
+    given = {col: val for col, val in filters.items() if val is not None}
+    cond = " AND ".join(f"{col} = :{col}" for col in given)
+    return (f" WHERE {cond}" if cond else ""), given
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -291,18 +299,11 @@ class CaseStore:
               since: str | None = None, until: str | None = None, limit: int = 50, offset: int = 0
               ) -> tuple[int, list[Case]]:
         """Filter cases (newest first); returns the total count and one page."""
-        where, args = [], {}
-        for col, val in (("camera", camera), ("violation", violation), ("state", state)):
+        cond, args = where_equal(camera=camera, violation=violation, state=state)
+        for op, name, val in ((">=", "since", since), ("<", "until", until)):
             if val is not None:
-                where.append(f"{col} = :{col}")
-                args[col] = val
-        if since is not None:
-            where.append("created_at >= :since")
-            args["since"] = since
-        if until is not None:
-            where.append("created_at < :until")
-            args["until"] = until
-        cond = (" WHERE " + " AND ".join(where)) if where else ""
+                cond += f"{' AND' if cond else ' WHERE'} created_at {op} :{name}"
+                args[name] = val
         with self._read() as db:
             total = int(db.execute(text(f"SELECT COUNT(*) FROM cases{cond}"), args).scalar_one())
             ids = [r[0] for r in db.execute(text(
@@ -531,17 +532,7 @@ class CaseStore:
     def outbox(self, state: str | None = None, case_id: str | None = None, kind: str | None = None
                ) -> list[dict[str, Any]]:
         """Outbox rows (for the API), optionally filtered."""
-        where, args = [], {}
-        if kind:
-            where.append("kind = :kind")
-            args["kind"] = kind
-        if state:
-            where.append("state = :state")
-            args["state"] = state
-        if case_id:
-            where.append("case_id = :case_id")
-            args["case_id"] = case_id
-        cond = (" WHERE " + " AND ".join(where)) if where else ""
+        cond, args = where_equal(kind=kind or None, state=state or None, case_id=case_id or None)
         with self._read() as db:
             rows = db.execute(text("SELECT id, case_id, target, kind, idempotency_key, state, attempts, last_error,"
                                    f" created_at, delivered_at FROM outbox{cond} ORDER BY id"), args).all()
