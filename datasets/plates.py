@@ -60,12 +60,14 @@ def draw_plate(text: str, colour: PlateColour, font: Path, height: int = 140) ->
 
 @dataclass(frozen=True)
 class PlateScene:
-    """A generated image with one plated vehicle: the image, the vehicle's box and the plate's text."""
+    """A generated image with one plated vehicle: the image, the vehicle's box, the plate's text and the plate's
+    bounding box (pixels; where it would be when ``with_plate=False``)."""
 
     image: npt.NDArray[np.uint8]
     vehicle: tuple[float, float, float, float]
     plate: str
     colour: PlateColour
+    plate_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
 
 def plate_scene(rng: np.random.Generator, font: Path, size: tuple[int, int] = (1280, 720),
@@ -105,4 +107,6 @@ def plate_scene(rng: np.random.Generator, font: Path, size: tuple[int, int] = (1
     img = np.asarray(cv2.GaussianBlur(img, (k, k), 0), np.uint8) if k > 1 else img
     ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 85))])
     image = np.asarray(cv2.imdecode(enc, cv2.IMREAD_COLOR), np.uint8) if ok else img
-    return PlateScene(image, (float(x0), float(y0), float(x0 + tw), float(y0 + th)), text, colour)
+    lo, hi = dst.min(axis=0), dst.max(axis=0)
+    return PlateScene(image, (float(x0), float(y0), float(x0 + tw), float(y0 + th)), text, colour,
+                      (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])))

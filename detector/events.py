@@ -6,8 +6,13 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: Violation types a case can have.
+#: Violation types a zone watches unless it says otherwise (and the detector's violation classes).
 VIOLATIONS: tuple[str, ...] = ("street_stall", "uncovered_truck", "garbage", "barbecue", "overflowing_bin")
+#: Violations a zone watches only where it lists them: a loaded truck whose plate the muck-transport register
+#: does not license now (cameras reading plates, with a register).
+OPTIONAL_VIOLATIONS: tuple[str, ...] = ("unlicensed_muck_truck",)
+#: Every violation type a case can have.
+ALL_VIOLATIONS: tuple[str, ...] = VIOLATIONS + OPTIONAL_VIOLATIONS
 
 
 class EventState(enum.StrEnum):

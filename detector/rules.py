@@ -12,6 +12,14 @@ Rules, per zone and violation:
     * Trucks pass by: every truck is followed, and it starts an uncovered-truck
       violation once seen in ``truck_min_samples`` sampled frames with its load
       state, aggregated over those frames, uncovered (:mod:`detector.loadstate`).
+    * Where a zone lists ``unlicensed_muck_truck``, a loaded truck (covered or
+      uncovered) seen in ``truck_min_samples`` frames whose plate the
+      muck-transport register does not license now (``data["unlicensed"]`` = 1,
+      written by the plate stage) starts that violation. One truck is one case:
+      an uncovered load in a zone that watches uncovered trucks is an
+      uncovered-truck case (marked unlicensed on the case), and no truck opens a
+      second case while another of its cases is open. A truck without a read
+      plate is never called unlicensed.
     * Street stalls have a second path beside the learned class: people staying
       next to stall furniture (an umbrella, a table, chairs; per zone) in a zone
       that watches stalls form a stall of their own, which starts after the same
@@ -53,7 +61,12 @@ LABEL_TO_VIOLATION: dict[str, str] = {
     "smoke": "barbecue",
 }
 
-MOVING = frozenset({"uncovered_truck"})
+MOVING = frozenset({"uncovered_truck", "unlicensed_muck_truck"})
+#: Detector labels of trucks: each is a candidate of every truck violation its zone watches.
+TRUCK_LABELS = frozenset({"truck", "uncovered_truck"})
+#: Load states of a loaded truck (today's detector cannot tell an empty body from a covered load: see
+#: :mod:`detector.loadstate`).
+LOADED = frozenset({LoadState.COVERED, LoadState.UNCOVERED})
 
 DEFAULT_DWELL_S: dict[str, float] = {
     "street_stall": 120.0,
@@ -61,6 +74,7 @@ DEFAULT_DWELL_S: dict[str, float] = {
     "barbecue": 60.0,
     "overflowing_bin": 300.0,
     "uncovered_truck": 0.0,
+    "unlicensed_muck_truck": 0.0,
 }
 
 Box = tuple[float, float, float, float]
@@ -154,6 +168,7 @@ class _Place:
     context_objects: set[str] = field(default_factory=set)
     alternatives: dict[str, float] = field(default_factory=dict)
     load: LoadVotes | None = None
+    unlicensed: bool | None = None  # the register's word on the truck's plate (None: no plate read yet)
 
 
 @dataclass(frozen=True)
@@ -169,6 +184,7 @@ class _Obs:
     context_objects: tuple[str, ...] = ()
     alternative: Alternative | None = None
     load: Evidence | None = None
+    unlicensed: int = -1  # trucks: 1 unlicensed, 0 licensed, -1 not known
 
 
 class ViolationRules:
@@ -210,29 +226,38 @@ class ViolationRules:
         out = []
         for i in np.flatnonzero(inside):
             label = self._label(int(det.class_id[i]))
-            violation = LABEL_TO_VIOLATION.get(label)
-            if violation is None or violation not in zone.violations:
-                continue
-            conf = float(det.confidence[i])
-            if conf < self.settings.min_confidence.get(violation, 0.0):
-                continue
-            if any(violation in a.violations and a.zone.contains(anchors[i : i + 1], width, height)[0]
-                   for a in zone.allow):
-                continue
-            support = label == "smoke" and not zone.smoke_means_barbecue
-            alt = int(det.data["alt_class_id"][i]) if "alt_class_id" in det.data else -1
-            alternative = None
-            if alt >= 0:
-                alt_label = self._label(alt)
-                alternative = Alternative(LABEL_TO_VIOLATION.get(alt_label, alt_label),
-                                          float(det.data["alt_confidence"][i]))
-            load = self._load_evidence(det, i, label) if violation in MOVING else None
-            x1, y1, x2, y2 = (float(v) for v in det.xyxy[i])
-            out.append(_Obs(violation, (x1, y1, x2, y2), conf, int(det.tracker_id[i]), support,
-                            alternative=alternative, load=load))
+            candidates = sorted(MOVING) if label in TRUCK_LABELS else [LABEL_TO_VIOLATION.get(label)]
+            for violation in candidates:
+                if violation is None or violation not in zone.violations:
+                    continue
+                ob = self._observation(det, i, label, violation, zone, anchors, width, height)
+                if ob is not None:
+                    out.append(ob)
         if zone.stall_context is not None and "street_stall" in zone.violations:
             out.extend(self._stall_context(det, inside, zone, zone.stall_context, width, height))
         return out
+
+    def _observation(self, det: Detections, i: int, label: str, violation: str, zone: ZoneSpec,
+                     anchors: npt.NDArray[np.float32], width: int, height: int) -> _Obs | None:
+        """Detection ``i`` as an observation of ``violation`` in ``zone`` (None: too unsure, or allowed there)."""
+        conf = float(det.confidence[i])
+        if conf < self.settings.min_confidence.get(violation, 0.0):
+            return None
+        if any(violation in a.violations and a.zone.contains(anchors[i : i + 1], width, height)[0]
+               for a in zone.allow):
+            return None
+        support = label == "smoke" and not zone.smoke_means_barbecue
+        alt = int(det.data["alt_class_id"][i]) if "alt_class_id" in det.data else -1
+        alternative = None
+        if alt >= 0:
+            alt_label = self._label(alt)
+            alternative = Alternative(LABEL_TO_VIOLATION.get(alt_label, alt_label),
+                                      float(det.data["alt_confidence"][i]))
+        load = self._load_evidence(det, i, label) if violation in MOVING else None
+        unlicensed = int(det.data["unlicensed"][i]) if "unlicensed" in det.data else -1
+        x1, y1, x2, y2 = (float(v) for v in det.xyxy[i])
+        return _Obs(violation, (x1, y1, x2, y2), conf, int(det.tracker_id[i]), support,
+                    alternative=alternative, load=load, unlicensed=unlicensed)
 
     def _label(self, class_id: int) -> str:
         return self.names[class_id] if 0 <= class_id < len(self.names) else ""
@@ -365,6 +390,8 @@ class ViolationRules:
                     place.samples += 1
                     if place.load is not None and ob.load is not None:
                         place.load.add(ob.load, conf)
+                if ob.unlicensed >= 0:
+                    place.unlicensed = bool(ob.unlicensed)
                 seen.add(place.key)
                 place.last_seen = ts
                 if tid >= 0:
@@ -383,8 +410,7 @@ class ViolationRules:
                 continue
             zone_spec = next(z for z in self.zones if z.id == place.zone)
             if not place.started:
-                ready = (place.samples >= s.truck_min_samples and place.load is not None
-                         and place.load.state() is LoadState.UNCOVERED if place.violation in MOVING
+                ready = (self._truck_ready(place, zone_spec) if place.violation in MOVING
                          else ts - place.present_since >= self.dwell(zone_spec, place.violation))
                 if ready:
                     place.started = True
@@ -393,6 +419,19 @@ class ViolationRules:
                 events.append(self._event(place, EventState.UPDATE, ts))
         events.extend(self._expire(ts))
         return events
+
+    def _truck_ready(self, place: _Place, zone: ZoneSpec) -> bool:
+        """Whether a truck place starts its violation now (see the module docstring: one truck, one case)."""
+        if place.samples < self.settings.truck_min_samples or place.load is None:
+            return False
+        state = place.load.state()
+        if place.violation == "uncovered_truck":
+            ready = state is LoadState.UNCOVERED
+        else:
+            ready = (place.unlicensed is True and state in LOADED
+                     and not (state is LoadState.UNCOVERED and "uncovered_truck" in zone.violations))
+        return ready and not any(p is not place and p.started and p.ended_at is None and p.zone == place.zone
+                                 and p.violation in MOVING and p.track_ids & place.track_ids for p in self._places)
 
     def _expire(self, ts: float) -> list[ViolationEvent]:
         s = self.settings

@@ -25,6 +25,7 @@ DEFAULT_MESSAGES: dict[str, str] = {
     "barbecue": "您好，此处禁止露天烧烤，请立即停止，谢谢配合。",
     "uncovered_truck": "前方车辆请注意，运输散体物料须密闭覆盖，请立即整改。",
     "overflowing_bin": "您好，垃圾桶已满，请勿继续投放，谢谢配合。",
+    "unlicensed_muck_truck": "前方渣土车辆请注意，未经核准不得运输建筑垃圾，请靠边停车接受检查。",
 }
 
 

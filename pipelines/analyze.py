@@ -39,6 +39,7 @@ from pipelines.config import AppConfig, CameraConfig, ConfigError, load_config_l
 from pipelines.distributed import Applier, OpLog, RayUnavailable, connect, node_id
 from pipelines.muck_register import MuckRegister, Vehicle, read_register
 from pipelines.plate_sink import PlateSetup
+from pipelines.privacy import EvidenceMasker, MaskingError
 from pipelines.reminders import ReminderLogRow, ReminderSetup
 from pipelines.report import RunStats, SourceSummary, write_cases_csv, write_cases_json, write_report
 from pipelines.runner import build_pipeline, run_source
@@ -71,6 +72,7 @@ class AnalyzeOptions:
     ray: str | None = None  # HOST:PORT of a Ray head: one task per input file on the cluster
     ray_cpus: float = 1.0  # CPUs a Ray task asks for (its detector uses as many threads)
     started: datetime | None = None  # local time the recordings start at (texts, quiet hours); None: now
+    mask: bool = True  # the report shows evidence with faces and other vehicles' plates masked
 
 
 @dataclass
@@ -321,6 +323,28 @@ def _vehicles(cfg: AppConfig, errors: list[InputError]) -> tuple[Vehicle, ...] |
     return tuple(vehicles)
 
 
+def share_evidence(cases: list[dict[str, Any]], out: Path, model: Path) -> None:
+    """Masked copies of every case's snapshot and clip (:mod:`pipelines.privacy`), as ``case["shared"]``: paths
+    under ``out``, or None where masking failed (the report then shows no evidence rather than the original)."""
+    try:
+        masker = EvidenceMasker(model)
+    except (ModelLoadError, ValueError) as exc:
+        log.error("evidence not masked: %s", exc)
+        for c in cases:
+            c["shared"] = {"snapshot": None, "clip": None}
+        return
+    for c in cases:
+        c["shared"] = {}
+        for kind in ("snapshot", "clip"):
+            c["shared"][kind] = None
+            if not c[kind]:
+                continue
+            try:
+                c["shared"][kind] = masker.shared(out / c[kind], c["violation"]).relative_to(out).as_posix()
+            except (MaskingError, OSError) as exc:
+                log.error("case %s: %s not masked: %s", c["id"], kind, exc)
+
+
 def _fresh_store(out: Path) -> CaseStore:
     """A new ``out/cases.db``; a previous run's database is kept beside it under a time stamp, never mixed."""
     db = out / "cases.db"
@@ -373,6 +397,8 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
                 errors.extend(errs)
     cases = [c.as_dict() for c in store.cases()]
     store.close()
+    if opts.mask and cases:
+        share_evidence(cases, opts.out, opts.model)
     stats: RunStats = {
         "inputs": len(files) + sum(1 for e in errors if e["source"] not in per_source),
         "analysed": len(per_source),

@@ -46,7 +46,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     opts = AnalyzeOptions(inputs=args.inputs, out=args.out, model=args.model, config=args.config,
                           annotate=args.annotate, workers=args.workers, dwell=args.dwell, decode=args.decode,
                           conf=args.conf, imgsz=args.imgsz, progress=not args.quiet, ray=args.ray,
-                          ray_cpus=args.ray_cpus, started=started)
+                          ray_cpus=args.ray_cpus, started=started, mask=not args.no_mask)
     result = analyze(opts)
     for err in result.errors:
         log.error("%s: %s", err["source"], err["error"]) if not err["error"].startswith(err["source"]) \
@@ -127,6 +127,8 @@ def _add_analyze(sub: Subcommands) -> None:
     a.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per Ray task (detector threads)")
     a.add_argument("--start-time", metavar="ISO", help="local time the recordings start at (2026-12-01T10:30): "
                    "times in texts to shops, quiet hours and daily limits; default: now")
+    a.add_argument("--no-mask", action="store_true", help="report.html shows the original evidence (faces and other "
+                   "vehicles' plates unmasked); by default it shows masked copies (*.shared.jpg/mp4)")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=cmd_analyze)
 

@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from detector.events import OPTIONAL_VIOLATIONS
 from detector.reminders import DEFAULT_TEMPLATE, ReminderSettings
 from detector.rules import DEFAULT_DWELL_S, AllowArea, RuleSettings, StallContext, ZoneSpec
 from detector.scene import SceneSettings
@@ -45,7 +46,8 @@ from detector.warnings import DEFAULT_MESSAGES, QuietHours, WarningSettings
 from detector.zones import PolygonZone
 
 Point = npt.NDArray[np.float64]
-Violation = Literal["street_stall", "uncovered_truck", "garbage", "barbecue", "overflowing_bin"]
+Violation = Literal["street_stall", "uncovered_truck", "garbage", "barbecue", "overflowing_bin",
+                    "unlicensed_muck_truck"]
 ContextLabel = Literal["person", "bicycle", "motorcycle", "car", "bus", "umbrella", "chair", "bench", "dining_table"]
 #: Context labels that can be stall furniture (a person next to a person is no stall).
 StallObject = Literal["bicycle", "motorcycle", "car", "bus", "umbrella", "chair", "bench", "dining_table"]
@@ -53,7 +55,8 @@ DEFAULT_STALL_OBJECTS: tuple[StallObject, ...] = ("umbrella", "dining_table")
 
 
 def _all_violations() -> list[Violation]:
-    return list(get_args(Violation))
+    """What a zone watches unless it says otherwise (the optional ones, e.g. unlicensed_muck_truck, are listed)."""
+    return [v for v in get_args(Violation) if v not in OPTIONAL_VIOLATIONS]
 
 
 def _default_dwell() -> dict[Violation, float]:
@@ -386,8 +389,9 @@ class CameraConfig(Strict):
     scene: SceneConfig = Field(default_factory=SceneConfig, description="How detections become objects.")
     reminders: ReminderConfig | None = Field(default=None, description="Texts to the responsible shop (default: "
                                              "the file's policy).")
-    plates: bool = Field(default=False, description="Read the plate of each uncovered-truck case (OCR: a few "
-                         "hundred milliseconds per truck event) and check it against the muck-transport register.")
+    plates: bool = Field(default=False, description="Read the plate of each truck case (OCR: a few hundred "
+                         "milliseconds per truck event) and check it against the muck-transport register; zones "
+                         "listing unlicensed_muck_truck also read the plates of loaded trucks passing.")
 
     @model_validator(mode="after")
     def _unique_zones(self) -> CameraConfig:
@@ -395,7 +399,13 @@ class CameraConfig(Strict):
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
             raise ValueError(f"duplicate zone ids {sorted(dup)}")
+        if not self.plates and (z := next((z for z in self.zones if "unlicensed_muck_truck" in z.violations), None)):
+            raise ValueError(f"zone {z.id} watches unlicensed_muck_truck: the camera needs `plates: true`")
         return self
+
+    def watches_licences(self) -> bool:
+        """Whether a zone of this camera watches unlicensed muck trucks (the plate stage then reads trucks)."""
+        return self.plates and any("unlicensed_muck_truck" in z.violations for z in self.zones)
 
     def zone_specs(self, dwell_override: float | None = None) -> list[ZoneSpec]:
         """Return the zones as rule specs (the whole frame when none are configured)."""

@@ -1,11 +1,11 @@
 """The vehicle of a truck case: its plate, read on the case's frames and voted, and the muck-transport register's
 word on it (company, permit, ``licensed`` or why not) — an event sink.
 
-For every ``uncovered_truck`` event that comes with its frame (the start, and the updates while the truck is
-seen) the :class:`~detector.plate_reader.PlateReader` reads the truck's box; the readings are voted per case
-(:class:`~detector.plates.PlateVotes`) and the case's ``vehicle`` is written whenever the voted plate or its
-register status changes. OCR costs a few hundred milliseconds per reading, so cameras switch it on
-(``plates: true``).
+For every truck case's event (``uncovered_truck``, ``unlicensed_muck_truck``) that comes with its frame (the
+start, and the updates while the truck is seen) the :class:`~detector.plate_reader.PlateReader` reads the
+truck's box; the readings are voted per case (:class:`~detector.plates.PlateVotes`) and the case's ``vehicle``
+is written whenever the voted plate or its register status changes. OCR costs a few hundred milliseconds per
+reading, so cameras switch it on (``plates: true``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pipelines.sources import Frame
 
 log = logging.getLogger(__name__)
 
-TRUCK_CASES = frozenset({"uncovered_truck"})
+TRUCK_CASES = frozenset({"uncovered_truck", "unlicensed_muck_truck"})
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any, Literal, TypedDict
 import cv2
 import numpy as np
 
-from detector.events import VIOLATIONS
+from detector.events import OPTIONAL_VIOLATIONS, VIOLATIONS
 from detector.reminders import ReminderRecord, ShopStats
 from detector.warnings import WarningStats
 from pipelines.muck_register import company_stats
@@ -31,6 +31,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "garbage": (60, 170, 60),
     "barbecue": (40, 40, 210),
     "overflowing_bin": (170, 110, 40),
+    "unlicensed_muck_truck": (120, 40, 160),
 }
 
 
@@ -96,7 +97,7 @@ class Bar:
 
 def draw_timeline(bars: list[Bar], span_s: float, path: Path, caption: str = "", width: int = 900) -> None:
     """Draw bars on one row per violation with a time axis, and save the PNG."""
-    rows = list(VIOLATIONS)
+    rows = list(VIOLATIONS) + [v for v in OPTIONAL_VIOLATIONS if any(b.row == v for b in bars)]
     left, top, row_h = 150, 20, 28
     img = np.full((top + row_h * len(rows) + (60 if caption else 40), width, 3), 255, np.uint8)
     span = max(span_s, max((b.end for b in bars), default=0.0), 1.0)
@@ -211,6 +212,14 @@ def shops_section(reminders: list[ReminderLogRow], shops: dict[str, ShopStats]) 
     return parts
 
 
+def evidence_shown(case: dict[str, Any]) -> dict[str, str | None]:
+    """The evidence a report shows: the masked copies where the run made them (``case["shared"]``, never the
+    original in their place), else the originals (``analyze --no-mask``)."""
+    if "shared" in case:
+        return {"snapshot": case["shared"].get("snapshot"), "clip": case["shared"].get("clip")}
+    return {"snapshot": case["snapshot"], "clip": case["clip"]}
+
+
 def seen_as(case: dict[str, Any]) -> str:
     """How a case was seen, with its vehicle's plate and licence where it has one (plain text)."""
     parts = [perception_summary(case.get("details", {}))]
@@ -249,9 +258,12 @@ def write_report(out: Path, cases: list[dict[str, Any]], errors: list[InputError
                          "<th>confirmed</th><th>end</th><th>confidence</th><th>seen as</th><th>clip</th>"
                          "<th>case</th></tr>")
             for c in sc:
-                s = e(c["snapshot"] or "")
+                shown = evidence_shown(c)
+                s = e(shown["snapshot"] or "")
                 snap = f"<a href='{s}'><img class='t' src='{s}'></a>" if s else ""
-                clip = f"<a href='{e(c['clip'])}'>clip</a>" if c["clip"] else ""
+                clip = f"<a href='{e(shown['clip'])}'>clip</a>" if shown["clip"] else ""
+                if "shared" in c and ((c["snapshot"] and not s) or (c["clip"] and not shown["clip"])):
+                    clip += " (masking failed: see the operator's copy)"
                 parts.append(f"<tr><td>{snap}</td><td>{e(c['violation'])}</td><td>{e(c['zone'])}</td>"
                              f"<td>{c['start_s']:.1f}s</td><td>{c['confirmed_s']:.1f}s</td><td>{c['end_s']:.1f}s</td>"
                              f"<td>{c['confidence']:.2f}</td><td>{e(seen_as(c))}</td>"

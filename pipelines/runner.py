@@ -33,6 +33,7 @@ from detector.warnings import WarningAction, WarningLoop
 from pipelines.config import CameraConfig
 from pipelines.event_sinks import CallbackSink, EventCallback, EventSink, EvidenceSink, WarningSink
 from pipelines.plate_sink import PlateSetup, PlateSink
+from pipelines.plate_stage import PlateStage
 from pipelines.reminders import ReminderSetup, ReminderSink
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseContext, CaseWriter
@@ -73,6 +74,7 @@ class CameraPipeline:
         source: Name of the source in cases (file name or stream URL).
         context: Address, GPS and dispatch targets written with each new case.
         sinks: Where committed events go, in order.
+        plate_stage: Marks trucks in licence-watching zones licensed or not (cameras reading plates).
 
     ``admit`` and ``process`` may be called from different threads (a camera's reader and the shared
     detector): a lock serialises them.
@@ -80,8 +82,10 @@ class CameraPipeline:
 
     def __init__(self, camera: CameraConfig, zones: list[ZoneSpec], rules: ViolationRules, names: list[str],
                  scene_settings: SceneSettings, tracker: Tracker, store: CaseWriter, source: str,
-                 context: CaseContext | None = None, sinks: Iterable[EventSink] = ()) -> None:
+                 context: CaseContext | None = None, sinks: Iterable[EventSink] = (),
+                 plate_stage: PlateStage | None = None) -> None:
         self.camera, self.zones, self.rules, self.names = camera, zones, rules, names
+        self.plate_stage = plate_stage
         self.scene_settings, self.tracker, self.store, self.source = scene_settings, tracker, store, source
         self.context = context
         self.sinks = list(sinks)
@@ -169,7 +173,13 @@ class CameraPipeline:
         # A frame cut down to some zones tells nothing about the others: the rules look at those zones only.
         observed = sample.zones if sample.crop is not None else None
         # A case is about a heap: touching garbage boxes, each scored and tracked as itself, are one pile here.
-        events = self.rules.update(group_piles(tracked, self.names, self.scene_settings), frame.ts, w, h, observed)
+        objects = group_piles(tracked, self.names, self.scene_settings)
+        if self.plate_stage is not None:
+            try:
+                objects = self.plate_stage(objects, frame)
+            except Exception as exc:  # OCR trouble never stops the frames: the trucks stay "not known"
+                log.error("%s: plate stage failed: %s", self.source, exc)
+        events = self.rules.update(objects, frame.ts, w, h, observed)
         for ev in events:
             self._emit(ev, frame)
         for sink in self.sinks:
@@ -260,8 +270,15 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
         sinks.append(EvidenceSink(evidence, store, evidence_root, zones, source))
     if on_event is not None:
         sinks.append(CallbackSink(on_event))
+    stage = None
+    if plates is not None and camera.watches_licences():
+        if plates.register is None:
+            log.error("%s: zones watch unlicensed_muck_truck but no muck_register is configured: none is found",
+                      camera.id)
+        else:
+            stage = PlateStage(plates, names, [z for z in zones if "unlicensed_muck_truck" in z.violations], source)
     return CameraPipeline(camera, zones, rules, names, camera.scene.settings(), tracker, store, source, context,
-                          sinks)
+                          sinks, stage)
 
 
 def detect_and_process(backend: DetectorBackend, items: list[tuple[CameraPipeline, Sample]],

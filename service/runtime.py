@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from detector.events import ViolationEvent
+from detector.privacy import PrivacySettings
 from detector.warnings import WarningAction, WarningStats, warning_stats
 from pipelines.config import CameraConfig
 from pipelines.muck_register import MuckRegister, read_register
+from pipelines.privacy import EvidenceMasker, MaskerSettings
 from pipelines.reminders import ReminderSetup, ShopReminder
 from pipelines.shops import Shop, mask_phone
 from pipelines.sinks.shop_store import ShopBook
@@ -98,6 +100,7 @@ class Runtime:
                                       self._on_health, self._warn, self._reminder_setup, self.register)
         self.cameras: dict[str, CameraConfig] = {}
         self.lock = threading.Lock()
+        self._masker: EvidenceMasker | None = None
         self.stop_event = threading.Event()  # set when the service stops (open event streams end)
         self.started_at = time.time()
 
@@ -123,6 +126,15 @@ class Runtime:
         self.fleet.stop()
         self.notifications.stop()
         self.store.close()
+
+    def masker(self) -> EvidenceMasker:
+        """The evidence masker (its detector session is opened on first use: most viewers never fetch evidence)."""
+        with self.lock:
+            if self._masker is None:
+                p = self.config.privacy
+                self._masker = EvidenceMasker(self.config.model.path, MaskerSettings(
+                    sizes=tuple(p.sizes), privacy=PrivacySettings(faces=p.faces, plates=p.plates)))
+            return self._masker
 
     def _publish_violation(self, camera_id: str, ev: ViolationEvent, case_id: str, clock_epoch: float) -> None:
         camera = self.cameras.get(camera_id)

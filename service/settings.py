@@ -139,6 +139,18 @@ class VoiceConfig(Strict):
                 ("rtp", "http", "file") else s for s in v]
 
 
+class PrivacyConfig(Strict):
+    """Evidence that leaves the bureau: masked copies (see pipelines/privacy.py and the README's privacy part)."""
+
+    mask_shared: bool = Field(default=True, description="Viewer tokens (and so the evidence links of webhook "
+                              "payloads) get copies with faces and other vehicles' plates masked; operators add "
+                              "`?original=true` for the original. False: everyone gets the original.")
+    faces: bool = Field(default=True, description="Mask people's heads.")
+    plates: bool = Field(default=True, description="Mask the plates of vehicles that are not the case's subject.")
+    sizes: list[InputSize] = Field(default_factory=lambda: [320, 640, 960], min_length=1, max_length=4,
+                                   description="Detector input sizes for masking, merged.")
+
+
 class ServiceConfig(Strict):
     """The whole service file."""
 
@@ -158,6 +170,7 @@ class ServiceConfig(Strict):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     muck_register: Path | None = Field(default=None, description="Licensed muck trucks (CSV or .xlsx): the plates "
                                        "of truck cases (cameras with `plates: true`) are checked against it.")
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     reminders: ReminderConfig = Field(default_factory=ReminderConfig, description="Default policy of texts to the "
                                       "shop that answers for a pavement (shops are kept in the case database: "
                                       "/api/shops).")

@@ -15,10 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Evidence(BaseModel):
-    """Where the platform downloads the evidence (needs a viewer token)."""
+    """Where the platform downloads the evidence (needs a viewer token; faces and the plates of vehicles other
+    than the case's come masked, see the README's privacy section)."""
 
-    snapshot: str = Field(description="URL of the JPEG snapshot with the violation boxed.")
-    clip: str = Field(description="URL of the H.264 MP4 clip.")
+    snapshot: str = Field(description="URL of the JPEG snapshot with the violation boxed (masked copy).")
+    clip: str = Field(description="URL of the H.264 MP4 clip (masked copy).")
 
 
 class Vehicle(BaseModel):
@@ -40,7 +41,8 @@ class DispatchPayload(BaseModel):
     model_config = ConfigDict(extra="forbid", title="streetwatch case dispatch")
 
     case_id: str = Field(description="Stable case id; the same on every retry.")
-    violation: str = Field(description="street_stall, uncovered_truck, garbage, barbecue or overflowing_bin.")
+    violation: str = Field(description="street_stall, uncovered_truck, garbage, barbecue, overflowing_bin or "
+                           "unlicensed_muck_truck.")
     camera: str = Field(description="Camera id.")
     camera_name: str = Field(default="", description="Camera name.")
     zone: str = Field(description="Zone id within the camera view.")

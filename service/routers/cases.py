@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
+from pipelines.privacy import MaskingError
 from pipelines.sinks.store import Case, TransitionError
-from service.deps import ErrorBody, Operator, RuntimeDep, Viewer
+from service.deps import ErrorBody, Operator, RuntimeDep, Viewer, at_least
 from service.models_api import CaseDetail, CaseOut, CasePage, EvidenceKind, TransitionIn
 from service.runtime import Runtime
 
@@ -51,10 +52,14 @@ def get_case(case_id: str, rt: RuntimeDep, _: Viewer) -> CaseDetail:
 
 @router.get("/api/cases/{case_id}/evidence/{kind}", response_class=FileResponse,
             responses={200: {"content": EVIDENCE_CONTENT, "description": "JPEG (snapshot, frame, plate) or MP4 (clip)"},
-                       404: {"model": ErrorBody}})
-def evidence(case_id: str, kind: EvidenceKind, rt: RuntimeDep, _: Viewer) -> FileResponse:
+                       403: {"model": ErrorBody}, 404: {"model": ErrorBody}, 503: {"model": ErrorBody}})
+def evidence(case_id: str, kind: EvidenceKind, rt: RuntimeDep, request: Request, _: Viewer,
+             original: Annotated[bool, Query(description="The file as recorded, faces and other vehicles' "
+                                                         "plates unmasked (operators and admins).")] = False
+             ) -> FileResponse:
     """The snapshot (JPEG, boxed), clip (MP4), clean frame (JPEG) or a truck's plate (JPEG) of a case, found by
-    case id only."""
+    case id only. Snapshot, clip and frame come with faces and the plates of vehicles other than the case's
+    masked (``privacy.mask_shared``), unless an operator asks for the original; the plate is the subject's."""
     c = case_or_404(rt, case_id)
     entry = c.evidence.get(kind)
     if entry is None:
@@ -62,6 +67,13 @@ def evidence(case_id: str, kind: EvidenceKind, rt: RuntimeDep, _: Viewer) -> Fil
     path = (rt.evidence_root / entry["path"]).resolve()
     if not path.is_relative_to(rt.evidence_root) or not path.is_file():
         raise HTTPException(404, f"{kind} file is missing")
+    if original and not at_least(request, "operator"):
+        raise HTTPException(403, "the original evidence needs the operator role")
+    if kind != "plate" and not original and rt.config.privacy.mask_shared:
+        try:
+            path = rt.masker().shared(path, c.violation)
+        except MaskingError as exc:  # never fall back to the original for a viewer
+            raise HTTPException(503, f"masked {kind} not available: {exc}") from exc
     return FileResponse(path, media_type="video/mp4" if kind == "clip" else "image/jpeg",
                         filename=f"{case_id}{path.suffix}")
 

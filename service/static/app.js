@@ -3,6 +3,8 @@
 "use strict";
 
 const VIOLATIONS = ["street_stall", "uncovered_truck", "garbage", "barbecue", "overflowing_bin"];
+// Watched only where a zone lists them (cameras reading plates, with a muck-transport register).
+const ALL_VIOLATIONS = [...VIOLATIONS, "unlicensed_muck_truck"];
 const T = {
   en: {
     subtitle: "Street violations", tab_cameras: "Cameras", tab_review: "Review", tab_stats: "Statistics",
@@ -18,6 +20,7 @@ const T = {
     st_registered: "registered", st_dispatched: "dispatched", st_handled: "handled", st_closed: "closed",
     st_rejected: "rejected", confirmed: "confirmed", rejected: "rejected", dwell: "dwell s",
     street_stall: "street stall", uncovered_truck: "uncovered truck", garbage: "garbage", barbecue: "barbecue",
+    unlicensed_muck_truck: "unlicensed muck truck",
     overflowing_bin: "overflowing bin", live: "live", connecting: "connecting", stalled: "stalled", failed: "failed",
     closed_of: "closed", played: "played", resolved_by_warning: "resolved by warning", no_cases: "No cases",
     load: "load", load_covered: "covered", load_uncovered: "uncovered", load_empty: "empty",
@@ -50,6 +53,7 @@ const T = {
     st_registered: "已立案", st_dispatched: "已派遣", st_handled: "已处置", st_closed: "已结案",
     st_rejected: "已驳回", confirmed: "已确认", rejected: "已驳回", dwell: "停留秒数",
     street_stall: "占道经营", uncovered_truck: "渣土车未覆盖", garbage: "暴露垃圾", barbecue: "露天烧烤",
+    unlicensed_muck_truck: "无证渣土车",
     overflowing_bin: "垃圾桶满溢", live: "在线", connecting: "连接中", stalled: "卡顿", failed: "离线",
     closed_of: "已结案", played: "播放次数", resolved_by_warning: "劝导后消除", no_cases: "暂无案件",
     load: "装载", load_covered: "已覆盖", load_uncovered: "未覆盖", load_empty: "空车",
@@ -68,7 +72,7 @@ const T = {
     vehicles_n: "辆",
   },
 };
-const COLORS = { street_stall: "#2f8cff", uncovered_truck: "#f0b429", garbage: "#2fbf71", barbecue: "#ef4e4e",
+const COLORS = { unlicensed_muck_truck: "#a040a0", street_stall: "#2f8cff", uncovered_truck: "#f0b429", garbage: "#2fbf71", barbecue: "#ef4e4e",
   overflowing_bin: "#b57bff" };
 
 let lang = localStorage.getItem("sw.lang") || "zh";
@@ -371,7 +375,7 @@ async function loadStats() {
   let body = "";
   s.days.forEach((d, i) => {
     let y = H - 20;
-    for (const v of VIOLATIONS) {
+    for (const v of ALL_VIOLATIONS) {
       const c = (s.by_violation[d] || {})[v] || 0;
       if (!c) continue;
       const h = (c / max) * (H - 40);
@@ -381,7 +385,7 @@ async function loadStats() {
     if (i % 2 === 0) body += `<text x="${30 + i * bw}" y="${H - 4}">${d.slice(5)}</text>`;
   });
   body += `<text x="0" y="12">${max}</text><line x1="28" y1="${H - 20}" x2="${W}" y2="${H - 20}" stroke="#2c3a4f"/>`;
-  $("chart-daily").innerHTML = svg(W, H, body) + legend(VIOLATIONS);
+  $("chart-daily").innerHTML = svg(W, H, body) + legend(ALL_VIOLATIONS);
   $("chart-camera").innerHTML = barsH(Object.entries(s.by_camera).sort((a, b) => b[1] - a[1]), "#2f8cff");
   const rate = s.closure_rate ?? 0;
   $("chart-closure").innerHTML = svg(W, 60,
@@ -476,7 +480,7 @@ function zeProps() {
   $("ze-id").value = z ? z.id : "";
   const box = $("ze-violations");
   box.innerHTML = "";
-  for (const v of VIOLATIONS) {
+  for (const v of ALL_VIOLATIONS) {
     const on = z ? (z.violations || VIOLATIONS).includes(v) : false;
     const dwell = z && z.dwell_s && z.dwell_s[v] != null ? z.dwell_s[v] : "";
     const row = document.createElement("label");
@@ -743,7 +747,7 @@ function feSetup() {
 function init() {
   applyI18n();
   const fv = $("f-violation");
-  for (const v of VIOLATIONS) fv.add(new Option(t(v), v));
+  for (const v of ALL_VIOLATIONS) fv.add(new Option(t(v), v));
   $("login-form").addEventListener("submit", login);
   $("logout").addEventListener("click", () => logout(""));
   $("lang").addEventListener("click", () => {

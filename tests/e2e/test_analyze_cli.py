@@ -69,8 +69,10 @@ def test_csv_report_and_annotated_video(analysed: tuple[Path, dict, subprocess.C
     assert len(rows) == len(data["cases"])
     html = (out / "report.html").read_text()
     assert "street.mp4" in html and "timeline" in html and "junk.mp4" in html
-    for c in data["cases"]:
-        assert c["snapshot"] in html
+    for c in data["cases"]:  # the report shows the masked copies (faces, other vehicles' plates), never originals
+        for kind in ("snapshot", "clip"):
+            assert (out / c["shared"][kind]).is_file() and c["shared"][kind] in html
+            assert f"'{c[kind]}'" not in html
     assert (out / "report" / "timeline_0.png").stat().st_size > 1000
     assert (out / "annotated" / "street.mp4").stat().st_size > 10_000
     assert f"report: {out / 'report.html'}" in proc.stdout

@@ -44,6 +44,12 @@ def test_cases_appear_with_location_and_evidence(service: Service) -> None:
 
         clip = wait_for(clip_ready, 60, "clip")
         assert clip.headers["content-type"] == "video/mp4" and len(clip.content) > 1000
+        # A viewer gets the masked copy and never the original; an operator may ask for the original.
+        assert client.get(f"/api/cases/{c['id']}/evidence/snapshot", params={"original": "true"}).status_code == 403
+        with service.client("OPER_T") as oper:
+            orig = oper.get(f"/api/cases/{c['id']}/evidence/snapshot", params={"original": "true"})
+            assert orig.status_code == 200 and orig.content[:2] == b"\xff\xd8" and orig.content != snap.content
+            assert oper.get(f"/api/cases/{c['id']}/evidence/snapshot").content == snap.content  # masked by default
         assert client.get("/api/cases/nope/evidence/snapshot").status_code == 404
         assert client.get(f"/api/cases/{c['id']}/evidence/..%2F..%2Fcases.db").status_code in (404, 422)
         assert client.get("/api/cases/..%2F..%2Fetc%2Fpasswd").status_code == 404

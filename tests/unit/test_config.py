@@ -53,6 +53,8 @@ def test_good_config_loads(tmp_path: Path) -> None:
     (GOOD.replace("gap_tolerance_s: 10", "gap_tolerance_s: soon"), r"cams.yaml:13: rules.gap_tolerance_s: .*number"),
     (GOOD.replace("gps: [30.27, 120.16]", "gps: [130.27, 120.16]"), r"cams.yaml:3: cameras.0.location.gps: gps"),
     (GOOD.replace("dwell_s: {street_stall: 90}", "dwell_s: {street_stall: -5}"), r"cams.yaml:8: .*dwell_s"),
+    (GOOD.replace("[street_stall, garbage]", "[street_stall, unlicensed_muck_truck]"),
+     r"cams.yaml:\d+: cameras.0: .*zone .* watches unlicensed_muck_truck: the camera needs `plates: true`"),
     ("cameras: {id: x}\n", r"cams.yaml:1: cameras: Input should be a valid list"),
     ("cameras:\n  - id: a\n    detect_fps: 0\n", r"cams.yaml:3: cameras.0.detect_fps: Input should be greater than 0"),
     ("cameras:\n  - id: a\n  - id: a\n", r"cams.yaml:1: \(top level\): duplicate camera ids \['a'\]"),
@@ -155,3 +157,14 @@ def test_context_labels_of_the_config_are_the_detectors() -> None:
         StallContextConfig(objects=["person"])  # type: ignore[list-item]
     assert StallContextConfig().spec() == StallContext()
     assert StallContextConfig(enabled=False).spec() is None
+
+
+def test_unlicensed_muck_trucks_are_watched_only_where_a_zone_lists_them() -> None:
+    cfg = parse_config("cameras:\n  - id: a\n    plates: true\n    zones:\n      - id: road\n"
+                       "        polygon: [[0, 0], [1, 0], [1, 1]]\n      - id: gate\n"
+                       "        polygon: [[0, 0], [1, 0], [1, 1]]\n"
+                       "        violations: [uncovered_truck, unlicensed_muck_truck]\n", "c.yaml")
+    road, gate = cfg.cameras[0].zones
+    assert "unlicensed_muck_truck" in gate.violations
+    assert "unlicensed_muck_truck" not in road.violations and "uncovered_truck" in road.violations
+    assert cfg.cameras[0].watches_licences()

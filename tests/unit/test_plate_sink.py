@@ -7,13 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from detector.events import EventState, ViolationEvent
 from detector.plate_reader import Box, PlateReading
+from detector.rules import ZoneSpec
+from detector.types import CANONICAL_LABELS
+from detector.zones import PolygonZone
 from pipelines.muck_register import MuckRegister, parse_register
 from pipelines.plate_sink import PlateSetup, PlateSink
+from pipelines.plate_stage import PlateStage
 from pipelines.sinks.store import CaseStore
 from pipelines.sources import Frame
+from tests.helpers.detections import make_detections
 
 REGISTER = ("plate,company,permit,valid_from,valid_to,hours\n"
             "晋HA6021,太原建运,TY-1,2026-01-01,2026-12-31,20:00-06:00\n")
@@ -99,3 +105,47 @@ def test_the_clearest_plate_crop_is_kept_as_evidence(tmp_path: Path) -> None:
     sink.on_event(event(EventState.UPDATE, 3.0), case_id, Frame(image, 3.0))  # a misreading: crop kept as was
     plate = store.get(case_id).evidence["plate"]  # type: ignore[union-attr]
     assert plate["path"] == f"cam/{case_id}_plate.jpg" and (tmp_path / "ev" / plate["path"]).is_file()
+
+
+def test_the_plate_stage_marks_trucks_in_licence_zones_and_reads_each_a_few_times() -> None:
+    register = MuckRegister(parse_register(REGISTER.encode(), "r.csv")[0])
+    night = dt.datetime(2026, 5, 1, 23, 0)  # inside the permit's hours
+    left = ZoneSpec("road", PolygonZone(np.array([[0, 0], [0.5, 0], [0.5, 1], [0, 1]], np.float32)),
+                    violations=frozenset({"unlicensed_muck_truck"}))
+    reader = ScriptedReader(["晋HA6021", "晋HZ9999", "晋HZ9999", "晋HZ9999", "晋HZ9999"])
+    stage = PlateStage(PlateSetup(reader, register, lambda ts: night), list(CANONICAL_LABELS), [left],
+                       max_reads=3, enough=2, interval_s=0.5)
+    frame_rows = [(10, 10, 40, 50, 0.9, "truck"), (10, 60, 40, 90, 0.9, "car"), (60, 10, 90, 50, 0.9, "truck")]
+    marks = []
+    for k in range(6):  # truck 1 in the zone; the car and truck 3 (outside the zone) are never read
+        det = make_detections(frame_rows, [1, 2, 3])
+        out = stage(det, Frame(np.zeros((100, 100, 3), np.uint8), k * 0.25))
+        marks.append(out.data["unlicensed"].tolist())
+    assert marks[0] == [0, -1, -1]  # licensed at night
+    assert marks[-1] == [1, -1, -1]  # two of three readings say another plate: not in the register
+    assert stage.readings == 3  # at most max_reads, at least interval_s apart (six frames, 0.25 s apart)
+    with pytest.raises(ValueError, match="register"):
+        PlateStage(PlateSetup(reader, None), list(CANONICAL_LABELS), [left])
+
+
+def test_an_unlicensed_covered_truck_opens_its_own_case_through_the_pipeline(tmp_path: Path) -> None:
+    from detector.rules import RuleSettings
+    from pipelines.config import CameraConfig, ZoneConfig
+    from pipelines.runner import build_pipeline, run_source
+    from tests.helpers.detections import FakeBackend
+
+    store = CaseStore(tmp_path / "c.db")
+    register = MuckRegister(parse_register(REGISTER.encode(), "r.csv")[0])
+    day = dt.datetime(2026, 5, 1, 14, 0)
+    cam = CameraConfig(id="cam", plates=True, detect_fps=2, zones=[ZoneConfig(
+        id="road", polygon=[(0, 0), (1, 0), (1, 1), (0, 1)], violations=["uncovered_truck", "unlicensed_muck_truck"])])
+    covered = [make_detections([(100 + 20 * i, 300, 300 + 20 * i, 450, 0.9, "truck")]) for i in range(8)]
+    backend = FakeBackend(script=covered)
+    pipe = build_pipeline(cam, RuleSettings(), backend.names, store, "src",
+                          plates=PlateSetup(ScriptedReader(["晋HZ9999"] * 20), register, lambda ts: day))
+    frames = (Frame(np.zeros((720, 1280, 3), np.uint8), i * 0.5, i) for i in range(8))
+    run_source(frames, pipe, backend)
+    pipe.finish()
+    (case,) = store.cases()
+    assert case.violation == "unlicensed_muck_truck" and case.details.load_state == "covered"
+    assert case.vehicle["plate"] == "晋HZ9999" and case.vehicle["licence"] == "unlicensed"

@@ -280,3 +280,47 @@ def test_the_next_truck_on_the_same_spot_neither_joins_nor_revives_another_vehic
         events += side.update(make_detections(both, [1, 2]), float(i), W, H)
     starts = [e for e in events if e.state is EventState.START]
     assert len(starts) == 1 and starts[0].track_ids == (1,)
+
+
+def licensed_rows(evidence: list[float], unlicensed: list[int]) -> list[Detections]:
+    """A truck's frames with the plate stage's word (1 unlicensed, 0 licensed, -1 no plate read yet)."""
+    return [Detections(d.xyxy, d.confidence, d.class_id, d.tracker_id,
+                       {**d.data, "unlicensed": np.array([u], np.int64)})
+            for d, u in zip(truck_rows(evidence), unlicensed, strict=True)]
+
+
+def starts(zone: ZoneSpec, frames: list[Detections]) -> list[ViolationEvent]:
+    r = rules(zone)
+    events = []
+    for i, det in enumerate(frames):
+        events += r.update(det, i * 0.5, W, H)
+    return [e for e in events if e.state is EventState.START]
+
+
+WATCHING = frozenset({"uncovered_truck", "unlicensed_muck_truck"})
+
+
+def test_a_loaded_truck_without_a_licence_is_an_unlicensed_muck_truck_where_a_zone_watches_for_it() -> None:
+    covered = [0.1, 0.2, 0.1, 0.1, 0.2]
+    found = starts(ZoneSpec("road", FRAME, violations=WATCHING), licensed_rows(covered, [-1, 1, 1, 1, 1]))
+    assert [(e.violation, e.ts) for e in found] == [("unlicensed_muck_truck", 1.0)]
+    assert found[0].details.load_state is LoadState.COVERED and found[0].track_ids == (5,)
+    # Licensed, or no plate read at all: no case. A zone that does not list it: no case either.
+    assert not starts(ZoneSpec("road", FRAME, violations=WATCHING), licensed_rows(covered, [0] * 5))
+    assert not starts(ZoneSpec("road", FRAME, violations=WATCHING), licensed_rows(covered, [-1] * 5))
+    assert not starts(ZoneSpec("road", FRAME), licensed_rows(covered, [1] * 5))
+    # A truck whose load is unknown (hidden) is not known to be loaded.
+    assert not starts(ZoneSpec("road", FRAME, violations=WATCHING), licensed_rows([-1.0] * 5, [1] * 5))
+
+
+def test_one_truck_is_one_case_uncovered_and_unlicensed() -> None:
+    uncovered = [0.9, 0.8, 0.9, 0.9, 0.8]
+    found = starts(ZoneSpec("road", FRAME, violations=WATCHING), licensed_rows(uncovered, [1] * 5))
+    assert [e.violation for e in found] == ["uncovered_truck"]  # the case is marked unlicensed by its plate
+    only_licences = ZoneSpec("road", FRAME, violations=frozenset({"unlicensed_muck_truck"}))
+    found = starts(only_licences, licensed_rows(uncovered, [1] * 5))
+    assert [e.violation for e in found] == ["unlicensed_muck_truck"]
+    # Covered first (an unlicensed case opens), uncovered later: still one case for the truck.
+    flips = [0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
+    found = starts(ZoneSpec("road", FRAME, violations=WATCHING), licensed_rows(flips, [1] * 10))
+    assert [e.violation for e in found] == ["unlicensed_muck_truck"]

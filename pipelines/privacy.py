@@ -1,0 +1,179 @@
+"""Shared copies of a case's evidence: faces and other vehicles' plates masked (:mod:`detector.privacy`).
+
+Evidence that leaves the bureau (what a viewer-role token fetches, the links in webhook payloads, an exported
+batch report) is a masked copy of the original files, made once and kept beside them as
+``<name>.shared.jpg`` / ``<name>.shared.mp4``. Originals are never changed: operators still fetch them.
+
+The masker runs its own detector session at several input sizes, merged (320, 640 and 960 px by default: people
+are small in street views and close vehicles large; measured in ``python -m pipelines.evaluation.privacy``), on
+the few images of a case only. A clip is decoded, masked frame by frame (the detector runs on every
+``stride``-th frame and its regions, widened, cover the frames between) and encoded again.
+
+The subject of a case is the box it is about (read from the clean frame's JSON, in evidence pixels): a
+vehicle overlapping it keeps its plate. In clips the subject moves; there, vehicles of the case's own class
+(trucks in a truck case) keep their plates, and every other vehicle's plate is masked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from detector.backends.base import DetectorBackend, config_for, create_backend
+from detector.privacy import Box, Image, MaskRegion, PrivacySettings, apply_mask, mask_regions
+from detector.types import Detections
+
+log = logging.getLogger(__name__)
+
+TRUCK_VIOLATIONS = frozenset({"uncovered_truck", "unlicensed_muck_truck"})
+TRUCK_LABELS = frozenset({"truck", "uncovered_truck"})
+
+
+class MaskingError(RuntimeError):
+    """An evidence file could not be read, masked or written."""
+
+
+def shared_path(original: Path) -> Path:
+    """Where the masked copy of an evidence file lives: ``x.jpg`` -> ``x.shared.jpg``."""
+    return original.with_name(f"{original.stem}.shared{original.suffix}")
+
+
+def subject_of(evidence: Path) -> Box | None:
+    """The case's box in evidence pixels, from the clean frame's JSON beside ``<case>.jpg`` / ``<case>.mp4``."""
+    meta = evidence.with_name(f"{evidence.stem.removesuffix('_frame')}_frame.json")
+    try:
+        box = json.loads(meta.read_text())["box"]
+        return (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+@dataclass(frozen=True)
+class MaskerSettings:
+    """How shared evidence is masked.
+
+    Attributes:
+        enabled: Share masked copies (False: the originals are shared; a bureau that decides so).
+        sizes: Detector input sizes for masking, merged: people are small in street views (640 and 960 px find
+            more of them) and close vehicles large (the default model, trained at 320 px, finds those at 320).
+        stride: In clips, the detector runs on every ``stride``-th frame.
+        privacy: What is masked (faces, plates, thresholds, band sizes).
+    """
+
+    enabled: bool = True
+    sizes: tuple[int, ...] = (320, 640, 960)
+    stride: int = 2
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+
+
+class EvidenceMasker:
+    """Makes (once) and returns the masked copy of a case's snapshot, clean frame or clip.
+
+    Args:
+        model: ONNX model with ``person`` and vehicle classes (the shipped default has them).
+        settings: Masking settings.
+        backend: A ready detector instead of ``model`` (tests).
+    """
+
+    def __init__(self, model: Path | None, settings: MaskerSettings | None = None,
+                 backend: DetectorBackend | None = None) -> None:
+        self.settings = settings or MaskerSettings()
+        if backend is None:
+            if model is None:
+                raise ValueError("a model or a backend is needed")
+            p = self.settings.privacy
+            backend = create_backend(config_for(model, conf=min(p.person_confidence, p.vehicle_confidence),
+                                                imgsz=max(self.settings.sizes), threads=1))
+        missing = {"person", "car"} - set(backend.names)
+        if missing:
+            log.warning("masking model has no %s class: those are not masked", ", ".join(sorted(missing)))
+        self.backend = backend
+        self._lock = threading.Lock()  # one masking at a time: two requests for one file make it once
+
+    def shared(self, original: Path, violation: str = "") -> Path:
+        """The masked copy of ``original`` (made now if it is missing or older than the original)."""
+        out = shared_path(original)
+        with self._lock:
+            if out.is_file() and out.stat().st_mtime >= original.stat().st_mtime:
+                return out
+            if original.suffix.lower() == ".mp4":
+                self._clip(original, out, violation)
+            else:
+                self._image(original, out)
+        return out
+
+    def regions(self, image: Image, subject: Box | None, keep_labels: frozenset[str] = frozenset()
+                ) -> list[MaskRegion]:
+        """Regions to mask on one image; vehicles labelled ``keep_labels`` keep their plates."""
+        det = detect_multiscale(self.backend, np.asarray(image, np.uint8), self.settings.sizes)
+        if keep_labels:
+            keep_ids = [i for i, n in enumerate(self.backend.names) if n in keep_labels]
+            det = det[~np.isin(det.class_id, keep_ids)]
+        return mask_regions(det, self.backend.names, subject, self.settings.privacy)
+
+    def _image(self, original: Path, out: Path) -> None:
+        image = cv2.imread(str(original), cv2.IMREAD_COLOR)
+        if image is None:
+            raise MaskingError(f"cannot read {original.name}")
+        img = np.asarray(image, np.uint8)
+        subject = subject_of(original)
+        regions = self.regions(img, subject)
+        result = apply_mask(img, regions, subject, self.settings.privacy.cell)
+        tmp = out.with_name(out.name + ".part.jpg")
+        if not cv2.imwrite(str(tmp), result, [cv2.IMWRITE_JPEG_QUALITY, 90]):
+            raise MaskingError(f"cannot write {out.name}")
+        tmp.replace(out)
+        log.info("masked %s: %d faces, %d plates", original.name, sum(r.kind == "face" for r in regions),
+                 sum(r.kind == "plate" for r in regions))
+
+    def _clip(self, original: Path, out: Path, violation: str) -> None:
+        import av
+
+        keep = TRUCK_LABELS if violation in TRUCK_VIOLATIONS else frozenset()
+        subject = None if keep else subject_of(original)
+        tmp = out.with_name(out.name + ".part.mp4")
+        try:
+            with av.open(str(original)) as src, av.open(str(tmp), "w") as dst:
+                vin = src.streams.video[0]
+                vout = dst.add_stream("libx264", rate=round(float(vin.average_rate or 10)) or 10)
+                vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+                # Milliseconds in and out of the encoder: a time-lapse clip's uneven times would collide in 1/fps.
+                vout.time_base = vout.codec_context.time_base = Fraction(1, 1000)
+                last_pts = -1
+                vout.options = {"preset": "veryfast", "crf": "28"}
+                regions: list[MaskRegion] = []
+                for k, frame in enumerate(src.decode(vin)):
+                    img = np.asarray(frame.to_ndarray(format="bgr24"), np.uint8)
+                    if k % max(1, self.settings.stride) == 0:
+                        regions = [MaskRegion(_widen(r.box, 0.15), r.kind) for r in self.regions(img, subject, keep)]
+                    masked = apply_mask(img, regions, subject, self.settings.privacy.cell)
+                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(masked), format="bgr24")
+                    pts = max(last_pts + 1, round((frame.time or 0.0) * 1000))  # the original's timing, in ms
+                    vf.pts, vf.time_base, last_pts = pts, Fraction(1, 1000), pts
+                    for packet in vout.encode(vf):
+                        dst.mux(packet)
+                for packet in vout.encode():
+                    dst.mux(packet)
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            tmp.unlink(missing_ok=True)
+            raise MaskingError(f"cannot mask {original.name}: {exc}") from exc
+        tmp.replace(out)
+        log.info("masked clip %s", original.name)
+
+
+def detect_multiscale(backend: DetectorBackend, image: Image, sizes: tuple[int, ...]) -> Detections:
+    """The detections of one image at several input sizes, together (masks are a union: no NMS needed)."""
+    return Detections.merge(backend.detect([image] * len(sizes), sizes=sizes))
+
+
+def _widen(box: Box, share: float) -> Box:
+    x1, y1, x2, y2 = box
+    dx, dy = (x2 - x1) * share, (y2 - y1) * share
+    return (x1 - dx, y1 - dy, x2 + dx, y2 + dy)

@@ -1,0 +1,143 @@
+"""Privacy masks of shared evidence: which regions, the subject's exemption, and that detail is really gone."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from detector.privacy import (
+    MaskRegion,
+    PrivacySettings,
+    apply_mask,
+    head_box,
+    mask_regions,
+    masked,
+    plate_band_box,
+    region_mask,
+)
+from detector.types import CANONICAL_LABELS
+from pipelines.privacy import EvidenceMasker, MaskingError, shared_path, subject_of
+from tests.helpers.detections import FakeBackend, make_detections
+
+NAMES = list(CANONICAL_LABELS)
+
+
+def checkerboard(h: int = 240, w: int = 320, cell: int = 2) -> np.ndarray:
+    """A high-detail image: any masking shows as lost contrast."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    board = (((yy // cell) + (xx // cell)) % 2 * 255).astype(np.uint8)
+    return np.ascontiguousarray(np.dstack([board] * 3))
+
+
+def detail(img: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    x1, y1, x2, y2 = box
+    return float(img[y1:y2, x1:x2].astype(np.float32).std())
+
+
+def test_head_and_plate_band_geometry() -> None:
+    s = PrivacySettings(head_share=0.3, head_widen=0.1, plate_band=0.5)
+    assert head_box((100, 100, 140, 200), s) == pytest.approx((96, 100, 144, 130))
+    assert plate_band_box((0, 0, 200, 100), s) == pytest.approx((0, 50, 200, 100))
+
+
+def test_faces_always_plates_of_other_vehicles_only() -> None:
+    det = make_detections([(10, 10, 30, 80, 0.9, "person"), (100, 50, 200, 120, 0.8, "car"),
+                           (220, 40, 310, 130, 0.9, "truck"), (0, 0, 5, 5, 0.9, "garbage")])
+    subject = (221.0, 41.0, 309.0, 131.0)  # the truck is the case
+    regions = mask_regions(det, NAMES, subject)
+    assert [r.kind for r in regions] == ["face", "plate"]
+    assert regions[1].box == pytest.approx((100, 85, 200, 120))
+    # Without a subject every vehicle's plate is masked; switched off, none.
+    assert [r.kind for r in mask_regions(det, NAMES, None)] == ["face", "plate", "plate"]
+    assert mask_regions(det, NAMES, None, PrivacySettings(faces=False, plates=False)) == []
+
+
+def test_confidence_thresholds_differ_for_people_and_vehicles() -> None:
+    det = make_detections([(10, 10, 30, 80, 0.06, "person"), (100, 50, 200, 120, 0.1, "car")])
+    kinds = [r.kind for r in mask_regions(det, NAMES, None)]
+    assert kinds == ["face"]  # a faint person is masked, a faint car's band is not (it is a large patch)
+    assert mask_regions(det, NAMES, None, PrivacySettings(person_confidence=0.1)) == []
+
+
+def test_plate_masks_leave_the_subject_alone_but_faces_do_not() -> None:
+    subject = (50.0, 50.0, 100.0, 100.0)
+    regions = [MaskRegion((0, 60, 80, 100), "plate"), MaskRegion((60, 50, 70, 60), "face")]
+    m = region_mask((120, 160), regions, subject)
+    assert m[70, 10] and not m[70, 60]  # plate band stops at the subject's box
+    assert m[55, 65]  # the face inside it is masked
+
+
+def test_masked_regions_lose_their_detail_and_nothing_else_changes() -> None:
+    img = checkerboard()
+    det = make_detections([(40, 40, 80, 200, 0.9, "person"), (150, 100, 300, 220, 0.9, "car")])
+    out, regions = masked(img, det, NAMES, None)
+    assert len(regions) == 2
+    head = (40, 40, 80, 88)
+    band = (150, 160, 300, 220)
+    assert detail(img, head) > 100 and detail(out, head) < 0.25 * detail(img, head)
+    assert detail(out, band) < 0.25 * detail(img, band)
+    untouched = (200, 10, 300, 90)
+    assert np.array_equal(out[10:90, 200:300], img[10:90, 200:300]), untouched
+    assert np.array_equal(apply_mask(img, [], None), img)
+
+
+def write_clip(path: Path, frames: int = 12) -> None:
+    with av.open(str(path), "w") as out:
+        st = out.add_stream("libx264", rate=4)
+        st.width, st.height, st.pix_fmt = 320, 240, "yuv420p"
+        st.time_base = st.codec_context.time_base = Fraction(1, 1000)
+        for k in range(frames):
+            vf = av.VideoFrame.from_ndarray(checkerboard(), format="bgr24")
+            vf.pts, vf.time_base = [0, 1000, 2000, 2250, 2375, 2500][k % 6] + 3000 * (k // 6), Fraction(1, 1000)
+            for p in st.encode(vf):
+                out.mux(p)
+        for p in st.encode():
+            out.mux(p)
+
+
+def test_masker_writes_masked_copies_once_and_keeps_originals(tmp_path: Path) -> None:
+    person = make_detections([(40, 40, 80, 200, 0.9, "person")])
+    backend = FakeBackend(fixed=person)
+    masker = EvidenceMasker(None, backend=backend)
+    snap = tmp_path / "c1.jpg"
+    cv2.imwrite(str(snap), checkerboard(), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    (tmp_path / "c1_frame.json").write_text(json.dumps({"box": [150, 100, 300, 220]}))
+    original = snap.read_bytes()
+    out = masker.shared(snap)
+    assert out == shared_path(snap) == tmp_path / "c1.shared.jpg" and snap.read_bytes() == original
+    assert subject_of(snap) == (150, 100, 300, 220)
+    shared = cv2.imread(str(out))
+    assert detail(shared, (40, 40, 80, 88)) < 0.25 * detail(checkerboard(), (40, 40, 80, 88))
+    calls = backend.calls
+    assert masker.shared(snap) == out and backend.calls == calls  # made once
+
+    clip = tmp_path / "c1.mp4"
+    write_clip(clip)
+    out_clip = masker.shared(clip, "garbage")
+    with av.open(str(clip)) as a, av.open(str(out_clip)) as b:
+        times_a = [round(f.time, 3) for f in a.decode(video=0)]
+        frames_b = list(b.decode(video=0))
+        assert [round(f.time, 3) for f in frames_b] == times_a  # the time-lapse's uneven timing is kept
+        for f in frames_b:
+            img = f.to_ndarray(format="bgr24")
+            assert detail(img, (40, 40, 80, 88)) < 0.35 * detail(checkerboard(), (40, 40, 80, 88))
+            assert detail(img, (200, 10, 300, 90)) > 60  # outside the masks the detail stays
+
+
+def test_unreadable_evidence_is_a_clear_error_and_leaves_nothing_half_written(tmp_path: Path) -> None:
+    masker = EvidenceMasker(None, backend=FakeBackend())
+    bad = tmp_path / "c2.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(MaskingError, match=r"c2\.mp4"):
+        masker.shared(bad)
+    bad_jpg = tmp_path / "c3.jpg"
+    bad_jpg.write_bytes(b"\xff\xd8 broken")
+    with pytest.raises(MaskingError, match=r"c3\.jpg"):
+        masker.shared(bad_jpg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c2.mp4", "c3.jpg"]
