@@ -109,6 +109,19 @@ class EvidenceMasker:
                 self._image(original, out)
         return out
 
+    def mask_jpeg(self, jpg: bytes, quality: int = 85) -> bytes:
+        """A JPEG with faces and every vehicle's plate masked (a live view: no case, so no subject)."""
+        image = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise MaskingError("not a JPEG image")
+        img = np.asarray(image, np.uint8)
+        with self._lock:
+            out = apply_mask(img, self.regions(img, None), None, self.settings.privacy.cell)
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise MaskingError("cannot encode the masked frame")
+        return bytes(buf)
+
     def regions(self, image: Image, subject: Box | None, keep_labels: frozenset[str] = frozenset()
                 ) -> list[MaskRegion]:
         """Regions to mask on one image; vehicles labelled ``keep_labels`` keep their plates."""

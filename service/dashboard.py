@@ -17,12 +17,13 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from pipelines.config import CameraConfig
-from service.deps import ErrorBody, Operator, RuntimeDep, Viewer
+from pipelines.privacy import MaskingError
+from service.deps import ErrorBody, Operator, RuntimeDep, Viewer, at_least
 from service.models_api import DashboardStats, ReviewIn, ReviewOut, WarningStat, WarningSummary
 from service.runtime import Runtime
 
@@ -66,15 +67,22 @@ def add_dashboard(app: FastAPI) -> None:
                             headers={"Cache-Control": "no-cache"})
 
     @router.get("/api/cameras/{camera_id}/frame.jpg", tags=["dashboard"], response_class=Response,
-                responses={404: {"model": ErrorBody}, 204: {"description": "No frame yet"}})
-    def camera_frame(camera_id: str, rt: RuntimeDep, _: Viewer, overlay: bool = True) -> Response:
-        """The camera's last inferred frame (JPEG), with zones and current detections unless ``overlay=false``."""
+                responses={404: {"model": ErrorBody}, 204: {"description": "No frame yet"},
+                           503: {"model": ErrorBody}})
+    def camera_frame(camera_id: str, rt: RuntimeDep, request: Request, _: Viewer, overlay: bool = True) -> Response:
+        """The camera's last inferred frame (JPEG), with zones and current detections unless ``overlay=false``.
+        Viewers get it with faces and plates masked (``privacy.mask_shared``), operators as it is."""
         try:
             jpg = rt.fleet.frame_jpeg(camera_id, overlay)
         except KeyError as exc:
             raise HTTPException(404, "no such camera") from exc
         if jpg is None:
             return Response(status_code=204)
+        if rt.config.privacy.mask_shared and not at_least(request, "operator"):
+            try:
+                jpg = rt.masked_frame(camera_id, jpg)
+            except MaskingError as exc:
+                raise HTTPException(503, f"masked frame not available: {exc}") from exc
         return Response(jpg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @router.get("/api/cameras/{camera_id}/config", tags=["dashboard"], response_model=CameraConfig,

@@ -101,6 +101,7 @@ class Runtime:
         self.cameras: dict[str, CameraConfig] = {}
         self.lock = threading.Lock()
         self._masker: EvidenceMasker | None = None
+        self._masked_frames: dict[str, tuple[bytes, bytes]] = {}  # camera -> (last frame, its masked copy)
         self.stop_event = threading.Event()  # set when the service stops (open event streams end)
         self.started_at = time.time()
 
@@ -135,6 +136,15 @@ class Runtime:
                 self._masker = EvidenceMasker(self.config.model.path, MaskerSettings(
                     sizes=tuple(p.sizes), privacy=PrivacySettings(faces=p.faces, plates=p.plates)))
             return self._masker
+
+    def masked_frame(self, camera_id: str, jpg: bytes) -> bytes:
+        """A camera's live frame as a viewer sees it: masked, once per frame however many viewers ask."""
+        cached = self._masked_frames.get(camera_id)
+        if cached is not None and cached[0] == jpg:
+            return cached[1]
+        masked = self.masker().mask_jpeg(jpg)
+        self._masked_frames[camera_id] = (jpg, masked)
+        return masked
 
     def _publish_violation(self, camera_id: str, ev: ViolationEvent, case_id: str, clock_epoch: float) -> None:
         camera = self.cameras.get(camera_id)

@@ -50,6 +50,8 @@ def test_cases_appear_with_location_and_evidence(service: Service) -> None:
             orig = oper.get(f"/api/cases/{c['id']}/evidence/snapshot", params={"original": "true"})
             assert orig.status_code == 200 and orig.content[:2] == b"\xff\xd8" and orig.content != snap.content
             assert oper.get(f"/api/cases/{c['id']}/evidence/snapshot").content == snap.content  # masked by default
+        live = client.get("/api/cameras/cam-b/frame.jpg")  # a viewer's live view is masked too
+        assert live.status_code == 200 and live.content[:2] == b"\xff\xd8"
         assert client.get("/api/cases/nope/evidence/snapshot").status_code == 404
         assert client.get(f"/api/cases/{c['id']}/evidence/..%2F..%2Fcases.db").status_code in (404, 422)
         assert client.get("/api/cases/..%2F..%2Fetc%2Fpasswd").status_code == 404

@@ -82,8 +82,7 @@ def test_masked_regions_lose_their_detail_and_nothing_else_changes() -> None:
     band = (150, 160, 300, 220)
     assert detail(img, head) > 100 and detail(out, head) < 0.25 * detail(img, head)
     assert detail(out, band) < 0.25 * detail(img, band)
-    untouched = (200, 10, 300, 90)
-    assert np.array_equal(out[10:90, 200:300], img[10:90, 200:300]), untouched
+    assert np.array_equal(out[10:90, 200:300], img[10:90, 200:300])  # away from the masks nothing changes
     assert np.array_equal(apply_mask(img, [], None), img)
 
 
@@ -128,6 +127,17 @@ def test_masker_writes_masked_copies_once_and_keeps_originals(tmp_path: Path) ->
             img = f.to_ndarray(format="bgr24")
             assert detail(img, (40, 40, 80, 88)) < 0.35 * detail(checkerboard(), (40, 40, 80, 88))
             assert detail(img, (200, 10, 300, 90)) > 60  # outside the masks the detail stays
+
+
+def test_a_live_frame_is_masked_without_a_subject() -> None:
+    car = make_detections([(150, 100, 300, 220, 0.9, "car")])
+    masker = EvidenceMasker(None, backend=FakeBackend(fixed=car))
+    ok, jpg = cv2.imencode(".jpg", checkerboard(), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    out = cv2.imdecode(np.frombuffer(masker.mask_jpeg(bytes(jpg)), np.uint8), cv2.IMREAD_COLOR)
+    assert detail(out, (150, 160, 300, 220)) < 0.25 * detail(checkerboard(), (150, 160, 300, 220))
+    with pytest.raises(MaskingError):
+        masker.mask_jpeg(b"not a jpeg")
 
 
 def test_unreadable_evidence_is_a_clear_error_and_leaves_nothing_half_written(tmp_path: Path) -> None:
