@@ -163,8 +163,14 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
             bar.update(round(ts - last[0], 1))
             last[0] = ts
 
+    mode, interval, reason = (cam.model_copy(update={"decode": opts.decode}) if opts.decode else cam).decode_plan()
+    decided = {"decode": "keyframes" if mode == "keyframes" else "all", "decode_detail": reason}
+
+    def on_decode(decoding: str, why: str) -> None:
+        decided.update(decode=decoding, decode_detail=why)
+
     try:
-        frames = open_source(FileSourceConfig(path=path)).frames(opts.decode or cam.decode, threading.Event())
+        frames = open_source(FileSourceConfig(path=path)).frames(mode, threading.Event(), interval, on_decode)
         stats = run_source(frames, pipeline, backend, on_frame=writer, progress=progress)
     finally:
         if writer is not None:
@@ -173,6 +179,7 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
             bar.close()
     out = cast(SourceSummary, asdict(stats))
     out["camera"] = cam.id
+    out["decode"], out["decode_detail"] = decided["decode"], decided["decode_detail"]
     if pipeline.warnings is not None:
         out["warnings"] = warning_stats(pipeline.warning_actions)
         out["warning_log"] = pipeline.warnings.log_rows

@@ -119,7 +119,7 @@ def _add_analyze(sub: Subcommands) -> None:
     a.add_argument("--annotate", action="store_true", help="also write an annotated video per source")
     a.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     a.add_argument("--dwell", type=float, help="override every violation's dwell time (seconds)")
-    a.add_argument("--decode", choices=["all", "keyframes"], help="override the cameras' decode mode")
+    a.add_argument("--decode", choices=["all", "keyframes", "auto"], help="override the cameras' decode mode")
     a.add_argument("--conf", type=float, default=0.25, help="minimum detection confidence")
     a.add_argument("--imgsz", type=int, help=IMGSZ_HELP)
     a.add_argument("--ray", metavar="HOST:PORT", help="run one task per input on this Ray cluster (its head's "

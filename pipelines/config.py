@@ -40,10 +40,11 @@ from pydantic import (
 
 from detector.events import OPTIONAL_VIOLATIONS
 from detector.reminders import DEFAULT_TEMPLATE, ReminderSettings
-from detector.rules import DEFAULT_DWELL_S, AllowArea, RuleSettings, StallContext, ZoneSpec
+from detector.rules import DEFAULT_DWELL_S, MOVING, AllowArea, RuleSettings, StallContext, ZoneSpec
 from detector.scene import SceneSettings
 from detector.warnings import DEFAULT_MESSAGES, QuietHours, WarningSettings
 from detector.zones import PolygonZone
+from pipelines.sources import DecodeMode
 
 Point = npt.NDArray[np.float64]
 Violation = Literal["street_stall", "uncovered_truck", "garbage", "barbecue", "overflowing_bin",
@@ -369,8 +370,10 @@ class CameraConfig(Strict):
     source: str = Field(default="", description="File path, rtsp://, http(s):// URL; empty in batch analysis.")
     location: Location = Field(default_factory=Location)
     detect_fps: float = Field(default=2.0, gt=0, le=60, description="Frames per second sent to the detector.")
-    decode: Literal["all", "keyframes"] = Field(default="all",
-                                                description="Decode every frame, or key frames only.")
+    decode: Literal["all", "keyframes", "auto"] = Field(
+        default="auto", description="Decode every frame, key frames only, or auto: key frames only where the "
+        "camera watches stationary violations only (no trucks: they need motion) and its key frames come at least "
+        "as often as it detects (measured on the stream's first key frames); otherwise every frame.")
     zones: list[ZoneConfig] = Field(default_factory=list,
                                     description="Watched zones; none means the whole frame, every violation.")
     motion_gate: bool = Field(default=False, description="Skip the detector on sampled frames that did not "
@@ -402,6 +405,24 @@ class CameraConfig(Strict):
         if not self.plates and (z := next((z for z in self.zones if "unlicensed_muck_truck" in z.violations), None)):
             raise ValueError(f"zone {z.id} watches unlicensed_muck_truck: the camera needs `plates: true`")
         return self
+
+    def watched(self) -> frozenset[str]:
+        """Every violation some zone of this camera watches (no zones: the default ones)."""
+        if not self.zones:
+            return frozenset(_all_violations())
+        return frozenset(v for z in self.zones for v in z.violations)
+
+    def decode_plan(self) -> tuple[DecodeMode, float, str]:
+        """How to decode: ``(mode, auto_interval_s, reason)``. ``auto`` becomes ``all`` at once for a camera
+        watching trucks; otherwise key frames may do once they come every ``auto_interval_s`` (the shortest
+        detection interval of the camera and its zones) or more often."""
+        if self.decode != "auto":
+            return self.decode, 0.0, f"decode: {self.decode} (configured)"
+        moving = sorted(self.watched() & MOVING)
+        if moving:
+            return "all", 0.0, f"watches {', '.join(moving)}: trucks need motion, every frame decoded"
+        fastest = max([self.detect_fps] + [z.detect_fps for z in self.zones if z.detect_fps])
+        return "auto", 1.0 / fastest, "deciding from the stream's key-frame interval"
 
     def watches_licences(self) -> bool:
         """Whether a zone of this camera watches unlicensed muck trucks (the plate stage then reads trucks)."""

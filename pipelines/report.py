@@ -51,6 +51,8 @@ class SourceSummary(TypedDict, total=False):
     events: int
     detections_per_class: dict[str, int]
     camera: str
+    decode: str  # what was decoded: all or keyframes
+    decode_detail: str  # why (decode: auto says what it measured)
     warnings: dict[str, WarningStats]
     warning_log: list[dict[str, object]]
     reminder_log: list[ReminderLogRow]

@@ -22,7 +22,7 @@ from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from pipelines.sources import DecodeMode, Frame, open_stream, read_frames
+from pipelines.sources import DecodeMode, Frame, OnDecode, open_stream, read_frames
 
 
 class _Kind(BaseModel):
@@ -69,8 +69,10 @@ class Source(Protocol):
     live: bool  # a stream that never ends by itself (a reconnect follows its end)
     paced_s: float  # seconds spent waiting for real-time pace rather than decoding (the reader resets it)
 
-    def frames(self, mode: DecodeMode, stop: threading.Event) -> Iterator[Frame]:
-        """Decoded frames with timestamps in seconds on the source's clock, until ``stop`` is set.
+    def frames(self, mode: DecodeMode, stop: threading.Event, auto_interval_s: float = 0.0,
+               on_decode: OnDecode | None = None) -> Iterator[Frame]:
+        """Decoded frames with timestamps in seconds on the source's clock, until ``stop`` is set
+        (``mode``, ``auto_interval_s`` and ``on_decode`` as in :func:`pipelines.sources.read_frames`).
 
         Raises:
             SourceError: The source cannot be opened or read.
@@ -86,13 +88,14 @@ class FileSource:
         self.paced_s = 0.0  # time spent waiting for real-time pace (not decoding)
         self._offset = 0.0
 
-    def frames(self, mode: DecodeMode, stop: threading.Event) -> Iterator[Frame]:
+    def frames(self, mode: DecodeMode, stop: threading.Event, auto_interval_s: float = 0.0,
+               on_decode: OnDecode | None = None) -> Iterator[Frame]:
         if not self.loop:
-            yield from read_frames(self.path, mode)
+            yield from read_frames(self.path, mode, auto_interval_s=auto_interval_s, on_decode=on_decode)
             return
         while not stop.is_set():
             start, last = time.monotonic(), 0.0
-            for fr in read_frames(self.path, mode):
+            for fr in read_frames(self.path, mode, auto_interval_s=auto_interval_s, on_decode=on_decode):
                 delay = start + fr.ts - time.monotonic()
                 if delay > 0:
                     self.paced_s += delay
@@ -114,8 +117,10 @@ class StreamSource:
         self.name, self.cfg, self.clock = cfg.url, cfg, clock
         self._t0 = clock()
 
-    def frames(self, mode: DecodeMode, stop: threading.Event) -> Iterator[Frame]:
-        for fr in open_stream(self.cfg.url, mode, self.cfg.open_timeout_s, self.cfg.read_timeout_s):
+    def frames(self, mode: DecodeMode, stop: threading.Event, auto_interval_s: float = 0.0,
+               on_decode: OnDecode | None = None) -> Iterator[Frame]:
+        for fr in open_stream(self.cfg.url, mode, self.cfg.open_timeout_s, self.cfg.read_timeout_s, auto_interval_s,
+                              on_decode):
             yield fr.at(self.clock() - self._t0)
             if stop.is_set():
                 return

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import glob
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
@@ -27,7 +27,21 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".ts", ".mov", ".m4v", ".flv"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-DecodeMode = Literal["all", "keyframes"]
+DecodeMode = Literal["all", "keyframes", "auto"]
+#: Called once per opened stream in ``auto`` mode with the decoding chosen (``all`` or ``keyframes``) and why.
+OnDecode = Callable[[str, str], None]
+#: Key frames seen before ``auto`` decides (two intervals).
+AUTO_KEYFRAMES = 3
+
+
+def keyframes_suffice(keyframe_ts: list[float], detect_interval_s: float) -> tuple[bool, float] | None:
+    """Whether key frames alone come often enough for a detection interval: ``(suffice, median interval)``, or
+    None before :data:`AUTO_KEYFRAMES` key frames were seen. A 5 % margin absorbs timestamp jitter."""
+    if len(keyframe_ts) < AUTO_KEYFRAMES:
+        return None
+    gaps = np.diff(np.asarray(keyframe_ts, np.float64))
+    interval = float(np.median(gaps))
+    return interval <= detect_interval_s * 1.05, interval
 
 
 class SourceError(RuntimeError):
@@ -166,13 +180,18 @@ def _read_image(path: Path) -> npt.NDArray[np.uint8]:
     return np.asarray(img, np.uint8)
 
 
-def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0) -> Iterator[Frame]:
+def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0, auto_interval_s: float = 0.0,
+                on_decode: OnDecode | None = None) -> Iterator[Frame]:
     """Yield the frames of a video or image file with their timestamps.
 
     Args:
         path: Video or image file.
-        mode: ``all`` decodes every frame; ``keyframes`` decodes key frames only.
+        mode: ``all`` decodes every frame; ``keyframes`` decodes key frames only; ``auto`` decodes every frame
+            until it has seen the key-frame interval, then key frames only if they come at least every
+            ``auto_interval_s`` seconds.
         threads: Decoder threads (0: FFmpeg decides).
+        auto_interval_s: ``auto``: the longest key-frame interval that key-frame decoding may have.
+        on_decode: ``auto``: told the decoding chosen and why.
 
     Raises:
         SourceError: The file is missing, empty, not a video, or yields no frame.
@@ -190,19 +209,20 @@ def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0) -> Itera
         if not _opencv_can_open(path):
             raise SourceError(f"{path}: not a readable video ({reason})") from exc
         log.warning("%s: PyAV cannot open it (%s); decoding with OpenCV", path, reason)
-        yield from _read_frames_opencv(path, mode)
+        yield from _read_frames_opencv(path, "all" if mode == "auto" else mode)
         return
     except (OSError, ValueError) as exc:
         raise SourceError(f"{path}: cannot open ({exc})") from exc
-    yield from _decode(container, str(path), mode, threads, live=False)
+    yield from _decode(container, str(path), mode, threads, live=False, auto_interval_s=auto_interval_s,
+                       on_decode=on_decode)
 
 
-def open_stream(url: str, mode: DecodeMode = "all", open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
-                ) -> Iterator[Frame]:
+def open_stream(url: str, mode: DecodeMode = "all", open_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
+                auto_interval_s: float = 0.0, on_decode: OnDecode | None = None) -> Iterator[Frame]:
     """Yield frames of a network stream (RTSP over TCP, HTTP MJPEG/HLS) with their timestamps.
 
     Any read error or a read stalled for ``read_timeout_s`` raises :class:`SourceError`, so the
-    caller can reconnect.
+    caller can reconnect. ``mode``, ``auto_interval_s`` and ``on_decode`` as in :func:`read_frames`.
     """
     import av
 
@@ -213,11 +233,11 @@ def open_stream(url: str, mode: DecodeMode = "all", open_timeout_s: float = 10.0
         raise SourceError(f"{url}: cannot connect ({exc.strerror or type(exc).__name__})") from exc
     except (OSError, ValueError) as exc:
         raise SourceError(f"{url}: cannot connect ({exc})") from exc
-    yield from _decode(container, url, mode, 0, live=True)
+    yield from _decode(container, url, mode, 0, live=True, auto_interval_s=auto_interval_s, on_decode=on_decode)
 
 
-def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode, threads: int, live: bool
-            ) -> Iterator[Frame]:
+def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode, threads: int, live: bool,
+            auto_interval_s: float = 0.0, on_decode: OnDecode | None = None) -> Iterator[Frame]:
     """Decode the first video stream of an open container; corrupt packets are skipped (files only)."""
     import av
 
@@ -234,6 +254,8 @@ def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode,
         start = stream.start_time if stream.start_time is not None else None
         fps = float(stream.average_rate) if stream.average_rate else 25.0
         count, last_ts, bad_packets, jumps = 0, -1.0, 0, 0
+        keyframe_ts: list[float] | None = [] if mode == "auto" else None  # auto: until it has decided
+        keyframes_only = mode == "keyframes"
         demux = container.demux(stream)
         while True:
             try:
@@ -247,12 +269,19 @@ def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode,
                 if bad_packets > 50:
                     break
                 continue
+            if keyframes_only and not live and packet.size and not packet.is_keyframe:
+                # A file's non-key packets never reach the decoder. A live stream's still do (the decoder skips
+                # them): with frame threads, a decoder fed key frames alone would hold each one back for
+                # several key-frame intervals.
+                continue
             try:
                 frames = packet.decode()
             except av.error.FFmpegError:
                 bad_packets += 1
                 continue
             for fr in frames:
+                if keyframes_only and not fr.key_frame:
+                    continue  # decoded before an auto decision (frame threads), after it in time: dropped
                 if fr.pts is not None and tb:
                     if start is None:
                         start = fr.pts
@@ -263,6 +292,12 @@ def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode,
                     jumps += 1
                     ts = last_ts + 1.0 / fps
                 last_ts = ts
+                if keyframe_ts is not None and fr.key_frame:
+                    keyframe_ts.append(ts)
+                    decided = keyframes_suffice(keyframe_ts, auto_interval_s)
+                    if decided is not None:
+                        keyframe_ts = None
+                        keyframes_only = _auto_decided(stream, decided, auto_interval_s, name, on_decode)
                 yield Frame(None, float(ts), count, bool(fr.key_frame), video=fr)
                 count += 1
         if bad_packets:
@@ -271,6 +306,23 @@ def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode,
             log.warning("%s: %d timestamps went backwards or repeated; made monotonic", name, jumps)
         if count == 0:
             raise SourceError(f"{name}: no decodable video frames (corrupt or truncated)")
+
+
+def _auto_decided(stream: av.video.stream.VideoStream, decided: tuple[bool, float], detect_interval_s: float,
+                  name: str, on_decode: OnDecode | None) -> bool:
+    """Switch an ``auto`` stream to key frames only, or keep it decoding every frame, and say why; returns
+    whether key frames only are decoded from now on."""
+    suffice, interval = decided
+    if suffice:
+        stream.codec_context.skip_frame = "NONKEY"
+        reason = f"key frames every {interval:.2f} s, detection every {detect_interval_s:.2f} s: key frames only"
+    else:
+        reason = (f"key frames every {interval:.2f} s, too rare for detection every {detect_interval_s:.2f} s: "
+                  "every frame decoded")
+    log.info("%s: %s", name, reason)
+    if on_decode is not None:
+        on_decode("keyframes" if suffice else "all", reason)
+    return suffice
 
 
 def _opencv_can_open(path: Path) -> bool:

@@ -64,12 +64,15 @@ class CameraWorker:
     Args:
         camera_id: Camera id.
         source: Where its frames come from.
-        mode: ``all`` or ``keyframes`` decoding.
+        mode: ``all``, ``keyframes`` or ``auto`` decoding (see ``CameraConfig.decode_plan``).
         pipeline: The camera's pipeline (evidence buffer, sampling, rules).
         ingest: Reconnect, timeout and queue settings.
         on_health: Called on every health change.
         wakeup: Set when a sample is queued (the engine waits on it).
         clock_epoch: Wall time of the camera clock's zero (events carry camera-clock seconds).
+        auto_interval_s: ``auto``: key frames alone once they come at least this often.
+        decoding: What is decoded now (``all`` or ``keyframes``), shown in the camera's health.
+        decode_detail: Why.
     """
 
     camera_id: str
@@ -83,6 +86,9 @@ class CameraWorker:
     stats: CameraStats = field(default_factory=CameraStats)
     health: str = "new"
     detail: str = ""
+    auto_interval_s: float = 0.0
+    decoding: str = "all"
+    decode_detail: str = ""
 
     def __post_init__(self) -> None:
         self.queue: deque[Sample] = deque(maxlen=self.ingest.queue)
@@ -115,11 +121,16 @@ class CameraWorker:
         if self.health == "live" and now - self.stats.last_frame_at > self.ingest.stall_s:
             self._set_health("stalled", f"no frame for {now - self.stats.last_frame_at:.0f} s")
 
+    def _on_decode(self, decoding: str, detail: str) -> None:
+        if (decoding, detail) != (self.decoding, self.decode_detail):
+            log.info("camera %s: %s", self.camera_id, detail)
+        self.decoding, self.decode_detail = decoding, detail
+
     def _frames(self) -> Iterator[Frame]:
         """The source's frames, with the time spent decoding them counted (not the wait for real-time pace)."""
-        mode: DecodeMode = "keyframes" if self.mode == "keyframes" else "all"
+        mode: DecodeMode = self.mode if self.mode in ("keyframes", "auto") else "all"  # type: ignore[assignment]
         t_dec = time.perf_counter()
-        for frame in self.source.frames(mode, self.stop_event):
+        for frame in self.source.frames(mode, self.stop_event, self.auto_interval_s, self._on_decode):
             waited, self.source.paced_s = self.source.paced_s, 0.0
             self.pipeline.stats.decode_s += max(0.0, time.perf_counter() - t_dec - waited)
             yield frame
@@ -224,7 +235,7 @@ def view_of(w: CameraWorker) -> CameraView:
     """Snapshot of a worker's health and counters."""
     p = replace(w.pipeline.stats, detections_per_class=dict(w.pipeline.stats.detections_per_class))
     return CameraView(w.camera_id, w.health, w.detail, p, w.stats.frames_dropped, w.stats.reconnects,
-                      len(w.queue), w.pipeline.warning_actions)
+                      len(w.queue), w.pipeline.warning_actions, decode=w.decoding, decode_detail=w.decode_detail)
 
 
 def frame_jpeg_of(worker: CameraWorker, overlay: bool) -> bytes | None:
@@ -324,8 +335,10 @@ class LocalCameras:
                                            read_timeout_s=ingest.read_timeout_s))
         epoch = time.time()  # wall time of the camera clock's zero
         pipeline = self.pipeline_for(cam, lambda ev, case_id: self.on_event(cam.id, ev, case_id, epoch))
-        worker = CameraWorker(cam.id, source, cam.decode, pipeline, ingest, self.on_health, self.engine.wakeup,
-                              epoch)
+        mode, interval, reason = cam.decode_plan()
+        worker = CameraWorker(cam.id, source, mode, pipeline, ingest, self.on_health, self.engine.wakeup,
+                              epoch, auto_interval_s=interval, decoding="keyframes" if mode == "keyframes" else "all",
+                              decode_detail=reason)
         with self.engine.lock:
             if cam.id in self.engine.workers:
                 raise ValueError(f"camera {cam.id} exists")

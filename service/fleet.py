@@ -40,6 +40,8 @@ class CameraView:
     queue: int = 0
     warning_actions: list[WarningAction] = field(default_factory=list)
     node: str = ""  # the Ray node running the camera ("" in-process)
+    decode: str = ""  # what its reader decodes now: all or keyframes
+    decode_detail: str = ""  # why (automatic decoding says what it measured)
 
 
 class CameraFleet(Protocol):

@@ -40,6 +40,8 @@ def render(rt: Runtime) -> str:
            [(lab, v.reconnects) for lab, v in per])
     metric("streetwatch_queue_depth", "gauge", "Frames waiting for the detector.",
            [(lab, v.queue) for lab, v in per])
+    metric("streetwatch_camera_keyframes_only", "gauge", "1 while the camera decodes key frames only.",
+           [(lab, 1.0 if v.decode == "keyframes" else 0.0) for lab, v in per])
     metric("streetwatch_decode_seconds_total", "counter", "Time spent decoding.",
            [(lab, round(v.pipeline.decode_s, 4)) for lab, v in per])
     metric("streetwatch_inference_seconds_total", "counter", "Detector time attributed to the camera.",

@@ -207,6 +207,9 @@ class CameraStatus(BaseModel):
     queue: int = Field(description="Frames waiting for the detector.")
     events: int
     location: Location
+    decode: str = Field(default="", description="What the reader decodes now: all (every frame) or keyframes.")
+    decode_detail: str = Field(default="", description="Why: configured, trucks watched, or the key-frame "
+                               "interval measured on the stream (decode: auto).")
     node: str = Field(default="", exclude_if=lambda v: not v,
                       description="The Ray node running the camera (serve --ray only; absent in-process).")
 

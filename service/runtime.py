@@ -272,7 +272,8 @@ class Runtime:
                "frames_decoded": p.frames_decoded, "frames_inferred": p.frames_inferred,
                "frames_dropped": v.frames_dropped, "frames_gated": p.frames_gated,
                "reconnects": v.reconnects, "queue": v.queue,
-               "events": p.events, "location": cam.location.model_dump()}
+               "events": p.events, "location": cam.location.model_dump(),
+               "decode": v.decode, "decode_detail": v.decode_detail}
         if v.node:
             out["node"] = v.node
         return out

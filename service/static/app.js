@@ -20,7 +20,7 @@ const T = {
     st_registered: "registered", st_dispatched: "dispatched", st_handled: "handled", st_closed: "closed",
     st_rejected: "rejected", confirmed: "confirmed", rejected: "rejected", dwell: "dwell s",
     street_stall: "street stall", uncovered_truck: "uncovered truck", garbage: "garbage", barbecue: "barbecue",
-    unlicensed_muck_truck: "unlicensed muck truck",
+    unlicensed_muck_truck: "unlicensed muck truck", keyframes: "key frames",
     overflowing_bin: "overflowing bin", live: "live", connecting: "connecting", stalled: "stalled", failed: "failed",
     closed_of: "closed", played: "played", resolved_by_warning: "resolved by warning", no_cases: "No cases",
     load: "load", load_covered: "covered", load_uncovered: "uncovered", load_empty: "empty",
@@ -53,7 +53,7 @@ const T = {
     st_registered: "已立案", st_dispatched: "已派遣", st_handled: "已处置", st_closed: "已结案",
     st_rejected: "已驳回", confirmed: "已确认", rejected: "已驳回", dwell: "停留秒数",
     street_stall: "占道经营", uncovered_truck: "渣土车未覆盖", garbage: "暴露垃圾", barbecue: "露天烧烤",
-    unlicensed_muck_truck: "无证渣土车",
+    unlicensed_muck_truck: "无证渣土车", keyframes: "仅关键帧",
     overflowing_bin: "垃圾桶满溢", live: "在线", connecting: "连接中", stalled: "卡顿", failed: "离线",
     closed_of: "已结案", played: "播放次数", resolved_by_warning: "劝导后消除", no_cases: "暂无案件",
     load: "装载", load_covered: "已覆盖", load_uncovered: "未覆盖", load_empty: "空车",
@@ -192,7 +192,9 @@ function renderCameras(list) {
     const fps = tl.at < now ? ((c.frames_decoded - tl.frames) * 1000) / (now - tl.at) : 0;
     tl.frames = c.frames_decoded; tl.at = now;
     tl.el.querySelector(".name").textContent = c.name || c.id;
-    tl.el.querySelector(".fps").textContent = `${fps.toFixed(1)} fps`;
+    const fpsEl = tl.el.querySelector(".fps");
+    fpsEl.textContent = `${fps.toFixed(1)} fps${c.decode === "keyframes" ? ` · ${t("keyframes")}` : ""}`;
+    fpsEl.title = c.decode_detail || "";
     const badge = tl.el.querySelector(".badge");
     badge.className = `badge ${c.health}`; badge.textContent = t(c.health); badge.title = c.detail || "";
     refreshFrame(c.id, tl.el.querySelector("img"));

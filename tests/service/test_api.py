@@ -50,6 +50,9 @@ def test_cases_appear_with_location_and_evidence(service: Service) -> None:
             orig = oper.get(f"/api/cases/{c['id']}/evidence/snapshot", params={"original": "true"})
             assert orig.status_code == 200 and orig.content[:2] == b"\xff\xd8" and orig.content != snap.content
             assert oper.get(f"/api/cases/{c['id']}/evidence/snapshot").content == snap.content  # masked by default
+        cam = next(x for x in client.get("/api/cameras").json() if x["id"] == "cam-b")
+        # Stationary violations only, but key frames every 2 s are too rare for detection every 0.5 s.
+        assert cam["decode"] == "all" and "key frames every 2.00 s" in cam["decode_detail"], cam
         live = client.get("/api/cameras/cam-b/frame.jpg")  # a viewer's live view is masked too
         assert live.status_code == 200 and live.content[:2] == b"\xff\xd8"
         assert client.get("/api/cases/nope/evidence/snapshot").status_code == 404
