@@ -81,11 +81,18 @@ class Sampler:
     """
 
     def __init__(self, camera: CameraConfig) -> None:
+        self.detect_fps = camera.detect_fps
         self.period = 1.0 / camera.detect_fps
         self.zone_period = {z.id: 1.0 / (z.detect_fps or camera.detect_fps) for z in camera.zones}
         self.per_zone = any(z.detect_fps is not None for z in camera.zones)
+        self.scale = 1.0  # share of the configured rates taken now (< 1 while the service is overloaded)
         self._next = 0.0
         self._zone_next = dict.fromkeys(self.zone_period, 0.0)
+
+    @property
+    def effective_fps(self) -> float:
+        """The camera's detection rate now (its configured ``detect_fps`` times :attr:`scale`)."""
+        return self.detect_fps * self.scale
 
     def take(self, ts: float) -> tuple[bool, frozenset[str] | None]:
         """Whether the frame at ``ts`` is sampled, and the zones it is for (None: all).
@@ -96,14 +103,66 @@ class Sampler:
         if not self.per_zone:
             if ts + 1e-6 < self._next:
                 return False, None
-            self._next = ts + self.period
+            self._next = ts + self.period / self.scale
             return True, None
         due = frozenset(z for z, at in self._zone_next.items() if ts + 1e-6 >= at)
         if not due:
             return False, None
         for z in due:
-            self._zone_next[z] = ts + self.zone_period[z]
+            self._zone_next[z] = ts + self.zone_period[z] / self.scale
         return True, None if len(due) == len(self._zone_next) else due
+
+
+@dataclass
+class LoadGovernor:
+    """Graceful overload: one share of their configured detection rates for every camera of a shared detector.
+
+    Every ``window_s`` it looks at the detector's busy share and the cameras' queues. Under pressure (a sampled
+    frame was dropped, the queues are half full, or the detector was busy ``busy_high`` of the time) every
+    camera's rate is cut by ``decrease``; when the detector idles (busy at most ``busy_low``, queues empty) the
+    share grows back by ``increase`` per window. Cutting every camera by the same share is fair: a camera that
+    asks for 4 fps keeps twice the rate of one that asks for 2, and none starves while another keeps all.
+    Frames are no longer lost at random from full queues; cameras sample less often instead.
+
+    Attributes:
+        scale: The share now, in ``[min_scale, 1]``.
+    """
+
+    window_s: float = 2.0
+    min_scale: float = 0.05
+    decrease: float = 0.75
+    increase: float = 0.1
+    busy_high: float = 0.95
+    busy_low: float = 0.7
+    scale: float = 1.0
+    _start: float | None = None
+    _busy: float = 0.0
+    _dropped: int | None = None
+
+    def observe(self, now: float, busy_s: float, queued: int, capacity: int, dropped_total: int) -> float:
+        """Account ``busy_s`` detector seconds up to ``now`` with the queues' state; returns the share to apply.
+
+        Args:
+            now: Monotonic seconds.
+            busy_s: Detector seconds spent since the previous call.
+            queued: Samples waiting, all cameras together.
+            capacity: Room of all the queues together.
+            dropped_total: Samples dropped from full queues so far (a running total).
+        """
+        if self._start is None:
+            self._start, self._dropped = now, dropped_total
+        self._busy += busy_s
+        span = now - self._start
+        if span < self.window_s:
+            return self.scale
+        busy = self._busy / span
+        dropped = dropped_total - (self._dropped or 0)
+        if dropped > 0 or (capacity and queued * 2 >= capacity) or busy >= self.busy_high:
+            self.scale = max(self.min_scale, self.scale * self.decrease)
+        elif busy <= self.busy_low and queued == 0:
+            self.scale = min(1.0, self.scale + self.increase)
+        self._start, self._busy, self._dropped = now, 0.0, dropped_total
+        return self.scale
 
 
 class MotionGate:

@@ -38,7 +38,7 @@ from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseContext, CaseWriter
 from pipelines.source_kinds import Source, open_source, source_config
 from pipelines.sources import DecodeMode, Frame, SourceError
-from pipelines.stages import Sample
+from pipelines.stages import LoadGovernor, Sample
 from service.fleet import CameraView, OnEvent, OnHealth, OnWarn
 from service.loops import BackgroundLoop
 from service.settings import IngestConfig, ServiceConfig
@@ -177,7 +177,7 @@ class CameraWorker:
 class InferenceEngine(BackgroundLoop):
     """One detector shared by all cameras, batching their samples."""
 
-    def __init__(self, backend: DetectorBackend, batch: int) -> None:
+    def __init__(self, backend: DetectorBackend, batch: int, governor: LoadGovernor | None = None) -> None:
         super().__init__("inference")
         self.backend = backend
         self.batch = batch
@@ -185,6 +185,21 @@ class InferenceEngine(BackgroundLoop):
         self.lock = threading.Lock()
         self.batches = 0
         self.errors = 0
+        self.governor = governor or LoadGovernor()
+
+    def _govern(self, busy_s: float) -> None:
+        """Feed the load governor and give every camera its share of its detection rate."""
+        with self.lock:
+            workers = list(self.workers.values())
+        scale = self.governor.observe(time.monotonic(), busy_s, sum(len(w.queue) for w in workers),
+                                      sum(w.queue.maxlen or 0 for w in workers),
+                                      sum(w.stats.frames_dropped for w in workers))
+        changed = False
+        for w in workers:
+            changed |= w.pipeline.sampler.scale != scale
+            w.pipeline.sampler.scale = scale
+        if changed:
+            log.info("detector load: every camera detects at %.0f %% of its rate", 100 * scale)
 
     def _collect(self) -> list[tuple[CameraWorker, Sample]]:
         with self.lock:
@@ -204,13 +219,17 @@ class InferenceEngine(BackgroundLoop):
             if not items:
                 self.wakeup.wait(0.5)
                 self.wakeup.clear()
+                self._govern(0.0)
                 continue
+            t0 = time.perf_counter()
             try:
                 sent = detect_and_process(self.backend, [(w.pipeline, s) for w, s in items], self._camera_failed)
             except Exception as exc:  # the detector itself failed: this batch is lost, the next one is tried
                 self.errors += 1
                 log.error("detector failed on a batch of %d frames: %s", len(items), exc)
                 continue
+            finally:
+                self._govern(time.perf_counter() - t0)
             self.batches += 1 if sent else 0
 
     @staticmethod
@@ -235,7 +254,8 @@ def view_of(w: CameraWorker) -> CameraView:
     """Snapshot of a worker's health and counters."""
     p = replace(w.pipeline.stats, detections_per_class=dict(w.pipeline.stats.detections_per_class))
     return CameraView(w.camera_id, w.health, w.detail, p, w.stats.frames_dropped, w.stats.reconnects,
-                      len(w.queue), w.pipeline.warning_actions, decode=w.decoding, decode_detail=w.decode_detail)
+                      len(w.queue), w.pipeline.warning_actions, decode=w.decoding, decode_detail=w.decode_detail,
+                      detect_fps=w.pipeline.sampler.detect_fps, detect_fps_now=w.pipeline.sampler.effective_fps)
 
 
 def frame_jpeg_of(worker: CameraWorker, overlay: bool) -> bytes | None:

@@ -42,6 +42,8 @@ class CameraView:
     node: str = ""  # the Ray node running the camera ("" in-process)
     decode: str = ""  # what its reader decodes now: all or keyframes
     decode_detail: str = ""  # why (automatic decoding says what it measured)
+    detect_fps: float = 0.0  # configured detection rate
+    detect_fps_now: float = 0.0  # the rate now (lower while the shared detector is overloaded)
 
 
 class CameraFleet(Protocol):

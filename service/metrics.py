@@ -40,6 +40,10 @@ def render(rt: Runtime) -> str:
            [(lab, v.reconnects) for lab, v in per])
     metric("streetwatch_queue_depth", "gauge", "Frames waiting for the detector.",
            [(lab, v.queue) for lab, v in per])
+    metric("streetwatch_detect_fps", "gauge", "Configured detection rate per camera.",
+           [(lab, v.detect_fps) for lab, v in per])
+    metric("streetwatch_detect_fps_now", "gauge", "Detection rate now (lower while the detector is overloaded).",
+           [(lab, round(v.detect_fps_now, 4)) for lab, v in per])
     metric("streetwatch_camera_keyframes_only", "gauge", "1 while the camera decodes key frames only.",
            [(lab, 1.0 if v.decode == "keyframes" else 0.0) for lab, v in per])
     metric("streetwatch_decode_seconds_total", "counter", "Time spent decoding.",

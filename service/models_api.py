@@ -210,6 +210,9 @@ class CameraStatus(BaseModel):
     decode: str = Field(default="", description="What the reader decodes now: all (every frame) or keyframes.")
     decode_detail: str = Field(default="", description="Why: configured, trucks watched, or the key-frame "
                                "interval measured on the stream (decode: auto).")
+    detect_fps: float = Field(default=0.0, description="The camera's configured detection rate.")
+    detect_fps_now: float = Field(default=0.0, description="Its rate now: every camera's rate is cut by the same "
+                                  "share while the shared detector is overloaded, and grows back after.")
     node: str = Field(default="", exclude_if=lambda v: not v,
                       description="The Ray node running the camera (serve --ray only; absent in-process).")
 

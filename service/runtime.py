@@ -273,7 +273,8 @@ class Runtime:
                "frames_dropped": v.frames_dropped, "frames_gated": p.frames_gated,
                "reconnects": v.reconnects, "queue": v.queue,
                "events": p.events, "location": cam.location.model_dump(),
-               "decode": v.decode, "decode_detail": v.decode_detail}
+               "decode": v.decode, "decode_detail": v.decode_detail,
+               "detect_fps": v.detect_fps, "detect_fps_now": round(v.detect_fps_now, 3)}
         if v.node:
             out["node"] = v.node
         return out

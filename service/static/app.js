@@ -20,7 +20,8 @@ const T = {
     st_registered: "registered", st_dispatched: "dispatched", st_handled: "handled", st_closed: "closed",
     st_rejected: "rejected", confirmed: "confirmed", rejected: "rejected", dwell: "dwell s",
     street_stall: "street stall", uncovered_truck: "uncovered truck", garbage: "garbage", barbecue: "barbecue",
-    unlicensed_muck_truck: "unlicensed muck truck", keyframes: "key frames",
+    unlicensed_muck_truck: "unlicensed muck truck", keyframes: "key frames", detecting: "detecting",
+    overloaded: "the shared detector is overloaded: every camera detects less often",
     overflowing_bin: "overflowing bin", live: "live", connecting: "connecting", stalled: "stalled", failed: "failed",
     closed_of: "closed", played: "played", resolved_by_warning: "resolved by warning", no_cases: "No cases",
     load: "load", load_covered: "covered", load_uncovered: "uncovered", load_empty: "empty",
@@ -53,7 +54,8 @@ const T = {
     st_registered: "已立案", st_dispatched: "已派遣", st_handled: "已处置", st_closed: "已结案",
     st_rejected: "已驳回", confirmed: "已确认", rejected: "已驳回", dwell: "停留秒数",
     street_stall: "占道经营", uncovered_truck: "渣土车未覆盖", garbage: "暴露垃圾", barbecue: "露天烧烤",
-    unlicensed_muck_truck: "无证渣土车", keyframes: "仅关键帧",
+    unlicensed_muck_truck: "无证渣土车", keyframes: "仅关键帧", detecting: "检测",
+    overloaded: "检测器过载：各摄像头按比例降低检测频率",
     overflowing_bin: "垃圾桶满溢", live: "在线", connecting: "连接中", stalled: "卡顿", failed: "离线",
     closed_of: "已结案", played: "播放次数", resolved_by_warning: "劝导后消除", no_cases: "暂无案件",
     load: "装载", load_covered: "已覆盖", load_uncovered: "未覆盖", load_empty: "空车",
@@ -193,8 +195,10 @@ function renderCameras(list) {
     tl.frames = c.frames_decoded; tl.at = now;
     tl.el.querySelector(".name").textContent = c.name || c.id;
     const fpsEl = tl.el.querySelector(".fps");
-    fpsEl.textContent = `${fps.toFixed(1)} fps${c.decode === "keyframes" ? ` · ${t("keyframes")}` : ""}`;
-    fpsEl.title = c.decode_detail || "";
+    const slowed = c.detect_fps && c.detect_fps_now < c.detect_fps - 1e-6;
+    fpsEl.textContent = `${fps.toFixed(1)} fps${c.decode === "keyframes" ? ` · ${t("keyframes")}` : ""}` +
+      (slowed ? ` · ${t("detecting")} ${c.detect_fps_now.toFixed(2)}/${c.detect_fps} fps` : "");
+    fpsEl.title = [c.decode_detail, slowed ? t("overloaded") : ""].filter(Boolean).join("; ");
     const badge = tl.el.querySelector(".badge");
     badge.className = `badge ${c.health}`; badge.textContent = t(c.health); badge.title = c.detail || "";
     refreshFrame(c.id, tl.el.querySelector("img"));

@@ -1,0 +1,41 @@
+"""Graceful overload: every camera's detection rate is cut by one share when the shared detector falls behind,
+and grows back when it idles."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.config import CameraConfig, ZoneConfig
+from pipelines.stages import LoadGovernor, Sampler
+
+
+def test_no_decision_before_a_window_then_pressure_cuts_and_idle_recovers() -> None:
+    g = LoadGovernor(window_s=2.0)
+    assert g.observe(0.0, 0.0, 0, 8, 0) == 1.0
+    assert g.observe(1.0, 1.0, 0, 8, 0) == 1.0  # half a window: nothing decided
+    assert g.observe(2.0, 1.0, 0, 8, 3) == pytest.approx(0.75)  # frames were dropped
+    assert g.observe(4.0, 1.99, 0, 8, 3) == pytest.approx(0.5625)  # busy all the time
+    assert g.observe(6.0, 0.5, 4, 8, 3) == pytest.approx(0.421875)  # queues half full
+    assert g.observe(8.0, 1.6, 1, 8, 3) == pytest.approx(0.421875)  # busy 80 % with a queue: hold
+    assert g.observe(10.0, 1.0, 0, 8, 3) == pytest.approx(0.521875)  # idle: grows back a step per window
+    for k in range(10):
+        g.observe(12.0 + 2 * k, 0.2, 0, 8, 3)
+    assert g.scale == 1.0
+
+
+def test_the_share_never_falls_below_its_floor() -> None:
+    g = LoadGovernor(window_s=1.0, min_scale=0.1)
+    for k in range(40):
+        g.observe(float(k), 1.0, 8, 8, k)
+    assert g.scale == pytest.approx(0.1)
+
+
+def test_a_sampler_takes_its_share_of_every_rate() -> None:
+    s = Sampler(CameraConfig(id="a", detect_fps=2))
+    s.scale = 0.5
+    taken = [t / 10 for t in range(50) if s.take(t / 10)[0]]
+    assert taken == [0.0, 1.0, 2.0, 3.0, 4.0] and s.effective_fps == 1.0
+    zone = ZoneConfig(id="road", polygon=[(0, 0), (1, 0), (1, 1)], detect_fps=4)
+    z = Sampler(CameraConfig(id="b", detect_fps=1, zones=[zone]))
+    z.scale = 0.5
+    assert [t / 10 for t in range(20) if z.take(t / 10)[0]] == [0.0, 0.5, 1.0, 1.5]
