@@ -193,7 +193,9 @@ def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int,
             ) -> tuple[dict[str, SourceSummary], list[InputError]]:
     """Analyse files in a worker process (own detector session, own store connection)."""
     cfg = AppConfig.model_validate_json(cfg_json)
-    backend = create_backend(config_for(opts.model, conf=opts.conf, imgsz=opts.imgsz, threads=threads))
+    # No spinning between detector calls: the threads' CPU goes to decoding, evidence and rules (bench/README).
+    backend = create_backend(config_for(opts.model, conf=opts.conf, imgsz=opts.imgsz, threads=threads,
+                                        spinning=False))
     store = CaseStore(opts.out / "cases.db")
     results: dict[str, SourceSummary] = {}
     errors: list[InputError] = []
@@ -376,7 +378,9 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
     if files:
         try:
             threads = max(1, (os.cpu_count() or 2) // max(1, opts.workers))
-            backend = create_backend(config_for(opts.model, conf=opts.conf, imgsz=opts.imgsz, threads=threads))
+            # No spinning between detector calls: their CPU goes to decoding, evidence and rules (bench/README).
+            backend = create_backend(config_for(opts.model, conf=opts.conf, imgsz=opts.imgsz, threads=threads,
+                                                spinning=False))
             model_info.update(names=backend.names, imgsz=backend.imgsz)
         except (ModelLoadError, ValueError) as exc:
             errors.append({"source": str(opts.model), "error": str(exc)})

@@ -53,6 +53,9 @@ class OnnxConfig(BaseBackendConfig):
                        "16:9 at 320 px) when the model takes any height and width; false: square input.")
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"],
                                  description="ONNX Runtime execution providers, in order of preference.")
+    spinning: bool = Field(default=True, description="Let ONNX Runtime's threads spin between calls (fastest "
+                           "detector calls); false gives their CPU to the work between calls (decoding, "
+                           "evidence, rules): batch analysis runs 21 % faster without spinning (bench/README).")
 
 
 class UltralyticsConfig(BaseBackendConfig):
@@ -109,12 +112,13 @@ def create_backend(config: OnnxConfig | UltralyticsConfig) -> DetectorBackend:
     return backend
 
 
-def config_for(model: Path, conf: float = 0.25, imgsz: int | None = None, threads: int = 0
-               ) -> OnnxConfig | UltralyticsConfig:
+def config_for(model: Path, conf: float = 0.25, imgsz: int | None = None, threads: int = 0,
+               spinning: bool = True) -> OnnxConfig | UltralyticsConfig:
     """Pick the backend config from a model file's suffix (``.pt``: Ultralytics, else ONNX).
 
-    ``threads`` sets ONNX Runtime's intra-op threads; PyTorch keeps its own setting.
+    ``threads`` sets ONNX Runtime's intra-op threads and ``spinning`` whether they spin between calls; PyTorch
+    keeps its own settings.
     """
     if model.suffix == ".pt":
         return UltralyticsConfig(model=model, conf=conf, imgsz=imgsz)
-    return OnnxConfig(model=model, conf=conf, imgsz=imgsz, threads=threads)
+    return OnnxConfig(model=model, conf=conf, imgsz=imgsz, threads=threads, spinning=spinning)

@@ -49,6 +49,8 @@ class OnnxBackend(DetectorBackend):
         if config.threads:
             opts.intra_op_num_threads = config.threads
             opts.inter_op_num_threads = 1
+        if not config.spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         available = set(ort.get_available_providers())
         providers = [p for p in config.providers if p in available] or ["CPUExecutionProvider"]
