@@ -74,6 +74,12 @@ class Sample:
         return detections.shifted(float(x1), float(y1))
 
 
+#: A frame this share of a period early still takes its slot (but never more than a quarter of the gap between
+#: frames, so a 25 fps stream is sampled as before): key frames that arrive every 2.00 s give or take a few
+#: milliseconds must all be taken by a camera detecting every 2 s, not every other one.
+JITTER = 0.05
+
+
 class Sampler:
     """Time-based sampling at the camera's ``detect_fps``, or per zone where zones have their own rate.
 
@@ -86,6 +92,8 @@ class Sampler:
         self.zone_period = {z.id: 1.0 / (z.detect_fps or camera.detect_fps) for z in camera.zones}
         self.per_zone = any(z.detect_fps is not None for z in camera.zones)
         self.scale = 1.0  # share of the configured rates taken now (< 1 while the service is overloaded)
+        self._last_ts: float | None = None
+        self._gap = 0.0  # seconds between the last two frames offered
         self._next = 0.0
         self._zone_next = dict.fromkeys(self.zone_period, 0.0)
 
@@ -100,12 +108,18 @@ class Sampler:
         Taking a frame claims its slot at once, so frames decoded while it waits for the detector are not
         taken too.
         """
+        if self._last_ts is not None and ts > self._last_ts:
+            self._gap = ts - self._last_ts
+        self._last_ts = ts
         if not self.per_zone:
-            if ts + 1e-6 < self._next:
+            period = self.period / self.scale
+            if ts + min(JITTER * period, self._gap / 4) < self._next:
                 return False, None
-            self._next = ts + self.period / self.scale
+            self._next = ts + period
             return True, None
-        due = frozenset(z for z, at in self._zone_next.items() if ts + 1e-6 >= at)
+        # One margin for every zone: zones due together stay together.
+        early = min(JITTER * min(self.zone_period.values()) / self.scale, self._gap / 4)
+        due = frozenset(z for z, at in self._zone_next.items() if ts + early >= at)
         if not due:
             return False, None
         for z in due:

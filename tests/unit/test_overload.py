@@ -39,3 +39,14 @@ def test_a_sampler_takes_its_share_of_every_rate() -> None:
     z = Sampler(CameraConfig(id="b", detect_fps=1, zones=[zone]))
     z.scale = 0.5
     assert [t / 10 for t in range(20) if z.take(t / 10)[0]] == [0.0, 0.5, 1.0, 1.5]
+
+
+def test_key_frames_arriving_a_little_early_are_all_taken() -> None:
+    # A live camera detecting every 2 s on key frames every 2 s, each arriving a few milliseconds early or late:
+    # every key frame is taken (without the margin every other one was, halving the rate).
+    s = Sampler(CameraConfig(id="a", detect_fps=0.5))
+    arrivals = [0.0, 1.98, 4.01, 5.97, 8.0, 9.99]
+    assert [t for t in arrivals if s.take(t)[0]] == arrivals
+    # At 25 fps the margin (5 % of the period) is shorter than a frame: the rate stays the configured one.
+    full = Sampler(CameraConfig(id="b", detect_fps=2))
+    assert len([k for k in range(250) if full.take(k / 25)[0]]) == 20
