@@ -148,8 +148,8 @@ def measure(port: int, n: int, seconds: float, latencies: list[float], listen: C
     p95: float | None = None
     if latencies:
         p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 2 else latencies[0]
-    result = {"streams": n, "window_s": round(dt, 1), "decode_fps_min": round(min(fps), 2),
-              "decode_fps_median": round(statistics.median(fps), 2), "inferred_per_s": round(inferred / dt, 2),
+    result = {"streams": n, "window_s": round(dt, 1), "decode_fps_min": round(min(fps), 3),
+              "decode_fps_median": round(statistics.median(fps), 3), "inferred_per_s": round(inferred / dt, 2),
               "dropped_share": round(dropped / queued, 4) if queued else 0.0, "alerts": len(latencies),
               "alert_latency_p95_s": round(p95, 3) if p95 is not None else None,
               "alert_latency_median_s": round(statistics.median(latencies), 3) if latencies else None,

@@ -132,9 +132,10 @@ class LoadGovernor:
     """Graceful overload: one share of their configured detection rates for every camera of a shared detector.
 
     Every ``window_s`` it looks at the detector's busy share and the cameras' queues. Under pressure (a sampled
-    frame was dropped, the queues are half full, or the detector was busy ``busy_high`` of the time) every
-    camera's rate is cut by ``decrease``; when the detector idles (busy at most ``busy_low``, queues empty) the
-    share grows back by ``increase`` per window. Cutting every camera by the same share is fair: a camera that
+    frame was dropped from a full queue, or the queues are three quarters full) every camera's rate is cut by
+    ``decrease``; when the detector has room again (busy at most ``busy_low`` of the window, queues at most a
+    quarter full, nothing dropped) the share grows back by ``increase`` per window. A detector that is merely
+    busy but keeps up is left alone: at 16 live streams it is busy most of the time and loses no frame. Cutting every camera by the same share is fair: a camera that
     asks for 4 fps keeps twice the rate of one that asks for 2, and none starves while another keeps all.
     Frames are no longer lost at random from full queues; cameras sample less often instead.
 
@@ -146,8 +147,7 @@ class LoadGovernor:
     min_scale: float = 0.05
     decrease: float = 0.75
     increase: float = 0.1
-    busy_high: float = 0.95
-    busy_low: float = 0.7
+    busy_low: float = 0.85
     scale: float = 1.0
     _start: float | None = None
     _busy: float = 0.0
@@ -171,9 +171,9 @@ class LoadGovernor:
             return self.scale
         busy = self._busy / span
         dropped = dropped_total - (self._dropped or 0)
-        if dropped > 0 or (capacity and queued * 2 >= capacity) or busy >= self.busy_high:
+        if dropped > 0 or (capacity and queued * 4 >= capacity * 3):
             self.scale = max(self.min_scale, self.scale * self.decrease)
-        elif busy <= self.busy_low and queued == 0:
+        elif busy <= self.busy_low and queued * 4 <= capacity:
             self.scale = min(1.0, self.scale + self.increase)
         self._start, self._busy, self._dropped = now, 0.0, dropped_total
         return self.scale

@@ -14,10 +14,10 @@ def test_no_decision_before_a_window_then_pressure_cuts_and_idle_recovers() -> N
     assert g.observe(0.0, 0.0, 0, 8, 0) == 1.0
     assert g.observe(1.0, 1.0, 0, 8, 0) == 1.0  # half a window: nothing decided
     assert g.observe(2.0, 1.0, 0, 8, 3) == pytest.approx(0.75)  # frames were dropped
-    assert g.observe(4.0, 1.99, 0, 8, 3) == pytest.approx(0.5625)  # busy all the time
-    assert g.observe(6.0, 0.5, 4, 8, 3) == pytest.approx(0.421875)  # queues half full
-    assert g.observe(8.0, 1.6, 1, 8, 3) == pytest.approx(0.421875)  # busy 80 % with a queue: hold
-    assert g.observe(10.0, 1.0, 0, 8, 3) == pytest.approx(0.521875)  # idle: grows back a step per window
+    assert g.observe(4.0, 1.5, 6, 8, 3) == pytest.approx(0.5625)  # queues three quarters full
+    assert g.observe(6.0, 1.99, 2, 8, 3) == pytest.approx(0.5625)  # busy all the time but keeping up: hold
+    assert g.observe(8.0, 1.6, 4, 8, 3) == pytest.approx(0.5625)  # room, but the queues are half full: hold
+    assert g.observe(10.0, 1.0, 1, 8, 3) == pytest.approx(0.6625)  # room: grows back a step per window
     for k in range(10):
         g.observe(12.0 + 2 * k, 0.2, 0, 8, 3)
     assert g.scale == 1.0
