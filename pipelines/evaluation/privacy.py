@@ -13,8 +13,10 @@ Plates: where a vehicle's plate lies in its box.
 * On synthetic road-camera frames (:mod:`datasets.plates`, exact plate boxes): the share of plates the
   plate band of the truck's box covers (at least 90 % of the plate), against PP-OCRv4 text detection in the
   same box (rapidocr-onnxruntime; any text box overlapping the plate by half), with the milliseconds of each.
-* On real frames: every text line PP-OCRv4 finds inside a detected vehicle box (on these road photos almost all
-  are plates) and the share of them lying inside the plate band.
+* On real frames: every text line PP-OCRv4 finds inside a detected vehicle box (plates, but also lettering on
+  truck bodies, buses' destination signs; the frames have no plate labels) and the share of them lying inside
+  the plate band, with the share of the image the masks cover. Boxes found at several input sizes are all
+  counted, so ``vehicles`` counts a vehicle once per size that found it.
 
     python -m pipelines.evaluation.privacy --data /work/ext/vehicles_highway_id/data.yaml --out privacy.json
 """
