@@ -135,9 +135,10 @@ class LoadGovernor:
     frame was dropped from a full queue, or the queues are three quarters full) every camera's rate is cut by
     ``decrease``; when the detector has room again (busy at most ``busy_low`` of the window, queues at most a
     quarter full, nothing dropped) the share grows back by ``increase`` per window. A detector that is merely
-    busy but keeps up is left alone: at 16 live streams it is busy most of the time and loses no frame. Cutting every camera by the same share is fair: a camera that
-    asks for 4 fps keeps twice the rate of one that asks for 2, and none starves while another keeps all.
-    Frames are no longer lost at random from full queues; cameras sample less often instead.
+    busy but keeps up is left alone: at 16 live streams it is busy most of the time and loses almost no frame.
+    Cutting every camera by the same share is fair: a camera that asks for 4 fps keeps twice the rate of one that
+    asks for 2, and none starves while another keeps all. Frames are no longer lost at random from full queues;
+    cameras sample less often instead.
 
     Attributes:
         scale: The share now, in ``[min_scale, 1]``.
