@@ -20,7 +20,8 @@ const T = {
     st_registered: "registered", st_dispatched: "dispatched", st_handled: "handled", st_closed: "closed",
     st_rejected: "rejected", confirmed: "confirmed", rejected: "rejected", dwell: "dwell s",
     street_stall: "street stall", uncovered_truck: "uncovered truck", garbage: "garbage", barbecue: "barbecue",
-    unlicensed_muck_truck: "unlicensed muck truck", keyframes: "key frames", detecting: "detecting",
+    unlicensed_muck_truck: "unlicensed muck truck", keyframes: "key frames",
+    show_original: "Original evidence (faces and other plates unmasked; operators)", detecting: "detecting",
     overloaded: "the shared detector is overloaded: every camera detects less often",
     overflowing_bin: "overflowing bin", live: "live", connecting: "connecting", stalled: "stalled", failed: "failed",
     closed_of: "closed", played: "played", resolved_by_warning: "resolved by warning", no_cases: "No cases",
@@ -54,7 +55,8 @@ const T = {
     st_registered: "已立案", st_dispatched: "已派遣", st_handled: "已处置", st_closed: "已结案",
     st_rejected: "已驳回", confirmed: "已确认", rejected: "已驳回", dwell: "停留秒数",
     street_stall: "占道经营", uncovered_truck: "渣土车未覆盖", garbage: "暴露垃圾", barbecue: "露天烧烤",
-    unlicensed_muck_truck: "无证渣土车", keyframes: "仅关键帧", detecting: "检测",
+    unlicensed_muck_truck: "无证渣土车", keyframes: "仅关键帧",
+    show_original: "原始证据（不打码人脸和其他车牌；仅操作员）", detecting: "检测",
     overloaded: "检测器过载：各摄像头按比例降低检测频率",
     overflowing_bin: "垃圾桶满溢", live: "在线", connecting: "连接中", stalled: "卡顿", failed: "离线",
     closed_of: "已结案", played: "播放次数", resolved_by_warning: "劝导后消除", no_cases: "暂无案件",
@@ -314,7 +316,9 @@ async function selectCase(id) {
     if (el.dataset.url) URL.revokeObjectURL(el.dataset.url);
     el.removeAttribute("src"); el.dataset.url = "";
     if (c.evidence[kind]) {
-      blobUrl(c.evidence[kind]).then((u) => { el.src = u; el.dataset.url = u; }).catch(() => {});
+      const url = c.evidence[kind] + ($("case-original").checked ? "?original=true" : "");
+      blobUrl(url).then((u) => { el.src = u; el.dataset.url = u; })
+        .catch((e) => { $("case-error").textContent = e.message; });
     }
   }
   $("case-history").innerHTML = c.history.map((h) =>
@@ -765,6 +769,7 @@ function init() {
   document.querySelectorAll("#tabs button").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
   $("filters").addEventListener("change", loadQueue);
   $("act-confirm").addEventListener("click", () => review("confirmed"));
+  $("case-original").addEventListener("change", () => { if (current) selectCase(current.id); });
   $("act-reject").addEventListener("click", askReject);
   $("act-dispatch").addEventListener("click", () => move("dispatched"));
   $("act-close").addEventListener("click", () => move("closed"));

@@ -132,6 +132,13 @@ def test_operator_signs_in_draws_a_zone_reviews_cases_and_exports_them(dashboard
         page.click("nav button[data-tab=review]")
         page.wait_for_function("document.querySelectorAll('#queue li[data-case-id]').length >= 2", timeout=90_000)
         page.wait_for_selector("#case-snapshot[src^='blob:']", timeout=30_000)
+        masked = page.get_attribute("#case-snapshot", "src")
+        page.check("#case-original")  # the operator sees the original evidence, fetched anew
+        page.wait_for_function(f"document.querySelector('#case-snapshot').src.startsWith('blob:') && "
+                               f"document.querySelector('#case-snapshot').src !== '{masked}'", timeout=30_000)
+        assert page.text_content("#case-error") == ""
+        page.uncheck("#case-original")
+        page.evaluate("document.activeElement.blur()")  # keyboard shortcuts act when no input has the focus
         page.screenshot(path=str(ARTIFACTS / "review.png"))
         first = page.get_attribute("#queue li.sel", "data-case-id")
         page.locator("body").focus()
