@@ -140,9 +140,13 @@ class EvidenceMasker:
         regions = self.regions(img, subject)
         result = apply_mask(img, regions, subject, self.settings.privacy.cell)
         tmp = out.with_name(out.name + ".part.jpg")
-        if not cv2.imwrite(str(tmp), result, [cv2.IMWRITE_JPEG_QUALITY, 90]):
-            raise MaskingError(f"cannot write {out.name}")
-        tmp.replace(out)
+        try:
+            if not cv2.imwrite(str(tmp), result, [cv2.IMWRITE_JPEG_QUALITY, 90]):
+                raise MaskingError(f"cannot write {out.name}")
+            tmp.replace(out)
+        except (OSError, MaskingError) as exc:  # a full disk: nothing half-written is left behind
+            tmp.unlink(missing_ok=True)
+            raise MaskingError(f"cannot write {out.name}: {exc}") from exc
         log.info("masked %s: %d faces, %d plates", original.name, sum(r.kind == "face" for r in regions),
                  sum(r.kind == "plate" for r in regions))
 

@@ -151,3 +151,18 @@ def test_unreadable_evidence_is_a_clear_error_and_leaves_nothing_half_written(tm
     with pytest.raises(MaskingError, match=r"c3\.jpg"):
         masker.shared(bad_jpg)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c2.mp4", "c3.jpg"]
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_no_part_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    snap = tmp_path / "c4.jpg"
+    cv2.imwrite(str(snap), checkerboard())
+
+    def full(path: str, *_: object) -> bool:
+        Path(path).write_bytes(b"\xff\xd8 half")  # what a disk running out midway leaves
+        return False
+
+    monkeypatch.setattr(cv2, "imwrite", full)
+    with pytest.raises(MaskingError, match=r"cannot write c4\.shared\.jpg"):
+        EvidenceMasker(None, backend=FakeBackend()).shared(snap)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c4.jpg"]
