@@ -39,7 +39,7 @@ from pipelines.config import AppConfig, CameraConfig, ConfigError, load_config_l
 from pipelines.distributed import Applier, OpLog, RayUnavailable, connect, node_id
 from pipelines.muck_register import MuckRegister, Vehicle, read_register
 from pipelines.plate_sink import PlateSetup
-from pipelines.privacy import EvidenceMasker, MaskingError
+from pipelines.privacy import EvidenceMasker
 from pipelines.reminders import ReminderLogRow, ReminderSetup
 from pipelines.report import RunStats, SourceSummary, write_cases_csv, write_cases_json, write_report
 from pipelines.runner import build_pipeline, run_source
@@ -225,7 +225,8 @@ def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, mode
         weights = Path(tmp) / f"model{opts.model.suffix}"
         weights.write_bytes(model)
         try:
-            backend = create_backend(config_for(weights, conf=opts.conf, imgsz=opts.imgsz, threads=threads))
+            backend = create_backend(config_for(weights, conf=opts.conf, imgsz=opts.imgsz, threads=threads,
+                                                spinning=False))  # see _worker
             stats = _analyze_one(Path(path), local, cfg, backend, oplog, None, registries)
         except (SourceError, ModelLoadError) as exc:
             return {"error": str(exc), "node": node_id()}
@@ -337,7 +338,7 @@ def share_evidence(cases: list[dict[str, Any]], out: Path, model: Path) -> None:
     under ``out``, or None where masking failed (the report then shows no evidence rather than the original)."""
     try:
         masker = EvidenceMasker(model)
-    except (ModelLoadError, ValueError) as exc:
+    except Exception as exc:  # masking is for the shared report: it never costs the run its cases
         log.error("evidence not masked: %s", exc)
         for c in cases:
             c["shared"] = {"snapshot": None, "clip": None}
@@ -350,7 +351,7 @@ def share_evidence(cases: list[dict[str, Any]], out: Path, model: Path) -> None:
                 continue
             try:
                 c["shared"][kind] = masker.shared(out / c[kind], c["violation"]).relative_to(out).as_posix()
-            except (MaskingError, OSError) as exc:
+            except Exception as exc:  # MaskingError, a vanished file...: that case's report entry shows none
                 log.error("case %s: %s not masked: %s", c["id"], kind, exc)
 
 

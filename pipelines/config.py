@@ -193,7 +193,7 @@ class AllowConfig(Strict):
     """An allowlisted area: a licensed stall, a fixed bin."""
 
     polygon: list[tuple[Unit, Unit]] = Field(min_length=3, description="Normalised [x, y] points.")
-    violations: list[Violation] = Field(default_factory=_all_violations,
+    violations: list[Violation] = Field(default_factory=lambda: list(get_args(Violation)),
                                         description="Violations permitted in this area.")
     note: str = Field(default="", description="Why it is allowed (licence number...).")
 

@@ -6,7 +6,8 @@ It runs between the tracker and the rules (:class:`~pipelines.runner.CameraPipel
 has its plate read on up to ``max_reads`` sampled frames, at least ``interval_s`` apart, until the voted plate
 has ``enough`` readings; the readings are voted (:class:`~detector.plates.PlateVotes`) and the voted plate is
 checked against the register at the frame's local time. Per row: 1 unlicensed (not in the register, expired,
-not yet valid, outside its hours), 0 licensed, -1 no plate read (never unlicensed on a guess). Whether the
+not yet valid, outside its hours; on two agreeing readings at least, so that one misreading of a licensed
+truck accuses nobody), 0 licensed, -1 not known yet (never unlicensed on a guess). Whether the
 truck is loaded, and whether one truck is one case, the rules decide (:mod:`detector.rules`).
 
 OCR costs a few hundred milliseconds a reading (``make bench-plates``): a camera pays it only for trucks in
@@ -93,7 +94,9 @@ class PlateStage:
             if voted is not None and self.setup.register is not None:
                 when = (self.setup.clock or (lambda _ts: dt.datetime.now()))(frame.ts)
                 check = self.setup.register.check(voted[0], when)
-                status = int(check.unlicensed)
+                agreeing = sum(p == voted[0] for p, _ in t.votes.readings)
+                # A licensed truck misread once must not be accused: "unlicensed" needs two agreeing readings.
+                status = int(check.unlicensed) if agreeing >= 2 or not check.unlicensed else -1
                 if status != t.status:
                     log.info("%s: truck %d: plate %s, %s", self.source, tid, voted[0], check.status)
                 t.status = status

@@ -63,13 +63,15 @@ class MaskerSettings:
         enabled: Share masked copies (False: the originals are shared; a bureau that decides so).
         sizes: Detector input sizes for masking, merged: people are small in street views (640 and 960 px find
             more of them) and close vehicles large (the default model, trained at 320 px, finds those at 320).
-        stride: In clips, the detector runs on every ``stride``-th frame.
+        stride: In clips, the detector runs on at least every ``stride``-th frame...
+        reuse_s: ...and on every frame more than this many seconds after the last one it ran on.
         privacy: What is masked (faces, plates, thresholds, band sizes).
     """
 
     enabled: bool = True
     sizes: tuple[int, ...] = (320, 640, 960)
     stride: int = 2
+    reuse_s: float = 0.15
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
 
@@ -92,10 +94,11 @@ class EvidenceMasker:
             backend = create_backend(config_for(model, conf=min(p.person_confidence, p.vehicle_confidence),
                                                 imgsz=max(self.settings.sizes), threads=1))
         missing = {"person", "car"} - set(backend.names)
-        if missing:
-            log.warning("masking model has no %s class: those are not masked", ", ".join(sorted(missing)))
+        if missing:  # a copy called masked must be masked: refuse rather than share faces
+            raise MaskingError(f"the masking model has no {', '.join(sorted(missing))} class")
         self.backend = backend
-        self._lock = threading.Lock()  # one masking at a time: two requests for one file make it once
+        self._lock = threading.Lock()  # one evidence masking at a time: two requests for one file make it once
+        self._live_lock = threading.Lock()  # live frames never wait for a clip being masked
 
     def shared(self, original: Path, violation: str = "") -> Path:
         """The masked copy of ``original`` (made now if it is missing or older than the original)."""
@@ -115,8 +118,12 @@ class EvidenceMasker:
         if image is None:
             raise MaskingError("not a JPEG image")
         img = np.asarray(image, np.uint8)
-        with self._lock:
-            out = apply_mask(img, self.regions(img, None), None, self.settings.privacy.cell)
+        with self._live_lock:
+            try:
+                regions = self.regions(img, None)
+            except Exception as exc:  # the detector failed: the frame is not shown unmasked
+                raise MaskingError(f"detector failed: {exc}") from exc
+        out = apply_mask(img, regions, None, self.settings.privacy.cell)
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             raise MaskingError("cannot encode the masked frame")
@@ -137,7 +144,10 @@ class EvidenceMasker:
             raise MaskingError(f"cannot read {original.name}")
         img = np.asarray(image, np.uint8)
         subject = subject_of(original)
-        regions = self.regions(img, subject)
+        try:
+            regions = self.regions(img, subject)
+        except Exception as exc:  # the detector failed: no copy rather than an unmasked one
+            raise MaskingError(f"detector failed on {original.name}: {exc}") from exc
         result = apply_mask(img, regions, subject, self.settings.privacy.cell)
         tmp = out.with_name(out.name + ".part.jpg")
         try:
@@ -166,10 +176,16 @@ class EvidenceMasker:
                 last_pts = -1
                 vout.options = {"preset": "veryfast", "crf": "28"}
                 regions: list[MaskRegion] = []
-                for k, frame in enumerate(src.decode(vin)):
+                detected_at, since = -1e9, 0
+                for frame in src.decode(vin):
                     img = np.asarray(frame.to_ndarray(format="bgr24"), np.uint8)
-                    if k % max(1, self.settings.stride) == 0:
+                    t = float(frame.time or 0.0)
+                    # Regions are reused on the next frame only when it follows closely: a time-lapse's frames
+                    # are a second or more apart and people move in between.
+                    if since >= max(1, self.settings.stride) or t - detected_at > self.settings.reuse_s:
                         regions = [MaskRegion(_widen(r.box, 0.15), r.kind) for r in self.regions(img, subject, keep)]
+                        detected_at, since = t, 0
+                    since += 1
                     masked = apply_mask(img, regions, subject, self.settings.privacy.cell)
                     vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(masked), format="bgr24")
                     pts = max(last_pts + 1, round((frame.time or 0.0) * 1000))  # the original's timing, in ms
@@ -178,10 +194,10 @@ class EvidenceMasker:
                         dst.mux(packet)
                 for packet in vout.encode():
                     dst.mux(packet)
-        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            tmp.replace(out)
+        except Exception as exc:  # any failure (decoder, detector, full disk): a clear error, nothing half-written
             tmp.unlink(missing_ok=True)
             raise MaskingError(f"cannot mask {original.name}: {exc}") from exc
-        tmp.replace(out)
         log.info("masked clip %s", original.name)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +35,27 @@ OnDecode = Callable[[str, str], None]
 AUTO_KEYFRAMES = 3
 
 
+#: A frame this share of a period early still takes its sampling slot (but never more than a quarter of the gap
+#: between frames, so a 25 fps stream is sampled as before): key frames that arrive every 2.00 s give or take a
+#: few milliseconds must all be taken by a camera detecting every 2 s, not every other one.
+JITTER = 0.05
+
+
 def keyframes_suffice(keyframe_ts: list[float], detect_interval_s: float) -> tuple[bool, float] | None:
-    """Whether key frames alone come often enough for a detection interval: ``(suffice, median interval)``, or
-    None before :data:`AUTO_KEYFRAMES` key frames were seen. A 5 % margin absorbs timestamp jitter."""
+    """Whether key frames alone keep a detection interval: ``(suffice, median key-frame interval)``, or None
+    before :data:`AUTO_KEYFRAMES` key frames were seen. On key frames a camera samples the first key frame of
+    each period (:class:`pipelines.stages.Sampler`), so it detects every whole number of key-frame intervals:
+    key frames every 1.5 s would give a detection every 3 s to a camera asking every 2 s. They suffice when that
+    number of intervals is within 5 % of the asked interval (key frames every 2 s, 1 s, 0.5 s for 2 s)."""
     if len(keyframe_ts) < AUTO_KEYFRAMES:
         return None
     gaps = np.diff(np.asarray(keyframe_ts, np.float64))
     interval = float(np.median(gaps))
-    return interval <= detect_interval_s * 1.05, interval
+    if interval <= 0:
+        return False, interval
+    margin = min(JITTER * detect_interval_s, interval / 4)
+    sampled_every = math.ceil((detect_interval_s - margin) / interval - 1e-9) * interval
+    return sampled_every <= detect_interval_s * 1.05, interval
 
 
 class SourceError(RuntimeError):

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from detector.types import Detections
 from pipelines.config import CameraConfig
-from pipelines.sources import Frame
+from pipelines.sources import JITTER, Frame
 
 GATE_LEVELS = 12  # grey levels a 64x36 thumbnail cell must move by to count as change
 ROI_MARGIN = 0.04  # share of the frame's width/height added around the zones' bounding box
@@ -74,10 +74,6 @@ class Sample:
         return detections.shifted(float(x1), float(y1))
 
 
-#: A frame this share of a period early still takes its slot (but never more than a quarter of the gap between
-#: frames, so a 25 fps stream is sampled as before): key frames that arrive every 2.00 s give or take a few
-#: milliseconds must all be taken by a camera detecting every 2 s, not every other one.
-JITTER = 0.05
 
 
 class Sampler:

@@ -149,6 +149,8 @@ class CameraWorker:
     def _read(self) -> None:
         """Read until the source ends (an error for a live one) or the worker stops."""
         self._set_health("connecting")
+        if self.mode == "auto":  # a new connection measures its key frames again
+            self._on_decode("all", "deciding from the stream's key-frame interval")
         for frame in self._frames():
             self.stats.last_frame_at = time.monotonic()
             self._set_health("live")

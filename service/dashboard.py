@@ -80,7 +80,7 @@ def add_dashboard(app: FastAPI) -> None:
             return Response(status_code=204)
         if rt.config.privacy.mask_shared and not at_least(request, "operator"):
             try:
-                jpg = rt.masked_frame(camera_id, jpg)
+                jpg = rt.masked_frame(camera_id, overlay, jpg)
             except MaskingError as exc:
                 raise HTTPException(503, f"masked frame not available: {exc}") from exc
         return Response(jpg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

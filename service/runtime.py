@@ -23,7 +23,7 @@ from detector.privacy import PrivacySettings
 from detector.warnings import WarningAction, WarningStats, warning_stats
 from pipelines.config import CameraConfig
 from pipelines.muck_register import MuckRegister, read_register
-from pipelines.privacy import EvidenceMasker, MaskerSettings
+from pipelines.privacy import EvidenceMasker, MaskerSettings, MaskingError
 from pipelines.reminders import ReminderSetup, ShopReminder
 from pipelines.shops import Shop, mask_phone
 from pipelines.sinks.shop_store import ShopBook
@@ -101,7 +101,7 @@ class Runtime:
         self.cameras: dict[str, CameraConfig] = {}
         self.lock = threading.Lock()
         self._masker: EvidenceMasker | None = None
-        self._masked_frames: dict[str, tuple[bytes, bytes]] = {}  # camera -> (last frame, its masked copy)
+        self._masked_frames: dict[tuple[str, bool], tuple[bytes, bytes]] = {}  # (camera, overlay) -> (frame, masked)
         self.stop_event = threading.Event()  # set when the service stops (open event streams end)
         self.started_at = time.time()
 
@@ -130,20 +130,24 @@ class Runtime:
 
     def masker(self) -> EvidenceMasker:
         """The evidence masker (its detector session is opened on first use: most viewers never fetch evidence)."""
-        with self.lock:
-            if self._masker is None:
-                p = self.config.privacy
+        if self._masker is None:  # two first requests may both load it: harmless, and no lock held meanwhile
+            p = self.config.privacy
+            try:
                 self._masker = EvidenceMasker(self.config.model.path, MaskerSettings(
                     sizes=tuple(p.sizes), privacy=PrivacySettings(faces=p.faces, plates=p.plates)))
-            return self._masker
+            except MaskingError:
+                raise
+            except Exception as exc:  # the model cannot be loaded: masked evidence is unavailable (503)
+                raise MaskingError(f"cannot load the masking model: {exc}") from exc
+        return self._masker
 
-    def masked_frame(self, camera_id: str, jpg: bytes) -> bytes:
+    def masked_frame(self, camera_id: str, overlay: bool, jpg: bytes) -> bytes:
         """A camera's live frame as a viewer sees it: masked, once per frame however many viewers ask."""
-        cached = self._masked_frames.get(camera_id)
+        cached = self._masked_frames.get((camera_id, overlay))
         if cached is not None and cached[0] == jpg:
             return cached[1]
         masked = self.masker().mask_jpeg(jpg)
-        self._masked_frames[camera_id] = (jpg, masked)
+        self._masked_frames[(camera_id, overlay)] = (jpg, masked)
         return masked
 
     def _publish_violation(self, camera_id: str, ev: ViolationEvent, case_id: str, clock_epoch: float) -> None:
@@ -244,6 +248,8 @@ class Runtime:
         self.fleet.remove(camera_id)
         with self.lock:
             self.cameras.pop(camera_id, None)
+        for overlay in (True, False):
+            self._masked_frames.pop((camera_id, overlay), None)
 
     def _on_health(self, camera: str, state: str, detail: str) -> None:
         log.info("camera %s: %s %s", camera, state, detail)

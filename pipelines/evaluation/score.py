@@ -119,7 +119,7 @@ def evaluate_clips(labels_path: Path, videos: Path, out: Path, model: Path, conf
                 c.frames.update(load_yolo_frames(folder, info.width, info.height))
     inputs = [str(videos / c.name) for c in clips]
     result = analyze(AnalyzeOptions(inputs=inputs, out=out / "run", model=model, config=config, dwell=dwell,
-                                    imgsz=imgsz, progress=False))
+                                    imgsz=imgsz, progress=False, mask=False))  # no shared report here
     by_source: dict[str, list[PredEvent]] = {}
     for case in result.cases:
         by_source.setdefault(Path(case["source"]).name, []).append(

@@ -168,3 +168,7 @@ def test_unlicensed_muck_trucks_are_watched_only_where_a_zone_lists_them() -> No
     assert "unlicensed_muck_truck" in gate.violations
     assert "unlicensed_muck_truck" not in road.violations and "uncovered_truck" in road.violations
     assert cfg.cameras[0].watches_licences()
+    allow = parse_config("cameras:\n  - id: a\n    plates: true\n    zones:\n      - id: gate\n"
+                         "        polygon: [[0, 0], [1, 0], [1, 1]]\n        violations: [unlicensed_muck_truck]\n"
+                         "        allowlist:\n          - polygon: [[0, 0], [0.5, 0], [0.5, 0.5]]\n", "c.yaml")
+    assert "unlicensed_muck_truck" in allow.cameras[0].zones[0].allowlist[0].violations  # a licensed site's gate

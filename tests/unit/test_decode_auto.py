@@ -38,6 +38,12 @@ def test_keyframes_suffice_needs_three_key_frames_and_compares_the_median_interv
     assert keyframes_suffice([0.0, 1.0, 2.0], 1.0) == (True, 1.0)
     assert keyframes_suffice([0.0, 1.0, 2.04], 1.0) == (True, pytest.approx(1.02))  # jitter within 5 %
     assert keyframes_suffice([0.0, 2.0, 4.0, 4.1], 1.0) == (False, 2.0)
+    # Sampling on key frames detects every whole number of key-frame intervals: every 1.5 s would give every 3 s
+    # to a camera asking every 2 s; every 1 s or 0.5 s gives every 2 s.
+    assert keyframes_suffice([0.0, 1.5, 3.0], 2.0) == (False, 1.5)
+    assert keyframes_suffice([0.0, 1.0, 2.0], 2.0) == (True, 1.0)
+    assert keyframes_suffice([0.0, 0.5, 1.0], 2.0) == (True, 0.5)
+    assert keyframes_suffice([0.0, 1.9, 3.8], 2.0) == (True, pytest.approx(1.9))
 
 
 def test_the_plan_decodes_every_frame_for_trucks_and_decides_on_the_stream_otherwise() -> None:

@@ -124,6 +124,13 @@ def test_the_plate_stage_marks_trucks_in_licence_zones_and_reads_each_a_few_time
     assert marks[0] == [0, -1, -1]  # licensed at night
     assert marks[-1] == [1, -1, -1]  # two of three readings say another plate: not in the register
     assert stage.readings == 3  # at most max_reads, at least interval_s apart (six frames, 0.25 s apart)
+    # One reading of a plate not in the register accuses nobody; a second agreeing one does.
+    once = PlateStage(PlateSetup(ScriptedReader(["晋HZ9999", None, "晋HZ9999"]), register, lambda ts: night),
+                      list(CANONICAL_LABELS), [left], interval_s=0.5)
+    truck = make_detections([(10, 10, 40, 50, 0.9, "truck")], [1])
+    seen = [int(once(truck, Frame(np.zeros((100, 100, 3), np.uint8), k * 0.5)).data["unlicensed"][0])
+            for k in range(3)]
+    assert seen == [-1, -1, 1]
     with pytest.raises(ValueError, match="register"):
         PlateStage(PlateSetup(reader, None), list(CANONICAL_LABELS), [left])
 

@@ -166,3 +166,36 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_part_file(tmp_path: Path, mo
     with pytest.raises(MaskingError, match=r"cannot write c4\.shared\.jpg"):
         EvidenceMasker(None, backend=FakeBackend()).shared(snap)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c4.jpg"]
+
+
+def test_time_lapse_frames_are_each_looked_at(tmp_path: Path) -> None:
+    # Frames a second apart: a person who moved is masked where they are now, not where they were.
+    clip = tmp_path / "c5.mp4"
+    with av.open(str(clip), "w") as out:
+        st = out.add_stream("libx264", rate=1)
+        st.width, st.height, st.pix_fmt = 320, 240, "yuv420p"
+        st.time_base = st.codec_context.time_base = Fraction(1, 1000)
+        for k in range(4):
+            vf = av.VideoFrame.from_ndarray(checkerboard(), format="bgr24")
+            vf.pts, vf.time_base = 1000 * k, Fraction(1, 1000)
+            for p in st.encode(vf):
+                out.mux(p)
+        for p in st.encode():
+            out.mux(p)
+    left = make_detections([(20, 40, 60, 200, 0.9, "person")])
+    right = make_detections([(240, 40, 280, 200, 0.9, "person")])
+    sizes = len(EvidenceMasker(None, backend=FakeBackend()).settings.sizes)
+    masker = EvidenceMasker(None, backend=FakeBackend(script=[left] * sizes + [right] * 100))
+    with av.open(str(masker.shared(clip, "garbage"))) as b:
+        frames = [f.to_ndarray(format="bgr24") for f in b.decode(video=0)]
+    head_right = (244, 40, 276, 100)
+    assert detail(frames[0], head_right) > 60  # nobody there yet
+    for img in frames[1:]:
+        assert detail(img, head_right) < 0.35 * detail(checkerboard(), head_right)
+
+
+def test_a_model_without_people_or_cars_is_refused() -> None:
+    backend = FakeBackend()
+    backend.names = ["garbage", "truck"]
+    with pytest.raises(MaskingError, match="person"):
+        EvidenceMasker(None, backend=backend)
