@@ -43,6 +43,12 @@ def _load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _best_held(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The held run with the most streams of a live benchmark's results, or None."""
+    held = [r for r in result["results"] if r["held"]]
+    return max(held, key=lambda r: r["streams"]) if held else None
+
+
 def collect() -> dict[str, Any]:
     """The headline figures of whatever benchmark results exist."""
     out: dict[str, Any] = {"machine": machine()}
@@ -60,15 +66,13 @@ def collect() -> dict[str, Any]:
         out["batch_cases_missed_vs_naive"] = batch["batch_cases_missed_vs_naive"]
     live = _load("live")
     if live:
-        held = [r for r in live["results"] if r["held"]]
-        best = max(held, key=lambda r: r["streams"]) if held else None
+        best = _best_held(live)
         out["live_streams_held"] = best["streams"] if best else 0
         out["live_p95_alert_latency_s"] = best["alert_latency_p95_s"] if best else None
         out["rss_mb_per_stream"] = best["rss_mb_per_stream"] if best else None
     keyframes = _load("live_keyframes")
     if keyframes:
-        held = [r for r in keyframes["results"] if r["held"]]
-        best = max(held, key=lambda r: r["streams"]) if held else None
+        best = _best_held(keyframes)
         out["live_cameras_held_keyframes"] = best["streams"] if best else 0
         out["rss_mb_per_camera_keyframes"] = best["rss_mb_per_stream"] if best else None
         out["load_generator_cpu_cores_keyframes"] = best.get("load_generator_cpu_cores") if best else None

@@ -11,8 +11,6 @@ VIOLATIONS: tuple[str, ...] = ("street_stall", "uncovered_truck", "garbage", "ba
 #: Violations a zone watches only where it lists them: a loaded truck whose plate the muck-transport register
 #: does not license now (cameras reading plates, with a register).
 OPTIONAL_VIOLATIONS: tuple[str, ...] = ("unlicensed_muck_truck",)
-#: Every violation type a case can have.
-ALL_VIOLATIONS: tuple[str, ...] = VIOLATIONS + OPTIONAL_VIOLATIONS
 
 
 class EventState(enum.StrEnum):

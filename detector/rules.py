@@ -18,8 +18,8 @@ Rules, per zone and violation:
       written by the plate stage) starts that violation. One truck is one case:
       an uncovered load in a zone that watches uncovered trucks is an
       uncovered-truck case (marked unlicensed on the case), and no truck opens a
-      second case while another of its cases is open. A truck without a read
-      plate is never called unlicensed.
+      second case in a zone while another of its cases there is open. A truck
+      without a read plate is never called unlicensed.
     * Street stalls have a second path beside the learned class: people staying
       next to stall furniture (an umbrella, a table, chairs; per zone) in a zone
       that watches stalls form a stall of their own, which starts after the same

@@ -372,8 +372,9 @@ class CameraConfig(Strict):
     detect_fps: float = Field(default=2.0, gt=0, le=60, description="Frames per second sent to the detector.")
     decode: Literal["all", "keyframes", "auto"] = Field(
         default="auto", description="Decode every frame, key frames only, or auto: key frames only where the "
-        "camera watches stationary violations only (no trucks: they need motion) and its key frames come at least "
-        "as often as it detects (measured on the stream's first key frames); otherwise every frame.")
+        "camera watches stationary violations only (no trucks: they need motion) and its key frames keep its "
+        "detection interval (a whole number of key-frame intervals within 5 % of it, measured on the stream's "
+        "first key frames); otherwise every frame.")
     zones: list[ZoneConfig] = Field(default_factory=list,
                                     description="Watched zones; none means the whole frame, every violation.")
     motion_gate: bool = Field(default=False, description="Skip the detector on sampled frames that did not "
@@ -426,7 +427,7 @@ class CameraConfig(Strict):
 
     def watches_licences(self) -> bool:
         """Whether a zone of this camera watches unlicensed muck trucks (the plate stage then reads trucks)."""
-        return self.plates and any("unlicensed_muck_truck" in z.violations for z in self.zones)
+        return self.plates and "unlicensed_muck_truck" in self.watched()
 
     def zone_specs(self, dwell_override: float | None = None) -> list[ZoneSpec]:
         """Return the zones as rule specs (the whole frame when none are configured)."""

@@ -23,6 +23,7 @@ import numpy as np
 from detector.events import EventState, ViolationEvent
 from detector.plate_reader import PlateReading, ReadsPlates
 from detector.plates import PlateVotes
+from detector.rules import MOVING
 from pipelines.event_sinks import EventSink
 from pipelines.muck_register import MuckRegister
 from pipelines.sinks.evidence import sha256_file
@@ -31,7 +32,7 @@ from pipelines.sources import Frame
 
 log = logging.getLogger(__name__)
 
-TRUCK_CASES = frozenset({"uncovered_truck", "unlicensed_muck_truck"})
+TRUCK_CASES = MOVING  # the truck violations
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,11 @@ from pipelines.sources import Frame
 log = logging.getLogger(__name__)
 
 
+def _agreeing(votes: PlateVotes, plate: str) -> int:
+    """How many of the readings read exactly ``plate``."""
+    return sum(p == plate for p, _ in votes.readings)
+
+
 @dataclass
 class _Track:
     votes: PlateVotes = field(default_factory=PlateVotes)
@@ -82,7 +87,7 @@ class PlateStage:
         t = self.tracks.setdefault(tid, _Track())
         t.last_seen = frame.ts
         voted = t.votes.result()
-        settled = voted is not None and sum(p == voted[0] for p, _ in t.votes.readings) >= self.enough
+        settled = voted is not None and _agreeing(t.votes, voted[0]) >= self.enough
         if not settled and t.reads < self.max_reads and frame.ts - t.last_read >= self.interval_s:
             box = tuple(float(v) for v in det.xyxy[i])
             found = self.setup.reader.read(frame.image, (box[0], box[1], box[2], box[3]))
@@ -94,9 +99,8 @@ class PlateStage:
             if voted is not None and self.setup.register is not None:
                 when = (self.setup.clock or (lambda _ts: dt.datetime.now()))(frame.ts)
                 check = self.setup.register.check(voted[0], when)
-                agreeing = sum(p == voted[0] for p, _ in t.votes.readings)
                 # A licensed truck misread once must not be accused: "unlicensed" needs two agreeing readings.
-                status = int(check.unlicensed) if agreeing >= 2 or not check.unlicensed else -1
+                status = int(check.unlicensed) if _agreeing(t.votes, voted[0]) >= 2 or not check.unlicensed else -1
                 if status != t.status:
                     log.info("%s: truck %d: plate %s, %s", self.source, tid, voted[0], check.status)
                 t.status = status

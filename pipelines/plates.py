@@ -26,13 +26,15 @@ from detector.backends.base import DetectorBackend
 from detector.plate_reader import Box, PlateReader, PlateReading
 from detector.plates import PlateVotes
 from detector.postprocess import box_iou
+from detector.privacy import VEHICLE_LABELS
+from detector.rules import TRUCK_LABELS
 from detector.scene import scene
 from pipelines.sources import IMAGE_SUFFIXES, InputError, SourceError, expand_inputs, read_frames
 
 log = logging.getLogger(__name__)
 
-TRUCKS = frozenset({"truck", "uncovered_truck"})
-VEHICLES = TRUCKS | {"car", "bus", "motorcycle"}
+TRUCKS = TRUCK_LABELS
+VEHICLES = VEHICLE_LABELS
 
 
 class VehicleOut(TypedDict):

@@ -6,8 +6,9 @@ batch report) is a masked copy of the original files, made once and kept beside 
 
 The masker runs its own detector session at several input sizes, merged (320, 640 and 960 px by default: people
 are small in street views and close vehicles large; measured in ``python -m pipelines.evaluation.privacy``), on
-the few images of a case only. A clip is decoded, masked frame by frame (the detector runs on every
-``stride``-th frame and its regions, widened, cover the frames between) and encoded again.
+the few images of a case only. A clip is decoded, masked frame by frame (the detector runs on at least every
+``stride``-th frame, and on every frame more than ``reuse_s`` after the last one it ran on; its regions, widened,
+cover the frames between) and encoded again.
 
 The subject of a case is the box it is about (read from the clean frame's JSON, in evidence pixels): a
 vehicle overlapping it keeps its plate. In clips the subject moves; there, vehicles of the case's own class
@@ -28,12 +29,10 @@ import numpy as np
 
 from detector.backends.base import DetectorBackend, config_for, create_backend
 from detector.privacy import Box, Image, MaskRegion, PrivacySettings, apply_mask, mask_regions
+from detector.rules import MOVING, TRUCK_LABELS
 from detector.types import Detections
 
 log = logging.getLogger(__name__)
-
-TRUCK_VIOLATIONS = frozenset({"uncovered_truck", "unlicensed_muck_truck"})
-TRUCK_LABELS = frozenset({"truck", "uncovered_truck"})
 
 
 class MaskingError(RuntimeError):
@@ -60,7 +59,6 @@ class MaskerSettings:
     """How shared evidence is masked.
 
     Attributes:
-        enabled: Share masked copies (False: the originals are shared; a bureau that decides so).
         sizes: Detector input sizes for masking, merged: people are small in street views (640 and 960 px find
             more of them) and close vehicles large (the default model, trained at 320 px, finds those at 320).
         stride: In clips, the detector runs on at least every ``stride``-th frame...
@@ -68,7 +66,6 @@ class MaskerSettings:
         privacy: What is masked (faces, plates, thresholds, band sizes).
     """
 
-    enabled: bool = True
     sizes: tuple[int, ...] = (320, 640, 960)
     stride: int = 2
     reuse_s: float = 0.15
@@ -163,7 +160,7 @@ class EvidenceMasker:
     def _clip(self, original: Path, out: Path, violation: str) -> None:
         import av
 
-        keep = TRUCK_LABELS if violation in TRUCK_VIOLATIONS else frozenset()
+        keep = TRUCK_LABELS if violation in MOVING else frozenset()  # truck cases: the subject is a moving truck
         subject = None if keep else subject_of(original)
         tmp = out.with_name(out.name + ".part.mp4")
         try:

@@ -98,6 +98,11 @@ class Sampler:
         """The camera's detection rate now (its configured ``detect_fps`` times :attr:`scale`)."""
         return self.detect_fps * self.scale
 
+    def _margin(self, period: float) -> float:
+        """How early a frame may be and still take its slot: :data:`~pipelines.sources.JITTER` of the period, at
+        most a quarter of the gap between frames."""
+        return min(JITTER * period, self._gap / 4)
+
     def take(self, ts: float) -> tuple[bool, frozenset[str] | None]:
         """Whether the frame at ``ts`` is sampled, and the zones it is for (None: all).
 
@@ -109,12 +114,11 @@ class Sampler:
         self._last_ts = ts
         if not self.per_zone:
             period = self.period / self.scale
-            if ts + min(JITTER * period, self._gap / 4) < self._next:
+            if ts + self._margin(period) < self._next:
                 return False, None
             self._next = ts + period
             return True, None
-        # One margin for every zone: zones due together stay together.
-        early = min(JITTER * min(self.zone_period.values()) / self.scale, self._gap / 4)
+        early = self._margin(min(self.zone_period.values()) / self.scale)  # one for all: zones due together stay so
         due = frozenset(z for z, at in self._zone_next.items() if ts + early >= at)
         if not due:
             return False, None

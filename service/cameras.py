@@ -122,8 +122,8 @@ class CameraWorker:
             self._set_health("stalled", f"no frame for {now - self.stats.last_frame_at:.0f} s")
 
     def _on_decode(self, decoding: str, detail: str) -> None:
-        if (decoding, detail) != (self.decoding, self.decode_detail):
-            log.info("camera %s: %s", self.camera_id, detail)
+        if (decoding, detail) != (self.decoding, self.decode_detail):  # the decoder logs the decision itself
+            log.debug("camera %s: %s", self.camera_id, detail)
         self.decoding, self.decode_detail = decoding, detail
 
     def _frames(self) -> Iterator[Frame]:
