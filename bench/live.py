@@ -13,10 +13,17 @@ with the product's ``decode: auto``, which decodes key frames alone when they co
 clips have a key frame every 2 s); a stream is then real-time when it decodes its key frames as they come
 (the clip's key-frame rate over the window, less one and a half key frames for the window's edges) and every
 camera reports ``decode: keyframes``
-(``live_cameras_held_keyframes``). Also reported: the CPU the load generator (the RTSP servers) took.
+(``live_cameras_held_keyframes``). ``--mode dual``: each camera has two streams, as Frigate-style deployments
+do: a 640x360 10 fps substream (key frame every 2 s, 512 kb/s) that the detector sees at ``detect_fps: 1`` and a
+1920x1080 25 fps main stream (key frame every 2 s, 4 Mb/s) read without decoding into the stream-copy evidence
+ring; both are made from ``--clip`` with libx264 and served by one RTSP server per camera. Held additionally
+requires every camera's record stream live and its clips cut from it, and a case's clip to be 1920x1080
+(``live_cameras_held_dual``, ``rss_mb_per_camera_dual``). Also reported: the CPU the load generator (the RTSP
+servers) took.
 
     python bench/live.py --clip CLIP_720P.mp4 --streams 4 8 12 16 --seconds 40 --repeats 3 --out bench/results/live.json
     python bench/live.py --clip CLIP.mp4 --mode keyframes --streams 16 32 48 --out bench/results/live_keyframes.json
+    python bench/live.py --clip CLIP.mp4 --mode dual --streams 16 32 40 --out bench/results/live_dual.json
 
 With ``--repeats K`` each stream count runs K times and the per-field medians decide whether it is held.
 """
@@ -55,7 +62,45 @@ TOKEN = "bench-admin-token-0123456789"
 MODES: dict[str, dict[str, object]] = {
     "full": {"detect_fps": 2, "decode": "all"},
     "keyframes": {"detect_fps": 0.5, "decode": "auto"},
+    "dual": {"detect_fps": 1, "decode": "auto"},
 }
+#: Dual mode's streams: (width, height, fps, key-frame interval in frames, bit rate).
+SUB = (640, 360, 10, 20, "512k")
+MAIN = (1920, 1080, 25, 50, "4M")
+
+
+def encode(clip: Path, out: Path, spec: tuple[int, int, int, int, str]) -> Path:
+    """``clip`` re-encoded by libx264 at a camera stream's size, rate, key-frame interval and bit rate (made once)."""
+    import av
+    import cv2
+    import numpy as np
+
+    if out.is_file():
+        return out
+    w, h, fps, gop, rate = spec
+    tmp = out.with_name(out.name + ".part.mp4")
+    with av.open(str(clip)) as src, av.open(str(tmp), "w") as dst:
+        st = dst.add_stream("libx264", rate=fps)
+        st.width, st.height, st.pix_fmt = w, h, "yuv420p"
+        st.options = {"g": str(gop), "bf": "0", "preset": "veryfast", "b": rate, "maxrate": rate,
+                      "bufsize": rate}
+        vin = src.streams.video[0]
+        step, next_t, i = 1.0 / fps, 0.0, 0
+        for frame in src.decode(vin):
+            t = float(frame.time or 0.0)
+            if t + 1e-6 < next_t:
+                continue
+            next_t += step
+            img = cv2.resize(frame.to_ndarray(format="bgr24"), (w, h), interpolation=cv2.INTER_LINEAR)
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+            vf.pts = i
+            i += 1
+            for p in st.encode(vf):
+                dst.mux(p)
+        for p in st.encode():
+            dst.mux(p)
+    tmp.replace(out)
+    return out
 
 
 def keyframe_rate(clip: Path) -> float:
@@ -71,7 +116,11 @@ def keyframe_rate(clip: Path) -> float:
 
 def run_once(clip: Path, n: int, seconds: float, tmp: Path, model: dict[str, object] | None = None,
              mode: str = "full") -> dict[str, object]:
-    ports, servers = start_servers(clip, n)
+    record = None
+    if mode == "dual":
+        clip, record = (encode(clip, clip.with_name(f"{clip.stem}_sub360.mp4"), SUB),
+                        encode(clip, clip.with_name(f"{clip.stem}_main1080.mp4"), MAIN))
+    ports, servers = start_servers(clip, n, record=record)
     port = free_port()
     cfg = ServiceConfig.model_validate({
         "server": {"port": port},
@@ -79,6 +128,7 @@ def run_once(clip: Path, n: int, seconds: float, tmp: Path, model: dict[str, obj
         "storage": {"db": str(tmp / f"cases{n}.db"), "evidence": str(tmp / f"evidence{n}")},
         "model": {"threads": 1, "batch": 4, **(model or {})},
         "cameras": [{"id": f"cam{i}", "source": f"rtsp://127.0.0.1:{p}/cam", **MODES[mode],
+                     **({"record": f"rtsp://127.0.0.1:{p}/main"} if record is not None else {}),
                      "zones": [{"id": "pavement", "polygon": [[0.44, 0], [1, 0], [1, 1], [0.74, 1]],
                                 "violations": ["street_stall", "garbage", "barbecue"]}]}
                     for i, p in enumerate(ports)],
@@ -112,7 +162,7 @@ def run_once(clip: Path, n: int, seconds: float, tmp: Path, model: dict[str, obj
                 cpu0 = sum(sum(g.cpu_times()[:2]) for g in gen)
                 t0 = time.time()
                 result = measure(port, n, seconds, latencies, listen,
-                                 keyframe_rate(clip) if mode == "keyframes" else None)
+                                 keyframe_rate(clip) if mode == "keyframes" else None, dual=mode == "dual")
                 result["load_generator_cpu_cores"] = round(
                     (sum(sum(g.cpu_times()[:2]) for g in gen) - cpu0) / (time.time() - t0), 3)
                 return result
@@ -124,9 +174,9 @@ def run_once(clip: Path, n: int, seconds: float, tmp: Path, model: dict[str, obj
 
 
 def measure(port: int, n: int, seconds: float, latencies: list[float], listen: Callable[[], None],
-            keyframes_per_s: float | None = None) -> dict[str, object]:
+            keyframes_per_s: float | None = None, dual: bool = False) -> dict[str, object]:
     """Warm up, then sample the cameras' counters and RSS over ``seconds`` (``keyframes_per_s``: the streams are
-    expected to decode key frames only, at this rate)."""
+    expected to decode key frames only, at this rate; ``dual``: each camera also records a main stream)."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     threading.Thread(target=listen, daemon=True).start()
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30)
@@ -158,17 +208,44 @@ def measure(port: int, n: int, seconds: float, latencies: list[float], listen: C
     if keyframes_per_s is not None:  # every key frame that came in the window, give or take one at its edges
         result["realtime_fps"] = round(max(0.0, keyframes_per_s - 1.5 / dt), 3)
         result["keyframes_only"] = sum(after[k]["decode"] == "keyframes" for k in after)
+    if dual:
+        result["realtime_fps"] = SUB[2] * 24 / 25  # the substream's rate, with the same slack as 24 of 25
+        result["record_live"] = sum(after[k].get("record_health") == "live" for k in after)
+        result["clips_from_record"] = sum(after[k]["evidence"] == "stream copy (record)" for k in after)
+        result["clip_size"] = clip_size(client)
     result["held"] = held(result)
     client.close()
     return result
 
 
+def clip_size(client: httpx.Client) -> list[int] | None:
+    """Width and height of the first case's clip that is written (None: none is)."""
+    import tempfile
+
+    import av
+
+    for item in client.get("/api/cases", params={"limit": 20}).json()["items"]:
+        got = client.get(f"/api/cases/{item['id']}/evidence/clip", params={"original": True})
+        if got.status_code == 200:
+            with tempfile.NamedTemporaryFile(suffix=".mp4") as f:
+                f.write(got.content)
+                f.flush()
+                with av.open(f.name) as c:
+                    cc = c.streams.video[0].codec_context
+                    return [int(cc.width), int(cc.height)]
+    return None
+
+
 def held(r: dict[str, object]) -> bool:
     """Real-time decoding on every stream (24 fps; key-frame mode: every key frame, and every camera decoding key
-    frames only), under 1 % of sampled frames dropped, alert p95 at most 3 s."""
+    frames only; dual: the substream's 10 fps, every record stream live and clipped from, clips at the main
+    stream's size), under 1 % of sampled frames dropped, alert p95 at most 3 s."""
     p95 = r["alert_latency_p95_s"]
     realtime = float(r.get("realtime_fps", 24))  # type: ignore[arg-type]
     keyframes_ok = "keyframes_only" not in r or r["keyframes_only"] == r["streams"]
+    if "record_live" in r:
+        keyframes_ok = keyframes_ok and r["record_live"] == r["clips_from_record"] == r["streams"] \
+            and r["clip_size"] == [MAIN[0], MAIN[1]]
     return bool(r["decode_fps_min"] >= realtime and r["dropped_share"] < 0.01  # type: ignore[operator]
                 and p95 is not None and p95 <= 3.0 and keyframes_ok)  # type: ignore[operator]
 
@@ -217,7 +294,8 @@ def main() -> int:
                 log.info("%s", runs[-1])
             results.append(median_run(runs) if len(runs) > 1 else runs[0])
     held = [int(r["streams"]) for r in results if r["held"]]  # type: ignore[call-overload]
-    key = "live_streams_held" if args.mode == "full" else "live_cameras_held_keyframes"
+    key = {"full": "live_streams_held", "keyframes": "live_cameras_held_keyframes",
+           "dual": "live_cameras_held_dual"}[args.mode]
     summary = {"machine": machine, "clip": str(args.clip), "mode": args.mode, **MODES[args.mode],
                "repeats": args.repeats, "model": {k: str(v) for k, v in model.items()}, "results": results,
                key: max(held) if held else 0}

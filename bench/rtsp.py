@@ -19,10 +19,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_servers(clip: Path, n: int, attempts: int = 3) -> tuple[list[int], list[subprocess.Popen[str]]]:
+def start_servers(clip: Path, n: int, attempts: int = 3, record: Path | None = None
+                  ) -> tuple[list[int], list[subprocess.Popen[str]]]:
     """Start ``n`` RTSP servers of ``clip`` (scripts/rtsp_server.py); returns their ports and processes.
 
-    Each URL is ``rtsp://127.0.0.1:PORT/cam``; the caller kills the processes. A server that does not come up
+    Each URL is ``rtsp://127.0.0.1:PORT/cam`` (and ``.../main`` serving ``record``, a camera's main stream, when
+    given); the caller kills the processes. A server that does not come up
     (its port taken between choosing and binding it, or the process dying at start under load) is tried
     again on a new port, ``attempts`` times in all, before the whole start fails.
     """
@@ -33,8 +35,9 @@ def start_servers(clip: Path, n: int, attempts: int = 3) -> tuple[list[int], lis
             port = free_port()
             while port in ports:
                 port = free_port()
+            extra = ["--mount", f"main={record}"] if record is not None else []
             proc = subprocess.Popen(["/usr/bin/python3", str(ROOT / "scripts" / "rtsp_server.py"), "--file",
-                                     str(clip), "--port", str(port)], stdout=subprocess.PIPE, text=True)
+                                     str(clip), "--port", str(port), *extra], stdout=subprocess.PIPE, text=True)
             if proc.stdout is not None and proc.stdout.readline().startswith("READY"):
                 ports.append(port)
                 procs.append(proc)

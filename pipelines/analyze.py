@@ -14,6 +14,7 @@ the one ``cases.db`` and evidence folder (see :mod:`pipelines.distributed`).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import os
 import shutil
@@ -170,7 +171,8 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
         decided.update(decode=decoding, decode_detail=why)
 
     try:
-        frames = open_source(FileSourceConfig(path=path)).frames(mode, threading.Event(), interval, on_decode)
+        frames = open_source(FileSourceConfig(path=path)).frames(mode, threading.Event(), interval, on_decode,
+                                                                 functools.partial(pipeline.packet, "detect"))
         stats = run_source(frames, pipeline, backend, on_frame=writer, progress=progress)
     finally:
         if writer is not None:

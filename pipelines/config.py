@@ -368,6 +368,9 @@ class CameraConfig(Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     name: str = ""
     source: str = Field(default="", description="File path, rtsp://, http(s):// URL; empty in batch analysis.")
+    record: str = Field(default="", description="The camera's main stream (rtsp://, http(s)://), recorded for "
+                        "evidence by stream copy and never decoded; `source` is then its substream, which the "
+                        "detector sees. Empty: evidence is cut from `source`'s own packets.")
     location: Location = Field(default_factory=Location)
     detect_fps: float = Field(default=2.0, gt=0, le=60, description="Frames per second sent to the detector.")
     decode: Literal["all", "keyframes", "auto"] = Field(

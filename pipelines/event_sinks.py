@@ -17,7 +17,7 @@ from detector.rules import ZoneSpec
 from detector.warnings import WarningAction, WarningLoop
 from pipelines.sinks.evidence import EvidenceRecorder, sha256_file
 from pipelines.sinks.store import CaseContext, CaseWriter
-from pipelines.sources import Frame
+from pipelines.sources import Frame, RecordedPacket, StreamParams
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,12 @@ class EventSink:
 
     def observe(self, frame: Frame) -> None:
         """Every decoded frame, sampled or not (an evidence buffer keeps them)."""
+
+    def packet(self, stream: str, params: StreamParams, packet: RecordedPacket) -> None:
+        """Every compressed video packet of the camera's ``detect`` or ``record`` stream (stream-copy evidence)."""
+
+    def sample(self, frame: Frame) -> None:
+        """Every frame that went to the detector (or had its detections reused), before the rules see it."""
 
     def defers_dispatch(self, event: ViolationEvent) -> bool:
         """Whether this sink decides later on the case's dispatch (a voice warning comes first). Asked of
@@ -70,6 +76,12 @@ class EvidenceSink(EventSink):
 
     def observe(self, frame: Frame) -> None:
         self._record(self.recorder.observe(frame.ts, lambda: frame.image))
+
+    def packet(self, stream: str, params: StreamParams, packet: RecordedPacket) -> None:
+        self._record(self.recorder.packet(stream, params, packet))
+
+    def sample(self, frame: Frame) -> None:
+        self._record(self.recorder.sample(frame.ts, lambda: frame.image))
 
     def on_event(self, event: ViolationEvent, case_id: str, frame: Frame | None) -> None:
         if event.state is not EventState.START or frame is None:

@@ -44,13 +44,17 @@ def shared_path(original: Path) -> Path:
     return original.with_name(f"{original.stem}.shared{original.suffix}")
 
 
-def subject_of(evidence: Path) -> Box | None:
-    """The case's box in evidence pixels, from the clean frame's JSON beside ``<case>.jpg`` / ``<case>.mp4``."""
-    meta = evidence.with_name(f"{evidence.stem.removesuffix('_frame')}_frame.json")
+def subject_of(evidence: Path, size: tuple[int, int] | None = None) -> Box | None:
+    """The case's box from the clean frame's JSON beside ``<case>.jpg``, ``<case>.mp4`` or ``<case>_full.jpg``: in
+    the clean frame's pixels, or scaled to an image of ``size`` (width, height) of the same view (a stream-copied
+    clip and a full-resolution snapshot are at the camera's resolution, the frames at the evidence's)."""
+    meta = evidence.with_name(f"{evidence.stem.removesuffix('_frame').removesuffix('_full')}_frame.json")
     try:
-        box = json.loads(meta.read_text())["box"]
-        return (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        data = json.loads(meta.read_text())
+        box = [float(v) for v in data["box"]][:4]
+        sx, sy = (size[0] / float(data["width"]), size[1] / float(data["height"])) if size else (1.0, 1.0)
+        return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+    except (OSError, ValueError, KeyError, IndexError, TypeError, ZeroDivisionError):
         return None
 
 
@@ -63,12 +67,17 @@ class MaskerSettings:
             more of them) and close vehicles large (the default model, trained at 320 px, finds those at 320).
         stride: In clips, the detector runs on at least every ``stride``-th frame...
         reuse_s: ...and on every frame more than this many seconds after the last one it ran on.
+        clip_fps: A masked clip has at most this many frames a second (a stream-copied original has the camera's
+            rate; the shared copy is for viewing, and every frame kept is masked).
+        clip_width: ...and is at most this wide.
         privacy: What is masked (faces, plates, thresholds, band sizes).
     """
 
     sizes: tuple[int, ...] = (320, 640, 960)
     stride: int = 2
     reuse_s: float = 0.15
+    clip_fps: float = 8.0
+    clip_width: int = 960
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
 
@@ -140,7 +149,7 @@ class EvidenceMasker:
         if image is None:
             raise MaskingError(f"cannot read {original.name}")
         img = np.asarray(image, np.uint8)
-        subject = subject_of(original)
+        subject = subject_of(original, (img.shape[1], img.shape[0]))  # a full-resolution snapshot: scaled
         try:
             regions = self.regions(img, subject)
         except Exception as exc:  # the detector failed: no copy rather than an unmasked one
@@ -161,22 +170,34 @@ class EvidenceMasker:
         import av
 
         keep = TRUCK_LABELS if violation in MOVING else frozenset()  # truck cases: the subject is a moving truck
-        subject = None if keep else subject_of(original)
         tmp = out.with_name(out.name + ".part.mp4")
+        cfg = self.settings
         try:
             with av.open(str(original)) as src, av.open(str(tmp), "w") as dst:
                 vin = src.streams.video[0]
-                vout = dst.add_stream("libx264", rate=round(float(vin.average_rate or 10)) or 10)
-                vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+                vin.thread_type = "AUTO"
+                w, h = vin.codec_context.width, vin.codec_context.height
+                scale = min(1.0, cfg.clip_width / w) if w else 1.0
+                size = (round(w * scale) // 2 * 2, round(h * scale) // 2 * 2)
+                subject = None if keep else subject_of(original, size)
+                rate = min(float(vin.average_rate or cfg.clip_fps), cfg.clip_fps)
+                vout = dst.add_stream("libx264", rate=round(rate) or 8)
+                vout.width, vout.height, vout.pix_fmt = size[0], size[1], "yuv420p"
                 # Milliseconds in and out of the encoder: a time-lapse clip's uneven times would collide in 1/fps.
                 vout.time_base = vout.codec_context.time_base = Fraction(1, 1000)
                 last_pts = -1
                 vout.options = {"preset": "veryfast", "crf": "28"}
                 regions: list[MaskRegion] = []
-                detected_at, since = -1e9, 0
+                detected_at, since, slot = -1e9, 0, -1e9
                 for frame in src.decode(vin):
-                    img = np.asarray(frame.to_ndarray(format="bgr24"), np.uint8)
                     t = float(frame.time or 0.0)
+                    if t < slot - 1e-3:
+                        continue  # thinned to clip_fps on a time grid: the original keeps every frame
+                    step = 1.0 / cfg.clip_fps
+                    slot = slot + step if slot + step > t else t + step  # the next slot (after a gap: from here)
+                    img = np.asarray(frame.to_ndarray(format="bgr24"), np.uint8)
+                    if img.shape[1] != size[0] or img.shape[0] != size[1]:
+                        img = np.asarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA), np.uint8)
                     # Regions are reused on the next frame only when it follows closely: a time-lapse's frames
                     # are a second or more apart and people move in between.
                     if since >= max(1, self.settings.stride) or t - detected_at > self.settings.reuse_s:

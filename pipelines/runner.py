@@ -36,8 +36,9 @@ from pipelines.plate_sink import PlateSetup, PlateSink
 from pipelines.plate_stage import PlateStage
 from pipelines.reminders import ReminderSetup, ReminderSink
 from pipelines.sinks.evidence import EvidenceRecorder
+from pipelines.sinks.packets import PacketRing
 from pipelines.sinks.store import CaseContext, CaseWriter
-from pipelines.sources import Frame
+from pipelines.sources import Frame, RecordedPacket, StreamParams
 from pipelines.stages import MotionGate, RoiPlanner, Sample, Sampler
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,18 @@ class CameraPipeline:
             h, w = frame.shape
             return Sample(frame, zones, self.roi.crop(w, h, zones), thumb)
 
+    def packet(self, stream: str, params: StreamParams, packet: RecordedPacket) -> None:
+        """A compressed packet of the camera's ``detect`` or ``record`` stream, for stream-copy evidence (called by
+        the stream's reader; a :data:`~pipelines.sources.OnPacket` once ``stream`` is bound)."""
+        with self.lock:
+            for sink in self.sinks:
+                self._safely(sink.packet, stream, params, packet)
+
+    def evidence_rings(self) -> dict[str, PacketRing]:
+        """The stream-copy rings of the camera's evidence, by stream (empty: no evidence, or none yet)."""
+        sink = next((s for s in self.sinks if isinstance(s, EvidenceSink)), None)
+        return dict(sink.recorder.rings) if sink is not None else {}
+
     def detector_input(self, sample: Sample, imgsz: int) -> tuple[npt.NDArray[np.uint8], int]:
         """What the detector sees of a sample (the frame, or its crop) and at what input side."""
         return sample.detector_input(imgsz, self.roi.same_scale)
@@ -167,6 +180,8 @@ class CameraPipeline:
 
     def _rules(self, sample: Sample, detections: Detections) -> list[ViolationEvent]:
         frame = sample.frame
+        for sink in self.sinks:
+            self._safely(sink.sample, frame)
         tracked = self.tracker.update(scene(detections, self.names, self.scene_settings))
         self.last_detections, self.last_frame = tracked, frame.image
         h, w = frame.shape

@@ -22,7 +22,17 @@ from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from pipelines.sources import DecodeMode, Frame, OnDecode, open_stream, read_frames
+from pipelines.sources import (
+    DecodeMode,
+    Frame,
+    OnDecode,
+    OnPacket,
+    RecordedPacket,
+    StreamParams,
+    demux_packets,
+    open_stream,
+    read_frames,
+)
 
 
 class _Kind(BaseModel):
@@ -70,9 +80,19 @@ class Source(Protocol):
     paced_s: float  # seconds spent waiting for real-time pace rather than decoding (the reader resets it)
 
     def frames(self, mode: DecodeMode, stop: threading.Event, auto_interval_s: float = 0.0,
-               on_decode: OnDecode | None = None) -> Iterator[Frame]:
+               on_decode: OnDecode | None = None, on_packet: OnPacket | None = None) -> Iterator[Frame]:
         """Decoded frames with timestamps in seconds on the source's clock, until ``stop`` is set
-        (``mode``, ``auto_interval_s`` and ``on_decode`` as in :func:`pipelines.sources.read_frames`).
+        (``mode``, ``auto_interval_s``, ``on_decode`` and ``on_packet`` as in
+        :func:`pipelines.sources.read_frames`; packets on the same clock as the frames).
+
+        Raises:
+            SourceError: The source cannot be opened or read.
+        """
+        ...
+
+    def packets(self, stop: threading.Event, on_packet: OnPacket) -> None:
+        """Demux without decoding until ``stop`` is set or the source ends, giving every video packet to
+        ``on_packet`` on the source's clock (a camera's record stream).
 
         Raises:
             SourceError: The source cannot be opened or read.
@@ -83,19 +103,23 @@ class Source(Protocol):
 class FileSource:
     """A file read once, or replayed in a loop at real-time pace with a clock that keeps running."""
 
-    def __init__(self, cfg: FileSourceConfig) -> None:
+    def __init__(self, cfg: FileSourceConfig, epoch: float | None = None) -> None:
         self.name, self.path, self.loop, self.live = str(cfg.path), cfg.path, cfg.loop, cfg.loop
         self.paced_s = 0.0  # time spent waiting for real-time pace (not decoding)
         self._offset = 0.0
+        self._params: StreamParams | None = None  # one object for every replay: a loop is one stream
 
     def frames(self, mode: DecodeMode, stop: threading.Event, auto_interval_s: float = 0.0,
-               on_decode: OnDecode | None = None) -> Iterator[Frame]:
+               on_decode: OnDecode | None = None, on_packet: OnPacket | None = None) -> Iterator[Frame]:
         if not self.loop:
-            yield from read_frames(self.path, mode, auto_interval_s=auto_interval_s, on_decode=on_decode)
+            yield from read_frames(self.path, mode, auto_interval_s=auto_interval_s, on_decode=on_decode,
+                                   on_packet=on_packet)
             return
         while not stop.is_set():
             start, last = time.monotonic(), 0.0
-            for fr in read_frames(self.path, mode, auto_interval_s=auto_interval_s, on_decode=on_decode):
+            tap = self._shifted(on_packet, self._offset) if on_packet is not None else None
+            for fr in read_frames(self.path, mode, auto_interval_s=auto_interval_s, on_decode=on_decode,
+                                  on_packet=tap):
                 delay = start + fr.ts - time.monotonic()
                 if delay > 0:
                     self.paced_s += delay
@@ -105,6 +129,32 @@ class FileSource:
                 yield fr.at(self._offset + fr.ts)
             self._offset += last + 0.04
 
+    def packets(self, stop: threading.Event, on_packet: OnPacket) -> None:
+        while not stop.is_set():
+            start, last = time.monotonic(), 0.0
+            tap = self._shifted(on_packet, self._offset)
+            for params, packet in demux_packets(str(self.path), live=False):
+                delay = start + packet.ts - time.monotonic()
+                if self.loop and delay > 0 and stop.wait(delay):
+                    return
+                last = max(last, packet.ts)
+                tap(params, packet)
+            if not self.loop:
+                return
+            self._offset += last + 0.04
+
+    def _shifted(self, on_packet: OnPacket, offset: float) -> OnPacket:
+        """``on_packet`` for one replay: its times moved on by the replays before it, in seconds and in the
+        stream's own time base (a clip may span the end of one replay and the start of the next)."""
+
+        def tap(params: StreamParams, packet: RecordedPacket) -> None:
+            if self._params is None or self._params != params:
+                self._params = params
+            shift = round(offset / self._params.time_base)
+            on_packet(self._params, packet._replace(ts=packet.ts + offset, pts=packet.pts + shift,
+                                                    dts=packet.dts + shift))
+        return tap
+
 
 class StreamSource:
     """A network stream (RTSP, HTTP MJPEG/HLS); its clock is seconds since the source was made, so it
@@ -113,17 +163,37 @@ class StreamSource:
     live = True
     paced_s = 0.0  # a stream arrives at its own pace: no waiting here
 
-    def __init__(self, cfg: RtspSourceConfig | HttpSourceConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cfg: RtspSourceConfig | HttpSourceConfig, epoch: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.name, self.cfg, self.clock = cfg.url, cfg, clock
-        self._t0 = clock()
+        self._t0 = clock() if epoch is None else epoch
+
+    @property
+    def epoch(self) -> float:
+        """Where this source's clock is zero, on ``clock`` (a camera's second stream shares it)."""
+        return self._t0
 
     def frames(self, mode: DecodeMode, stop: threading.Event, auto_interval_s: float = 0.0,
-               on_decode: OnDecode | None = None) -> Iterator[Frame]:
+               on_decode: OnDecode | None = None, on_packet: OnPacket | None = None) -> Iterator[Frame]:
         for fr in open_stream(self.cfg.url, mode, self.cfg.open_timeout_s, self.cfg.read_timeout_s, auto_interval_s,
-                              on_decode):
+                              on_decode, self._stamped(on_packet) if on_packet is not None else None):
             yield fr.at(self.clock() - self._t0)
             if stop.is_set():
                 return
+
+    def packets(self, stop: threading.Event, on_packet: OnPacket) -> None:
+        tap = self._stamped(on_packet)
+        for params, packet in demux_packets(self.cfg.url, True, self.cfg.open_timeout_s, self.cfg.read_timeout_s):
+            tap(params, packet)
+            if stop.is_set():
+                return
+
+    def _stamped(self, on_packet: OnPacket) -> OnPacket:
+        """``on_packet`` with each packet's time its arrival on this source's clock (as the frames')."""
+
+        def tap(params: StreamParams, packet: RecordedPacket) -> None:
+            on_packet(params, packet._replace(ts=self.clock() - self._t0))
+        return tap
 
 
 KINDS: dict[str, Callable[..., Source]] = {"file": FileSource, "rtsp": StreamSource, "http": StreamSource}
@@ -155,6 +225,7 @@ def source_config(source: str | dict[str, object], *, live: bool = False, open_t
     raise ValueError(f"{source}: unknown source scheme '{scheme}://' (kinds: {', '.join(sorted(KINDS))})")
 
 
-def open_source(cfg: FileSourceConfig | RtspSourceConfig | HttpSourceConfig) -> Source:
-    """The :class:`Source` of a config."""
-    return KINDS[cfg.type](cfg)
+def open_source(cfg: FileSourceConfig | RtspSourceConfig | HttpSourceConfig, epoch: float | None = None) -> Source:
+    """The :class:`Source` of a config; ``epoch``: a network source's clock zero on ``time.monotonic`` (a
+    camera's two streams share one clock)."""
+    return KINDS[cfg.type](cfg, epoch)

@@ -13,9 +13,10 @@ import glob
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypedDict
 
 import cv2
 import numpy as np
@@ -31,6 +32,62 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 DecodeMode = Literal["all", "keyframes", "auto"]
 #: Called once per opened stream in ``auto`` mode with the decoding chosen (``all`` or ``keyframes``) and why.
 OnDecode = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    """What a demuxed video stream's packets need to be muxed again without decoding (stream copy).
+
+    Attributes:
+        codec: FFmpeg codec name (``h264``, ``hevc``, ``mjpeg``...).
+        width: Coded width in pixels.
+        height: Coded height in pixels.
+        extradata: The codec's global header (SPS/PPS for H.264), or empty where it travels in-band.
+        time_base: Unit of the packets' ``pts`` and ``dts``.
+    """
+
+    codec: str
+    width: int
+    height: int
+    extradata: bytes
+    time_base: Fraction
+
+    @property
+    def copyable(self) -> bool:
+        """Whether its packets can be cut into an MP4 that browsers play (H.264, H.265)."""
+        return self.codec in ("h264", "hevc") and self.width > 0 and self.height > 0
+
+
+class RecordedPacket(NamedTuple):
+    """One compressed video packet, as demuxed (never decoded here).
+
+    Attributes:
+        ts: Seconds on the source's clock (a file's presentation time; a live camera's arrival time).
+        pts: Presentation time in the stream's time base.
+        dts: Decoding time in the stream's time base.
+        key: Whether it starts a key frame (a clip may begin here).
+        data: The compressed bytes.
+    """
+
+    ts: float
+    pts: int
+    dts: int
+    key: bool
+    data: bytes
+
+
+#: Called with every demuxed video packet of a source, and the parameters of the stream it came from (one
+#: object per opened stream: a new object after a reconnect).
+OnPacket = Callable[[StreamParams, RecordedPacket], None]
+
+
+def stream_params(stream: av.video.stream.VideoStream) -> StreamParams:
+    """The stream-copy parameters of an open video stream."""
+    cc = stream.codec_context
+    return StreamParams(str(cc.name), int(cc.width or 0), int(cc.height or 0), bytes(cc.extradata or b""),
+                        Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000))
+
+
 #: Key frames seen before ``auto`` decides (two intervals).
 AUTO_KEYFRAMES = 3
 
@@ -195,7 +252,7 @@ def _read_image(path: Path) -> npt.NDArray[np.uint8]:
 
 
 def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0, auto_interval_s: float = 0.0,
-                on_decode: OnDecode | None = None) -> Iterator[Frame]:
+                on_decode: OnDecode | None = None, on_packet: OnPacket | None = None) -> Iterator[Frame]:
     """Yield the frames of a video or image file with their timestamps.
 
     Args:
@@ -206,6 +263,8 @@ def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0, auto_int
         threads: Decoder threads (0: FFmpeg decides).
         auto_interval_s: ``auto``: the longest key-frame interval that key-frame decoding may have.
         on_decode: ``auto``: told the decoding chosen and why.
+        on_packet: Given every demuxed video packet (also those key-frame decoding skips), for stream-copy
+            evidence; ``ts`` on the same clock as the frames.
 
     Raises:
         SourceError: The file is missing, empty, not a video, or yields no frame.
@@ -228,30 +287,113 @@ def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0, auto_int
     except (OSError, ValueError) as exc:
         raise SourceError(f"{path}: cannot open ({exc})") from exc
     yield from _decode(container, str(path), mode, threads, live=False, auto_interval_s=auto_interval_s,
-                       on_decode=on_decode)
+                       on_decode=on_decode, on_packet=on_packet)
 
 
 def open_stream(url: str, mode: DecodeMode = "all", open_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
-                auto_interval_s: float = 0.0, on_decode: OnDecode | None = None) -> Iterator[Frame]:
+                auto_interval_s: float = 0.0, on_decode: OnDecode | None = None, on_packet: OnPacket | None = None
+                ) -> Iterator[Frame]:
     """Yield frames of a network stream (RTSP over TCP, HTTP MJPEG/HLS) with their timestamps.
 
     Any read error or a read stalled for ``read_timeout_s`` raises :class:`SourceError`, so the
-    caller can reconnect. ``mode``, ``auto_interval_s`` and ``on_decode`` as in :func:`read_frames`.
+    caller can reconnect. ``mode``, ``auto_interval_s``, ``on_decode`` and ``on_packet`` as in
+    :func:`read_frames` (a packet's ``ts`` here is its presentation time; the caller puts it on its clock).
     """
+    container = _connect(url, open_timeout_s, read_timeout_s)
+    yield from _decode(container, url, mode, 0, live=True, auto_interval_s=auto_interval_s, on_decode=on_decode,
+                       on_packet=on_packet)
+
+
+def _connect(url: str, open_timeout_s: float, read_timeout_s: float) -> av.container.InputContainer:
     import av
 
     options = {"rtsp_transport": "tcp"} if url.startswith(("rtsp://", "rtsps://")) else {}
     try:
-        container = av.open(url, options=options, timeout=(open_timeout_s, read_timeout_s))
+        return av.open(url, options=options, timeout=(open_timeout_s, read_timeout_s))
     except av.error.FFmpegError as exc:
         raise SourceError(f"{url}: cannot connect ({exc.strerror or type(exc).__name__})") from exc
     except (OSError, ValueError) as exc:
         raise SourceError(f"{url}: cannot connect ({exc})") from exc
-    yield from _decode(container, url, mode, 0, live=True, auto_interval_s=auto_interval_s, on_decode=on_decode)
+
+
+def demux_packets(location: str, live: bool, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
+                  ) -> Iterator[tuple[StreamParams, RecordedPacket]]:
+    """Yield the video packets of a file or network stream without decoding any (a camera's record stream).
+
+    ``ts`` is the packet's presentation time in seconds from the stream's start.
+
+    Raises:
+        SourceError: The source cannot be opened, has no video, or a live read fails or stalls.
+    """
+    import av
+
+    if live:
+        container = _connect(location, open_timeout_s, read_timeout_s)
+    else:
+        _check_file(Path(location))
+        try:
+            container = av.open(location)
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"{location}: not a readable video ({exc.strerror or type(exc).__name__})") from exc
+    with container:
+        if not container.streams.video:
+            raise SourceError(f"{location}: no video stream")
+        stream = container.streams.video[0]
+        tap = _PacketTap(stream)
+        try:
+            for packet in container.demux(stream):
+                got = tap(packet)
+                if got is not None:
+                    yield tap.params, got
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"{location}: read failed ({exc.strerror or type(exc).__name__})") from exc
+        if tap.count == 0:
+            raise SourceError(f"{location}: no video packets")
+
+
+class _PacketTap:
+    """Turns a stream's demuxed packets into :class:`RecordedPacket` (``ts`` from the stream's start)."""
+
+    def __init__(self, stream: av.video.stream.VideoStream) -> None:
+        import av.bitstream
+
+        self.tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
+        self.start: int | None = stream.start_time
+        self.count = 0
+        self._last_dts: int | None = None
+        self.params = stream_params(stream)
+        self._annexb: av.bitstream.BitStreamFilterContext | None = None
+        if self.params.codec in ("h264", "hevc") and self.params.extradata[:1] == b"\x01":
+            # MP4/MKV packets carry NAL lengths and keep the parameter sets in the header: as start codes with
+            # the parameter sets in every key frame, any cut of them is a stream a muxer takes on its own.
+            self._annexb = av.bitstream.BitStreamFilterContext(f"{self.params.codec}_mp4toannexb", stream)
+            self.params = replace(self.params, extradata=b"")
+
+    def __call__(self, packet: av.Packet[Any]) -> RecordedPacket | None:
+        pts, key = packet.pts, bool(packet.is_keyframe)
+        if not packet.size or pts is None:
+            return None  # a flush packet, or one without a time: it cannot be placed in a clip
+        dts = packet.dts if packet.dts is not None else pts
+        if self._annexb is None:
+            data = bytes(packet)
+        else:  # the filter takes the buffer of what it is given: a copy, the packet still goes to the decoder
+            import av
+
+            copy = av.Packet(bytes(packet))
+            copy.pts, copy.dts, copy.is_keyframe = pts, dts, key
+            data = b"".join(bytes(p) for p in self._annexb.filter(copy))
+        if self._last_dts is not None and dts <= self._last_dts:
+            dts = self._last_dts + 1  # muxers need increasing decoding times
+        self._last_dts = dts
+        if self.start is None:
+            self.start = pts  # as the frames' clock: the first presentation time is zero
+        self.count += 1
+        return RecordedPacket(float((pts - self.start) * self.tb), int(pts), int(dts), key, data)
 
 
 def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode, threads: int, live: bool,
-            auto_interval_s: float = 0.0, on_decode: OnDecode | None = None) -> Iterator[Frame]:
+            auto_interval_s: float = 0.0, on_decode: OnDecode | None = None, on_packet: OnPacket | None = None
+            ) -> Iterator[Frame]:
     """Decode the first video stream of an open container; corrupt packets are skipped (files only)."""
     import av
 
@@ -270,6 +412,7 @@ def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode,
         count, last_ts, bad_packets, jumps = 0, -1.0, 0, 0
         keyframe_ts: list[float] | None = [] if mode == "auto" else None  # auto: until it has decided
         keyframes_only = mode == "keyframes"
+        tap = _PacketTap(stream) if on_packet is not None else None
         demux = container.demux(stream)
         while True:
             try:
@@ -283,6 +426,8 @@ def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode,
                 if bad_packets > 50:
                     break
                 continue
+            if tap is not None and on_packet is not None and (recorded := tap(packet)) is not None:
+                on_packet(tap.params, recorded)
             if keyframes_only and not live and packet.size and not packet.is_keyframe:
                 # A file's non-key packets never reach the decoder. A live stream's still do (the decoder skips
                 # them): with frame threads, a decoder fed key frames alone would hold each one back for

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -37,7 +38,7 @@ from pipelines.shops import Shop
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseContext, CaseWriter
 from pipelines.source_kinds import Source, open_source, source_config
-from pipelines.sources import DecodeMode, Frame, SourceError
+from pipelines.sources import DecodeMode, Frame, RecordedPacket, SourceError, StreamParams
 from pipelines.stages import LoadGovernor, Sample
 from service.fleet import CameraView, OnEvent, OnHealth, OnWarn
 from service.loops import BackgroundLoop
@@ -73,6 +74,8 @@ class CameraWorker:
         auto_interval_s: ``auto``: key frames alone once they come at least this often.
         decoding: What is decoded now (``all`` or ``keyframes``), shown in the camera's health.
         decode_detail: Why.
+        record: The camera's main stream, read in a second thread without decoding: its packets go to the
+            evidence ring for stream-copied clips (None: one stream; clips are cut from ``source``'s packets).
     """
 
     camera_id: str
@@ -89,22 +92,42 @@ class CameraWorker:
     auto_interval_s: float = 0.0
     decoding: str = "all"
     decode_detail: str = ""
+    record: Source | None = None
 
     def __post_init__(self) -> None:
         self.queue: deque[Sample] = deque(maxlen=self.ingest.queue)
         self.queue_lock = threading.Lock()
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
+        self.record_health, self.record_detail = ("connecting", "") if self.record is not None else ("", "")
+        self.record_thread = threading.Thread(target=self._record_run, name=f"record-{self.camera_id}", daemon=True)
+        self._detect_tap = functools.partial(self.pipeline.packet, "detect")
+        self._record_tap = functools.partial(self.pipeline.packet, "record")
 
     def start(self) -> None:
-        """Start reading."""
+        """Start reading (both streams of a camera with two)."""
         self._set_health("connecting")
         self.thread.start()
+        if self.record is not None:
+            self.record_thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the reader to stop and wait for it (a blocked read ends at its read timeout)."""
+        """Ask the readers to stop and wait for them (a blocked read ends at its read timeout)."""
         self.stop_event.set()
         self.thread.join(timeout)
+        if self.record_thread.is_alive():
+            self.record_thread.join(timeout)
+
+    @property
+    def evidence(self) -> str:
+        """How the camera's clips are cut now."""
+        rings = self.pipeline.evidence_rings()
+        for name in ("record", "detect"):
+            ring = rings.get(name)
+            if ring is not None and ring.params is not None and ring.params.copyable \
+                    and (name == "detect" or self.record_health == "live"):
+                return f"stream copy ({name})"
+        return "re-encoded" if rings or self.health == "live" else ""
 
     def _set_health(self, state: str, detail: str = "") -> None:
         if state != self.health or detail != self.detail:
@@ -130,7 +153,8 @@ class CameraWorker:
         """The source's frames, with the time spent decoding them counted (not the wait for real-time pace)."""
         mode: DecodeMode = self.mode if self.mode in ("keyframes", "auto") else "all"  # type: ignore[assignment]
         t_dec = time.perf_counter()
-        for frame in self.source.frames(mode, self.stop_event, self.auto_interval_s, self._on_decode):
+        for frame in self.source.frames(mode, self.stop_event, self.auto_interval_s, self._on_decode,
+                                        self._detect_tap):
             waited, self.source.paced_s = self.source.paced_s, 0.0
             self.pipeline.stats.decode_s += max(0.0, time.perf_counter() - t_dec - waited)
             yield frame
@@ -174,6 +198,34 @@ class CameraWorker:
                 if self.stop_event.wait(delay):
                     break
         self._set_health("stopped")
+
+
+    def _record_packet(self, params: StreamParams, packet: RecordedPacket) -> None:
+        if self.record_health != "live":
+            self.record_health, self.record_detail = "live", ""
+            log.info("camera %s: record stream live (%s %dx%d)", self.camera_id, params.codec, params.width,
+                     params.height)
+        self._record_tap(params, packet)
+
+    def _record_run(self) -> None:
+        """Read the record stream until stopped, reconnecting with backoff; it never stops the detect stream,
+        and while it is down clips are cut from the detect stream's packets."""
+        assert self.record is not None
+        failures = 0
+        while not self.stop_event.is_set():
+            try:
+                self.record.packets(self.stop_event, self._record_packet)
+                if not self.stop_event.is_set():
+                    raise SourceError(f"{self.record.name}: stream ended")
+            except Exception as exc:  # any record failure: back off and reconnect, never die
+                failures = 1 if self.record_health == "live" else failures + 1
+                delay = min(self.ingest.max_backoff_s, self.ingest.backoff_s * 2 ** (failures - 1))
+                self.record_health = "failed" if failures >= 3 else "connecting"
+                self.record_detail = str(exc)[:300]
+                log.warning("camera %s: record stream: %s; reconnecting in %.1f s", self.camera_id, exc, delay)
+                if self.stop_event.wait(delay):
+                    break
+        self.record_health = "stopped"
 
 
 class InferenceEngine(BackgroundLoop):
@@ -257,7 +309,8 @@ def view_of(w: CameraWorker) -> CameraView:
     p = replace(w.pipeline.stats, detections_per_class=dict(w.pipeline.stats.detections_per_class))
     return CameraView(w.camera_id, w.health, w.detail, p, w.stats.frames_dropped, w.stats.reconnects,
                       len(w.queue), w.pipeline.warning_actions, decode=w.decoding, decode_detail=w.decode_detail,
-                      detect_fps=w.pipeline.sampler.detect_fps, detect_fps_now=w.pipeline.sampler.effective_fps)
+                      detect_fps=w.pipeline.sampler.detect_fps, detect_fps_now=w.pipeline.sampler.effective_fps,
+                      record=w.record_health, record_detail=w.record_detail, evidence=w.evidence)
 
 
 def frame_jpeg_of(worker: CameraWorker, overlay: bool) -> bytes | None:
@@ -355,12 +408,17 @@ class LocalCameras:
         ingest = self.config.ingest
         source = open_source(source_config(cam.source, live=True, open_timeout_s=ingest.open_timeout_s,
                                            read_timeout_s=ingest.read_timeout_s))
+        record = None
+        if cam.record:  # the main stream shares the detect stream's clock: clips line up with detections
+            record = open_source(source_config(cam.record, live=True, open_timeout_s=ingest.open_timeout_s,
+                                               read_timeout_s=ingest.read_timeout_s),
+                                 epoch=getattr(source, "epoch", None))
         epoch = time.time()  # wall time of the camera clock's zero
         pipeline = self.pipeline_for(cam, lambda ev, case_id: self.on_event(cam.id, ev, case_id, epoch))
         mode, interval, reason = cam.decode_plan()
         worker = CameraWorker(cam.id, source, mode, pipeline, ingest, self.on_health, self.engine.wakeup,
                               epoch, auto_interval_s=interval, decoding="keyframes" if mode == "keyframes" else "all",
-                              decode_detail=reason)
+                              decode_detail=reason, record=record)
         with self.engine.lock:
             if cam.id in self.engine.workers:
                 raise ValueError(f"camera {cam.id} exists")

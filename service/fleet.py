@@ -44,6 +44,9 @@ class CameraView:
     decode_detail: str = ""  # why (automatic decoding says what it measured)
     detect_fps: float = 0.0  # configured detection rate
     detect_fps_now: float = 0.0  # the rate now (lower while the shared detector is overloaded)
+    record: str = ""  # the main (record) stream's state, "" for a camera with one stream
+    record_detail: str = ""  # why (its last error)
+    evidence: str = ""  # how clips are cut now: "stream copy (record)", "stream copy (detect)" or "re-encoded"
 
 
 class CameraFleet(Protocol):

@@ -46,6 +46,9 @@ def render(rt: Runtime) -> str:
            [(lab, round(v.detect_fps_now, 4)) for lab, v in per])
     metric("streetwatch_camera_keyframes_only", "gauge", "1 while the camera decodes key frames only.",
            [(lab, 1.0 if v.decode == "keyframes" else 0.0) for lab, v in per])
+    metric("streetwatch_camera_record_live", "gauge", "1 while a camera's record (main) stream is read; 0 while it "
+           "is down (clips are then cut from the detect stream). Cameras with one stream are not listed.",
+           [(lab, 1.0 if v.record == "live" else 0.0) for lab, v in per if v.record])
     metric("streetwatch_decode_seconds_total", "counter", "Time spent decoding.",
            [(lab, round(v.pipeline.decode_s, 4)) for lab, v in per])
     metric("streetwatch_inference_seconds_total", "counter", "Detector time attributed to the camera.",

@@ -17,7 +17,18 @@ from pipelines.sinks.store import Case
 
 CameraHealth = Literal["new", "connecting", "live", "stalled", "failed", "stopped"]
 OutboxState = Literal["pending", "delivered", "dead"]
-EvidenceKind = Literal["snapshot", "clip", "frame", "plate"]
+EvidenceKind = Literal["snapshot", "clip", "frame", "plate", "fullres"]
+
+
+class FullresOut(BaseModel):
+    """A case's snapshot re-taken at the record stream's full resolution."""
+
+    path: str = Field(description="The file, relative to the evidence root (GET .../evidence/fullres serves it).")
+    width: int
+    height: int
+    ts: float = Field(description="The decoded frame's time on the camera's clock.")
+    off_by_s: float = Field(description="How far it is from the best detection's frame (a time-lapse part of a "
+                            "clip has key frames only).")
 
 # ---------------------------------------------------------------- operations
 
@@ -213,6 +224,15 @@ class CameraStatus(BaseModel):
     detect_fps: float = Field(default=0.0, description="The camera's configured detection rate.")
     detect_fps_now: float = Field(default=0.0, description="Its rate now: every camera's rate is cut by the same "
                                   "share while the shared detector is overloaded, and grows back after.")
+    evidence: str = Field(default="", description="How its clips are cut now: 'stream copy (record)' from the main "
+                          "stream, 'stream copy (detect)' from the stream it detects on, or 're-encoded' from "
+                          "decoded frames (sources without H.264/H.265 packets).")
+    record: str = Field(default="", exclude_if=lambda v: not v,
+                        description="The camera's record (main) stream, if it has two (absent otherwise).")
+    record_health: str = Field(default="", exclude_if=lambda v: not v,
+                               description="The record stream's state: connecting, live, failed, stopped.")
+    record_detail: str = Field(default="", exclude_if=lambda v: not v,
+                               description="Why the record stream is in its state (its last error).")
     node: str = Field(default="", exclude_if=lambda v: not v,
                       description="The Ray node running the camera (serve --ray only; absent in-process).")
 

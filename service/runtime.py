@@ -280,7 +280,9 @@ class Runtime:
                "reconnects": v.reconnects, "queue": v.queue,
                "events": p.events, "location": cam.location.model_dump(),
                "decode": v.decode, "decode_detail": v.decode_detail,
-               "detect_fps": v.detect_fps, "detect_fps_now": round(v.detect_fps_now, 3)}
+               "detect_fps": v.detect_fps, "detect_fps_now": round(v.detect_fps_now, 3), "evidence": v.evidence}
+        if cam.record:
+            out.update(record=cam.record, record_health=v.record, record_detail=v.record_detail)
         if v.node:
             out["node"] = v.node
         return out

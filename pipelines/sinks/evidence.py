@@ -1,12 +1,19 @@
 """Evidence: a JPEG snapshot and a short H.264 clip for every case.
 
-The recorder keeps two bounded ring buffers of JPEG-encoded, downscaled frames
-per source: a short one at a higher rate (the last seconds) and a long one at a
-low rate covering the longest dwell time. When a violation is confirmed, its
-clip runs from a few seconds before the violation was first seen to a few
-seconds after the confirmation; a long dwell is shown as a time-lapse so clips
-stay short. The snapshot is the frame with the best detection, with the box
-and the zone drawn on it.
+A case's clip runs from a few seconds before the violation was first seen to a few seconds after its
+confirmation; a long dwell is a time-lapse. Two ways to make it:
+
+* **Stream copy** (whenever the source's packets are H.264/H.265 and reach the recorder): the camera's own
+  compressed packets are kept in a :class:`~pipelines.sinks.packets.PacketRing` per stream and cut into the
+  MP4 without decoding or encoding anything: key frames only for the long history, every packet for the last
+  seconds. With two streams per camera the ``record`` (main) stream's ring is used, and the ``detect`` stream's
+  when the main stream does not cover the case (it dropped). The recorder then keeps JPEGs of the sampled frames
+  only, for snapshots.
+* **Re-encoded** (images, MJPEG, sources without packets): two bounded rings of JPEG-encoded, downscaled frames,
+  a short one at a higher rate and a long one at a low rate covering the longest dwell, encoded into H.264.
+
+The snapshot is the sampled frame with the best detection, with the box and the zone drawn on it; a
+full-resolution one can be decoded from a stream-copied clip later (:func:`fullres_snapshot`).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.events import ViolationEvent
+from pipelines.sinks.packets import PacketClip, PacketRing, frame_at, write_packets
+from pipelines.sources import RecordedPacket, StreamParams
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +101,16 @@ class _PendingClip:
     frames: list[tuple[float, bytes]] = field(default_factory=list)
 
 
+#: Stream-copy rings in the order a clip prefers them: a camera's main stream, then the stream it detects on.
+STREAMS = ("record", "detect")
+#: Key frames a stream-copy ring keeps at most for the history before its last seconds (a 5-minute dwell: one
+#: every 5.5 s), so a main stream's memory stays bounded by its bit rate, not by the longest dwell.
+HISTORY_KEYS = 60
+#: A stream-copied clip still waiting for packets this long after its end is written with what it has
+#: (the stream stalled).
+STALL_GRACE_S = 3.0
+
+
 class EvidenceRecorder:
     """Buffers recent frames of one source and writes snapshots and clips of its cases.
 
@@ -104,24 +123,60 @@ class EvidenceRecorder:
         fast_fps: Rate of the short buffer and of the clip's real-time parts.
         slow_fps: Rate of the long buffer.
         max_clip_frames: Longer clips are thinned to this many frames (time-lapse).
+        history_every_s: Stream copy: the history's key frames are at least this far apart (and at most
+            :data:`HISTORY_KEYS` of them cover ``long_s``).
+        max_ring_mb: Stream copy: memory bound of each stream's packet ring.
     """
 
     def __init__(self, out_dir: Path, long_s: float = 330.0, pre_s: float = 3.0, post_s: float = 3.0,
                  max_width: int = 960, fast_fps: float = 8.0, slow_fps: float = 1.0,
-                 max_clip_frames: int = 160) -> None:
+                 max_clip_frames: int = 160, history_every_s: float = 2.0, max_ring_mb: float = 24.0) -> None:
         self.out_dir = out_dir
+        self.long_s = long_s
         self.pre_s, self.post_s = pre_s, post_s
         self.max_width = max_width
         self.fast_fps, self.slow_fps = fast_fps, slow_fps
         self.max_clip_frames = max_clip_frames
+        self.history_every_s, self.max_ring_bytes = history_every_s, int(max_ring_mb * 2**20)
         self._fast: deque[tuple[float, bytes]] = deque(maxlen=int((pre_s + post_s + 4) * fast_fps) + 2)
         self._slow: deque[tuple[float, bytes]] = deque(maxlen=int(long_s * slow_fps) + 2)
         self._last_fast = -1e9
         self._last_slow = -1e9
         self._scale = 1.0
         self._pending: list[_PendingClip] = []
+        self._copying: list[PacketClip] = []
+        self.rings: dict[str, PacketRing] = {}
         self.written: list[tuple[str, str, Path]] = []  # (case_id, kind, path) finished files
         self.frames: list[tuple[str, str, Path]] = []  # clean frames not yet recorded in the store
+
+    @property
+    def stream_copy(self) -> bool:
+        """Whether clips are cut from the camera's packets (some stream delivers H.264/H.265 packets)."""
+        return any(r.params is not None and r.params.copyable for r in self.rings.values())
+
+    def packet(self, stream: str, params: StreamParams, packet: RecordedPacket) -> list[tuple[str, str, Path]]:
+        """Keep a compressed packet of a camera's ``stream`` (``record`` or ``detect``); returns evidence files
+        finished by it."""
+        if not params.copyable:
+            return []
+        ring = self.rings.get(stream)
+        if ring is None:  # a long dwell's history is a time-lapse of at most HISTORY_KEYS key frames
+            ring = self.rings[stream] = PacketRing(self.pre_s + self.post_s + 6.0, self.long_s,
+                                                   max(self.history_every_s, self.long_s / HISTORY_KEYS),
+                                                   self.max_ring_bytes)
+        if ring.add(params, packet):
+            for clip in self._copying:
+                if clip.ring is ring and clip.generation == ring.generation and packet.ts <= clip.until:
+                    clip.packets.append(packet)
+        return self._flush_copies(packet.ts, stream)
+
+    def sample(self, ts: float, image: Image | Callable[[], Image]) -> list[tuple[str, str, Path]]:
+        """A frame that went to the detector. Stream-copying, the recorder keeps JPEGs of these only (the
+        snapshot is drawn on one), at most ``slow_fps`` of them per second; returns evidence files finished."""
+        if self.stream_copy and ts - self._last_slow >= 1.0 / self.slow_fps - 1e-6:
+            self._slow.append((ts, self._encode(image() if callable(image) else image)))
+            self._last_slow = ts
+        return self._flush_copies(ts - STALL_GRACE_S, None) if self._copying else []
 
     def _encode(self, image: Image) -> bytes:
         h, w = image.shape[:2]
@@ -136,8 +191,11 @@ class EvidenceRecorder:
     def observe(self, ts: float, image: Image | Callable[[], Image]) -> list[tuple[str, str, Path]]:
         """Buffer a decoded frame; returns evidence files finished by it ``(case_id, kind, path)``.
 
-        ``image`` may be a callable returning it: it is called only when the frame is kept.
+        ``image`` may be a callable returning it: it is called only when the frame is kept. Stream-copying,
+        decoded frames are not kept (the packets are): see :meth:`sample`.
         """
+        if self.stream_copy:
+            return self._flush(ts) if self._pending else []
         need_fast = ts - self._last_fast >= 1.0 / self.fast_fps - 1e-6
         need_slow = ts - self._last_slow >= 1.0 / self.slow_fps - 1e-6
         if not (need_fast or need_slow):
@@ -172,6 +230,36 @@ class EvidenceRecorder:
         self.written.extend(finished)
         return finished
 
+    def _flush_copies(self, ts: float, stream: str | None, force: bool = False) -> list[tuple[str, str, Path]]:
+        """Write the stream-copied clips complete at ``ts`` (of ``stream``; None: any stream, a stall), or whose
+        ring started over (a reconnect with other parameters)."""
+        done = [c for c in self._copying if force or c.generation != c.ring.generation
+                or (ts >= c.until and (stream is None or c.ring is self.rings.get(stream)))]
+        if not done:
+            return []
+        self._copying = [c for c in self._copying if c not in done]
+        finished = []
+        for c in done:
+            try:
+                write_packets(c.params, c.packets, c.path)
+                finished.append((c.case_id, "clip", c.path))
+            except (OSError, ValueError) as exc:  # a failed clip must not lose the case: it keeps its snapshot
+                log.error("clip %s could not be written: %s", c.path, exc)
+        self.written.extend(finished)
+        return finished
+
+    def _copy_clip(self, case_id: str, begin: float, event: ViolationEvent) -> PacketClip | None:
+        """A stream-copied clip of a case from the first ring that covers it now (None: none does)."""
+        for name in STREAMS:
+            ring = self.rings.get(name)
+            if ring is None or ring.params is None or not ring.params.copyable or not ring.covers(event.ts):
+                continue
+            packets = ring.select(begin)
+            if packets:
+                return PacketClip(case_id, self.out_dir / f"{case_id}.mp4", event.ts + self.post_s, ring.params,
+                                  ring, ring.generation, packets)
+        return None
+
     def start_case(self, case_id: str, event: ViolationEvent, image: Image,
                    polygon_px: npt.NDArray[np.float32] | None) -> Path:
         """Write the snapshot of a newly confirmed case now and begin its clip; returns the snapshot path."""
@@ -188,17 +276,27 @@ class EvidenceRecorder:
         label = f"{event.violation} {event.confidence:.2f}"
         if not cv2.imwrite(str(snap), draw_case(img, box, label, poly), [cv2.IMWRITE_JPEG_QUALITY, 90]):  # type: ignore[arg-type]
             raise OSError(f"cannot write snapshot {snap}")
-        self._write_frame(case_id, event, np.asarray(img, np.uint8), box)
         begin = event.start_s - self.pre_s
-        history = [(t, b) for t, b in self._slow if begin <= t < event.ts - self.pre_s]
-        recent = [(t, b) for t, b in self._fast if t >= max(begin, event.ts - self.pre_s)]
-        self._pending.append(_PendingClip(case_id, self.out_dir / f"{case_id}.mp4", event.ts + self.post_s,
-                                          history + recent))
+        copy = self._copy_clip(case_id, begin, event)
+        if copy is not None:
+            self._copying.append(copy)
+            clip = {"clip_t0": round(copy.t0, 3), "clip_stream": next(k for k, r in self.rings.items()
+                                                                      if r is copy.ring)}
+        else:
+            history = [(t, b) for t, b in self._slow if begin <= t < event.ts - self.pre_s]
+            recent = [(t, b) for t, b in self._fast if t >= max(begin, event.ts - self.pre_s)]
+            frames = history + recent
+            self._pending.append(_PendingClip(case_id, self.out_dir / f"{case_id}.mp4", event.ts + self.post_s,
+                                              frames))
+            clip = {"clip_t0": round(min((t for t, _ in frames), default=event.ts), 3), "clip_stream": "frames"}
+        self._write_frame(case_id, event, np.asarray(img, np.uint8), box, clip)
         self.written.append((case_id, "snapshot", snap))
         return snap
 
-    def _write_frame(self, case_id: str, event: ViolationEvent, img: Image, box: tuple[float, ...]) -> None:
-        """The same frame without drawings, plus its box: what an operator's review turns into training data."""
+    def _write_frame(self, case_id: str, event: ViolationEvent, img: Image, box: tuple[float, ...],
+                     clip: dict[str, object]) -> None:
+        """The same frame without drawings, plus its box: what an operator's review turns into training data,
+        and where the clip begins on the source's clock (a full-resolution snapshot is found by it)."""
         frame = self.out_dir / f"{case_id}_frame.jpg"
         try:
             if not cv2.imwrite(str(frame), img, [cv2.IMWRITE_JPEG_QUALITY, 92]):
@@ -206,7 +304,7 @@ class EvidenceRecorder:
             h, w = img.shape[:2]
             frame.with_suffix(".json").write_text(json.dumps(
                 {"case_id": case_id, "violation": event.violation, "box": [round(v, 1) for v in box],
-                 "width": w, "height": h, "ts": round(event.best_ts, 3)}))
+                 "width": w, "height": h, "ts": round(event.best_ts, 3), **clip}))
         except OSError as exc:  # the snapshot is the evidence; the clean frame only feeds reviews
             log.error("clean frame of case %s not written: %s", case_id, exc)
             return
@@ -227,4 +325,45 @@ class EvidenceRecorder:
 
     def finish(self) -> list[tuple[str, str, Path]]:
         """Write the clips still waiting for frames (end of the source)."""
-        return self._flush(float("inf"), force=True)
+        return self._flush(float("inf"), force=True) + self._flush_copies(float("inf"), None, force=True)
+
+
+@dataclass(frozen=True)
+class Fullres:
+    """A full-resolution snapshot taken: its size, the frame's time on the source's clock, and how far that is
+    from the best detection's frame."""
+
+    width: int
+    height: int
+    ts: float
+    off_by_s: float
+
+
+def fullres_snapshot(clip: Path, frame_json: Path, out: Path, label: str) -> Fullres:
+    """Re-take a case's snapshot at the camera's full resolution from its stream-copied clip: decode the group
+    of pictures around the best detection's time, draw the case's box (scaled from the detect frame) and write
+    ``out``. Returns what was written (size, the frame's time and its distance from the detection).
+
+    Raises:
+        ValueError: The case has no stream-copied clip (its clip was re-encoded from detect frames).
+        OSError: The clip or the frame's metadata cannot be read, or the snapshot cannot be written.
+    """
+    try:
+        meta = json.loads(frame_json.read_text())
+    except (OSError, ValueError) as exc:
+        raise OSError(f"cannot read {frame_json.name}: {exc}") from exc
+    if meta.get("clip_stream") not in STREAMS:
+        raise ValueError("the case's clip was re-encoded from detected frames: no full-resolution frames to take")
+    image, at = frame_at(clip, float(meta["ts"]) - float(meta["clip_t0"]))
+    h, w = image.shape[:2]
+    sx, sy = w / float(meta["width"]), h / float(meta["height"])
+    x1, y1, x2, y2 = (float(v) for v in meta["box"])
+    drawn = draw_case(image, (x1 * sx, y1 * sy, x2 * sx, y2 * sy), label, None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part.jpg")
+    if not cv2.imwrite(str(tmp), drawn, [cv2.IMWRITE_JPEG_QUALITY, 90]):
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"cannot write {out.name}")
+    tmp.replace(out)
+    ts = float(meta["clip_t0"]) + at
+    return Fullres(w, h, round(ts, 3), round(abs(ts - float(meta["ts"])), 3))

@@ -8,9 +8,10 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
 from pipelines.privacy import MaskingError
+from pipelines.sinks.evidence import fullres_snapshot, sha256_file
 from pipelines.sinks.store import Case, TransitionError
 from service.deps import ErrorBody, Operator, RuntimeDep, Viewer, at_least
-from service.models_api import CaseDetail, CaseOut, CasePage, EvidenceKind, TransitionIn
+from service.models_api import CaseDetail, CaseOut, CasePage, EvidenceKind, FullresOut, TransitionIn
 from service.runtime import Runtime
 
 router = APIRouter(tags=["cases"])
@@ -76,6 +77,35 @@ def evidence(case_id: str, kind: EvidenceKind, rt: RuntimeDep, request: Request,
             raise HTTPException(503, f"masked {kind} not available: {exc}") from exc
     return FileResponse(path, media_type="video/mp4" if kind == "clip" else "image/jpeg",
                         filename=f"{case_id}{path.suffix}")
+
+
+@router.post("/api/cases/{case_id}/fullres", response_model=FullresOut, status_code=201,
+             responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 503: {"model": ErrorBody}})
+def take_fullres(case_id: str, rt: RuntimeDep, who: Operator) -> FullresOut:
+    """Re-take the case's snapshot at full resolution: the group of pictures around its best detection is decoded
+    from its stream-copied clip (a camera with two streams: the main stream's), the box drawn, and the JPEG kept
+    as the case's ``fullres`` evidence. 409 while the clip is still being recorded, or when it was re-encoded
+    from detected frames (no full-resolution frames exist)."""
+    c = case_or_404(rt, case_id)
+    clip, frame = c.evidence.get("clip"), c.evidence.get("frame")
+    if clip is None or frame is None:
+        raise HTTPException(409, "the case's clip is not written yet (it ends a few seconds after the "
+                                 "confirmation); try again")
+    clip_path = (rt.evidence_root / clip["path"]).resolve()
+    meta = (rt.evidence_root / frame["path"]).resolve().with_suffix(".json")
+    if not clip_path.is_relative_to(rt.evidence_root) or not clip_path.is_file():
+        raise HTTPException(404, "clip file is missing")
+    out = clip_path.with_name(f"{case_id}_full.jpg")
+    try:
+        taken = fullres_snapshot(clip_path, meta, out, c.violation)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except OSError as exc:
+        raise HTTPException(503, f"full-resolution snapshot not taken: {exc}") from exc
+    rel = out.relative_to(rt.evidence_root).as_posix()
+    rt.store.add_evidence(case_id, "fullres", rel, sha256_file(out))
+    rt.store.annotate(case_id, who, f"full-resolution snapshot taken ({taken.width}x{taken.height})")
+    return FullresOut(path=rel, width=taken.width, height=taken.height, ts=taken.ts, off_by_s=taken.off_by_s)
 
 
 @router.post("/api/cases/{case_id}/transition", response_model=CaseDetail,

@@ -21,6 +21,8 @@ const T = {
     st_rejected: "rejected", confirmed: "confirmed", rejected: "rejected", dwell: "dwell s",
     street_stall: "street stall", uncovered_truck: "uncovered truck", garbage: "garbage", barbecue: "barbecue",
     unlicensed_muck_truck: "unlicensed muck truck", keyframes: "key frames",
+    record_down: "main stream down: clips from the substream",
+    fullres: "Full resolution",
     show_original: "Original evidence (faces and other plates unmasked; operators)", detecting: "detecting",
     overloaded: "the shared detector is overloaded: every camera detects less often",
     overflowing_bin: "overflowing bin", live: "live", connecting: "connecting", stalled: "stalled", failed: "failed",
@@ -56,6 +58,8 @@ const T = {
     st_rejected: "已驳回", confirmed: "已确认", rejected: "已驳回", dwell: "停留秒数",
     street_stall: "占道经营", uncovered_truck: "渣土车未覆盖", garbage: "暴露垃圾", barbecue: "露天烧烤",
     unlicensed_muck_truck: "无证渣土车", keyframes: "仅关键帧",
+    record_down: "主码流中断：证据取自子码流",
+    fullres: "高清抓拍",
     show_original: "原始证据（不打码人脸和其他车牌；仅操作员）", detecting: "检测",
     overloaded: "检测器过载：各摄像头按比例降低检测频率",
     overflowing_bin: "垃圾桶满溢", live: "在线", connecting: "连接中", stalled: "卡顿", failed: "离线",
@@ -199,8 +203,10 @@ function renderCameras(list) {
     const fpsEl = tl.el.querySelector(".fps");
     const slowed = c.detect_fps && c.detect_fps_now < c.detect_fps - 1e-6;
     fpsEl.textContent = `${fps.toFixed(1)} fps${c.decode === "keyframes" ? ` · ${t("keyframes")}` : ""}` +
-      (slowed ? ` · ${t("detecting")} ${c.detect_fps_now.toFixed(2)}/${c.detect_fps} fps` : "");
-    fpsEl.title = [c.decode_detail, slowed ? t("overloaded") : ""].filter(Boolean).join("; ");
+      (slowed ? ` · ${t("detecting")} ${c.detect_fps_now.toFixed(2)}/${c.detect_fps} fps` : "") +
+      (c.record && c.record_health !== "live" ? ` · ${t("record_down")}` : "");
+    fpsEl.title = [c.decode_detail, c.evidence, c.record_detail, slowed ? t("overloaded") : ""]
+      .filter(Boolean).join("; ");
     const badge = tl.el.querySelector(".badge");
     badge.className = `badge ${c.health}`; badge.textContent = t(c.health); badge.title = c.detail || "";
     refreshFrame(c.id, tl.el.querySelector("img"));
@@ -315,8 +321,9 @@ async function selectCase(id) {
   for (const [kind, el] of [["snapshot", $("case-snapshot")], ["clip", $("case-clip")]]) {
     if (el.dataset.url) URL.revokeObjectURL(el.dataset.url);
     el.removeAttribute("src"); el.dataset.url = "";
-    if (c.evidence[kind]) {
-      const url = c.evidence[kind] + ($("case-original").checked ? "?original=true" : "");
+    const file = kind === "snapshot" ? c.evidence.fullres || c.evidence.snapshot : c.evidence[kind];
+    if (file) {
+      const url = file + ($("case-original").checked ? "?original=true" : "");
       blobUrl(url).then((u) => { el.src = u; el.dataset.url = u; })
         .catch((e) => { $("case-error").textContent = e.message; });
     }
@@ -770,6 +777,8 @@ function init() {
   $("filters").addEventListener("change", loadQueue);
   $("act-confirm").addEventListener("click", () => review("confirmed"));
   $("case-original").addEventListener("change", () => { if (current) selectCase(current.id); });
+  // The snapshot again at the main stream's full resolution, decoded from the case's clip (operators).
+  $("act-fullres").addEventListener("click", () => act((id) => api(`/api/cases/${id}/fullres`, { method: "POST" })));
   $("act-reject").addEventListener("click", askReject);
   $("act-dispatch").addEventListener("click", () => move("dispatched"));
   $("act-close").addEventListener("click", () => move("closed"));

@@ -199,3 +199,31 @@ def test_a_model_without_people_or_cars_is_refused() -> None:
     backend.names = ["garbage", "truck"]
     with pytest.raises(MaskingError, match="person"):
         EvidenceMasker(None, backend=backend)
+
+
+def test_a_stream_copied_clip_is_shared_thinned_smaller_and_with_the_subject_scaled(tmp_path: Path) -> None:
+    # A camera's own 25 fps 1280x720 clip; the case's box was recorded on a 480x270 frame.
+    clip = tmp_path / "c6.mp4"
+    board = checkerboard(720, 1280, cell=8)
+    with av.open(str(clip), "w") as out:
+        st = out.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = 1280, 720, "yuv420p"
+        for k in range(50):
+            vf = av.VideoFrame.from_ndarray(board, format="bgr24")
+            vf.pts = k
+            for p in st.encode(vf):
+                out.mux(p)
+        for p in st.encode():
+            out.mux(p)
+    (tmp_path / "c6_frame.json").write_text(json.dumps({"box": [225, 150, 450, 250], "width": 480, "height": 270}))
+    # On the masked copy's 960x540 frames: the subject's car (the case's box, scaled) and another car.
+    cars = make_detections([(450, 300, 900, 500, 0.9, "car"), (20, 300, 300, 500, 0.9, "car")])
+    masker = EvidenceMasker(None, backend=FakeBackend(fixed=cars))
+    with av.open(str(masker.shared(clip, "garbage"))) as b:
+        st = b.streams.video[0]
+        assert (st.codec_context.width, st.codec_context.height) == (960, 540)
+        frames = [(float(f.time or 0), f.to_ndarray(format="bgr24")) for f in b.decode(st)]
+    assert 15 <= len(frames) <= 17 and frames[-1][0] >= 1.8  # 8 a second over the clip's 2 s
+    for _, img in frames:
+        assert detail(img, (470, 420, 880, 495)) > 60  # the subject keeps its plate
+        assert detail(img, (40, 420, 280, 495)) < 0.35 * detail(board, (40, 420, 280, 495))  # the other does not

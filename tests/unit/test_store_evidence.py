@@ -21,7 +21,7 @@ def event(state: EventState, ts: float, conf: float = 0.6, key: str = "cam:z:gar
 def test_lifecycle_updates_one_case_and_survives_reopen(tmp_path: Path) -> None:
     db = tmp_path / "cases.db"
     store = CaseStore(db)
-    assert store.version == 7
+    assert store.version == 8
     cid = store.record(event(EventState.START, 5.0), "a.mp4")
     assert store.record(event(EventState.UPDATE, 9.0, conf=0.9), "a.mp4") == cid
     assert store.record(event(EventState.END, 12.0), "a.mp4") == cid

@@ -1,0 +1,190 @@
+"""Stream-copy evidence: the packet ring, clips cut without re-encoding, dual streams, full-resolution snapshots."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from detector.events import EventState, ViolationEvent
+from pipelines.sinks.evidence import EvidenceRecorder, fullres_snapshot
+from pipelines.sinks.packets import PacketRing, frame_at, write_packets
+from pipelines.source_kinds import FileSource, FileSourceConfig
+from pipelines.sources import RecordedPacket, StreamParams, demux_packets, read_frames
+from tests.helpers.video import write_h264
+
+PARAMS = StreamParams("h264", 64, 48, b"", Fraction(1, 90000))
+
+
+def packet(ts: float, key: bool, size: int = 100) -> RecordedPacket:
+    return RecordedPacket(ts, round(ts * 90000), round(ts * 90000), key, bytes(size))
+
+
+def numbered_clip(path: Path, seconds: float, fps: int, size: tuple[int, int], gop: int) -> Path:
+    """Frames whose brightness counts up (frame i has level 10 + 2 i mod 220), B-frames on, a key frame every
+    ``gop`` frames: a decoded frame tells which source frame it was."""
+    w, h = size
+    frames = [np.full((h, w, 3), 10 + (2 * i) % 220, np.uint8) for i in range(round(seconds * fps))]
+    return write_h264(path, frames, fps, {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "2"})
+
+
+def decoded(path: Path) -> tuple[list[float], tuple[int, int]]:
+    with av.open(str(path)) as c:
+        st = c.streams.video[0]
+        times = [float(f.time or 0.0) for f in c.decode(st)]
+        return times, (st.codec_context.width, st.codec_context.height)
+
+
+def garbage_event(start_s: float, ts: float, box: tuple[float, float, float, float] = (8, 8, 40, 30)
+                  ) -> ViolationEvent:
+    return ViolationEvent(EventState.START, "k", "cam", "z", "garbage", start_s=start_s, ts=ts, confidence=0.8,
+                          box=box, best_ts=ts)
+
+
+def test_ring_keeps_whole_groups_recently_and_spaced_key_frames_before() -> None:
+    ring = PacketRing(full_s=3.0, history_s=10.0, history_every_s=2.0)
+    assert not ring.add(PARAMS, packet(0.0, False))  # nothing before the first key frame can be decoded
+    for i in range(1, 201):  # 10 packets a second, a key frame every second, 20 s
+        ring.add(PARAMS, packet(i / 10, i % 10 == 0))
+    whole = ring.select(19.0)
+    assert whole[0].key and whole[0].ts == 19.0 and len(whole) == 11  # the group from 19 s, then 20 s
+    longer = ring.select(5.0)
+    keys = [round(p.ts, 1) for p in longer if p.ts < 17.0]
+    # Before the last 3 s only key frames remain, one per 2 s, none older than 10 s of history.
+    assert keys == [7.0, 9.0, 11.0, 13.0, 15.0] and all(p.key for p in longer if p.ts < 17.0)
+    assert next(round(p.ts, 1) for p in longer if p.ts >= 17.0) == 17.0 and len(longer) == 5 + 31
+    assert ring.nbytes == sum(len(p.data) for p in ring.select(-1.0))
+    assert ring.covers(20.5) and not ring.covers(30.0)
+
+
+def test_ring_starts_over_on_a_new_connection_and_stays_within_its_bytes() -> None:
+    ring = PacketRing(full_s=3.0, history_s=100.0, history_every_s=1.0, max_bytes=5000)
+    for i in range(100):
+        ring.add(PARAMS, packet(i / 10, i % 10 == 0, size=200))
+    assert ring.nbytes <= 5000 and ring.select(0.0)[0].key
+    other = StreamParams("h264", 64, 48, b"", Fraction(1, 90000))  # equal, but another connection's object
+    ring.add(other, packet(0.0, True))
+    assert ring.generation == 1 and [p.ts for p in ring.select(0.0)] == [0.0]
+
+
+def test_clip_cut_by_stream_copy_keeps_every_packet_and_full_resolution(tmp_path: Path) -> None:
+    src = numbered_clip(tmp_path / "main.mp4", 6.0, 25, (640, 360), 25)
+    ring = PacketRing(full_s=30.0)
+    sent = [ring.add(params, pk) for params, pk in demux_packets(str(src), live=False)]
+    assert all(sent) and ring.params is not None and ring.params.copyable
+    packets = ring.select(2.5)  # from the key frame at 2 s on
+    assert packets[0].ts == pytest.approx(2.0)
+    clip = tmp_path / "clip.mp4"
+    assert write_packets(ring.params, packets, clip) == len(packets) == 100
+    times, size = decoded(clip)
+    assert size == (640, 360) and len(times) == 100  # no frame lost, none re-encoded at another size
+    # The first frame is the source's frame at 2.0 s (level 10 + 2 * 50).
+    image, at = frame_at(clip, 0.0)
+    assert at == 0.0 and abs(float(image.mean()) - 110) < 3
+    image, at = frame_at(clip, 1.52)  # decoded from the key frame before it: the source's frame 88
+    assert at == pytest.approx(1.52) and abs(float(image.mean()) - (10 + 2 * 88)) < 3
+
+
+def test_a_failed_clip_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    src = numbered_clip(tmp_path / "a.mp4", 1.0, 10, (64, 48), 10)
+    got = list(demux_packets(str(src), live=False))
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the folder should be")
+    with pytest.raises(OSError):
+        write_packets(got[0][0], [p for _, p in got], blocked / "clip.mp4")
+    with pytest.raises(ValueError):
+        write_packets(got[0][0], [p for _, p in got][1:], tmp_path / "x.mp4")  # not from a key frame
+    assert not list(tmp_path.glob("*.part*"))
+
+
+def test_recorder_cuts_the_case_clip_from_packets_and_keeps_only_sampled_jpegs(tmp_path: Path) -> None:
+    src = numbered_clip(tmp_path / "cam.mp4", 12.0, 25, (320, 180), 25)
+    rec = EvidenceRecorder(tmp_path / "ev", long_s=60, pre_s=2, post_s=2, fast_fps=8, slow_fps=1)
+    asked: list[int] = []
+    finished = []
+
+    def on_packet(params: StreamParams, pk: RecordedPacket) -> None:
+        finished.extend(rec.packet("detect", params, pk))
+
+    for fr in read_frames(src, on_packet=on_packet):
+        finished.extend(rec.observe(fr.ts, lambda fr=fr: asked.append(fr.index) or fr.image))
+        if fr.index % 12 == 0:  # the detector's samples, about 2 a second
+            finished.extend(rec.sample(fr.ts, fr.image))
+        if fr.index == 150:  # confirmed at 6 s, first seen at 4 s
+            rec.start_case("case1", garbage_event(4.0, fr.ts), fr.image, None)
+    finished.extend(rec.finish())
+    assert rec.stream_copy and asked == []  # no decoded frame was kept for the clip
+    assert [(c, k) for c, k, _ in finished] == [("case1", "clip")]
+    times, size = decoded(finished[0][2])
+    assert size == (320, 180)
+    # From the key frame at or before 4 - 2 = 2 s to 6 + 2 = 8 s, every frame (25 fps).
+    assert times[0] == pytest.approx(0.0) and 6.0 <= times[-1] <= 6.2 and len(times) >= 150
+    meta = json.loads((tmp_path / "ev" / "case1_frame.json").read_text())
+    assert meta["clip_stream"] == "detect" and meta["clip_t0"] == pytest.approx(2.0)
+    assert len(rec._slow) <= 13  # sampled frames only, at most one a second
+
+
+def test_dual_streams_clip_from_the_main_stream_and_fall_back_when_it_stops(tmp_path: Path) -> None:
+    main = numbered_clip(tmp_path / "main.mp4", 10.0, 25, (640, 360), 50)
+    sub = numbered_clip(tmp_path / "sub.mp4", 10.0, 10, (160, 90), 20)
+    main_packets = list(demux_packets(str(main), live=False))
+    rec = EvidenceRecorder(tmp_path / "ev", long_s=60, pre_s=1, post_s=1)
+    finished = []
+    for params, pk in main_packets:
+        if pk.ts < 5.5:  # the main stream drops at 5.5 s
+            finished.extend(rec.packet("record", params, pk))
+    def on_packet(params: StreamParams, pk: RecordedPacket) -> None:
+        finished.extend(rec.packet("detect", params, pk))
+
+    for fr in read_frames(sub, on_packet=on_packet):
+        finished.extend(rec.sample(fr.ts, fr.image))
+        if fr.index == 40:  # a case while the main stream is up: its clip comes from it
+            rec.start_case("up", garbage_event(3.5, 4.0, (40, 20, 80, 60)), fr.image, None)
+        if fr.index == 80:  # a case after it dropped: from the substream
+            rec.start_case("down", garbage_event(7.5, 8.0), fr.image, None)
+    finished += rec.finish()
+    clips = {c: p for c, k, p in finished if k == "clip"}
+    assert set(clips) == {"up", "down"}
+    assert decoded(clips["up"])[1] == (640, 360) and decoded(clips["down"])[1] == (160, 90)
+    up = json.loads((tmp_path / "ev" / "up_frame.json").read_text())
+    assert up["clip_stream"] == "record" and (up["width"], up["height"]) == (160, 90)
+    # The full-resolution snapshot: the main stream's frame at the detection's time, the box scaled 4x.
+    full = fullres_snapshot(clips["up"], tmp_path / "ev" / "up_frame.json", tmp_path / "ev" / "up_full.jpg", "garbage")
+    assert (full.width, full.height) == (640, 360) and full.off_by_s <= 0.05
+    assert abs(full.ts - 4.0) <= 0.05
+    with pytest.raises(ValueError):  # a case whose clip has no full-resolution frames
+        meta = tmp_path / "ev" / "down_frame.json"
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "clip_stream": "frames"}))
+        fullres_snapshot(clips["down"], meta, tmp_path / "ev" / "down_full.jpg", "garbage")
+
+
+def test_a_looped_file_keeps_one_stream_across_replays(tmp_path: Path) -> None:
+    src = numbered_clip(tmp_path / "loop.mp4", 1.0, 10, (64, 48), 5)
+    source = FileSource(FileSourceConfig(path=src, loop=True))
+    got: list[tuple[StreamParams, RecordedPacket]] = []
+    stop = threading.Event()
+
+    def keep(params: StreamParams, pk: RecordedPacket) -> None:
+        got.append((params, pk))
+        if len(got) >= 25:
+            stop.set()
+
+    source.packets(stop, keep)
+    assert len({id(p) for p, _ in got}) == 1  # one stream for the ring: replays do not start it over
+    ts = [pk.ts for _, pk in got]
+    dts = [pk.dts for _, pk in got]
+    # The third replay's key frame comes after two replays of 0.9 s and the 0.04 s between them.
+    assert all(b > a for a, b in itertools.pairwise(dts)) and ts[20] == pytest.approx(2 * 0.94)
+    ring = PacketRing(full_s=60.0)
+    for params, pk in got:
+        ring.add(params, pk)
+    assert ring.generation == 0
+    clip = tmp_path / "across.mp4"
+    write_packets(got[0][0], ring.select(0.0), clip)
+    assert len(decoded(clip)[0]) == 25
