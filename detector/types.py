@@ -132,6 +132,11 @@ class Detections:
         offset = np.array([dx, dy, dx, dy], np.float32)
         return replace(self, xyxy=np.asarray(self.xyxy + offset, np.float32))
 
+    def scaled(self, sx: float, sy: float) -> Detections:
+        """Return a copy with every box scaled by ``(sx, sy)`` (from a smaller copy of a frame into the frame)."""
+        factor = np.array([sx, sy, sx, sy], np.float32)
+        return replace(self, xyxy=np.asarray(self.xyxy * factor, np.float32))
+
     def bottom_center(self) -> FloatArray:
         """Return the ``(n, 2)`` bottom-centre anchor points (where objects touch the ground)."""
         x = (self.xyxy[:, 0] + self.xyxy[:, 2]) / 2

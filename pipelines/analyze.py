@@ -40,7 +40,7 @@ from pipelines.config import AppConfig, CameraConfig, ConfigError, load_config_l
 from pipelines.distributed import Applier, OpLog, RayUnavailable, connect, node_id
 from pipelines.muck_register import MuckRegister, Vehicle, read_register
 from pipelines.plate_sink import PlateSetup
-from pipelines.privacy import EvidenceMasker
+from pipelines.privacy import EvidenceMasker, MaskerSettings
 from pipelines.reminders import ReminderLogRow, ReminderSetup
 from pipelines.report import RunStats, SourceSummary, write_cases_csv, write_cases_json, write_report
 from pipelines.runner import build_pipeline, run_source
@@ -132,6 +132,11 @@ def _plate_setup(cam: CameraConfig, registries: Registries, clock: Callable[[flo
     return PlateSetup(reader, register, clock)
 
 
+#: Samples per detector call in batch analysis, and frames decoded ahead (bench/README.md: the batch profile).
+READ_BATCH = 4
+READ_AHEAD = 8
+
+
 def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: DetectorBackend,
                  store: CaseWriter, bar_position: int | None, registries: Registries = Registries()
                  ) -> SourceSummary:
@@ -173,7 +178,10 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
     try:
         frames = open_source(FileSourceConfig(path=path)).frames(mode, threading.Event(), interval, on_decode,
                                                                  functools.partial(pipeline.packet, "detect"))
-        stats = run_source(frames, pipeline, backend, on_frame=writer, progress=progress)
+        # Decoding runs in a thread of its own while the detector works; samples go to the detector four at a
+        # time (one at a time with the motion gate, which compares each sample with the last one detected).
+        stats = run_source(frames, pipeline, backend, on_frame=writer, progress=progress,
+                           batch=1 if cam.motion_gate else READ_BATCH, read_ahead=READ_AHEAD)
     finally:
         if writer is not None:
             writer.close()
@@ -339,7 +347,7 @@ def share_evidence(cases: list[dict[str, Any]], out: Path, model: Path) -> None:
     """Masked copies of every case's snapshot and clip (:mod:`pipelines.privacy`), as ``case["shared"]``: paths
     under ``out``, or None where masking failed (the report then shows no evidence rather than the original)."""
     try:
-        masker = EvidenceMasker(model)
+        masker = EvidenceMasker(model, MaskerSettings(threads=os.cpu_count() or 1))  # the analysis is done
     except Exception as exc:  # masking is for the shared report: it never costs the run its cases
         log.error("evidence not masked: %s", exc)
         for c in cases:

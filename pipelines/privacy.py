@@ -70,14 +70,17 @@ class MaskerSettings:
         clip_fps: A masked clip has at most this many frames a second (a stream-copied original has the camera's
             rate; the shared copy is for viewing, and every frame kept is masked).
         clip_width: ...and is at most this wide.
+        threads: The masking detector's threads (the service keeps 1: live cameras come first; a batch report
+            uses every core once the video is analysed).
         privacy: What is masked (faces, plates, thresholds, band sizes).
     """
 
     sizes: tuple[int, ...] = (320, 640, 960)
     stride: int = 2
     reuse_s: float = 0.15
-    clip_fps: float = 8.0
+    clip_fps: float = 2.0
     clip_width: int = 960
+    threads: int = 1
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
 
@@ -98,13 +101,14 @@ class EvidenceMasker:
                 raise ValueError("a model or a backend is needed")
             p = self.settings.privacy
             backend = create_backend(config_for(model, conf=min(p.person_confidence, p.vehicle_confidence),
-                                                imgsz=max(self.settings.sizes), threads=1))
+                                                imgsz=max(self.settings.sizes), threads=self.settings.threads))
         missing = {"person", "car"} - set(backend.names)
         if missing:  # a copy called masked must be masked: refuse rather than share faces
             raise MaskingError(f"the masking model has no {', '.join(sorted(missing))} class")
         self.backend = backend
         self._lock = threading.Lock()  # one evidence masking at a time: two requests for one file make it once
         self._live_lock = threading.Lock()  # live frames never wait for a clip being masked
+        self._view_regions: dict[str, tuple[tuple[int, ...], list[MaskRegion]]] = {}  # per case's clean frame
 
     def shared(self, original: Path, violation: str = "") -> Path:
         """The masked copy of ``original`` (made now if it is missing or older than the original)."""
@@ -144,6 +148,26 @@ class EvidenceMasker:
             det = det[~np.isin(det.class_id, keep_ids)]
         return mask_regions(det, self.backend.names, subject, self.settings.privacy)
 
+    def _regions_of_view(self, original: Path, img: Image, subject: Box | None) -> list[MaskRegion]:
+        """Regions of a case's snapshot or clean frame: the same picture (the snapshot has the box drawn on it),
+        so the detector runs once, on the clean frame, for both."""
+        clean = original.with_name(f"{original.stem.removesuffix('_frame')}_frame.jpg")
+        key = str(clean)
+        cached = self._view_regions.get(key)
+        if cached is not None and cached[0] == img.shape:
+            return cached[1]
+        source = img
+        if clean != original and clean.is_file():
+            read = cv2.imread(str(clean), cv2.IMREAD_COLOR)
+            if read is not None and read.shape == img.shape:
+                source = np.asarray(read, np.uint8)
+        regions = self.regions(source, subject)
+        if clean.is_file():
+            self._view_regions[key] = (img.shape, regions)
+            while len(self._view_regions) > 64:  # the latest cases only
+                self._view_regions.pop(next(iter(self._view_regions)))
+        return regions
+
     def _image(self, original: Path, out: Path) -> None:
         image = cv2.imread(str(original), cv2.IMREAD_COLOR)
         if image is None:
@@ -151,7 +175,7 @@ class EvidenceMasker:
         img = np.asarray(image, np.uint8)
         subject = subject_of(original, (img.shape[1], img.shape[0]))  # a full-resolution snapshot: scaled
         try:
-            regions = self.regions(img, subject)
+            regions = self._regions_of_view(original, img, subject)
         except Exception as exc:  # the detector failed: no copy rather than an unmasked one
             raise MaskingError(f"detector failed on {original.name}: {exc}") from exc
         result = apply_mask(img, regions, subject, self.settings.privacy.cell)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -96,7 +97,7 @@ class CameraPipeline:
         self.lock = threading.Lock()
         self.stats = SourceStats()
         self.last_detections = Detections.empty()
-        self.last_frame: npt.NDArray[np.uint8] | None = None  # the last processed frame (for live views)
+        self.last_frame: Frame | None = None  # the last processed frame (live views convert it when they look)
         self._last_ts = 0.0
 
     @property
@@ -154,11 +155,11 @@ class CameraPipeline:
         """What the detector sees of a sample (the frame, or its crop) and at what input side."""
         return sample.detector_input(imgsz, self.roi.same_scale)
 
-    def process(self, sample: Sample, detections: Detections | None = None) -> list[ViolationEvent]:
+    def process(self, sample: Sample, detections: Detections | None = None, imgsz: int = 0) -> list[ViolationEvent]:
         """Scene, tracker and rules on a sample's detections; commit and fan out its events.
 
-        ``detections`` are the detector's output on :meth:`detector_input` (crop coordinates); None for a
-        sample whose detections the motion gate reused.
+        ``detections`` are the detector's output on :meth:`detector_input` at input side ``imgsz`` (crop or
+        input coordinates); None for a sample whose detections the motion gate reused.
         """
         with self.lock:
             if detections is None:
@@ -166,11 +167,11 @@ class CameraPipeline:
                     raise ValueError("a sample that needs the detector came back without detections")
                 detections = sample.reused
             else:
-                detections = self._detected(sample, detections)
+                detections = self._detected(sample, detections, imgsz)
             return self._rules(sample, detections)
 
-    def _detected(self, sample: Sample, detections: Detections) -> Detections:
-        detections = sample.to_frame(detections)
+    def _detected(self, sample: Sample, detections: Detections, imgsz: int) -> Detections:
+        detections = sample.to_frame(detections, imgsz)
         self.stats.frames_inferred += 1
         self.gate.remember(sample, detections)
         for c in detections.class_id:
@@ -183,7 +184,7 @@ class CameraPipeline:
         for sink in self.sinks:
             self._safely(sink.sample, frame)
         tracked = self.tracker.update(scene(detections, self.names, self.scene_settings))
-        self.last_detections, self.last_frame = tracked, frame.image
+        self.last_detections, self.last_frame = tracked, frame
         h, w = frame.shape
         # A frame cut down to some zones tells nothing about the others: the rules look at those zones only.
         observed = sample.zones if sample.crop is not None else None
@@ -317,7 +318,7 @@ def detect_and_process(backend: DetectorBackend, items: list[tuple[CameraPipelin
             if sample.needs_detector:
                 pipe.stats.infer_s += per_frame
                 det = next(found)
-            pipe.process(sample, det)
+            pipe.process(sample, det, backend.imgsz)
         except Exception as exc:
             if on_error is None:
                 raise
@@ -327,35 +328,110 @@ def detect_and_process(backend: DetectorBackend, items: list[tuple[CameraPipelin
 
 def run_source(frames: Iterable[Frame], pipeline: CameraPipeline, backend: DetectorBackend,
                on_frame: Callable[[Frame, Detections | None], None] | None = None,
-               progress: Callable[[float], None] | None = None) -> SourceStats:
-    """Run a whole source through a pipeline, one sample at a time (batch analysis and evaluation).
+               progress: Callable[[float], None] | None = None, batch: int = 1, read_ahead: int = 0
+               ) -> SourceStats:
+    """Run a whole source through a pipeline (batch analysis and evaluation).
 
     Args:
         frames: The decoded frames (:func:`pipelines.sources.read_frames`, or a
             :class:`~pipelines.source_kinds.Source`).
         pipeline: The camera pipeline to feed.
         backend: Detector.
-        on_frame: Called for every decoded frame with its tracked detections (None if not sampled).
+        on_frame: Called for every decoded frame with its tracked detections (None if not sampled); frames are
+            then detected one at a time, whatever ``batch`` says.
         progress: Called with the timestamp of each decoded frame.
+        batch: Samples per detector call: up to this many are gathered (in order) before the detector runs on
+            them together; the rules still see every sample in order.
+        read_ahead: Frames decoded ahead in a thread of their own (0: decoded in this one), so decoding runs
+            while the detector does.
     """
     started = time.perf_counter()
     stats = pipeline.stats
+    batch = 1 if on_frame is not None else max(1, batch)
+    source = _ReadAhead(frames, read_ahead, stats) if read_ahead > 0 else None
     it = iter(frames)
+    pending: list[tuple[CameraPipeline, Sample]] = []
     try:
         while True:
-            t_dec = time.perf_counter()
-            frame = next(it, None)
-            stats.decode_s += time.perf_counter() - t_dec
+            if source is not None:
+                frame = source.next()
+            else:
+                t_dec = time.perf_counter()
+                frame = next(it, None)
+                stats.decode_s += time.perf_counter() - t_dec
             if frame is None:
                 break
             sample = pipeline.admit(frame)
             if sample is not None:
-                detect_and_process(backend, [(pipeline, sample)])
+                pending.append((pipeline, sample))
+                if len(pending) >= batch:
+                    detect_and_process(backend, pending)
+                    pending = []
             if on_frame is not None:
                 on_frame(frame, pipeline.last_detections if sample is not None else None)
             if progress is not None:
                 progress(frame.ts)
+        if pending:
+            detect_and_process(backend, pending)
     finally:
+        if source is not None:
+            source.close()
         pipeline.finish()
         stats.wall_s = time.perf_counter() - started
     return stats
+
+
+class _ReadAhead:
+    """Decodes a source's frames in a thread of its own, at most ``depth`` ahead of the consumer; the decoder's
+    errors come out of :meth:`next` as they would from the source itself."""
+
+    _END = object()
+
+    def __init__(self, frames: Iterable[Frame], depth: int, stats: SourceStats) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._frames, self._stats = frames, stats
+        self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        it = iter(self._frames)
+        try:
+            while not self._stop.is_set():
+                t_dec = time.perf_counter()
+                frame = next(it, None)
+                self._stats.decode_s += time.perf_counter() - t_dec
+                if frame is None:
+                    break
+                self._put(frame)
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+        finally:
+            self._put(self._END)
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # the decoder's container is closed in this thread, where it was used
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next(self) -> Frame | None:
+        """The next frame, or None at the end; raises what the source raised."""
+        item = self._queue.get()
+        if item is self._END:
+            self._queue.put(item)  # later calls see the end too
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, Frame)
+        return item
+
+    def close(self) -> None:
+        """Stop decoding (a consumer that failed) and wait for the thread."""
+        self._stop.set()
+        self._thread.join(timeout=10)

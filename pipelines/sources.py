@@ -153,6 +153,20 @@ class Frame:
         assert self._image is not None
         return self._image
 
+    def resized(self, width: int, height: int) -> npt.NDArray[np.uint8]:
+        """The frame's BGR pixels at another size (area interpolation). A frame straight from the decoder is
+        converted and scaled in one pass from its YUV planes, and its full-size pixels are never made: a
+        detector fed a 1280x720 frame at 320 px needs a sixteenth of them."""
+        video = self._video
+        if self._image is None and video is not None:
+            if video.format.name == "yuv420p" and width % 2 == 0 and height % 4 == 0 and video.width % 2 == 0 \
+                    and video.height % 4 == 0:  # planes stacked row by row without padding
+                return _small_bgr(np.asarray(video.to_ndarray(format="yuv420p"), np.uint8), video.height, width,
+                                  height)
+            small = video.reformat(width=width, height=height, format="bgr24", interpolation="AREA")
+            return np.asarray(small.to_ndarray(), np.uint8)
+        return np.asarray(cv2.resize(self.image, (width, height), interpolation=cv2.INTER_AREA), np.uint8)
+
     @property
     def shape(self) -> tuple[int, int]:
         """``(height, width)`` without converting anything."""
@@ -165,6 +179,22 @@ class Frame:
     def at(self, ts: float) -> Frame:
         """The same pixels at another time (a live camera's clock); still unconverted if this one was."""
         return Frame(self._image, ts, self.index, self.keyframe, self._video)
+
+
+def _small_bgr(i420: npt.NDArray[np.uint8], h: int, width: int, height: int) -> npt.NDArray[np.uint8]:
+    """A YUV 4:2:0 frame (its planes stacked, ``h`` rows of luma) made ``width`` x ``height`` and BGR: each plane
+    shrunk (area interpolation), then the colours converted at the small size (a third of the time of converting
+    first, measured on 720p)."""
+    w = i420.shape[1]
+    y = i420[:h]
+    u = i420[h:h + h // 4].reshape(h // 2, w // 2)
+    v = i420[h + h // 4:h + h // 2].reshape(h // 2, w // 2)
+    small = np.empty((height * 3 // 2, width), np.uint8)
+    small[:height] = cv2.resize(y, (width, height), interpolation=cv2.INTER_AREA)
+    chroma = (width // 2, height // 2)
+    small[height:height + height // 4] = cv2.resize(u, chroma, interpolation=cv2.INTER_AREA).reshape(-1, width)
+    small[height + height // 4:] = cv2.resize(v, chroma, interpolation=cv2.INTER_AREA).reshape(-1, width)
+    return np.asarray(cv2.cvtColor(small, cv2.COLOR_YUV2BGR_I420), np.uint8)
 
 
 class InputError(TypedDict):

@@ -54,22 +54,40 @@ class Sample:
     def detector_input(self, imgsz: int, same_scale: bool) -> tuple[npt.NDArray[np.uint8], int]:
         """What the detector sees, and at what input side.
 
-        The whole frame at ``imgsz``; or the crop (a view, no copy) at ``imgsz``, or at the frame's own scale
-        (``same_scale``: a smaller input).
+        The whole frame at ``imgsz`` (made that size here, see :meth:`Frame.resized`; :meth:`to_frame` scales
+        the boxes back); or the crop (a view, no copy) at ``imgsz``, or at the frame's own scale (``same_scale``:
+        a smaller input).
         """
-        image = self.frame.image
         if self.crop is None:
-            return image, imgsz
+            fitted = self._fitted(imgsz)
+            if fitted is None:
+                return self.frame.image, imgsz
+            return self.frame.resized(*fitted), imgsz
+        image = self.frame.image
         x1, y1, x2, y2 = self.crop
         if not same_scale:
             return image[y1:y2, x1:x2], imgsz
         h, w = image.shape[:2]
         return image[y1:y2, x1:x2], max(MIN_INPUT, round(imgsz * max(x2 - x1, y2 - y1) / max(w, h)))
 
-    def to_frame(self, detections: Detections) -> Detections:
-        """Detections on the crop, moved into frame coordinates."""
-        if self.crop is None or not len(detections):
+    def _fitted(self, imgsz: int) -> tuple[int, int] | None:
+        """The whole frame's size at detector input side ``imgsz`` (as the letterbox makes it), None if not
+        smaller than the frame."""
+        h, w = self.frame.shape
+        scale = min(imgsz / h, imgsz / w)
+        return (max(1, round(w * scale)), max(1, round(h * scale))) if scale < 1 else None
+
+    def to_frame(self, detections: Detections, imgsz: int = 0) -> Detections:
+        """Detections on the detector's input (the crop, or the frame made ``imgsz`` small), in frame
+        coordinates."""
+        if not len(detections):
             return detections
+        if self.crop is None:
+            fitted = self._fitted(imgsz) if imgsz else None
+            if fitted is None:
+                return detections
+            h, w = self.frame.shape
+            return detections.scaled(w / fitted[0], h / fitted[1])
         x1, y1 = self.crop[0], self.crop[1]
         return detections.shifted(float(x1), float(y1))
 

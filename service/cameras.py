@@ -317,9 +317,10 @@ def frame_jpeg_of(worker: CameraWorker, overlay: bool) -> bytes | None:
     """JPEG of a camera's last processed frame, optionally with zones and detections drawn."""
     pipe = worker.pipeline
     with pipe.lock:
-        image, det = pipe.last_frame, pipe.last_detections
-        if image is None:
+        frame, det = pipe.last_frame, pipe.last_detections
+        if frame is None:
             return None
+        image = frame.image
         if overlay:
             image = draw_detections(draw_zones(image, pipe.zones), det, pipe.names)
     h, w = image.shape[:2]

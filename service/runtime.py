@@ -134,7 +134,7 @@ class Runtime:
             p = self.config.privacy
             try:
                 self._masker = EvidenceMasker(self.config.model.path, MaskerSettings(
-                    sizes=tuple(p.sizes), privacy=PrivacySettings(faces=p.faces, plates=p.plates)))
+                    sizes=tuple(p.sizes), clip_fps=p.clip_fps, privacy=PrivacySettings(faces=p.faces, plates=p.plates)))
             except MaskingError:
                 raise
             except Exception as exc:  # the model cannot be loaded: masked evidence is unavailable (503)

@@ -149,6 +149,9 @@ class PrivacyConfig(Strict):
     plates: bool = Field(default=True, description="Mask the plates of vehicles that are not the case's subject.")
     sizes: list[InputSize] = Field(default_factory=lambda: [320, 640, 960], min_length=1, max_length=4,
                                    description="Detector input sizes for masking, merged.")
+    clip_fps: float = Field(default=2.0, gt=0, le=30, description="Frames a second of a clip's masked copy (the "
+                            "original keeps the camera's rate; every frame of the copy is masked, so the rate "
+                            "sets what masking a clip costs).")
 
 
 class ServiceConfig(Strict):

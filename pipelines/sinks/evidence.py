@@ -7,8 +7,8 @@ confirmation; a long dwell is a time-lapse. Two ways to make it:
   compressed packets are kept in a :class:`~pipelines.sinks.packets.PacketRing` per stream and cut into the
   MP4 without decoding or encoding anything: key frames only for the long history, every packet for the last
   seconds. With two streams per camera the ``record`` (main) stream's ring is used, and the ``detect`` stream's
-  when the main stream does not cover the case (it dropped). The recorder then keeps JPEGs of the sampled frames
-  only, for snapshots.
+  when the main stream does not cover the case (it dropped). The snapshot frame is then decoded from the detect
+  stream's packets too: no frame is kept decoded or re-encoded while nothing happens.
 * **Re-encoded** (images, MJPEG, sources without packets): two bounded rings of JPEG-encoded, downscaled frames,
   a short one at a higher rate and a long one at a low rate covering the longest dwell, encoded into H.264.
 
@@ -19,6 +19,7 @@ full-resolution one can be decoded from a stream-copied clip later (:func:`fullr
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from collections import deque
@@ -106,6 +107,9 @@ STREAMS = ("record", "detect")
 #: Key frames a stream-copy ring keeps at most for the history before its last seconds (a 5-minute dwell: one
 #: every 5.5 s), so a main stream's memory stays bounded by its bit rate, not by the longest dwell.
 HISTORY_KEYS = 60
+#: A clip ends at the first packet, in decoding order, this far past its end: frames shown before the end but
+#: decoded after a later one (B-frames) are kept.
+REORDER_S = 0.5
 #: A stream-copied clip still waiting for packets this long after its end is written with what it has
 #: (the stream stalled).
 STALL_GRACE_S = 3.0
@@ -166,17 +170,46 @@ class EvidenceRecorder:
                                                    self.max_ring_bytes)
         if ring.add(params, packet):
             for clip in self._copying:
-                if clip.ring is ring and clip.generation == ring.generation and packet.ts <= clip.until:
-                    clip.packets.append(packet)
+                if clip.ring is ring and clip.generation == ring.generation and not clip.closed:
+                    if packet.ts > clip.until + REORDER_S:
+                        clip.closed = True
+                    else:
+                        clip.packets.append(packet)
         return self._flush_copies(packet.ts, stream)
 
     def sample(self, ts: float, image: Image | Callable[[], Image]) -> list[tuple[str, str, Path]]:
-        """A frame that went to the detector. Stream-copying, the recorder keeps JPEGs of these only (the
-        snapshot is drawn on one), at most ``slow_fps`` of them per second; returns evidence files finished."""
-        if self.stream_copy and ts - self._last_slow >= 1.0 / self.slow_fps - 1e-6:
+        """A frame that went to the detector; returns evidence files finished. Stream-copying from a stream
+        other than the detect stream (a main stream beside an MJPEG substream), the recorder keeps JPEGs of these
+        for snapshots, at most ``slow_fps`` a second; with the detect stream's packets at hand it keeps nothing
+        (the snapshot frame is decoded from them)."""
+        for ring in self.rings.values():
+            ring.hold(ts)
+        if self.stream_copy and not self._detect_copied() and ts - self._last_slow >= 1.0 / self.slow_fps - 1e-6:
             self._slow.append((ts, self._encode(image() if callable(image) else image)))
             self._last_slow = ts
         return self._flush_copies(ts - STALL_GRACE_S, None) if self._copying else []
+
+    def _detect_copied(self) -> bool:
+        ring = self.rings.get("detect")
+        return ring is not None and ring.params is not None and ring.params.copyable
+
+    def _snapshot_image(self, ts: float, image: Image) -> tuple[Image, float]:
+        """The detect frame nearest ``ts`` (decoded from the detect stream's packets, or from the kept JPEGs),
+        downscaled to ``max_width``, and its scale from frame pixels; the confirming ``image`` if neither has it."""
+        ring = self.rings.get("detect")
+        got = ring.frame_at(ts) if ring is not None and self._detect_copied() else None
+        if got is not None:
+            frame = got[0]
+            h, w = frame.shape[:2]
+            s = min(1.0, self.max_width / w)
+            if s < 1.0:
+                frame = np.asarray(cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA),
+                                   np.uint8)
+            return frame, s
+        best = self._frame_at(ts)
+        if best is not None:
+            return np.asarray(cv2.imdecode(np.frombuffer(best, np.uint8), cv2.IMREAD_COLOR), np.uint8), self._scale
+        return image, 1.0
 
     def _encode(self, image: Image) -> bytes:
         h, w = image.shape[:2]
@@ -231,10 +264,10 @@ class EvidenceRecorder:
         return finished
 
     def _flush_copies(self, ts: float, stream: str | None, force: bool = False) -> list[tuple[str, str, Path]]:
-        """Write the stream-copied clips complete at ``ts`` (of ``stream``; None: any stream, a stall), or whose
-        ring started over (a reconnect with other parameters)."""
-        done = [c for c in self._copying if force or c.generation != c.ring.generation
-                or (ts >= c.until and (stream is None or c.ring is self.rings.get(stream)))]
+        """Write the stream-copied clips that are complete (a packet past their end came), still waiting at
+        ``ts`` with ``stream`` None (the stream stalled), or whose ring started over (a reconnect)."""
+        done = [c for c in self._copying if force or c.generation != c.ring.generation or c.closed
+                or (stream is None and ts >= c.until)]
         if not done:
             return []
         self._copying = [c for c in self._copying if c not in done]
@@ -250,14 +283,16 @@ class EvidenceRecorder:
 
     def _copy_clip(self, case_id: str, begin: float, event: ViolationEvent) -> PacketClip | None:
         """A stream-copied clip of a case from the first ring that covers it now (None: none does)."""
+        until = event.ts + self.post_s
         for name in STREAMS:
             ring = self.rings.get(name)
             if ring is None or ring.params is None or not ring.params.copyable or not ring.covers(event.ts):
                 continue
-            packets = ring.select(begin)
+            # The ring may already hold packets past the clip's end (a batch reads ahead of its detector).
+            packets = list(itertools.takewhile(lambda p: p.ts <= until + REORDER_S, ring.select(begin)))
             if packets:
-                return PacketClip(case_id, self.out_dir / f"{case_id}.mp4", event.ts + self.post_s, ring.params,
-                                  ring, ring.generation, packets)
+                return PacketClip(case_id, self.out_dir / f"{case_id}.mp4", until, ring.params, ring,
+                                  ring.generation, packets, closed=ring.last_ts > until + REORDER_S)
         return None
 
     def start_case(self, case_id: str, event: ViolationEvent, image: Image,
@@ -265,12 +300,7 @@ class EvidenceRecorder:
         """Write the snapshot of a newly confirmed case now and begin its clip; returns the snapshot path."""
         snap = self.out_dir / f"{case_id}.jpg"
         snap.parent.mkdir(parents=True, exist_ok=True)
-        best = self._frame_at(event.best_ts)
-        if best is not None:
-            img = cv2.imdecode(np.frombuffer(best, np.uint8), cv2.IMREAD_COLOR)
-            s = self._scale
-        else:
-            img, s = image, 1.0
+        img, s = self._snapshot_image(event.best_ts, image)
         box = tuple(v * s for v in event.box)
         poly = polygon_px * s if polygon_px is not None else None
         label = f"{event.violation} {event.confidence:.2f}"

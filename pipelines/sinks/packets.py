@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +46,7 @@ class PacketRing:
         self.nbytes = 0
         self.last_ts = float("-inf")
         self.generation = 0  # counts new connections (each empties the ring: its times start over)
+        self.held_from: float | None = None  # the rules' time: packets read ahead of it are not what is trimmed
 
     def add(self, params: StreamParams, packet: RecordedPacket) -> bool:
         """Keep a packet; returns whether it was kept (packets before the stream's first key frame are not)."""
@@ -70,9 +72,16 @@ class PacketRing:
         self._history.clear()
         self.nbytes = 0
         self.last_ts = float("-inf")
+        self.held_from = None
+
+    def hold(self, ts: float) -> None:
+        """The rules have reached ``ts``: a clip may still need every packet from ``full_s`` before it, however
+        far ahead the stream was read (a batch decodes ahead of its detector)."""
+        self.held_from = ts
 
     def _trim(self) -> None:
-        horizon = self.last_ts - self.full_s
+        now = self.last_ts if self.held_from is None else min(self.last_ts, self.held_from)
+        horizon = now - self.full_s
         while len(self._gops) > 1 and self._gops[1][0].ts <= horizon:
             gop = self._gops.popleft()
             self.nbytes -= sum(len(p.data) for p in gop)
@@ -99,6 +108,41 @@ class PacketRing:
         history = [p for p in self._history if begin - self.history_every_s < p.ts < start]
         return history + [p for g in gops[first:] for p in g]
 
+    def frame_at(self, ts: float) -> tuple[npt.NDArray[np.uint8], float] | None:
+        """The frame nearest ``ts``, decoded now: from the group of pictures holding it (decoded from its key
+        frame), or the nearest key frame of the history. ``(BGR image, its time)``, or None when the ring has
+        nothing near (more than half a history interval away) or the packets do not decode."""
+        import av
+
+        if self.params is None:
+            return None
+        gops = [g for g in self._gops if g[0].ts <= ts + 1e-6]
+        near = min([*self._history, *(g[0] for g in self._gops)], key=lambda p: abs(p.ts - ts), default=None)
+        packets = gops[-1] if gops else [near] if near is not None else []
+        tolerance = max(self.history_every_s / 2, 1.0)
+        try:
+            ctx = cast("av.video.codeccontext.VideoCodecContext", av.CodecContext.create(self.params.codec, "r"))
+            if self.params.extradata:
+                ctx.extradata = self.params.extradata
+            times = {p.pts: p.ts for p in packets}
+            best: tuple[float, av.VideoFrame] | None = None
+            for i, p in enumerate(packets):
+                packet = av.Packet(self.params.extradata + p.data if i == 0 and self.params.extradata[:1] == b"\x00"
+                                   else p.data)
+                packet.pts, packet.dts = p.pts, p.dts
+                for frame in [*ctx.decode(packet), *(ctx.decode(None) if i == len(packets) - 1 else [])]:
+                    t = times.get(frame.pts if frame.pts is not None else -1, p.ts)
+                    if best is None or abs(t - ts) < abs(best[0] - ts):
+                        best = (t, frame)
+                if p.ts >= ts and best is not None and best[0] >= ts - 1e-6:
+                    break  # packets come in decoding order: once the frame is out, the rest is later
+        except av.error.FFmpegError as exc:
+            log.warning("snapshot at %.2f s not decoded from the stream's packets: %s", ts, exc)
+            return None
+        if best is None or abs(best[0] - ts) > tolerance:
+            return None
+        return np.asarray(best[1].to_ndarray(format="bgr24"), np.uint8), best[0]
+
     def first_key_ts(self) -> float | None:
         """Time of the oldest packet a clip could begin with, if any."""
         if self._history:
@@ -117,6 +161,7 @@ class PacketClip:
     ring: PacketRing
     generation: int
     packets: list[RecordedPacket]
+    closed: bool = False  # a packet past its end has come: nothing more is added
 
     @property
     def t0(self) -> float:

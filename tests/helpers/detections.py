@@ -22,11 +22,15 @@ def make_detections(rows: list[tuple[float, float, float, float, float, str]], t
 
 
 class FakeBackend(DetectorBackend):
-    """A detector that returns scripted detections, for pipeline tests without a model."""
+    """A detector that returns scripted detections, for pipeline tests without a model.
+
+    The scripted boxes are in frame pixels: its input side is large enough that the pipeline never hands it a
+    shrunk frame (whose boxes it would scale back).
+    """
 
     def __init__(self, script: list[Detections] | None = None, fixed: Detections | None = None) -> None:
         self.names = list(CANONICAL_LABELS)
-        self.imgsz = 320
+        self.imgsz = 4096
         self.script = list(script or [])
         self.fixed = fixed if fixed is not None else Detections.empty()
         self.calls = 0

@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -103,7 +104,7 @@ def test_a_failed_clip_write_leaves_nothing_behind(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.part*"))
 
 
-def test_recorder_cuts_the_case_clip_from_packets_and_keeps_only_sampled_jpegs(tmp_path: Path) -> None:
+def test_recorder_cuts_the_case_clip_and_the_snapshot_from_packets(tmp_path: Path) -> None:
     src = numbered_clip(tmp_path / "cam.mp4", 12.0, 25, (320, 180), 25)
     rec = EvidenceRecorder(tmp_path / "ev", long_s=60, pre_s=2, post_s=2, fast_fps=8, slow_fps=1)
     asked: list[int] = []
@@ -123,11 +124,14 @@ def test_recorder_cuts_the_case_clip_from_packets_and_keeps_only_sampled_jpegs(t
     assert [(c, k) for c, k, _ in finished] == [("case1", "clip")]
     times, size = decoded(finished[0][2])
     assert size == (320, 180)
-    # From the key frame at or before 4 - 2 = 2 s to 6 + 2 = 8 s, every frame (25 fps).
-    assert times[0] == pytest.approx(0.0) and 6.0 <= times[-1] <= 6.2 and len(times) >= 150
+    # From the key frame at or before 4 - 2 = 2 s to 6 + 2 = 8 s (and up to half a second more), every frame.
+    assert times[0] == pytest.approx(0.0) and 6.0 <= times[-1] <= 6.5 and len(times) >= 150
     meta = json.loads((tmp_path / "ev" / "case1_frame.json").read_text())
     assert meta["clip_stream"] == "detect" and meta["clip_t0"] == pytest.approx(2.0)
-    assert len(rec._slow) <= 13  # sampled frames only, at most one a second
+    # No frame was kept as a JPEG: the snapshot's frame was decoded from the packets (the source's frame 150).
+    assert len(rec._slow) == 0
+    clean = cv2.imread(str(tmp_path / "ev" / "case1_frame.jpg"))
+    assert clean.shape[:2] == (180, 320) and abs(float(clean.mean()) - (10 + (2 * 150) % 220)) < 3
 
 
 def test_dual_streams_clip_from_the_main_stream_and_fall_back_when_it_stops(tmp_path: Path) -> None:
