@@ -91,6 +91,8 @@ class CameraPipeline:
         self.scene_settings, self.tracker, self.store, self.source = scene_settings, tracker, store, source
         self.context = context
         self.sinks = list(sinks)
+        # Packets come many times a second per stream: only the sinks that keep them are called.
+        self._packet_sinks = [s for s in self.sinks if type(s).packet is not EventSink.packet]
         self.sampler = Sampler(camera)
         self.gate = MotionGate(camera.motion_gate, camera.motion_refresh_s)
         self.roi = RoiPlanner(camera)
@@ -143,7 +145,7 @@ class CameraPipeline:
         """A compressed packet of the camera's ``detect`` or ``record`` stream, for stream-copy evidence (called by
         the stream's reader; a :data:`~pipelines.sources.OnPacket` once ``stream`` is bound)."""
         with self.lock:
-            for sink in self.sinks:
+            for sink in self._packet_sinks:
                 self._safely(sink.packet, stream, params, packet)
 
     def evidence_rings(self) -> dict[str, PacketRing]:

@@ -176,24 +176,21 @@ class StreamSource:
     def frames(self, mode: DecodeMode, stop: threading.Event, auto_interval_s: float = 0.0,
                on_decode: OnDecode | None = None, on_packet: OnPacket | None = None) -> Iterator[Frame]:
         for fr in open_stream(self.cfg.url, mode, self.cfg.open_timeout_s, self.cfg.read_timeout_s, auto_interval_s,
-                              on_decode, self._stamped(on_packet) if on_packet is not None else None):
-            yield fr.at(self.clock() - self._t0)
+                              on_decode, on_packet, self.now):
+            yield fr.at(self.now())
             if stop.is_set():
                 return
 
     def packets(self, stop: threading.Event, on_packet: OnPacket) -> None:
-        tap = self._stamped(on_packet)
-        for params, packet in demux_packets(self.cfg.url, True, self.cfg.open_timeout_s, self.cfg.read_timeout_s):
-            tap(params, packet)
+        for params, packet in demux_packets(self.cfg.url, True, self.cfg.open_timeout_s, self.cfg.read_timeout_s,
+                                            self.now):
+            on_packet(params, packet)
             if stop.is_set():
                 return
 
-    def _stamped(self, on_packet: OnPacket) -> OnPacket:
-        """``on_packet`` with each packet's time its arrival on this source's clock (as the frames')."""
-
-        def tap(params: StreamParams, packet: RecordedPacket) -> None:
-            on_packet(params, packet._replace(ts=self.clock() - self._t0))
-        return tap
+    def now(self) -> float:
+        """Seconds on this source's clock: frames and packets are stamped with their arrival on it."""
+        return self.clock() - self._t0
 
 
 KINDS: dict[str, Callable[..., Source]] = {"file": FileSource, "rtsp": StreamSource, "http": StreamSource}

@@ -321,17 +321,17 @@ def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0, auto_int
 
 
 def open_stream(url: str, mode: DecodeMode = "all", open_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
-                auto_interval_s: float = 0.0, on_decode: OnDecode | None = None, on_packet: OnPacket | None = None
-                ) -> Iterator[Frame]:
+                auto_interval_s: float = 0.0, on_decode: OnDecode | None = None, on_packet: OnPacket | None = None,
+                clock: Callable[[], float] | None = None) -> Iterator[Frame]:
     """Yield frames of a network stream (RTSP over TCP, HTTP MJPEG/HLS) with their timestamps.
 
     Any read error or a read stalled for ``read_timeout_s`` raises :class:`SourceError`, so the
     caller can reconnect. ``mode``, ``auto_interval_s``, ``on_decode`` and ``on_packet`` as in
-    :func:`read_frames` (a packet's ``ts`` here is its presentation time; the caller puts it on its clock).
+    :func:`read_frames`; a packet's ``ts`` is its arrival on ``clock`` (default: its presentation time).
     """
     container = _connect(url, open_timeout_s, read_timeout_s)
     yield from _decode(container, url, mode, 0, live=True, auto_interval_s=auto_interval_s, on_decode=on_decode,
-                       on_packet=on_packet)
+                       on_packet=on_packet, clock=clock)
 
 
 def _connect(url: str, open_timeout_s: float, read_timeout_s: float) -> av.container.InputContainer:
@@ -346,11 +346,11 @@ def _connect(url: str, open_timeout_s: float, read_timeout_s: float) -> av.conta
         raise SourceError(f"{url}: cannot connect ({exc})") from exc
 
 
-def demux_packets(location: str, live: bool, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
-                  ) -> Iterator[tuple[StreamParams, RecordedPacket]]:
+def demux_packets(location: str, live: bool, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
+                  clock: Callable[[], float] | None = None) -> Iterator[tuple[StreamParams, RecordedPacket]]:
     """Yield the video packets of a file or network stream without decoding any (a camera's record stream).
 
-    ``ts`` is the packet's presentation time in seconds from the stream's start.
+    ``ts`` is the packet's arrival on ``clock``, or without one its presentation time from the stream's start.
 
     Raises:
         SourceError: The source cannot be opened, has no video, or a live read fails or stalls.
@@ -369,7 +369,7 @@ def demux_packets(location: str, live: bool, open_timeout_s: float = 10.0, read_
         if not container.streams.video:
             raise SourceError(f"{location}: no video stream")
         stream = container.streams.video[0]
-        tap = _PacketTap(stream)
+        tap = _PacketTap(stream, clock)
         try:
             for packet in container.demux(stream):
                 got = tap(packet)
@@ -382,11 +382,13 @@ def demux_packets(location: str, live: bool, open_timeout_s: float = 10.0, read_
 
 
 class _PacketTap:
-    """Turns a stream's demuxed packets into :class:`RecordedPacket` (``ts`` from the stream's start)."""
+    """Turns a stream's demuxed packets into :class:`RecordedPacket` (``ts`` from the stream's start, or the time
+    on ``clock`` when each arrives)."""
 
-    def __init__(self, stream: av.video.stream.VideoStream) -> None:
+    def __init__(self, stream: av.video.stream.VideoStream, clock: Callable[[], float] | None = None) -> None:
         import av.bitstream
 
+        self.clock = clock  # a live source's clock: a packet's time is its arrival on it
         self.tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
         self.start: int | None = stream.start_time
         self.count = 0
@@ -418,12 +420,13 @@ class _PacketTap:
         if self.start is None:
             self.start = pts  # as the frames' clock: the first presentation time is zero
         self.count += 1
-        return RecordedPacket(float((pts - self.start) * self.tb), int(pts), int(dts), key, data)
+        ts = self.clock() if self.clock is not None else float((pts - self.start) * self.tb)
+        return RecordedPacket(ts, int(pts), int(dts), key, data)
 
 
 def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode, threads: int, live: bool,
-            auto_interval_s: float = 0.0, on_decode: OnDecode | None = None, on_packet: OnPacket | None = None
-            ) -> Iterator[Frame]:
+            auto_interval_s: float = 0.0, on_decode: OnDecode | None = None, on_packet: OnPacket | None = None,
+            clock: Callable[[], float] | None = None) -> Iterator[Frame]:
     """Decode the first video stream of an open container; corrupt packets are skipped (files only)."""
     import av
 
@@ -442,7 +445,7 @@ def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode,
         count, last_ts, bad_packets, jumps = 0, -1.0, 0, 0
         keyframe_ts: list[float] | None = [] if mode == "auto" else None  # auto: until it has decided
         keyframes_only = mode == "keyframes"
-        tap = _PacketTap(stream) if on_packet is not None else None
+        tap = _PacketTap(stream, clock) if on_packet is not None else None
         demux = container.demux(stream)
         while True:
             try:
