@@ -369,7 +369,8 @@ class LocalCameras:
         self.evidence_root = evidence_root
         self.on_event, self.on_health, self.on_warn = on_event, on_health, on_warn
         m = config.model
-        self.backend = create_backend(config_for(m.path, conf=m.conf, imgsz=m.imgsz, threads=m.threads))
+        self.backend = create_backend(config_for(m.path, conf=m.conf, imgsz=m.imgsz, threads=m.threads,
+                                                 spinning=m.spinning))
         self.engine = InferenceEngine(self.backend, m.batch)
         self.watch = StallWatch(self.check_stalls)
 

@@ -61,6 +61,9 @@ class ModelConfig(Strict):
                                     "model's own. Smaller is faster, larger finds smaller objects (the model card "
                                     "gives AP per size).")
     batch: int = Field(default=4, ge=1, le=64, description="Most frames of different cameras per detector call.")
+    spinning: bool = Field(default=False, description="Let ONNX Runtime's threads spin between calls: each call "
+                           "is faster, but the spinning takes the CPU the cameras' readers need (32 cameras with two "
+                           "streams are held without it, not with it: bench/README.md).")
 
 
 class StorageConfig(Strict):
