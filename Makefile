@@ -61,10 +61,10 @@ bench-inference: $(TRAIN_STAMP)
 bench-live: $(TRAIN_STAMP)
 	bash scripts/install-test-services.sh
 	$(BIN)/streetwatch synth --out out/bench --clips 1 --clip-seconds 60 --fps 25
-	$(BIN)/python bench/live.py --clip out/bench/clips/street_000.mp4 --streams 8 12 16 20 --seconds 40 --repeats 3
-	$(BIN)/python bench/live.py --clip out/bench/clips/street_000.mp4 --mode keyframes --streams 16 24 32 40 \
+	$(BIN)/python bench/live.py --clip out/bench/clips/street_000.mp4 --streams 12 16 20 --seconds 40 --repeats 2
+	$(BIN)/python bench/live.py --clip out/bench/clips/street_000.mp4 --mode keyframes --streams 24 32 40 48 \
 		--seconds 30 --out bench/results/live_keyframes.json
-	$(BIN)/python bench/live.py --clip out/bench/clips/street_000.mp4 --mode dual --streams 16 24 32 40 \
+	$(BIN)/python bench/live.py --clip out/bench/clips/street_000.mp4 --mode dual --streams 16 24 32 40 --repeats 2 \
 		--seconds 30 --out bench/results/live_dual.json
 
 # Renderer speed and label errors: OpenGL vs the painter's algorithm; writes bench/results/render.json.

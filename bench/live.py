@@ -133,23 +133,24 @@ def keyframe_rate(clip: Path) -> float:
 
 
 def run_once(clip: Path, n: int, seconds: float, tmp: Path, model: dict[str, object] | None = None,
-             mode: str = "full") -> dict[str, object]:
+             mode: str = "full", stagger: bool = False) -> dict[str, object]:
     record = None
     if mode == "dual":
         clip, record = (encode(clip, clip.with_name(f"{clip.stem}_sub360.mp4"), SUB),
                         encode(clip, clip.with_name(f"{clip.stem}_main1080.mp4"), MAIN))
     ports, servers = start_servers(clip, n, record=record)
     port = free_port()
+    cameras = [{"id": f"cam{i}", "source": f"rtsp://127.0.0.1:{p}/cam", **MODES[mode],
+                **({"record": f"rtsp://127.0.0.1:{p}/main"} if record is not None else {}),
+                "zones": [{"id": "pavement", "polygon": [[0.44, 0], [1, 0], [1, 1], [0.74, 1]],
+                           "violations": ["street_stall", "garbage", "barbecue"]}]}
+               for i, p in enumerate(ports)]
     cfg = ServiceConfig.model_validate({
         "server": {"port": port},
         "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "BENCH_T"}]},
         "storage": {"db": str(tmp / f"cases{n}.db"), "evidence": str(tmp / f"evidence{n}")},
         "model": {"threads": MODEL_THREADS[mode], "batch": 4, **(model or {})},
-        "cameras": [{"id": f"cam{i}", "source": f"rtsp://127.0.0.1:{p}/cam", **MODES[mode],
-                     **({"record": f"rtsp://127.0.0.1:{p}/main"} if record is not None else {}),
-                     "zones": [{"id": "pavement", "polygon": [[0.44, 0], [1, 0], [1, 1], [0.74, 1]],
-                                "violations": ["street_stall", "garbage", "barbecue"]}]}
-                    for i, p in enumerate(ports)],
+        "cameras": [] if stagger else cameras,
         "rules": {"dwell_s": {"street_stall": 3, "garbage": 3, "barbecue": 3}, "gap_tolerance_s": 5},
     })
     latencies: list[float] = []
@@ -176,6 +177,12 @@ def run_once(clip: Path, n: int, seconds: float, tmp: Path, model: dict[str, obj
     try:
         with running_service(cfg, {"BENCH_T": TOKEN}):
             try:
+                if stagger:  # one camera after another over one detection period: their samples do not coincide
+                    period = 1.0 / float(MODES[mode]["detect_fps"])  # type: ignore[arg-type]
+                    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as c:
+                        for cam in cameras:
+                            c.post("/api/cameras", json=cam).raise_for_status()
+                            time.sleep(period / n)
                 gen = [psutil.Process(s.pid) for s in servers]
                 cpu0 = sum(sum(g.cpu_times()[:2]) for g in gen)
                 t0 = time.time()
@@ -305,6 +312,9 @@ def main() -> int:
     ap.add_argument("--imgsz", type=int, help="detector input side (default: the model's)")
     ap.add_argument("--repeats", type=int, default=1, help="runs per stream count; the medians decide")
     ap.add_argument("--mode", choices=sorted(MODES), default="full", help="full decode, or key frames (see above)")
+    ap.add_argument("--stagger", action="store_true", help="add the cameras one after another over one detection "
+                    "period (real cameras are not in step; by default every stream starts the same clip at once and "
+                    "all cameras sample at the same instants)")
     ap.add_argument("--spinning", action="store_true", help="the detector's threads spin between calls "
                     "(`model.spinning: true`; the service's default is false)")
     args = ap.parse_args()
@@ -324,13 +334,14 @@ def main() -> int:
                 with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                             initializer=_child_logging) as pool:
                     runs.append(pool.submit(run_once, args.clip, n, args.seconds, Path(tmp), model,
-                                            args.mode).result())
+                                            args.mode, args.stagger).result())
                 log.info("%s", runs[-1])
             results.append(median_run(runs) if len(runs) > 1 else runs[0])
     held = [int(r["streams"]) for r in results if r["held"]]  # type: ignore[call-overload]
     key = {"full": "live_streams_held", "keyframes": "live_cameras_held_keyframes",
            "dual": "live_cameras_held_dual"}[args.mode]
     summary = {"machine": machine, "clip": str(args.clip), "mode": args.mode, **MODES[args.mode],
+               "stagger": args.stagger,
                "repeats": args.repeats, "model": {k: str(v) for k, v in model.items()}, "results": results,
                key: max(held) if held else 0}
     args.out.parent.mkdir(parents=True, exist_ok=True)

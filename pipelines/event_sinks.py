@@ -73,6 +73,7 @@ class EvidenceSink(EventSink):
     def __init__(self, recorder: EvidenceRecorder, store: CaseWriter, root: Path | None, zones: list[ZoneSpec],
                  source: str) -> None:
         self.recorder, self.store, self.root, self.zones, self.source = recorder, store, root, zones, source
+        recorder.on_written = self._record  # clips written in the background are recorded when they are done
 
     def observe(self, frame: Frame) -> None:
         self._record(self.recorder.observe(frame.ts, lambda: frame.image))

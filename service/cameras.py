@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -373,6 +374,9 @@ class LocalCameras:
                                                  spinning=m.spinning))
         self.engine = InferenceEngine(self.backend, m.batch)
         self.watch = StallWatch(self.check_stalls)
+        # Stream-copied clips are written here, one at a time: never on a camera's reader or the detector, which
+        # would hold the camera's pipeline (and so the detector) while a clip is muxed and its evidence stored.
+        self.evidence_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence")
 
     def start(self) -> None:
         """Start the detector and the stall watch."""
@@ -383,7 +387,7 @@ class LocalCameras:
         """The camera's pipeline as the service runs it: evidence at 4 fps, cases to the camera's notifiers."""
         settings = (cam.rules or self.config.rules).settings()
         evidence = EvidenceRecorder(self.evidence_root / cam.id, long_s=max(settings.dwell_s.values()) + 30,
-                                    fast_fps=4.0, max_width=960)
+                                    fast_fps=4.0, max_width=960, writer=self.evidence_writer.submit)
         context = case_context(cam, self.config.case_notifiers())
         return build_pipeline(cam, settings, self.backend.names, self.store, cam.source, evidence,
                               self.evidence_root, context=context,
@@ -447,6 +451,7 @@ class LocalCameras:
             w.stop()
             w.pipeline.finish()
         self.engine.stop()
+        self.evidence_writer.shutdown(wait=True)
 
     def check_stalls(self) -> None:
         """Mark cameras without recent frames stalled now (the stall watch does this every second)."""

@@ -18,12 +18,14 @@ full-resolution one can be decoded from a stream-copied clip later (:func:`fullr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import logging
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -130,11 +132,15 @@ class EvidenceRecorder:
         history_every_s: Stream copy: the history's key frames are at least this far apart (and at most
             :data:`HISTORY_KEYS` of them cover ``long_s``).
         max_ring_mb: Stream copy: memory bound of each stream's packet ring.
+        writer: Runs a stream-copied clip's writing in the background (the service's evidence thread: a camera's
+            reader and the shared detector never wait for a clip being written); the written clip then goes to
+            :attr:`on_written`. None: clips are written by the call that completes them, and returned.
     """
 
     def __init__(self, out_dir: Path, long_s: float = 330.0, pre_s: float = 3.0, post_s: float = 3.0,
                  max_width: int = 960, fast_fps: float = 8.0, slow_fps: float = 1.0,
-                 max_clip_frames: int = 160, history_every_s: float = 2.0, max_ring_mb: float = 24.0) -> None:
+                 max_clip_frames: int = 160, history_every_s: float = 2.0, max_ring_mb: float = 24.0,
+                 writer: Callable[[Callable[[], None]], Future[None]] | None = None) -> None:
         self.out_dir = out_dir
         self.long_s = long_s
         self.pre_s, self.post_s = pre_s, post_s
@@ -149,6 +155,10 @@ class EvidenceRecorder:
         self._scale = 1.0
         self._pending: list[_PendingClip] = []
         self._copying: list[PacketClip] = []
+        self.writer = writer
+        self._writing: list[Future[None]] = []
+        #: Told of clips the background writer finished ``(case_id, "clip", path)`` (the evidence sink sets it).
+        self.on_written: Callable[[list[tuple[str, str, Path]]], None] | None = None
         self.rings: dict[str, PacketRing] = {}
         self.written: list[tuple[str, str, Path]] = []  # (case_id, kind, path) finished files
         self.frames: list[tuple[str, str, Path]] = []  # clean frames not yet recorded in the store
@@ -271,15 +281,30 @@ class EvidenceRecorder:
         if not done:
             return []
         self._copying = [c for c in self._copying if c not in done]
-        finished = []
-        for c in done:
-            try:
-                write_packets(c.params, c.packets, c.path)
-                finished.append((c.case_id, "clip", c.path))
-            except (OSError, ValueError) as exc:  # a failed clip must not lose the case: it keeps its snapshot
-                log.error("clip %s could not be written: %s", c.path, exc)
+        if self.writer is not None:  # written in the background: the caller (a reader, the detector) goes on
+            self._writing = [job for job in self._writing if not job.done()]
+            for c in done:
+                self._writing.append(self.writer(functools.partial(self._write_copy_later, c)))
+            return []
+        finished = [f for c in done if (f := self._write_copy(c)) is not None]
         self.written.extend(finished)
         return finished
+
+    def _write_copy(self, clip: PacketClip) -> tuple[str, str, Path] | None:
+        try:
+            write_packets(clip.params, clip.packets, clip.path)
+        except (OSError, ValueError) as exc:  # a failed clip must not lose the case: it keeps its snapshot
+            log.error("clip %s could not be written: %s", clip.path, exc)
+            return None
+        return clip.case_id, "clip", clip.path
+
+    def _write_copy_later(self, clip: PacketClip) -> None:
+        """A clip written by the background writer, then handed to ``on_written`` (the store)."""
+        done = self._write_copy(clip)
+        if done is not None:
+            self.written.append(done)
+            if self.on_written is not None:
+                self.on_written([done])
 
     def _copy_clip(self, case_id: str, begin: float, event: ViolationEvent) -> PacketClip | None:
         """A stream-copied clip of a case from the first ring that covers it now (None: none does)."""
@@ -354,8 +379,13 @@ class EvidenceRecorder:
         return b if d <= 1.0 else None
 
     def finish(self) -> list[tuple[str, str, Path]]:
-        """Write the clips still waiting for frames (end of the source)."""
-        return self._flush(float("inf"), force=True) + self._flush_copies(float("inf"), None, force=True)
+        """Write the clips still waiting for frames (end of the source); with a background writer, wait until it
+        has written this source's clips."""
+        done = self._flush(float("inf"), force=True) + self._flush_copies(float("inf"), None, force=True)
+        writing, self._writing = self._writing, []
+        for job in writing:
+            job.result()
+        return done
 
 
 @dataclass(frozen=True)

@@ -192,3 +192,29 @@ def test_a_looped_file_keeps_one_stream_across_replays(tmp_path: Path) -> None:
     clip = tmp_path / "across.mp4"
     write_packets(got[0][0], ring.select(0.0), clip)
     assert len(decoded(clip)[0]) == 25
+
+
+def test_a_background_writer_writes_clips_off_the_callers_thread_and_finish_waits_for_it(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    src = numbered_clip(tmp_path / "cam.mp4", 6.0, 10, (160, 96), 10)
+    written: list[tuple[str, str, Path]] = []
+    threads: set[str] = set()
+    with ThreadPoolExecutor(1, thread_name_prefix="evidence") as pool:
+        rec = EvidenceRecorder(tmp_path / "ev", long_s=30, pre_s=1, post_s=1, writer=pool.submit)
+
+        def on_written(files: list[tuple[str, str, Path]]) -> None:
+            threads.add(threading.current_thread().name)
+            written.extend(files)
+
+        rec.on_written = on_written
+        returned = []
+        for params, pk in demux_packets(str(src), live=False):
+            returned += rec.packet("detect", params, pk)
+            if pk.key and pk.ts == pytest.approx(2.0):
+                rec.start_case("bg", garbage_event(1.5, 2.0), np.zeros((96, 160, 3), np.uint8), None)
+        rec.finish()  # waits for the writer
+    assert returned == [] and [(c, k) for c, k, _ in written] == [("bg", "clip")]
+    assert all(name.startswith("evidence") for name in threads)
+    times, _ = decoded(written[0][2])
+    assert times[-1] >= 1.9  # from 0.5 s to 3 s of the source (and up to half a second more)
