@@ -200,7 +200,6 @@ class CameraWorker:
                     break
         self._set_health("stopped")
 
-
     def _record_packet(self, params: StreamParams, packet: RecordedPacket) -> None:
         if self.record_health != "live":
             self.record_health, self.record_detail = "live", ""
