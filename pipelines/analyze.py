@@ -144,7 +144,8 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
     rules = cfg.rules_for(cam)
     settings = rules.settings(opts.dwell)
     info = probe(path)
-    evidence = EvidenceRecorder(opts.out / "evidence", long_s=max(settings.dwell_s.values()) + 30)
+    # Read-ahead keeps up to ~24 s of packets beyond the rules' time in the ring: a larger bound than live.
+    evidence = EvidenceRecorder(opts.out / "evidence", long_s=max(settings.dwell_s.values()) + 30, max_ring_mb=192)
     started = opts.started or datetime.now()
 
     def clock(ts: float) -> datetime:

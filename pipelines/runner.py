@@ -310,11 +310,20 @@ def detect_and_process(backend: DetectorBackend, items: list[tuple[CameraPipelin
     Raises:
         Exception: The detector failed (the whole batch), or a pipeline failed and ``on_error`` is None.
     """
-    todo = [pipe.detector_input(s, backend.imgsz) for pipe, s in items if s.needs_detector]
+    todo, ready = [], []
+    for pipe, sample in items:
+        try:
+            if sample.needs_detector:
+                todo.append(pipe.detector_input(sample, backend.imgsz))
+            ready.append((pipe, sample))
+        except Exception as exc:  # one camera's unreadable frame never costs the others their batch
+            if on_error is None:
+                raise
+            on_error(pipe, exc)
     t0 = time.perf_counter()
     found = iter(backend.detect([t[0] for t in todo], [t[1] for t in todo]) if todo else [])
     per_frame = (time.perf_counter() - t0) / max(1, len(todo))
-    for pipe, sample in items:
+    for pipe, sample in ready:
         try:
             det = None
             if sample.needs_detector:

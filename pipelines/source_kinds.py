@@ -108,6 +108,7 @@ class FileSource:
         self.paced_s = 0.0  # time spent waiting for real-time pace (not decoding)
         self._offset = 0.0
         self._params: StreamParams | None = None  # one object for every replay: a loop is one stream
+        self._last_packet = 0.0  # the latest packet time of the replay under way
 
     def frames(self, mode: DecodeMode, stop: threading.Event, auto_interval_s: float = 0.0,
                on_decode: OnDecode | None = None, on_packet: OnPacket | None = None) -> Iterator[Frame]:
@@ -117,6 +118,7 @@ class FileSource:
             return
         while not stop.is_set():
             start, last = time.monotonic(), 0.0
+            self._last_packet = 0.0
             tap = self._shifted(on_packet, self._offset) if on_packet is not None else None
             for fr in read_frames(self.path, mode, auto_interval_s=auto_interval_s, on_decode=on_decode,
                                   on_packet=tap):
@@ -127,7 +129,9 @@ class FileSource:
                         return
                 last = fr.ts
                 yield fr.at(self._offset + fr.ts)
-            self._offset += last + 0.04
+            # The next replay starts after the last packet, not the last frame decoded (key frames only: its
+            # last key frame), so packet times keep rising across replays.
+            self._offset += max(last, self._last_packet) + 0.04
 
     def packets(self, stop: threading.Event, on_packet: OnPacket) -> None:
         while not stop.is_set():
@@ -148,6 +152,7 @@ class FileSource:
         stream's own time base (a clip may span the end of one replay and the start of the next)."""
 
         def tap(params: StreamParams, packet: RecordedPacket) -> None:
+            self._last_packet = max(self._last_packet, packet.ts)
             if self._params is None or self._params != params:
                 self._params = params
             shift = round(offset / self._params.time_base)

@@ -234,10 +234,11 @@ class EvidenceRecorder:
     def observe(self, ts: float, image: Image | Callable[[], Image]) -> list[tuple[str, str, Path]]:
         """Buffer a decoded frame; returns evidence files finished by it ``(case_id, kind, path)``.
 
-        ``image`` may be a callable returning it: it is called only when the frame is kept. Stream-copying,
-        decoded frames are not kept (the packets are): see :meth:`sample`.
+        ``image`` may be a callable returning it: it is called only when the frame is kept. With the detect
+        stream's own packets kept, decoded frames are not (clips and snapshots come from the packets); a camera
+        whose detect stream has none (MJPEG beside an H.264 main stream) keeps them for when its main stream drops.
         """
-        if self.stream_copy:
+        if self._detect_copied():
             return self._flush(ts) if self._pending else []
         need_fast = ts - self._last_fast >= 1.0 / self.fast_fps - 1e-6
         need_slow = ts - self._last_slow >= 1.0 / self.slow_fps - 1e-6
@@ -307,15 +308,18 @@ class EvidenceRecorder:
                 self.on_written([done])
 
     def _copy_clip(self, case_id: str, begin: float, event: ViolationEvent) -> PacketClip | None:
-        """A stream-copied clip of a case from the first ring that covers it now (None: none does)."""
+        """A stream-copied clip of a case from a ring that covers it now, preferring the record stream and any ring
+        that reaches back to the clip's start (None: none covers it)."""
         until = event.ts + self.post_s
-        for name in STREAMS:
-            ring = self.rings.get(name)
-            if ring is None or ring.params is None or not ring.params.copyable or not ring.covers(event.ts):
-                continue
+        usable = [r for name in STREAMS if (r := self.rings.get(name)) is not None and r.params is not None
+                  and r.params.copyable and r.covers(event.ts)]
+        # A ring that reaches back to the clip's start first (a main stream that reconnected a moment ago does not).
+        reaching = [r for r in usable if (first := r.first_key_ts()) is not None
+                    and first <= begin + r.history_every_s]
+        for ring in reaching + [r for r in usable if r not in reaching]:
             # The ring may already hold packets past the clip's end (a batch reads ahead of its detector).
             packets = list(itertools.takewhile(lambda p: p.ts <= until + REORDER_S, ring.select(begin)))
-            if packets:
+            if packets and ring.params is not None:
                 return PacketClip(case_id, self.out_dir / f"{case_id}.mp4", until, ring.params, ring,
                                   ring.generation, packets, closed=ring.last_ts > until + REORDER_S)
         return None

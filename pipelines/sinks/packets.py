@@ -92,7 +92,9 @@ class PacketRing:
         oldest = self.last_ts - self.full_s - self.history_s
         while self._history and (self._history[0].ts < oldest or self.nbytes > self.max_bytes):
             self.nbytes -= len(self._history.popleft().data)
-        while len(self._gops) > 1 and self.nbytes > self.max_bytes:
+        # Over the bound, packets held for the rules (read ahead of them) go too, but never the last full_s.
+        window = self.last_ts - self.full_s
+        while len(self._gops) > 1 and self.nbytes > self.max_bytes and self._gops[1][0].ts <= window:
             self.nbytes -= sum(len(p.data) for p in self._gops.popleft())
 
     def covers(self, ts: float, fresh_s: float = 2.0) -> bool:

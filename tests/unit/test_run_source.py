@@ -107,3 +107,25 @@ def test_a_clip_read_far_ahead_still_covers_the_case_in_real_time(tmp_path: Path
     # From 3 s before the first sighting to 3 s after the confirmation, every frame (10 fps), not key frames.
     assert times[0] == 0.0 and 9.0 <= times[-1] <= 9.6 and len(times) >= 90
     store.close()
+
+
+def test_one_cameras_unreadable_frame_does_not_cost_the_others_their_batch(tmp_path: Path) -> None:
+    from pipelines.runner import detect_and_process
+
+    backend = CountingBackend()
+    good, store = _pipeline(tmp_path / "g", backend)
+    bad, store_b = _pipeline(tmp_path / "b", backend)
+    frame = Frame(np.full((180, 320, 3), 110, np.uint8), 0.0)
+    sample = good.admit(frame)
+    broken = bad.admit(Frame(np.full((180, 320, 3), 110, np.uint8), 0.0))
+    assert sample is not None and broken is not None
+
+    def fail(*_: object) -> None:
+        raise ValueError("unreadable frame")
+
+    bad.detector_input = fail  # type: ignore[method-assign]
+    failed: list[str] = []
+    sent = detect_and_process(backend, [(bad, broken), (good, sample)], lambda p, e: failed.append(str(e)))
+    assert sent == 1 and failed == ["unreadable frame"] and good.stats.frames_inferred == 1
+    store.close()
+    store_b.close()

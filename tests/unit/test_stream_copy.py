@@ -68,7 +68,10 @@ def test_ring_starts_over_on_a_new_connection_and_stays_within_its_bytes() -> No
     ring = PacketRing(full_s=3.0, history_s=100.0, history_every_s=1.0, max_bytes=5000)
     for i in range(100):
         ring.add(PARAMS, packet(i / 10, i % 10 == 0, size=200))
-    assert ring.nbytes <= 5000 and ring.select(0.0)[0].key
+    # Over the bound the history goes, and older groups, but never the last full_s of packets.
+    kept = ring.select(0.0)
+    assert kept[0].key and kept[0].ts >= 9.9 - 3.0 - 1.0 and ring.first_key_ts() == kept[0].ts
+    assert not ring._history and ring.nbytes == sum(len(p.data) for p in kept)
     other = StreamParams("h264", 64, 48, b"", Fraction(1, 90000))  # equal, but another connection's object
     ring.add(other, packet(0.0, True))
     assert ring.generation == 1 and [p.ts for p in ring.select(0.0)] == [0.0]
@@ -218,3 +221,43 @@ def test_a_background_writer_writes_clips_off_the_callers_thread_and_finish_wait
     assert all(name.startswith("evidence") for name in threads)
     times, _ = decoded(written[0][2])
     assert times[-1] >= 1.9  # from 0.5 s to 3 s of the source (and up to half a second more)
+
+
+def test_an_mjpeg_detect_stream_keeps_frames_for_when_the_main_stream_drops(tmp_path: Path) -> None:
+    # H.264 main stream up to 2 s, then down; the detect stream has no packets to keep (MJPEG): the case's clip
+    # is re-encoded from its frames and covers the violation.
+    main = numbered_clip(tmp_path / "main.mp4", 3.0, 10, (160, 96), 10)
+    rec = EvidenceRecorder(tmp_path / "ev", long_s=30, pre_s=2, post_s=2, fast_fps=4, slow_fps=1)
+    for params, pk in demux_packets(str(main), live=False):
+        if pk.ts < 2.0:
+            rec.packet("record", params, pk)
+    finished = []
+    for i in range(160):  # 10 fps for 16 s
+        ts = i / 10
+        img = np.full((96, 160, 3), i % 200, np.uint8)
+        finished += rec.observe(ts, img)
+        if i == 120:  # first seen at 9 s, confirmed at 12 s
+            rec.start_case("mj", garbage_event(9.0, ts), img, None)
+    finished += rec.finish()
+    (clip,) = [p for c, k, p in finished if k == "clip"]
+    times, _ = decoded(clip)
+    assert len(times) >= 12 and times[-1] >= 6.5  # 7 s to 14 s, at 4 fps from 10 s, not 1-fps history alone
+    meta = json.loads((tmp_path / "ev" / "mj_frame.json").read_text())
+    assert meta["clip_stream"] == "frames"
+
+
+def test_a_looped_file_decoding_key_frames_keeps_its_packet_times_rising(tmp_path: Path) -> None:
+    frames = [np.full((48, 64, 3), 10 * i % 250, np.uint8) for i in range(10)]
+    src = write_h264(tmp_path / "kf.mp4", frames, 10, {"g": "5", "keyint_min": "5", "sc_threshold": "0", "bf": "0"})
+    source = FileSource(FileSourceConfig(path=src, loop=True))
+    stop = threading.Event()
+    ts: list[float] = []
+
+    def keep(params: StreamParams, pk: RecordedPacket) -> None:
+        ts.append(pk.ts)
+        if len(ts) >= 25:
+            stop.set()
+
+    for _ in source.frames("keyframes", stop, on_packet=keep):
+        pass
+    assert all(b > a for a, b in itertools.pairwise(ts))  # the last key frame is at 0.5 s, the last packet at 0.9 s
