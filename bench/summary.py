@@ -49,6 +49,19 @@ def _best_held(result: dict[str, Any]) -> dict[str, Any] | None:
     return max(held, key=lambda r: r["streams"]) if held else None
 
 
+#: Each live result file's figures in the summary, taken from its best held run: ``{summary key: run field}``
+#: (a count held is 0, the other figures None, when no run held).
+LIVE_FIGURES: dict[str, dict[str, str]] = {
+    "live": {"live_streams_held": "streams", "live_p95_alert_latency_s": "alert_latency_p95_s",
+             "rss_mb_per_stream": "rss_mb_per_stream"},
+    "live_keyframes": {"live_cameras_held_keyframes": "streams", "rss_mb_per_camera_keyframes": "rss_mb_per_stream",
+                       "load_generator_cpu_cores_keyframes": "load_generator_cpu_cores"},
+    "live_dual": {"live_cameras_held_dual": "streams", "rss_mb_per_camera_dual": "rss_mb_per_stream",
+                  "live_p95_alert_latency_s_dual": "alert_latency_p95_s",
+                  "load_generator_cpu_cores_dual": "load_generator_cpu_cores"},
+}
+
+
 def collect() -> dict[str, Any]:
     """The headline figures of whatever benchmark results exist."""
     out: dict[str, Any] = {"machine": machine()}
@@ -67,25 +80,12 @@ def collect() -> dict[str, Any]:
         if "product_masked" in batch["realtime_factor"]:
             out["batch_realtime_factor_masked"] = batch["realtime_factor"]["product_masked"]
             out["batch_mask_s_per_case"] = batch["mask_s_per_case"]
-    live = _load("live")
-    if live:
-        best = _best_held(live)
-        out["live_streams_held"] = best["streams"] if best else 0
-        out["live_p95_alert_latency_s"] = best["alert_latency_p95_s"] if best else None
-        out["rss_mb_per_stream"] = best["rss_mb_per_stream"] if best else None
-    keyframes = _load("live_keyframes")
-    if keyframes:
-        best = _best_held(keyframes)
-        out["live_cameras_held_keyframes"] = best["streams"] if best else 0
-        out["rss_mb_per_camera_keyframes"] = best["rss_mb_per_stream"] if best else None
-        out["load_generator_cpu_cores_keyframes"] = best.get("load_generator_cpu_cores") if best else None
-    dual = _load("live_dual")
-    if dual:
-        best = _best_held(dual)
-        out["live_cameras_held_dual"] = best["streams"] if best else 0
-        out["rss_mb_per_camera_dual"] = best["rss_mb_per_stream"] if best else None
-        out["live_p95_alert_latency_s_dual"] = best["alert_latency_p95_s"] if best else None
-        out["load_generator_cpu_cores_dual"] = best.get("load_generator_cpu_cores") if best else None
+    for name, fields in LIVE_FIGURES.items():
+        rows = _load(name)
+        if rows:
+            best = _best_held(rows)
+            for key, field in fields.items():
+                out[key] = best.get(field) if best else (0 if field == "streams" else None)
     render = _load("render")
     if render:
         out["render_speedup_gl_vs_painter"] = render["speedup_gl_vs_painter_objects"]
