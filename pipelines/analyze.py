@@ -177,8 +177,8 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
         decided.update(decode=decoding, decode_detail=why)
 
     try:
-        frames = open_source(FileSourceConfig(path=path)).frames(mode, threading.Event(), interval, on_decode,
-                                                                 functools.partial(pipeline.packet, "detect"))
+        tap = functools.partial(pipeline.packet, "detect") if pipeline.keeps_packets else None
+        frames = open_source(FileSourceConfig(path=path)).frames(mode, threading.Event(), interval, on_decode, tap)
         # Decoding runs in a thread of its own while the detector works; samples go to the detector four at a
         # time (one at a time with the motion gate, which compares each sample with the last one detected).
         stats = run_source(frames, pipeline, backend, on_frame=writer, progress=progress,

@@ -5,7 +5,8 @@ and drive them with the same two steps: :meth:`CameraPipeline.admit` on every de
 :class:`~pipelines.stages.Sample` for the frames that go to the detector) and :func:`detect_and_process`
 (one detector call for the samples of one camera or many, each answer back to its pipeline's
 :meth:`CameraPipeline.process`). :func:`run_source` is that loop for a file; the service splits it between a
-reader thread per camera (``admit``) and one detector thread batching all cameras (``detect_and_process``).
+reader thread per camera (``admit``), one detector thread batching all cameras (:func:`detect_samples`) and one
+rules thread after it (:func:`process_detected`), so the detector runs while the rules of its last batch do.
 The pipeline does not own the detector. Events are committed to the case store, then fanned out to the
 pipeline's :class:`~pipelines.event_sinks.EventSink` list (evidence, warnings, callbacks).
 """
@@ -147,6 +148,11 @@ class CameraPipeline:
         with self.lock:
             for sink in self._packet_sinks:
                 self._safely(sink.packet, stream, params, packet)
+
+    @property
+    def keeps_packets(self) -> bool:
+        """Whether any sink keeps compressed packets (stream-copy evidence): without one, readers need no tap."""
+        return bool(self._packet_sinks)
 
     def evidence_rings(self) -> dict[str, PacketRing]:
         """The stream-copy rings of the camera's evidence, by stream (empty: no evidence, or none yet)."""
@@ -299,17 +305,16 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
                           sinks, stage)
 
 
-def detect_and_process(backend: DetectorBackend, items: list[tuple[CameraPipeline, Sample]],
-                       on_error: Callable[[CameraPipeline, Exception], None] | None = None) -> int:
-    """The detector step shared by every frame loop: one detector call for the samples that need it (of one
-    camera or many), then each sample back to its pipeline, in order. Returns the frames sent to the detector.
+#: A sample back from the detector: its pipeline, the sample, and the detector's answer (None: the motion gate
+#: reused the last one).
+Detected = tuple[CameraPipeline, Sample, Detections | None]
 
-    ``on_error`` is called when one pipeline fails (the service logs it and goes on with the other cameras);
-    without it the error is raised.
 
-    Raises:
-        Exception: The detector failed (the whole batch), or a pipeline failed and ``on_error`` is None.
-    """
+def detect_samples(backend: DetectorBackend, items: list[tuple[CameraPipeline, Sample]],
+                   on_error: Callable[[CameraPipeline, Exception], None] | None = None) -> list[Detected]:
+    """The detector half of :func:`detect_and_process`: one detector call for the samples that need it (of one
+    camera or many), in order. A camera whose frame cannot be made into the detector's input goes to
+    ``on_error`` and is left out; without ``on_error`` the error is raised, as is the detector's own."""
     todo, ready = [], []
     for pipe, sample in items:
         try:
@@ -323,18 +328,45 @@ def detect_and_process(backend: DetectorBackend, items: list[tuple[CameraPipelin
     t0 = time.perf_counter()
     found = iter(backend.detect([t[0] for t in todo], [t[1] for t in todo]) if todo else [])
     per_frame = (time.perf_counter() - t0) / max(1, len(todo))
+    done: list[Detected] = []
     for pipe, sample in ready:
+        det = None
+        if sample.needs_detector:
+            pipe.stats.infer_s += per_frame
+            det = next(found)
+        done.append((pipe, sample, det))
+    return done
+
+
+def process_detected(done: list[Detected], imgsz: int,
+                     on_error: Callable[[CameraPipeline, Exception], None] | None = None) -> None:
+    """The rules half of :func:`detect_and_process`: each detected sample back to its pipeline's
+    :meth:`CameraPipeline.process`, in order (``imgsz``: the detector's input side). A failing pipeline goes to
+    ``on_error`` and the others go on; without ``on_error`` the error is raised."""
+    for pipe, sample, det in done:
         try:
-            det = None
-            if sample.needs_detector:
-                pipe.stats.infer_s += per_frame
-                det = next(found)
-            pipe.process(sample, det, backend.imgsz)
+            pipe.process(sample, det, imgsz)
         except Exception as exc:
             if on_error is None:
                 raise
             on_error(pipe, exc)
-    return len(todo)
+
+
+def detect_and_process(backend: DetectorBackend, items: list[tuple[CameraPipeline, Sample]],
+                       on_error: Callable[[CameraPipeline, Exception], None] | None = None) -> int:
+    """The detector step shared by every frame loop: one detector call for the samples that need it (of one
+    camera or many), then each sample back to its pipeline, in order. Returns the frames sent to the detector.
+    The service runs the two halves, :func:`detect_samples` and :func:`process_detected`, in two threads.
+
+    ``on_error`` is called when one pipeline fails (the service logs it and goes on with the other cameras);
+    without it the error is raised.
+
+    Raises:
+        Exception: The detector failed (the whole batch), or a pipeline failed and ``on_error`` is None.
+    """
+    done = detect_samples(backend, items, on_error)
+    process_detected(done, backend.imgsz, on_error)
+    return sum(1 for _, sample, _ in done if sample.needs_detector)
 
 
 def run_source(frames: Iterable[Frame], pipeline: CameraPipeline, backend: DetectorBackend,
@@ -360,7 +392,7 @@ def run_source(frames: Iterable[Frame], pipeline: CameraPipeline, backend: Detec
     stats = pipeline.stats
     batch = 1 if on_frame is not None else max(1, batch)
     source = _ReadAhead(frames, read_ahead, stats) if read_ahead > 0 else None
-    it = iter(frames)
+    it = iter(frames) if source is None else iter(())
     pending: list[tuple[CameraPipeline, Sample]] = []
     try:
         while True:

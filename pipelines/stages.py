@@ -149,14 +149,16 @@ class Sampler:
 class LoadGovernor:
     """Graceful overload: one share of their configured detection rates for every camera of a shared detector.
 
-    Every ``window_s`` it looks at the detector's busy share and the cameras' queues. Under pressure (a sampled
-    frame was dropped from a full queue, or the queues are three quarters full) every camera's rate is cut by
-    ``decrease``; when the detector has room again (busy at most ``busy_low`` of the window, queues at most a
-    quarter full, nothing dropped) the share grows back by ``increase`` per window. A detector that is merely
-    busy but keeps up is left alone: at 16 live streams it is busy most of the time and loses almost no frame.
-    Cutting every camera by the same share is fair: a camera that asks for 4 fps keeps twice the rate of one that
-    asks for 2, and none starves while another keeps all. Frames are no longer lost at random from full queues;
-    cameras sample less often instead.
+    Every ``window_s`` it looks at the detector's busy share and the cameras' queues. When sampled frames were
+    dropped from full queues, every camera's rate is cut to the share the detector served of what was asked
+    (``served / (served + dropped)`` of the window, at most down to ``decrease``): a burst that cost a few
+    frames costs a few percent, a detector at half the load halves the rates at once. Queues three quarters
+    full without a drop cut by ``pressure``. When the detector has room again (busy at most ``busy_low`` of the
+    window, queues at most a quarter full, nothing dropped) the share grows back by ``increase`` per window. A
+    detector that is merely busy but keeps up is left alone: at 16 live streams it is busy most of the time and
+    loses almost no frame. Cutting every camera by the same share is fair: a camera that asks for 4 fps keeps
+    twice the rate of one that asks for 2, and none starves while another keeps all. Frames are no longer lost at
+    random from full queues; cameras sample less often instead.
 
     Attributes:
         scale: The share now, in ``[min_scale, 1]``.
@@ -165,14 +167,17 @@ class LoadGovernor:
     window_s: float = 2.0
     min_scale: float = 0.05
     decrease: float = 0.75
+    pressure: float = 0.9
     increase: float = 0.1
     busy_low: float = 0.85
     scale: float = 1.0
     _start: float | None = None
     _busy: float = 0.0
     _dropped: int | None = None
+    _served: int | None = None
 
-    def observe(self, now: float, busy_s: float, queued: int, capacity: int, dropped_total: int) -> float:
+    def observe(self, now: float, busy_s: float, queued: int, capacity: int, dropped_total: int,
+                served_total: int | None = None) -> float:
         """Account ``busy_s`` detector seconds up to ``now`` with the queues' state; returns the share to apply.
 
         Args:
@@ -181,20 +186,27 @@ class LoadGovernor:
             queued: Samples waiting, all cameras together.
             capacity: Room of all the queues together.
             dropped_total: Samples dropped from full queues so far (a running total).
+            served_total: Samples the detector took so far (a running total; None: drops cut by ``decrease``).
         """
         if self._start is None:
-            self._start, self._dropped = now, dropped_total
+            self._start, self._dropped, self._served = now, dropped_total, served_total
         self._busy += busy_s
         span = now - self._start
         if span < self.window_s:
             return self.scale
         busy = self._busy / span
         dropped = dropped_total - (self._dropped or 0)
-        if dropped > 0 or (capacity and queued * 4 >= capacity * 3):
-            self.scale = max(self.min_scale, self.scale * self.decrease)
+        if dropped > 0:
+            cut = self.decrease
+            if served_total is not None:
+                served = served_total - (self._served or 0)
+                cut = max(self.decrease, served / (served + dropped))
+            self.scale = max(self.min_scale, self.scale * cut)
+        elif capacity and queued * 4 >= capacity * 3:
+            self.scale = max(self.min_scale, self.scale * self.pressure)
         elif busy <= self.busy_low and queued * 4 <= capacity:
             self.scale = min(1.0, self.scale + self.increase)
-        self._start, self._busy, self._dropped = now, 0.0, dropped_total
+        self._start, self._busy, self._dropped, self._served = now, 0.0, dropped_total, served_total
         return self.scale
 
 

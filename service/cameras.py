@@ -4,9 +4,10 @@
   MJPEG/HLS, or a file looped at real-time pace for demos), reconnects with exponential backoff, reports
   its health (connecting / live / stalled / failed) and gives every decoded frame to its pipeline's
   ``admit``; the samples wait in a bounded queue that drops the oldest instead of growing.
-* :class:`InferenceEngine` takes samples from all cameras' queues, batches them into one detector call and
-  hands each back to its pipeline's ``process``: the same :class:`~pipelines.runner.CameraPipeline`, built
-  by the same :func:`~pipelines.runner.build_pipeline`, as ``analyze``.
+* :class:`InferenceEngine` takes samples from all cameras' queues and batches them into one detector call; its
+  :class:`RulesLoop` hands each back to its pipeline's ``process`` in a thread of its own, so the detector never
+  waits for the tracker, the rules or a case being stored: the same :class:`~pipelines.runner.CameraPipeline`,
+  built by the same :func:`~pipelines.runner.build_pipeline`, as ``analyze``.
 * :class:`LocalCameras` is the in-process :class:`~service.fleet.CameraFleet`.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -34,7 +36,7 @@ from pipelines.muck_register import MuckRegister
 from pipelines.overlay import draw_detections, draw_zones
 from pipelines.plate_sink import PlateSetup
 from pipelines.reminders import ReminderSetup
-from pipelines.runner import CameraPipeline, build_pipeline, detect_and_process
+from pipelines.runner import CameraPipeline, Detected, build_pipeline, detect_samples, process_detected
 from pipelines.shops import Shop
 from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseContext, CaseWriter
@@ -102,7 +104,7 @@ class CameraWorker:
         self.thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
         self.record_health, self.record_detail = ("connecting", "") if self.record is not None else ("", "")
         self.record_thread = threading.Thread(target=self._record_run, name=f"record-{self.camera_id}", daemon=True)
-        self._detect_tap = functools.partial(self.pipeline.packet, "detect")
+        self._detect_tap = functools.partial(self.pipeline.packet, "detect") if self.pipeline.keeps_packets else None
         self._record_tap = functools.partial(self.pipeline.packet, "record")
 
     def start(self) -> None:
@@ -112,12 +114,14 @@ class CameraWorker:
         if self.record is not None:
             self.record_thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the readers to stop and wait for them (a blocked read ends at its read timeout)."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the readers to stop and wait for them, by default as long as a blocked read may take (it ends at
+        the read timeout)."""
         self.stop_event.set()
-        self.thread.join(timeout)
+        deadline = time.monotonic() + (self.ingest.read_timeout_s + 1.0 if timeout is None else timeout)
+        self.thread.join(max(0.0, deadline - time.monotonic()))
         if self.record_thread.is_alive():
-            self.record_thread.join(timeout)
+            self.record_thread.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def evidence(self) -> str:
@@ -228,8 +232,78 @@ class CameraWorker:
         self.record_health = "stopped"
 
 
+class RulesLoop(BackgroundLoop):
+    """The second half of the detector step, in a thread of its own: detected samples through their pipelines
+    (scene, tracker, rules, cases, evidence), in the order the detector answered them.
+
+    Python work here (the tracker, a case's snapshot and commit) no longer holds the detector, whose native
+    threads run the next batch meanwhile. At most ``depth`` batches wait: a detector further ahead blocks, its
+    cameras' queues fill and the load governor cuts their rates.
+
+    Args:
+        imgsz: The detector's input side (its answers are in input coordinates).
+        on_error: Called when one camera's pipeline fails (the others go on).
+        depth: Batches waiting at most.
+    """
+
+    def __init__(self, imgsz: int, on_error: Callable[[CameraPipeline, Exception], None], depth: int = 2) -> None:
+        super().__init__("rules")
+        self.imgsz, self.on_error = imgsz, on_error
+        self.queue: queue.Queue[list[Detected] | None] = queue.Queue(maxsize=depth)
+        self.done = threading.Condition()
+        self.taken = 0  # batches taken from the cameras' queues, counted under ``done``
+        self.finished = 0  # of those, processed or lost with the detector
+
+    def take(self) -> None:
+        """Count a batch taken from the cameras' queues (it ends in :meth:`submit` or :meth:`lost`)."""
+        with self.done:
+            self.taken += 1
+
+    def submit(self, batch: list[Detected]) -> None:
+        """Queue a detected batch (blocks while ``depth`` batches wait)."""
+        self.queue.put(batch)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop once the batches waiting are processed (call it after the detector stopped submitting)."""
+        self.stop_event.set()
+        if not self.thread.is_alive():
+            return
+        try:
+            self.queue.put(None, timeout=timeout)  # wakes the thread at once, after the batches before it
+        except queue.Full:
+            log.error("rules thread stuck: %d batches not processed", self.queue.qsize())
+        self.thread.join(timeout)
+
+    def lost(self) -> None:
+        """A taken batch that the detector failed on: nothing of it comes."""
+        self._finish()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every batch taken so far is processed (False: not within ``timeout``)."""
+        with self.done:
+            target = self.taken
+            return self.done.wait_for(lambda: self.finished >= target or not self.thread.is_alive(), timeout)
+
+    def _finish(self) -> None:
+        with self.done:
+            self.finished += 1
+            self.done.notify_all()
+
+    def _run(self) -> None:
+        while True:  # a stop comes after the waiting batches: none of their cases is lost
+            batch = self.queue.get()
+            if batch is None:
+                return
+            try:
+                process_detected(batch, self.imgsz, self.on_error)
+            except Exception as exc:  # on_error takes a pipeline's failure; anything else loses this batch only
+                log.error("rules failed on a batch of %d frames: %s", len(batch), exc)
+            finally:
+                self._finish()
+
+
 class InferenceEngine(BackgroundLoop):
-    """One detector shared by all cameras, batching their samples."""
+    """One detector shared by all cameras, batching their samples; a :class:`RulesLoop` processes its answers."""
 
     def __init__(self, backend: DetectorBackend, batch: int, governor: LoadGovernor | None = None) -> None:
         super().__init__("inference")
@@ -240,6 +314,28 @@ class InferenceEngine(BackgroundLoop):
         self.batches = 0
         self.errors = 0
         self.governor = governor or LoadGovernor()
+        self.rules = RulesLoop(backend.imgsz, self._camera_failed, depth=4)
+        self.served = 0  # samples taken from the cameras' queues
+        self._first = 0  # where the next round of taking starts
+
+    def start(self) -> None:
+        """Start the detector and the rules threads."""
+        self.rules.start()
+        super().start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the detector after its current batch, then the rules once the batches waiting are processed."""
+        super().stop(timeout)
+        self.rules.stop(timeout)
+
+    def drain(self, workers: list[CameraWorker], timeout: float = 10.0) -> bool:
+        """Wait until these cameras' queued samples went through the detector and the rules (their readers are
+        stopped; False: not within ``timeout``, or the detector is not running)."""
+        deadline = time.monotonic() + timeout
+        with self.rules.done:
+            self.rules.done.wait_for(lambda: not self.thread.is_alive() or not any(w.queue for w in workers),
+                                     timeout)
+        return self.thread.is_alive() and self.rules.flush(max(0.0, deadline - time.monotonic()))
 
     def _govern(self, busy_s: float) -> None:
         """Feed the load governor and give every camera its share of its detection rate."""
@@ -247,7 +343,7 @@ class InferenceEngine(BackgroundLoop):
             workers = list(self.workers.values())
         scale = self.governor.observe(time.monotonic(), busy_s, sum(len(w.queue) for w in workers),
                                       sum(w.queue.maxlen or 0 for w in workers),
-                                      sum(w.stats.frames_dropped for w in workers))
+                                      sum(w.stats.frames_dropped for w in workers), self.served)
         changed = False
         for w in workers:
             changed |= w.pipeline.sampler.scale != scale
@@ -256,15 +352,23 @@ class InferenceEngine(BackgroundLoop):
             log.info("detector load: every camera detects at %.0f %% of its rate", 100 * scale)
 
     def _collect(self) -> list[tuple[CameraWorker, Sample]]:
-        with self.lock:
-            workers = list(self.workers.values())
+        """One sample per camera per round, each round starting after the last camera served: under load no
+        camera waits behind the same others every time."""
         items: list[tuple[CameraWorker, Sample]] = []
-        for w in workers:  # one sample per camera per round: fair between cameras
-            got = w.take()
-            if got is not None:
-                items.append((w, got))
-            if len(items) >= self.batch:
-                break
+        with self.lock:  # a camera removed meanwhile is either in this batch, counted taken, or not at all
+            workers = list(self.workers.values())
+            n = len(workers)
+            for k in range(n):
+                w = workers[(self._first + k) % n]
+                got = w.take()
+                if got is not None:
+                    items.append((w, got))
+                    if len(items) >= self.batch:
+                        self._first = (self._first + k + 1) % n
+                        break
+            if items:
+                self.rules.take()
+                self.served += len(items)
         return items
 
     def _run(self) -> None:
@@ -277,14 +381,16 @@ class InferenceEngine(BackgroundLoop):
                 continue
             t0 = time.perf_counter()
             try:
-                sent = detect_and_process(self.backend, [(w.pipeline, s) for w, s in items], self._camera_failed)
+                done = detect_samples(self.backend, [(w.pipeline, s) for w, s in items], self._camera_failed)
             except Exception as exc:  # the detector itself failed: this batch is lost, the next one is tried
                 self.errors += 1
+                self.rules.lost()
                 log.error("detector failed on a batch of %d frames: %s", len(items), exc)
-                continue
-            finally:
                 self._govern(time.perf_counter() - t0)
-            self.batches += 1 if sent else 0
+                continue
+            self.rules.submit(done)  # waits while the rules are behind: that counts as the detector's load
+            self._govern(time.perf_counter() - t0)
+            self.batches += 1 if any(s.needs_detector for _, s, _ in done) else 0
 
     @staticmethod
     def _camera_failed(pipeline: CameraPipeline, exc: Exception) -> None:
@@ -431,23 +537,32 @@ class LocalCameras:
         worker.start()
 
     def remove(self, camera_id: str) -> None:
-        """Stop a camera's reader and end its active violations."""
+        """Stop a camera's reader, let its queued samples through, and end its active violations."""
+        worker = self.engine.workers.get(camera_id)
+        if worker is None:
+            return
+        worker.stop()
+        self.engine.drain([worker])
         with self.engine.lock:
-            worker = self.engine.workers.pop(camera_id, None)
-        if worker is not None:
-            worker.stop()
-            worker.pipeline.finish()
+            self.engine.workers.pop(camera_id, None)
+        self.engine.rules.flush()  # a batch taken just before it left is processed before its violations end
+        worker.pipeline.finish()
 
     def stop(self) -> None:
-        """Stop every reader (their last samples still get inferred), then the detector."""
+        """Stop every reader, let their queued samples through the detector and the rules, end the cameras'
+        active violations, then stop the detector."""
         self.watch.stop()
         with self.engine.lock:
             workers = list(self.engine.workers.values())
-            self.engine.workers.clear()
         for w in workers:  # signal every reader at once, then wait: shutdown time does not grow with cameras
             w.stop_event.set()
         for w in workers:
             w.stop()
+        self.engine.drain(workers)
+        with self.engine.lock:
+            self.engine.workers.clear()
+        self.engine.rules.flush()
+        for w in workers:
             w.pipeline.finish()
         self.engine.stop()
         self.evidence_writer.shutdown(wait=True)

@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import json
 import logging
+import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -424,7 +425,8 @@ def fullres_snapshot(clip: Path, frame_json: Path, out: Path, label: str) -> Ful
     x1, y1, x2, y2 = (float(v) for v in meta["box"])
     drawn = draw_case(image, (x1 * sx, y1 * sy, x2 * sx, y2 * sy), label, None)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part.jpg")
+    # A name of its own per call: two requests for the same case never write one temporary file.
+    tmp = out.with_name(f"{out.name}.{uuid.uuid4().hex[:8]}.part.jpg")
     if not cv2.imwrite(str(tmp), drawn, [cv2.IMWRITE_JPEG_QUALITY, 90]):
         tmp.unlink(missing_ok=True)
         raise OSError(f"cannot write {out.name}")

@@ -14,13 +14,26 @@ def test_no_decision_before_a_window_then_pressure_cuts_and_idle_recovers() -> N
     assert g.observe(0.0, 0.0, 0, 8, 0) == 1.0
     assert g.observe(1.0, 1.0, 0, 8, 0) == 1.0  # half a window: nothing decided
     assert g.observe(2.0, 1.0, 0, 8, 3) == pytest.approx(0.75)  # frames were dropped
-    assert g.observe(4.0, 1.5, 6, 8, 3) == pytest.approx(0.5625)  # queues three quarters full
-    assert g.observe(6.0, 1.99, 2, 8, 3) == pytest.approx(0.5625)  # busy all the time but keeping up: hold
-    assert g.observe(8.0, 1.6, 4, 8, 3) == pytest.approx(0.5625)  # room, but the queues are half full: hold
-    assert g.observe(10.0, 1.0, 1, 8, 3) == pytest.approx(0.6625)  # room: grows back a step per window
+    assert g.observe(4.0, 1.5, 6, 8, 3) == pytest.approx(0.675)  # queues three quarters full
+    assert g.observe(6.0, 1.99, 2, 8, 3) == pytest.approx(0.675)  # busy all the time but keeping up: hold
+    assert g.observe(8.0, 1.6, 4, 8, 3) == pytest.approx(0.675)  # room, but the queues are half full: hold
+    assert g.observe(10.0, 1.0, 1, 8, 3) == pytest.approx(0.775)  # room: grows back a step per window
     for k in range(10):
         g.observe(12.0 + 2 * k, 0.2, 0, 8, 3)
     assert g.scale == 1.0
+
+
+def test_drops_cut_the_rates_to_the_share_the_detector_served() -> None:
+    g = LoadGovernor(window_s=2.0)
+    g.observe(0.0, 0.0, 0, 64, 0, 0)
+    # A burst: 3 of 64 samples dropped, the detector idle a third of the window. The rates lose 5 %, not 25 %,
+    # and are whole again after one window with room.
+    assert g.observe(2.0, 1.3, 0, 64, 3, 61) == pytest.approx(61 / 64)
+    assert g.observe(4.0, 1.3, 0, 64, 3, 125) == 1.0
+    # A detector serving a third of what is asked: one window cuts by ``decrease`` at most (a quarter).
+    assert g.observe(6.0, 2.0, 60, 64, 43, 145) == pytest.approx(0.75)
+    assert g.observe(8.0, 2.0, 40, 64, 50, 166) == pytest.approx(0.75 * 0.75)  # 21 served, 7 dropped
+    assert g.observe(10.0, 2.0, 30, 64, 51, 196) == pytest.approx(0.75 * 0.75 * 30 / 31)  # 30 served, 1 dropped
 
 
 def test_the_share_never_falls_below_its_floor() -> None:
