@@ -180,9 +180,10 @@ class StreamSource:
 
     def frames(self, mode: DecodeMode, stop: threading.Event, auto_interval_s: float = 0.0,
                on_decode: OnDecode | None = None, on_packet: OnPacket | None = None) -> Iterator[Frame]:
+        # Frames come stamped with their packets' arrival on this clock, as the packets do.
         for fr in open_stream(self.cfg.url, mode, self.cfg.open_timeout_s, self.cfg.read_timeout_s, auto_interval_s,
                               on_decode, on_packet, self.now):
-            yield fr.at(self.now())
+            yield fr
             if stop.is_set():
                 return
 

@@ -327,7 +327,8 @@ def open_stream(url: str, mode: DecodeMode = "all", open_timeout_s: float = 10.0
 
     Any read error or a read stalled for ``read_timeout_s`` raises :class:`SourceError`, so the
     caller can reconnect. ``mode``, ``auto_interval_s``, ``on_decode`` and ``on_packet`` as in
-    :func:`read_frames`; a packet's ``ts`` is its arrival on ``clock`` (default: its presentation time).
+    :func:`read_frames`; a packet's ``ts``, and a frame's, is its arrival on ``clock`` (default: its presentation
+    time).
     """
     container = _connect(url, open_timeout_s, read_timeout_s)
     yield from _decode(container, url, mode, 0, live=True, auto_interval_s=auto_interval_s, on_decode=on_decode,
@@ -401,7 +402,9 @@ class _PacketTap:
             self._annexb = av.bitstream.BitStreamFilterContext(f"{self.params.codec}_mp4toannexb", stream)
             self.params = replace(self.params, extradata=b"")
 
-    def __call__(self, packet: av.Packet[Any]) -> RecordedPacket | None:
+    def __call__(self, packet: av.Packet[Any], now: float | None = None) -> RecordedPacket | None:
+        """The packet as recorded (None: it cannot be placed in a clip); ``now``: its arrival, if already read
+        off the clock."""
         pts, key = packet.pts, bool(packet.is_keyframe)
         if not packet.size or pts is None:
             return None  # a flush packet, or one without a time: it cannot be placed in a clip
@@ -420,14 +423,19 @@ class _PacketTap:
         if self.start is None:
             self.start = pts  # as the frames' clock: the first presentation time is zero
         self.count += 1
-        ts = self.clock() if self.clock is not None else float((pts - self.start) * self.tb)
-        return RecordedPacket(ts, int(pts), int(dts), key, data)
+        if now is None:
+            now = self.clock() if self.clock is not None else float((pts - self.start) * self.tb)
+        return RecordedPacket(now, int(pts), int(dts), key, data)
 
 
 def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode, threads: int, live: bool,
             auto_interval_s: float = 0.0, on_decode: OnDecode | None = None, on_packet: OnPacket | None = None,
             clock: Callable[[], float] | None = None) -> Iterator[Frame]:
-    """Decode the first video stream of an open container; corrupt packets are skipped (files only)."""
+    """Decode the first video stream of an open container; corrupt packets are skipped (files only).
+
+    With ``clock`` (a live camera), a frame's time is its packet's arrival on it, as its recorded packet's is:
+    the moment the camera sent it, not the later one the decoder finished it, so a case's snapshot and its
+    stream-copied clip show the same instant."""
     import av
 
     with container:
@@ -446,6 +454,8 @@ def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode,
         keyframe_ts: list[float] | None = [] if mode == "auto" else None  # auto: until it has decided
         keyframes_only = mode == "keyframes"
         tap = _PacketTap(stream, clock) if on_packet is not None else None
+        arrived: dict[int, float] = {}  # with a clock: the packets' arrivals by presentation time, until decoded
+        last_media = -1.0
         demux = container.demux(stream)
         while True:
             try:
@@ -459,33 +469,48 @@ def _decode(container: av.container.InputContainer, name: str, mode: DecodeMode,
                 if bad_packets > 50:
                     break
                 continue
-            if tap is not None and on_packet is not None and (recorded := tap(packet)) is not None:
+            now = clock() if clock is not None else None
+            if now is not None and packet.pts is not None:
+                arrived[packet.pts] = now
+                if len(arrived) > 256:  # packets that never become frames (key frames only, corrupt ones)
+                    del arrived[next(iter(arrived))]
+            if tap is not None and on_packet is not None and (recorded := tap(packet, now)) is not None:
                 on_packet(tap.params, recorded)
-            if keyframes_only and not live and packet.size and not packet.is_keyframe:
-                # A file's non-key packets never reach the decoder. A live stream's still do (the decoder skips
-                # them): with frame threads, a decoder fed key frames alone would hold each one back for
-                # several key-frame intervals.
-                continue
+            if keyframes_only and packet.size and not packet.is_keyframe:
+                continue  # non-key packets never reach the decoder
             try:
                 frames = packet.decode()
+                if keyframes_only and live and packet.is_keyframe:
+                    # A decoder holds each frame back until later ones come (B-frame reordering, frame threads):
+                    # fed key frames alone it would hand a live key frame out two key frames (seconds) late. It is
+                    # drained now and started afresh; the next key frame needs nothing before it.
+                    frames = [*frames, *stream.codec_context.decode(None)]
+                    stream.codec_context.flush_buffers()
             except av.error.FFmpegError:
                 bad_packets += 1
                 continue
             for fr in frames:
                 if keyframes_only and not fr.key_frame:
                     continue  # decoded before an auto decision (frame threads), after it in time: dropped
-                if fr.pts is not None and tb:
+                if fr.pts is not None and tb:  # the stream's own time
                     if start is None:
                         start = fr.pts
-                    ts = (fr.pts - start) * tb
+                    media = float((fr.pts - start) * tb)
                 else:
-                    ts = last_ts + 1.0 / fps if last_ts >= 0 else 0.0
-                if ts <= last_ts:  # timestamps that jump backwards or repeat: keep time monotonic
+                    media = last_media + 1.0 / fps if last_media >= 0 else 0.0
+                if media <= last_media:  # timestamps that jump backwards or repeat: keep time monotonic
                     jumps += 1
-                    ts = last_ts + 1.0 / fps
+                    media = last_media + 1.0 / fps
+                last_media = media
+                ts = media
+                if clock is not None:  # a live frame: when its packet arrived
+                    got = arrived.pop(fr.pts, None) if fr.pts is not None else None
+                    ts = max(got if got is not None else clock(), last_ts + 1e-4)
                 last_ts = ts
                 if keyframe_ts is not None and fr.key_frame:
-                    keyframe_ts.append(ts)
+                    # The stream's own times, not arrivals: a stream read late in bursts (a busy machine, the
+                    # first seconds' backlog) would make its key frames look irregular.
+                    keyframe_ts.append(media)
                     decided = keyframes_suffice(keyframe_ts, auto_interval_s)
                     if decided is not None:
                         keyframe_ts = None

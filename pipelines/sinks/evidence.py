@@ -204,13 +204,16 @@ class EvidenceRecorder:
         ring = self.rings.get("detect")
         return ring is not None and ring.params is not None and ring.params.copyable
 
-    def _snapshot_image(self, ts: float, image: Image) -> tuple[Image, float]:
-        """The detect frame nearest ``ts`` (decoded from the detect stream's packets, or from the kept JPEGs),
-        downscaled to ``max_width``, and its scale from frame pixels; the confirming ``image`` if neither has it."""
-        ring = self.rings.get("detect")
-        got = ring.frame_at(ts) if ring is not None and self._detect_copied() else None
-        if got is not None:
-            frame = got[0]
+    def _snapshot_image(self, ts: float, image: Image, image_ts: float) -> tuple[Image, float]:
+        """The detect frame nearest ``ts``, downscaled to ``max_width``, and its scale from frame pixels: the
+        confirming ``image`` (at ``image_ts``) when it is that frame, else decoded from the detect stream's packets,
+        or from the kept JPEGs; the confirming ``image`` as it is if neither has it."""
+        frame: Image | None = image if abs(ts - image_ts) < 1e-6 else None  # in hand: nothing to decode
+        if frame is None:
+            ring = self.rings.get("detect")
+            got = ring.frame_at(ts) if ring is not None and self._detect_copied() else None
+            frame = got[0] if got is not None else None
+        if frame is not None:
             h, w = frame.shape[:2]
             s = min(1.0, self.max_width / w)
             if s < 1.0:
@@ -330,7 +333,7 @@ class EvidenceRecorder:
         """Write the snapshot of a newly confirmed case now and begin its clip; returns the snapshot path."""
         snap = self.out_dir / f"{case_id}.jpg"
         snap.parent.mkdir(parents=True, exist_ok=True)
-        img, s = self._snapshot_image(event.best_ts, image)
+        img, s = self._snapshot_image(event.best_ts, image, event.ts)
         box = tuple(v * s for v in event.box)
         poly = polygon_px * s if polygon_px is not None else None
         label = f"{event.violation} {event.confidence:.2f}"

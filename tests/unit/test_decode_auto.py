@@ -75,3 +75,19 @@ def test_auto_keeps_every_frame_when_key_frames_are_too_rare(tmp_path: Path) -> 
     told: list[str] = []
     frames = list(read_frames(video, "auto", auto_interval_s=0.5, on_decode=lambda d, _: told.append(d)))
     assert told == ["all"] and len(frames) == 60
+
+
+def test_a_live_camera_decides_on_its_own_key_frame_times_not_their_arrivals(tmp_path: Path) -> None:
+    import itertools
+    import threading
+
+    from pipelines.source_kinds import RtspSourceConfig, StreamSource
+
+    # A key frame a second, read by a slow reader: the clock moves on a second each time it is read, so the key
+    # frames arrive about ten seconds apart. Detecting every 2 s, key frames suffice all the same.
+    ticks = itertools.count()
+    cfg = RtspSourceConfig.model_construct(url=str(clip(tmp_path / "c.mp4")), open_timeout_s=5.0, read_timeout_s=5.0)
+    source = StreamSource(cfg, epoch=0.0, clock=lambda: float(next(ticks)))
+    said: list[str] = []
+    frames = list(source.frames("auto", threading.Event(), 2.0, lambda decoding, _why: said.append(decoding)))
+    assert said == ["keyframes"] and all(f.keyframe for f in frames[-3:])

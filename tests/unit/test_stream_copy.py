@@ -137,6 +137,27 @@ def test_recorder_cuts_the_case_clip_and_the_snapshot_from_packets(tmp_path: Pat
     assert clean.shape[:2] == (180, 320) and abs(float(clean.mean()) - (10 + (2 * 150) % 220)) < 3
 
 
+def test_the_snapshot_is_the_frame_in_hand_when_it_is_the_best_else_decoded_from_packets(tmp_path: Path) -> None:
+    src = numbered_clip(tmp_path / "cam.mp4", 8.0, 25, (320, 180), 25)
+    rec = EvidenceRecorder(tmp_path / "ev", long_s=60, pre_s=2, post_s=2)
+    times: dict[int, float] = {}
+    level: dict[int, float] = {}
+    black = np.zeros((180, 320, 3), np.uint8)  # stands for the confirming frame the detector had in hand
+    for fr in read_frames(src, on_packet=lambda params, pk: rec.packet("detect", params, pk)):
+        times[fr.index], level[fr.index] = fr.ts, float(fr.image.mean())
+        if fr.index == 150:
+            rec.start_case("best_now", garbage_event(4.0, fr.ts), black, None)
+            earlier = ViolationEvent(EventState.START, "k2", "cam", "z", "garbage", start_s=4.0, ts=fr.ts,
+                                     confidence=0.8, box=(8, 8, 40, 30), best_ts=times[144])
+            rec.start_case("best_before", earlier, black, None)
+    rec.finish()
+    now = cv2.imread(str(tmp_path / "ev" / "best_now_frame.jpg"))
+    assert float(now.mean()) < 3  # the confirming frame itself: nothing was decoded for it
+    before = cv2.imread(str(tmp_path / "ev" / "best_before_frame.jpg"))
+    # The best detection's frame (its brightness tells which), decoded from the packets.
+    assert abs(float(before.mean()) - level[144]) < 1.5 and abs(float(before.mean()) - level[150]) > 6
+
+
 def test_dual_streams_clip_from_the_main_stream_and_fall_back_when_it_stops(tmp_path: Path) -> None:
     main = numbered_clip(tmp_path / "main.mp4", 10.0, 25, (640, 360), 50)
     sub = numbered_clip(tmp_path / "sub.mp4", 10.0, 10, (160, 90), 20)
@@ -261,3 +282,35 @@ def test_a_looped_file_decoding_key_frames_keeps_its_packet_times_rising(tmp_pat
     for _ in source.frames("keyframes", stop, on_packet=keep):
         pass
     assert all(b > a for a, b in itertools.pairwise(ts))  # the last key frame is at 0.5 s, the last packet at 0.9 s
+
+
+def test_a_live_frame_is_stamped_with_its_packets_arrival_not_its_decoding(tmp_path: Path) -> None:
+    from pipelines.source_kinds import RtspSourceConfig, StreamSource
+
+    clip = write_h264(tmp_path / "s.mp4", [np.full((48, 64, 3), 10 + 2 * i, np.uint8) for i in range(30)], 10,
+                      {"g": "10", "bf": "0"})
+    ticks = itertools.count()  # a clock that moves on each time it is read: decoding later reads a later time
+    cfg = RtspSourceConfig.model_construct(url=str(clip), open_timeout_s=5.0, read_timeout_s=5.0)
+    source = StreamSource(cfg, epoch=0.0, clock=lambda: float(next(ticks)))
+    arrived: dict[int, float] = {}
+    frames = list(source.frames("all", threading.Event(),
+                                on_packet=lambda _params, p: arrived.__setitem__(p.pts, p.ts)))
+    assert len(frames) == 30
+    # Each frame has the time its packet arrived, as the recorded packet does: a snapshot decoded at a frame's
+    # time from the packet ring is that frame.
+    assert [f.ts for f in frames] == [ts for _, ts in sorted(arrived.items())]
+
+
+def test_a_live_camera_decoding_key_frames_gets_each_one_as_its_packet_arrives(tmp_path: Path) -> None:
+    from pipelines.source_kinds import RtspSourceConfig, StreamSource
+
+    # A key frame a second and B-frames: a decoder fed only key frames held each back until two more came (four
+    # seconds on a camera with a key frame every two), and alerts were that late.
+    clip = numbered_clip(tmp_path / "k.mp4", 6.0, 10, (64, 48), 10)
+    cfg = RtspSourceConfig.model_construct(url=str(clip), open_timeout_s=5.0, read_timeout_s=5.0)
+    source = StreamSource(cfg, epoch=0.0)
+    seen: list[RecordedPacket] = []
+    last_read = [(fr.index, seen[-1].key, seen[-1].ts == fr.ts)
+                 for fr in source.frames("keyframes", threading.Event(), on_packet=lambda _p, pk: seen.append(pk))]
+    # Every key frame came out as soon as its own packet was read, stamped with that packet's arrival.
+    assert last_read == [(k, True, True) for k in range(6)]
