@@ -544,7 +544,9 @@ class LocalCameras:
         worker.stop()
         self.engine.drain([worker])
         with self.engine.lock:
-            self.engine.workers.pop(camera_id, None)
+            if self.engine.workers.get(camera_id) is not worker:
+                return  # a concurrent remove took it (and ends its violations)
+            del self.engine.workers[camera_id]
         self.engine.rules.flush()  # a batch taken just before it left is processed before its violations end
         worker.pipeline.finish()
 
