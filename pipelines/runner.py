@@ -392,16 +392,19 @@ def run_source(frames: Iterable[Frame], pipeline: CameraPipeline, backend: Detec
     stats = pipeline.stats
     batch = 1 if on_frame is not None else max(1, batch)
     source = _ReadAhead(frames, read_ahead, stats) if read_ahead > 0 else None
-    it = iter(frames) if source is None else iter(())
+    it = iter(frames)
+
+    def decoded_here() -> Frame | None:
+        t_dec = time.perf_counter()
+        frame = next(it, None)
+        stats.decode_s += time.perf_counter() - t_dec
+        return frame
+
+    next_frame = source.next if source is not None else decoded_here
     pending: list[tuple[CameraPipeline, Sample]] = []
     try:
         while True:
-            if source is not None:
-                frame = source.next()
-            else:
-                t_dec = time.perf_counter()
-                frame = next(it, None)
-                stats.decode_s += time.perf_counter() - t_dec
+            frame = next_frame()
             if frame is None:
                 break
             sample = pipeline.admit(frame)

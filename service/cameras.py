@@ -246,7 +246,7 @@ class RulesLoop(BackgroundLoop):
         depth: Batches waiting at most.
     """
 
-    def __init__(self, imgsz: int, on_error: Callable[[CameraPipeline, Exception], None], depth: int = 2) -> None:
+    def __init__(self, imgsz: int, on_error: Callable[[CameraPipeline, Exception], None], depth: int = 4) -> None:
         super().__init__("rules")
         self.imgsz, self.on_error = imgsz, on_error
         self.queue: queue.Queue[list[Detected] | None] = queue.Queue(maxsize=depth)
@@ -314,7 +314,7 @@ class InferenceEngine(BackgroundLoop):
         self.batches = 0
         self.errors = 0
         self.governor = governor or LoadGovernor()
-        self.rules = RulesLoop(backend.imgsz, self._camera_failed, depth=4)
+        self.rules = RulesLoop(backend.imgsz, self._camera_failed)
         self.served = 0  # samples taken from the cameras' queues
         self._first = 0  # where the next round of taking starts
 
@@ -539,16 +539,8 @@ class LocalCameras:
     def remove(self, camera_id: str) -> None:
         """Stop a camera's reader, let its queued samples through, and end its active violations."""
         worker = self.engine.workers.get(camera_id)
-        if worker is None:
-            return
-        worker.stop()
-        self.engine.drain([worker])
-        with self.engine.lock:
-            if self.engine.workers.get(camera_id) is not worker:
-                return  # a concurrent remove took it (and ends its violations)
-            del self.engine.workers[camera_id]
-        self.engine.rules.flush()  # a batch taken just before it left is processed before its violations end
-        worker.pipeline.finish()
+        if worker is not None:
+            self._end([worker])
 
     def stop(self) -> None:
         """Stop every reader, let their queued samples through the detector and the rules, end the cameras'
@@ -556,18 +548,25 @@ class LocalCameras:
         self.watch.stop()
         with self.engine.lock:
             workers = list(self.engine.workers.values())
-        for w in workers:  # signal every reader at once, then wait: shutdown time does not grow with cameras
+        self._end(workers)
+        self.engine.stop()
+        self.evidence_writer.shutdown(wait=True)
+
+    def _end(self, workers: list[CameraWorker]) -> None:
+        """Stop these cameras' readers, let their queued samples through the detector and the rules, take them out
+        of the engine and end their active violations (each once, whoever else is ending them)."""
+        for w in workers:  # signal every reader at once, then wait: the time does not grow with cameras
             w.stop_event.set()
         for w in workers:
             w.stop()
         self.engine.drain(workers)
         with self.engine.lock:
-            self.engine.workers.clear()
-        self.engine.rules.flush()
-        for w in workers:
+            ours = [w for w in workers if self.engine.workers.get(w.camera_id) is w]
+            for w in ours:
+                del self.engine.workers[w.camera_id]
+        self.engine.rules.flush()  # a batch taken just before they left is processed before their violations end
+        for w in ours:
             w.pipeline.finish()
-        self.engine.stop()
-        self.evidence_writer.shutdown(wait=True)
 
     def check_stalls(self) -> None:
         """Mark cameras without recent frames stalled now (the stall watch does this every second)."""
