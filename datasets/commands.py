@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from datasets import SHARED_DATA
 from datasets.formats import FORMATS, parse_renames
 
 log = logging.getLogger("streetwatch")
@@ -48,7 +49,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     """Rebuild the external sources of datasets/sources.yaml from their git snapshots."""
     from datasets.external import materialize_all
 
-    for m in materialize_all(args.mirror, args.out, args.only or None):
+    for m in materialize_all(args.mirror, args.out, args.only or None, data=args.data):
         sys.stdout.write(f"{args.out / str(m['name'])}: {m['license']}, {m['counts']}\n")
     return 0
 
@@ -136,6 +137,8 @@ def _add_import_export(dsub: Subcommands) -> None:
     mt.add_argument("--mirror", type=Path, required=True, help="folder of git snapshots (owner+name/repo, or clones)")
     mt.add_argument("--out", type=Path, required=True)
     mt.add_argument("--only", nargs="*", default=[], help="source names (default: all)")
+    mt.add_argument("--data", type=Path, default=SHARED_DATA,
+                    help="../shared/data, whose folders a source may extend (default: beside the checkout)")
     mt.set_defaults(func=cmd_materialize)
     im = dsub.add_parser("import", help="import COCO, VOC, CVAT, Label Studio or YOLO labels as canonical YOLO")
     im.add_argument("--format", choices=FORMATS, required=True)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from datasets import SHARED_DATA
+
+__all__ = ["DEFAULT_MODEL", "MODELS_DIR", "SHARED_DATA"]
+
 MODELS_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = MODELS_DIR / "default" / "model.onnx"
-SHARED_DATA = MODELS_DIR.parents[1] / "shared" / "data"
-"""The real labelled images beside the checkout (``../shared/data``; read its README)."""

@@ -143,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--pretrained", type=Path, default=None,
                     help="the YOLOv5n COCO checkpoint for --model coco (default: ../shared/pretrained/yolov5n-coco.pt)")
     ap.add_argument("--close-mosaic", type=int, default=10, help="last epochs trained without mosaic")
+    ap.add_argument("--warmup-epochs", type=float, default=None,
+                    help="epochs of learning-rate warm-up (default: 1 with --lr0, else Ultralytics' 3)")
     ap.add_argument("--minutes", type=float, default=8.5, help="training time budget (0: train --epochs)")
     ap.add_argument("--imgsz", type=int, default=416)
     ap.add_argument("--batch", type=int, default=64)
@@ -158,6 +160,13 @@ def _parser() -> argparse.ArgumentParser:
                     help="SGD initial learning rate with a one-epoch warm-up, for short fine-tunes of trained "
                          "weights (0: Ultralytics' automatic optimizer choice)")
     return ap
+
+
+def _warmup(args: argparse.Namespace) -> float:
+    """Warm-up epochs: as asked, else one for a short fine-tune at a fixed ``--lr0``, else Ultralytics' three."""
+    if args.warmup_epochs is not None:
+        return float(args.warmup_epochs)
+    return 1.0 if args.lr0 > 0 else 3.0
 
 
 def _start(args: argparse.Namespace, summary: dict[str, Any]) -> tuple[str, list[int] | None]:
@@ -192,8 +201,8 @@ def _train(args: argparse.Namespace, model: str, class_ids: list[int] | None, de
                 time=minutes / 60 if args.minutes > 0 else None, imgsz=args.imgsz,
                 batch=args.batch, workers=workers, device=device, project=str(work / "runs"), name="train",
                 exist_ok=True, plots=False, cache="ram", patience=1000, close_mosaic=args.close_mosaic, mixup=0.1,
-                seed=0, deterministic=False, multi_scale=args.multi_scale,
-                **({"optimizer": "SGD", "lr0": args.lr0, "warmup_epochs": 1} if args.lr0 > 0 else {}))
+                seed=0, deterministic=False, multi_scale=args.multi_scale, warmup_epochs=_warmup(args),
+                **({"optimizer": "SGD", "lr0": args.lr0} if args.lr0 > 0 else {}))
             return
         except Exception:
             # Data-loader workers can die where shared memory is small; retry once without them.

@@ -49,48 +49,70 @@ def source_name(source: str) -> str:
     return path.parent.name if path.suffix == ".yaml" else source
 
 
+def source_group(data: Path, source: str) -> str:
+    """The source a folder belongs to: the folder it ``extends`` (its ``manifest.json``, written by
+    ``datasets materialize``), else its own name. Leaving a source out leaves out its whole group."""
+    manifest = source_yaml(data, source).parent / "manifest.json"
+    if manifest.is_file():
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+        if isinstance(meta, dict) and meta.get("extends"):
+            return str(meta["extends"])
+    return source_name(source)
+
+
 def write_split(data: Path, sources: list[str], left_out: str, classes: list[str], out: Path) -> Path:
     """Write a YOLO folder: the other sources' train/val images (linked) with ``classes`` as labels, and
-    ``val_<left_out>.yaml`` with the left-out source's validation images. Returns ``out/data.yaml``."""
+    ``val_<left_out>.yaml`` with the left-out source's validation images. Returns ``out/data.yaml``.
+
+    A folder that extends the left-out source (more images of the same origin) is left out with it; only the
+    left-out source's own validation images are scored."""
     index = {c: i for i, c in enumerate(classes)}
     names = "".join(f"  {i}: {c}\n" for i, c in enumerate(classes))
+    held = source_name(left_out)
+    roles: dict[str, list[str]] = {"train": [], "val": []}
     for src in sources:
         ds = YoloDataset.load(source_yaml(data, src))
         name = source_name(src)
         keep = {k: index[v] for k, v in ds.names.items() if v in index}
-        is_held = name == source_name(left_out)
+        is_held = name == held
+        if not is_held and source_group(data, src) == held:
+            continue
         for split in ("train", "val"):
             if is_held and split == "train":
                 continue
+            items = list(ds.items(split))
+            if not items:
+                continue
             role = f"heldout_{name}" if is_held else f"{split}_{name}"
+            if not is_held:
+                roles[split].append(f"images/{role}")
             img_dir, lbl_dir = out / "images" / role, out / "labels" / role
             img_dir.mkdir(parents=True, exist_ok=True)
             lbl_dir.mkdir(parents=True, exist_ok=True)
-            for it in ds.items(split):
+            for it in items:
                 link = img_dir / f"{name}__{it.image.name}"
                 if not link.exists():
                     os.symlink(it.image.resolve(), link)
                 rows = [f"{keep[c]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in it.boxes if c in keep]
                 (lbl_dir / f"{link.stem}.txt").write_text("".join(rows))
-    others = [source_name(s) for s in sources if source_name(s) != source_name(left_out)]
-    train = ", ".join(f"images/train_{n}" for n in others)
-    val = ", ".join(f"images/val_{n}" for n in others)
+    train, val = ", ".join(roles["train"]), ", ".join(roles["val"])
     (out / "data.yaml").write_text(f"train: [{train}]\nval: [{val}]\nnames:\n{names}")
-    held = source_name(left_out)
     (out / f"val_{held}.yaml").write_text(f"train: images/heldout_{held}\nval: images/heldout_{held}\nnames:\n{names}")
     return out / "data.yaml"
 
 
 def train_run(split_dir: Path, out: Path, start: str, classes: list[str], epochs: int, imgsz: int, batch: int,
-              workers: int, scratch_model: str) -> Path:
-    """Train one leave-one-out run with ``models/train_gpu.py`` (exact epochs, CPU or GPU)."""
+              workers: int, scratch_model: str, schedule: tuple[int, float] = (10, 3.0)) -> Path:
+    """Train one leave-one-out run with ``models/train_gpu.py`` (exact epochs, CPU or GPU).
+
+    ``schedule``: the last epochs trained without mosaic, and the warm-up epochs."""
     if start == "coco":
         model = str(student_start(classes, out / "start.pt"))
     else:
         model = scratch_model
     rc = train_main(["--pack", str(split_dir), "--out", str(out), "--model", model, "--minutes", "0",
                      "--epochs", str(epochs), "--imgsz", str(imgsz), "--batch", str(batch), "--workers", str(workers),
-                     "--device", "0"])
+                     "--device", "0", "--close-mosaic", str(schedule[0]), "--warmup-epochs", str(schedule[1])])
     if rc != 0:
         raise RuntimeError(f"training {out} failed (exit {rc})")
     return out / "best.pt"
@@ -134,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--close-mosaic", type=int, default=10, help="last epochs trained without mosaic")
+    ap.add_argument("--warmup-epochs", type=float, default=3.0, help="epochs of learning-rate warm-up")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--score-only", action="store_true", help="re-score existing weights, train nothing")
     args = ap.parse_args(argv)
@@ -146,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             write_split(args.data, args.sources, left_out, args.classes, split_dir)
         if not (run / "best.pt").exists() and not args.score_only:
             train_run(split_dir, run, args.start, args.classes, args.epochs, args.imgsz, args.batch, args.workers,
-                      args.scratch_model)
+                      args.scratch_model, (args.close_mosaic, args.warmup_epochs))
         if (run / "best.pt").exists():
             runs.append((name, run, split_dir / f"val_{name}.yaml"))
     for name, run, held in runs:
@@ -154,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         scores = score(run / "best.pt", held, run / "eval", args.imgsz)
         (run / "scores.json").write_text(json.dumps(
             {"scores": scores, "epochs": metrics.get("epochs"), "train_seconds": metrics.get("train_seconds"),
-             "imgsz": args.imgsz, "trained_on": [source_name(s) for s in args.sources if source_name(s) != name],
+             "imgsz": args.imgsz, "trained_on": [source_name(s) for s in args.sources
+                                                 if source_group(args.data, s) != name and source_name(s) != name],
+             "close_mosaic": args.close_mosaic, "warmup_epochs": args.warmup_epochs,
              "ultralytics_val": metrics.get("val", {}).get(name)}, indent=1) + "\n")
         write_table(args.out)
         log.info("%s without %s: %s", args.start, name, scores)

@@ -30,6 +30,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -105,6 +106,9 @@ class _PendingClip:
     frames: list[tuple[float, bytes]] = field(default_factory=list)
 
 
+_Clip = TypeVar("_Clip", _PendingClip, PacketClip)
+"""A clip waiting to be written: re-encoded from JPEGs, or stream-copied from packets."""
+
 #: Stream-copy rings in the order a clip prefers them: a camera's main stream, then the stream it detects on.
 STREAMS = ("record", "detect")
 #: Key frames a stream-copy ring keeps at most for the history before its last seconds (a 5-minute dwell: one
@@ -133,9 +137,10 @@ class EvidenceRecorder:
         history_every_s: Stream copy: the history's key frames are at least this far apart (and at most
             :data:`HISTORY_KEYS` of them cover ``long_s``).
         max_ring_mb: Stream copy: memory bound of each stream's packet ring.
-        writer: Runs a stream-copied clip's writing in the background (the service's evidence thread: a camera's
-            reader and the shared detector never wait for a clip being written); the written clip then goes to
-            :attr:`on_written`. None: clips are written by the call that completes them, and returned.
+        writer: Runs a clip's writing (stream copy or re-encoding) in the background (the service's evidence
+            thread: a camera's reader and the shared detector never wait for a clip being written); the written
+            clip then goes to :attr:`on_written`. None: clips are written by the call that completes them, and
+            returned.
     """
 
     def __init__(self, out_dir: Path, long_s: float = 330.0, pre_s: float = 3.0, post_s: float = 3.0,
@@ -260,23 +265,35 @@ class EvidenceRecorder:
         return self._flush(ts)
 
     def _flush(self, ts: float, force: bool = False) -> list[tuple[str, str, Path]]:
+        """Encode the re-encoded clips whose last frame came (all of them with ``force``): in the background
+        with a :attr:`writer` (then nothing is returned here), else now."""
         done = [p for p in self._pending if force or ts >= p.until]
+        if not done:
+            return []
         self._pending = [p for p in self._pending if p not in done]
-        finished = []
-        for p in done:
-            frames = sorted({t: b for t, b in p.frames}.items())
-            if len(frames) > self.max_clip_frames:
-                idx = np.linspace(0, len(frames) - 1, self.max_clip_frames).round().astype(int)
-                frames = [frames[i] for i in sorted(set(idx.tolist()))]
-            decoded = [(t, cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)) for t, b in frames if b]
-            try:
-                write_clip([(t, np.asarray(im, np.uint8)) for t, im in decoded if im is not None], p.path,
-                           self.fast_fps)
-                finished.append((p.case_id, "clip", p.path))
-            except Exception as exc:  # a failed clip must not lose the case: it keeps its snapshot
-                log.error("clip %s could not be written: %s", p.path, exc)
+        if self.writer is not None:  # decoding and H.264-encoding a clip takes a reader hundreds of ms
+            self._writing = [job for job in self._writing if not job.done()]
+            for p in done:
+                self._writing.append(self.writer(functools.partial(self._later, self._encode_clip, p)))
+            return []
+        finished = [f for p in done if (f := self._encode_clip(p)) is not None]
         self.written.extend(finished)
         return finished
+
+    def _encode_clip(self, p: _PendingClip) -> tuple[str, str, Path] | None:
+        """A re-encoded clip from its kept JPEGs, thinned to a time-lapse of at most ``max_clip_frames``."""
+        frames = sorted({t: b for t, b in p.frames}.items())
+        if len(frames) > self.max_clip_frames:
+            idx = np.linspace(0, len(frames) - 1, self.max_clip_frames).round().astype(int)
+            frames = [frames[i] for i in sorted(set(idx.tolist()))]
+        decoded = [(t, cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)) for t, b in frames if b]
+        try:
+            write_clip([(t, np.asarray(im, np.uint8)) for t, im in decoded if im is not None], p.path,
+                       self.fast_fps)
+        except Exception as exc:  # a failed clip must not lose the case: it keeps its snapshot
+            log.error("clip %s could not be written: %s", p.path, exc)
+            return None
+        return p.case_id, "clip", p.path
 
     def _flush_copies(self, ts: float, stream: str | None, force: bool = False) -> list[tuple[str, str, Path]]:
         """Write the stream-copied clips that are complete (a packet past their end came), still waiting at
@@ -289,7 +306,7 @@ class EvidenceRecorder:
         if self.writer is not None:  # written in the background: the caller (a reader, the detector) goes on
             self._writing = [job for job in self._writing if not job.done()]
             for c in done:
-                self._writing.append(self.writer(functools.partial(self._write_copy_later, c)))
+                self._writing.append(self.writer(functools.partial(self._later, self._write_copy, c)))
             return []
         finished = [f for c in done if (f := self._write_copy(c)) is not None]
         self.written.extend(finished)
@@ -303,9 +320,9 @@ class EvidenceRecorder:
             return None
         return clip.case_id, "clip", clip.path
 
-    def _write_copy_later(self, clip: PacketClip) -> None:
+    def _later(self, write: Callable[[_Clip], tuple[str, str, Path] | None], clip: _Clip) -> None:
         """A clip written by the background writer, then handed to ``on_written`` (the store)."""
-        done = self._write_copy(clip)
+        done = write(clip)
         if done is not None:
             self.written.append(done)
             if self.on_written is not None:

@@ -14,6 +14,7 @@ import yaml
 from datasets.external import load_sources, materialize_all, original_of, repo_digest
 from datasets.yolo import DatasetError, YoloDataset
 from detector.types import CANONICAL_LABELS
+from tests.helpers.data import augmented_copy, textured_scene
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -73,3 +74,52 @@ def test_excluded_repositories_and_missing_snapshots_are_refused(tmp_path: Path)
         load_sources(_sources(tmp_path, commit, repo="bad/repo"))
     with pytest.raises(DatasetError, match="no git snapshot"):
         materialize_all(tmp_path / "nowhere", tmp_path / "out", sources_file=_sources(tmp_path, commit))
+
+
+def test_a_source_extending_a_shared_folder_skips_its_images_and_scenes_of_its_val(tmp_path: Path) -> None:
+    """More images of a source already in ../shared/data: those already there are skipped, and so is a training
+    copy of a place its validation split shows; the manifest says which and why."""
+    repo = tmp_path / "src" / "owner" / "garbage"
+    for split in ("train", "valid"):
+        (repo / split / "images").mkdir(parents=True)
+        (repo / split / "labels").mkdir(parents=True)
+    photos = {("train", "000001_jpg.rf.a"): textured_scene(11), ("train", "000001_jpg.rf.b"): textured_scene(11),
+              ("train", "000002_jpg.rf.c"): textured_scene(12),  # already in the shared folder
+              ("train", "000051_jpg.rf.d"): augmented_copy(textured_scene(13)),  # the place of val 000050
+              ("train", "000090_jpg.rf.e"): textured_scene(14), ("valid", "000050_jpg.rf.f"): textured_scene(13)}
+    for (split, stem), img in photos.items():
+        cv2.imwrite(str(repo / split / "images" / f"{stem}.jpg"), img)
+        (repo / split / "labels" / f"{stem}.txt").write_text("0 0.5 0.5 0.2 0.2\n2 0.3 0.3 0.1 0.1\n")
+    (repo / "data.yaml").write_text("names: ['garbage', 'garbage_bin', 'overflow']\n")
+    (repo / "README.dataset.txt").write_text("License: CC BY 4.0\n")
+    (repo / "weights.pt").write_text("a large file\n")
+    _git(repo.parent, "init", "-q", "garbage")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "data")
+    blob = _git(repo, "rev-parse", "HEAD:weights.pt")  # a snapshot without its large files, as fetch gives
+    (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    shared = tmp_path / "shared"
+    (shared / "garbage_cn").mkdir(parents=True)
+    (shared / "garbage_cn" / "manifest.json").write_text('[{"original": "000002_jpg", "split": "train"}]')
+    spec = {"excluded_sha256": [], "sources": [{
+        "name": "garbage_cn_more", "repo": "owner/garbage", "commit": _git(repo, "rev-parse", "HEAD"), "path": ".",
+        "license": "CC BY 4.0", "license_file": "README.dataset.txt", "attribution": "test", "view": "street",
+        "names": {"garbage": "garbage", "overflow": "overflowing_bin"}, "splits": {"train": ["train"]},
+        "one_per_original": True, "extends": "garbage_cn", "drop_same_scene_as": ["valid"]}]}
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump(spec))
+
+    [manifest] = materialize_all(tmp_path / "src", tmp_path / "out", sources_file=tmp_path / "sources.yaml",
+                                 data=shared)
+    assert manifest["counts"] == {"train": {"images": 2, "garbage": 2, "overflowing_bin": 2}}
+    assert manifest["extends"] == "garbage_cn"
+    skipped = manifest["skipped"]["train"]  # type: ignore[index]
+    assert skipped["already_in_garbage_cn"] == 1
+    assert list(skipped["same_scene"]) == ["000051_jpg.rf.d.jpg"]
+    assert skipped["same_scene"]["000051_jpg.rf.d.jpg"][0] == "000050_jpg.rf.f.jpg"
+    ds = YoloDataset.load(tmp_path / "out" / "garbage_cn_more" / "data.yaml")
+    assert [original_of(i.image.stem) for i in ds.items("train")] == ["000001_jpg", "000090_jpg"]
+    assert list(ds.items("val")) == []
+
+    with pytest.raises(DatasetError, match="extends garbage_cn"):
+        materialize_all(tmp_path / "src", tmp_path / "out", sources_file=tmp_path / "sources.yaml",
+                        data=tmp_path / "nowhere")

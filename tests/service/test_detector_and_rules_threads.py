@@ -48,9 +48,10 @@ class GatedBackend(CountingBackend):
         return super().detect(frames, sizes)
 
 
-def red_frame(ts: float) -> Frame:
-    img = np.full((180, 320, 3), 110, np.uint8)
-    img[60:120, 100:200] = (40, 40, 220)
+def red_frame(ts: float, scale: int = 1) -> Frame:
+    """A 320x180 frame (times ``scale``) with a red square at (100, 60)-(200, 120) (times ``scale``)."""
+    img = np.full((180 * scale, 320 * scale, 3), 110, np.uint8)
+    img[60 * scale:120 * scale, 100 * scale:200 * scale] = (40, 40, 220)
     return Frame(img, ts)
 
 
@@ -61,9 +62,9 @@ def camera(cam_id: str, store: CaseStore, backend: CountingBackend, wakeup: thre
                         lambda *_: None, wakeup)
 
 
-def queue(worker: CameraWorker, times: Sequence[float]) -> None:
+def queue(worker: CameraWorker, times: Sequence[float], scale: int = 1) -> None:
     for ts in times:
-        sample = worker.pipeline.admit(red_frame(ts))
+        sample = worker.pipeline.admit(red_frame(ts, scale))
         assert sample is not None
         worker._queue(sample)
 
@@ -143,3 +144,21 @@ def test_queued_samples_go_through_before_the_cameras_violations_end(tmp_path: P
         assert "a" not in cams.engine.workers
         cams.stop()
     store.close()
+
+
+def test_boxes_come_back_to_frame_pixels_across_the_two_threads(tmp_path: Path) -> None:
+    """A 1280x720 frame reaches the detector made 320 px small; the rules thread scales its boxes back."""
+    backend = CountingBackend()  # finds the red square in what it is given: input pixels
+    engine = InferenceEngine(backend, batch=2)
+    store = CaseStore(tmp_path / "cases.db")
+    worker = camera("a", store, backend, engine.wakeup)
+    engine.workers = {"a": worker}
+    engine.start()
+    try:
+        queue(worker, [0.0, 1.0, 2.0], scale=4)
+        wait_for(lambda: store.cases() or None, 20, "the case")
+        (case,) = store.cases()
+        assert case.box == pytest.approx([400, 240, 800, 480], abs=4)
+    finally:
+        engine.stop()
+        store.close()

@@ -244,6 +244,38 @@ def test_a_background_writer_writes_clips_off_the_callers_thread_and_finish_wait
     assert times[-1] >= 1.9  # from 0.5 s to 3 s of the source (and up to half a second more)
 
 
+def test_a_re_encoded_clip_is_encoded_by_the_background_writer_too(tmp_path: Path) -> None:
+    """A camera without packets (MJPEG, images): its clip is decoded from JPEGs and H.264-encoded by the
+    evidence thread, not by the reader that delivered its last frame, and is the clip written without one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def record(rec: EvidenceRecorder) -> list[tuple[str, str, Path]]:
+        returned = []
+        for i in range(50):  # 10 fps for 5 s; first seen at 1.5 s, confirmed at 2 s: the clip ends at 3 s
+            img = np.full((96, 160, 3), i * 4, np.uint8)
+            returned += rec.observe(i / 10, img)
+            if i == 20:
+                rec.start_case("mj", garbage_event(1.5, 2.0), img, None)
+        return returned + rec.finish()
+
+    written: list[tuple[str, str, Path]] = []
+    threads: set[str] = set()
+    with ThreadPoolExecutor(1, thread_name_prefix="evidence") as pool:
+        rec = EvidenceRecorder(tmp_path / "bg", long_s=30, pre_s=1, post_s=1, fast_fps=4, writer=pool.submit)
+
+        def on_written(files: list[tuple[str, str, Path]]) -> None:
+            threads.add(threading.current_thread().name)
+            written.extend(files)
+
+        rec.on_written = on_written
+        assert record(rec) == []
+    assert [(c, k) for c, k, _ in written] == [("mj", "clip")]
+    assert threads and all(name.startswith("evidence") for name in threads)
+    ((_, _, inline),) = [f for f in record(EvidenceRecorder(tmp_path / "fg", long_s=30, pre_s=1, post_s=1,
+                                                            fast_fps=4)) if f[1] == "clip"]
+    assert decoded(written[0][2])[0] == decoded(inline)[0]
+
+
 def test_an_mjpeg_detect_stream_keeps_frames_for_when_the_main_stream_drops(tmp_path: Path) -> None:
     # H.264 main stream up to 2 s, then down; the detect stream has no packets to keep (MJPEG): the case's clip
     # is re-encoded from its frames and covers the violation.
