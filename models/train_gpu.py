@@ -134,7 +134,7 @@ def _names(data_yaml: Path) -> list[str]:
     return names
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pack", type=Path, required=True, help="training pack folder (has data.yaml)")
     ap.add_argument("--out", type=Path, required=True, help="where best.pt, metrics.json, ... go")
@@ -143,6 +143,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--pretrained", type=Path, default=None,
                     help="the YOLOv5n COCO checkpoint for --model coco (default: ../shared/pretrained/yolov5n-coco.pt)")
     ap.add_argument("--close-mosaic", type=int, default=10, help="last epochs trained without mosaic")
+    ap.add_argument("--freeze", type=int, default=0,
+                    help="keep the first N layers as they start (10: the COCO backbone of yolov5n), train the rest")
+    ap.add_argument("--hyp", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="other Ultralytics training settings, numbers only (e.g. cutmix=0.3 scale=0.9)")
     ap.add_argument("--warmup-epochs", type=float, default=None,
                     help="epochs of learning-rate warm-up (default: 1 with --lr0, else Ultralytics' 3)")
     ap.add_argument("--minutes", type=float, default=8.5, help="training time budget (0: train --epochs)")
@@ -162,7 +166,21 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _warmup(args: argparse.Namespace) -> float:
+def hyp_settings(pairs: list[str]) -> dict[str, float]:
+    """``KEY=VALUE`` training settings as numbers; a malformed one is an error, not a silent default."""
+    out: dict[str, float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            if not sep or not key.isidentifier():
+                raise ValueError(pair)
+            out[key] = float(value)
+        except ValueError:
+            raise SystemExit(f"--hyp {pair!r}: expected KEY=NUMBER") from None
+    return out
+
+
+def warmup_epochs(args: argparse.Namespace) -> float:
     """Warm-up epochs: as asked, else one for a short fine-tune at a fixed ``--lr0``, else Ultralytics' three."""
     if args.warmup_epochs is not None:
         return float(args.warmup_epochs)
@@ -196,13 +214,15 @@ def _train(args: argparse.Namespace, model: str, class_ids: list[int] | None, de
         minutes = args.minutes - (time.time() - started) / 60
         try:
             summary["workers"] = workers
+            settings: dict[str, Any] = {
+                "close_mosaic": args.close_mosaic, "mixup": 0.1, "multi_scale": args.multi_scale,
+                "warmup_epochs": warmup_epochs(args), "freeze": args.freeze or None,
+                **({"optimizer": "SGD", "lr0": args.lr0} if args.lr0 > 0 else {}), **hyp_settings(args.hyp)}
             YOLO(model).train(
                 data=str(args.pack / args.data), classes=class_ids, epochs=args.epochs,
                 time=minutes / 60 if args.minutes > 0 else None, imgsz=args.imgsz,
                 batch=args.batch, workers=workers, device=device, project=str(work / "runs"), name="train",
-                exist_ok=True, plots=False, cache="ram", patience=1000, close_mosaic=args.close_mosaic, mixup=0.1,
-                seed=0, deterministic=False, multi_scale=args.multi_scale, warmup_epochs=_warmup(args),
-                **({"optimizer": "SGD", "lr0": args.lr0} if args.lr0 > 0 else {}))
+                exist_ok=True, plots=False, cache="ram", patience=1000, seed=0, deterministic=False, **settings)
             return
         except Exception:
             # Data-loader workers can die where shared memory is small; retry once without them.
@@ -241,7 +261,7 @@ def _collect(args: argparse.Namespace, run_dir: Path, device: str, started: floa
 
 def main(argv: list[str] | None = None) -> int:
     """Train, validate and collect outputs; returns a process exit code."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         handlers=[logging.StreamHandler(), logging.FileHandler(args.out / "train.log")])
@@ -262,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {"gpu": gpu, "model": args.model, "imgsz": args.imgsz, "batch": args.batch,
                                "multi_scale": args.multi_scale, "lr0": args.lr0 or "auto",
                                "time_budget_min": args.minutes, "pack_manifest_sha256": None,
-                               "data": args.data, "classes": args.classes or "all"}
+                               "data": args.data, "classes": args.classes or "all", "freeze": args.freeze,
+                               "close_mosaic": args.close_mosaic, "warmup_epochs": warmup_epochs(args),
+                               "hyp": hyp_settings(args.hyp)}
     model, class_ids = _start(args, summary)
     try:
         _train(args, model, class_ids, device, work, started, summary)

@@ -102,17 +102,20 @@ def write_split(data: Path, sources: list[str], left_out: str, classes: list[str
 
 
 def train_run(split_dir: Path, out: Path, start: str, classes: list[str], epochs: int, imgsz: int, batch: int,
-              workers: int, scratch_model: str, schedule: tuple[int, float] = (10, 3.0)) -> Path:
+              workers: int, scratch_model: str, schedule: tuple[int, float] = (10, 3.0), freeze: int = 0,
+              hyp: list[str] | None = None) -> Path:
     """Train one leave-one-out run with ``models/train_gpu.py`` (exact epochs, CPU or GPU).
 
-    ``schedule``: the last epochs trained without mosaic, and the warm-up epochs."""
+    ``schedule``: the last epochs trained without mosaic, and the warm-up epochs; ``freeze``: the first layers
+    kept as they start (10: the COCO backbone); ``hyp``: other Ultralytics settings, ``KEY=VALUE``."""
     if start == "coco":
         model = str(student_start(classes, out / "start.pt"))
     else:
         model = scratch_model
     rc = train_main(["--pack", str(split_dir), "--out", str(out), "--model", model, "--minutes", "0",
                      "--epochs", str(epochs), "--imgsz", str(imgsz), "--batch", str(batch), "--workers", str(workers),
-                     "--device", "0", "--close-mosaic", str(schedule[0]), "--warmup-epochs", str(schedule[1])])
+                     "--device", "0", "--close-mosaic", str(schedule[0]), "--warmup-epochs", str(schedule[1]),
+                     "--freeze", str(freeze), *(["--hyp", *hyp] if hyp else [])])
     if rc != 0:
         raise RuntimeError(f"training {out} failed (exit {rc})")
     return out / "best.pt"
@@ -158,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--close-mosaic", type=int, default=10, help="last epochs trained without mosaic")
     ap.add_argument("--warmup-epochs", type=float, default=3.0, help="epochs of learning-rate warm-up")
+    ap.add_argument("--freeze", type=int, default=0, help="first layers kept as they start (10: the COCO backbone)")
+    ap.add_argument("--hyp", nargs="*", default=[], metavar="KEY=VALUE", help="other Ultralytics training settings")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--score-only", action="store_true", help="re-score existing weights, train nothing")
     args = ap.parse_args(argv)
@@ -170,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             write_split(args.data, args.sources, left_out, args.classes, split_dir)
         if not (run / "best.pt").exists() and not args.score_only:
             train_run(split_dir, run, args.start, args.classes, args.epochs, args.imgsz, args.batch, args.workers,
-                      args.scratch_model, (args.close_mosaic, args.warmup_epochs))
+                      args.scratch_model, (args.close_mosaic, args.warmup_epochs), args.freeze,
+                      args.hyp)
         if (run / "best.pt").exists():
             runs.append((name, run, split_dir / f"val_{name}.yaml"))
     for name, run, held in runs:
@@ -180,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             {"scores": scores, "epochs": metrics.get("epochs"), "train_seconds": metrics.get("train_seconds"),
              "imgsz": args.imgsz, "trained_on": [source_name(s) for s in args.sources
                                                  if source_group(args.data, s) != name and source_name(s) != name],
-             "close_mosaic": args.close_mosaic, "warmup_epochs": args.warmup_epochs,
+             "close_mosaic": args.close_mosaic, "warmup_epochs": args.warmup_epochs, "freeze": args.freeze,
+             "hyp": args.hyp,
              "ultralytics_val": metrics.get("val", {}).get(name)}, indent=1) + "\n")
         write_table(args.out)
         log.info("%s without %s: %s", args.start, name, scores)

@@ -1,0 +1,22 @@
+"""Training settings passed through to Ultralytics: numbers only, a malformed one stops the run, warm-up defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.train_gpu import build_parser, hyp_settings, warmup_epochs
+
+
+def test_hyp_pairs_become_numbers_and_a_malformed_one_is_an_error() -> None:
+    assert hyp_settings(["cutmix=0.3", "scale=0.9", "degrees=5"]) == {"cutmix": 0.3, "scale": 0.9, "degrees": 5.0}
+    assert hyp_settings([]) == {}
+    for bad in ("cutmix", "cutmix=lots", "=0.3", "two words=1"):
+        with pytest.raises(SystemExit, match="KEY=NUMBER"):
+            hyp_settings([bad])
+
+
+def test_warm_up_is_as_asked_else_one_epoch_for_a_fixed_lr_else_three() -> None:
+    parse = build_parser().parse_args
+    assert warmup_epochs(parse(["--pack", "p", "--out", "o"])) == 3.0
+    assert warmup_epochs(parse(["--pack", "p", "--out", "o", "--lr0", "0.002"])) == 1.0
+    assert warmup_epochs(parse(["--pack", "p", "--out", "o", "--lr0", "0.002", "--warmup-epochs", "0.5"])) == 0.5
