@@ -7,7 +7,7 @@ DEMO := out/demo
 
 export YOLO_OFFLINE := 1
 
-.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render bench-techniques bench-roi bench-plates soak clean data train-cpu loso
+.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render bench-techniques bench-roi bench-plates bench-tracker soak clean data train-cpu loso
 
 TRAIN_STAMP := $(VENV)/.installed-train
 
@@ -83,13 +83,17 @@ bench-techniques: $(TRAIN_STAMP)
 bench-roi: $(STAMP)
 	$(BIN)/python bench/roi.py
 
+# The product's NumPy tracker vs norfair's IoU tracker, same scenes and ids (bench/results/tracker.json).
+bench-tracker: $(STAMP)
+	$(BIN)/python bench/tracker.py
+
 # What reading a truck's plate costs against one detector call (bench/results/plates.json).
 bench-plates: $(STAMP)
 	bash scripts/install-test-services.sh
 	$(BIN)/python bench/plates.py
 
 # Every benchmark, then bench/results/summary.json and the table in bench/README.md.
-bench: bench-inference bench-batch bench-live bench-render
+bench: bench-inference bench-batch bench-live bench-render bench-tracker
 	$(BIN)/python bench/summary.py
 
 # The service on 8 generated RTSP streams for SOAK_MINUTES (default 10); writes soak/report.{json,svg,html}.

@@ -98,6 +98,9 @@ def collect() -> dict[str, Any]:
     if roi:
         out["roi_crop_speedup"] = roi["crop_speedup_per_call"]
         out["per_zone_rates_speedup"] = roi["per_zone_rates_speedup"]
+    tracker = _load("tracker")
+    if tracker:
+        out["tracker_speedup_vs_norfair"] = tracker["tracker_speedup_vs_norfair"]
     plates = _load("plates")
     if plates:
         out["plate_read_vs_detector"] = plates["plate_read_vs_detector"]
@@ -115,7 +118,8 @@ def table(s: dict[str, Any]) -> str:
                "rss_mb_per_camera_dual": ("≤ 80 MB", " MB"), "live_p95_alert_latency_s_dual": ("≤ 3 s", " s"),
                "render_speedup_gl_vs_painter": ("", "×"),
                "rect_input_speedup": ("", "×"), "batching_8_speedup": ("", "×"), "roi_crop_speedup": ("", "×"),
-               "per_zone_rates_speedup": ("", "×"), "plate_read_vs_detector": ("", "×")}
+               "per_zone_rates_speedup": ("", "×"), "plate_read_vs_detector": ("", "×"),
+               "tracker_speedup_vs_norfair": ("", "×")}
     lines = [f"Machine: {s['machine']}.", "", "| figure | measured | target |", "|---|---|---|"]
     for key, (target, unit) in targets.items():
         if key in s and s[key] is not None:

@@ -103,6 +103,15 @@ def loso_lines(loso: dict[str, Any]) -> list[str]:
                              f"{s.get('epochs')} | {s.get('train_seconds')} |")
     if loso.get("reading"):
         lines += ["", loso["reading"]]
+    study: dict[str, Any] = loso.get("recipe_study", {})
+    if study.get("rows"):
+        lines += ["", "### Data and recipe, one left-out source at a time", "", study.get("what", ""), "",
+                  "| left-out source | data and recipe | garbage AP50 | epochs | train s | measured |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['left_out']} | {r['recipe']} | {r['ap50']} | {r.get('epochs', '')} | "
+                  f"{r.get('train_seconds', '')} | {r.get('measured', '')} |" for r in study["rows"]]
+        if study.get("reading"):
+            lines += ["", study["reading"]]
     return [*lines, ""]
 
 

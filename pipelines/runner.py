@@ -29,7 +29,7 @@ from detector.backends.base import DetectorBackend
 from detector.events import ViolationEvent
 from detector.rules import RuleSettings, ViolationRules, ZoneSpec
 from detector.scene import SceneSettings, group_piles, scene
-from detector.tracking import NorfairTracker, Tracker
+from detector.tracking import BoxTracker, Tracker
 from detector.types import Detections
 from detector.warnings import WarningAction, WarningLoop
 from pipelines.config import CameraConfig
@@ -263,7 +263,7 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
         on_event: Called with each committed event and its case id.
         on_warning: Plays a voice warning (the service); None: warnings are only recorded (batch).
         time_of_day: The local time of day for quiet hours (default: the wall clock).
-        tracker: The tracker (default: norfair, bridging gaps of the rules' tolerance).
+        tracker: The tracker (default: :class:`BoxTracker`, bridging gaps of the rules' tolerance).
         reminders: Shops and the reminder policy: violations in a shop's frontage are texted to the shop first.
         plates: The plate reader and register, for cameras that read the plates of truck cases.
     """
@@ -271,8 +271,7 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
     rules = ViolationRules(camera.id, zones, names, settings)
     rules.zone_tolerance_s = {z.id: 2.0 / (z.detect_fps or camera.detect_fps) for z in camera.zones}
     if tracker is None:
-        tracker = NorfairTracker(hit_counter_max=max(2, round(camera.detect_fps * max(settings.gap_tolerance_s,
-                                                                                      1.0) / 4)))
+        tracker = BoxTracker(hit_counter_max=max(2, round(camera.detect_fps * max(settings.gap_tolerance_s, 1.0) / 4)))
     sinks: list[EventSink] = []
     policies = camera.warning_settings()
     warnings = WarningSink(WarningLoop(policies), store, context, on_warning,

@@ -26,3 +26,18 @@ def test_card_renders_splits_and_size_study(tmp_path: Path) -> None:
     assert "| split | class | at 320 | at 640 |" in md and "| real | garbage | 0.61 | 0.72 |" in md
     assert "- ms per frame: 320 px: 5 / 3" in md and "640 finds more" in md
     assert json.loads((tmp_path / "card.json").read_text()) == card
+
+
+def test_card_renders_the_leave_one_source_out_runs_and_the_recipe_study(tmp_path: Path) -> None:
+    loso = {"what": "each source left out",
+            "runs": {"coco": {"bags": {"scores": {"detector": {"garbage": 0.15}, "product": {"garbage": 0.16}},
+                                       "epochs": 12, "train_seconds": 100.0}}},
+            "recipe_study": {"what": "one change at a time",
+                             "rows": [{"left_out": "bags", "recipe": "+ more CN, 12 epochs", "ap50": 0.21,
+                                       "epochs": 12, "train_seconds": 5000, "measured": "stop 29"}],
+                             "reading": "more data helps"}}
+    write_card(tmp_path, {"name": "m", "leave_one_source_out": loso})
+    md = (tmp_path / "card.md").read_text()
+    assert "| coco | bags | garbage | 0.15 | 0.16 | 12 | 100.0 |" in md
+    assert "| bags | + more CN, 12 epochs | 0.21 | 12 | 5000 | stop 29 |" in md
+    assert md.index("one change at a time") < md.index("more data helps")
