@@ -158,7 +158,7 @@ class BoxTracker:
         k = len(boxes)
         first = len(self._hits)
         ids = np.full(k, -1, np.int64)
-        if 1 > self.initialization_delay:
+        if self.initialization_delay == 0:  # the new hit counter, 1, is above the delay: ids at once
             ids = np.arange(self._next_id, self._next_id + k, dtype=np.int64)
             self._next_id += k
         self._x = np.concatenate([self._x, np.hstack([boxes, np.zeros((k, 4))])])
