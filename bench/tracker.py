@@ -1,5 +1,5 @@
 """The tracker's cost: the product's NumPy tracker (:class:`detector.tracking.BoxTracker`) against norfair's
-IoU tracker (the product's tracker until stop 29, now the reference it is tested against), on the same scenes,
+IoU tracker (the product's tracker until stop 28, now the reference it is tested against), on the same scenes,
 in the same run; and what importing each costs a fresh process (batch start-up).
 
     python bench/tracker.py [--frames 2000] [--out bench/results/tracker.json]

@@ -34,10 +34,10 @@ def test_card_renders_the_leave_one_source_out_runs_and_the_recipe_study(tmp_pat
                                        "epochs": 12, "train_seconds": 100.0}}},
             "recipe_study": {"what": "one change at a time",
                              "rows": [{"left_out": "bags", "recipe": "+ more CN, 12 epochs", "ap50": 0.21,
-                                       "epochs": 12, "train_seconds": 5000, "measured": "stop 29"}],
+                                       "epochs": 12, "train_seconds": 5000, "measured": "stop 28"}],
                              "reading": "more data helps"}}
     write_card(tmp_path, {"name": "m", "leave_one_source_out": loso})
     md = (tmp_path / "card.md").read_text()
     assert "| coco | bags | garbage | 0.15 | 0.16 | 12 | 100.0 |" in md
-    assert "| bags | + more CN, 12 epochs | 0.21 | 12 | 5000 | stop 29 |" in md
+    assert "| bags | + more CN, 12 epochs | 0.21 | 12 | 5000 | stop 28 |" in md
     assert md.index("one change at a time") < md.index("more data helps")
