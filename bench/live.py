@@ -133,7 +133,7 @@ def keyframe_rate(clip: Path) -> float:
 
 
 def run_once(clip: Path, n: int, seconds: float, tmp: Path, model: dict[str, object] | None = None,
-             mode: str = "full", stagger: bool = False) -> dict[str, object]:
+             mode: str = "full", stagger: bool = False, record_process: bool = True) -> dict[str, object]:
     record = None
     if mode == "dual":
         clip, record = (encode(clip, clip.with_name(f"{clip.stem}_sub360.mp4"), SUB),
@@ -150,6 +150,7 @@ def run_once(clip: Path, n: int, seconds: float, tmp: Path, model: dict[str, obj
         "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "BENCH_T"}]},
         "storage": {"db": str(tmp / f"cases{n}.db"), "evidence": str(tmp / f"evidence{n}")},
         "model": {"threads": MODEL_THREADS[mode], "batch": 4, **(model or {})},
+        "ingest": {"record_process": record_process},
         "cameras": [] if stagger else cameras,
         "rules": {"dwell_s": {"street_stall": 3, "garbage": 3, "barbecue": 3}, "gap_tolerance_s": 5},
     })
@@ -215,7 +216,7 @@ def measure(port: int, n: int, seconds: float, latencies: list[float], listen: C
     t0 = time.time()
     rss = []
     while time.time() - t0 < seconds:
-        rss.append(proc.memory_info().rss / 2**20)
+        rss.append(service_rss(proc) / 2**20)
         time.sleep(1)
     after = {c["id"]: c for c in client.get("/api/cameras").json()}
     dt = time.time() - t0
@@ -250,6 +251,19 @@ def measure(port: int, n: int, seconds: float, latencies: list[float], listen: C
     result["held"] = held(result)
     client.close()
     return result
+
+
+def service_rss(proc: psutil.Process) -> int:
+    """Resident memory of the service: this process (the service runs in it) and its recorder process, not the
+    RTSP servers it started."""
+    total = proc.memory_info().rss
+    for child in proc.children():
+        try:
+            if "multiprocessing" in " ".join(child.cmdline()):  # the recorder (spawned), not a GStreamer server
+                total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
 
 
 def clip_size(client: httpx.Client) -> list[int] | None:
@@ -315,6 +329,8 @@ def main() -> int:
     ap.add_argument("--stagger", action="store_true", help="add the cameras one after another over one detection "
                     "period (real cameras are not in step; by default every stream starts the same clip at once and "
                     "all cameras sample at the same instants)")
+    ap.add_argument("--record-threads", action="store_true", help="dual: main streams read by threads of the "
+                    "service's process (`ingest.record_process: false`), not by the recorder process")
     ap.add_argument("--spinning", action="store_true", help="the detector's threads spin between calls "
                     "(`model.spinning: true`; the service's default is false)")
     args = ap.parse_args()
@@ -334,14 +350,14 @@ def main() -> int:
                 with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                             initializer=_child_logging) as pool:
                     runs.append(pool.submit(run_once, args.clip, n, args.seconds, Path(tmp), model,
-                                            args.mode, args.stagger).result())
+                                            args.mode, args.stagger, not args.record_threads).result())
                 log.info("%s", runs[-1])
             results.append(median_run(runs) if len(runs) > 1 else runs[0])
     held = [int(r["streams"]) for r in results if r["held"]]  # type: ignore[call-overload]
     key = {"full": "live_streams_held", "keyframes": "live_cameras_held_keyframes",
            "dual": "live_cameras_held_dual"}[args.mode]
     summary = {"machine": machine, "clip": str(args.clip), "mode": args.mode, **MODES[args.mode],
-               "stagger": args.stagger,
+               "stagger": args.stagger, "record_process": not args.record_threads,
                "repeats": args.repeats, "model": {k: str(v) for k, v in model.items()}, "results": results,
                key: max(held) if held else 0}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -154,6 +154,11 @@ class CameraPipeline:
         """Whether any sink keeps compressed packets (stream-copy evidence): without one, readers need no tap."""
         return bool(self._packet_sinks)
 
+    def evidence_recorder(self) -> EvidenceRecorder | None:
+        """The camera's evidence recorder (None: it keeps no evidence)."""
+        sink = next((s for s in self.sinks if isinstance(s, EvidenceSink)), None)
+        return sink.recorder if sink is not None else None
+
     def evidence_rings(self) -> dict[str, PacketRing]:
         """The stream-copy rings of the camera's evidence, by stream (empty: no evidence, or none yet)."""
         sink = next((s for s in self.sinks if isinstance(s, EvidenceSink)), None)

@@ -45,6 +45,7 @@ from pipelines.sources import DecodeMode, Frame, RecordedPacket, SourceError, St
 from pipelines.stages import LoadGovernor, Sample
 from service.fleet import CameraView, OnEvent, OnHealth, OnWarn
 from service.loops import BackgroundLoop
+from service.recorder import RecorderProcess, RemoteRecord, RingSpec
 from service.settings import IngestConfig, ServiceConfig
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class CameraWorker:
         decode_detail: Why.
         record: The camera's main stream, read in a second thread without decoding: its packets go to the
             evidence ring for stream-copied clips (None: one stream; clips are cut from ``source``'s packets).
+        remote_record: The camera's main stream read by the recorder process instead (``ingest.record_process``);
+            its health comes from there (:meth:`record_status`).
     """
 
     camera_id: str
@@ -96,13 +99,15 @@ class CameraWorker:
     decoding: str = "all"
     decode_detail: str = ""
     record: Source | None = None
+    remote_record: RemoteRecord | None = None
 
     def __post_init__(self) -> None:
         self.queue: deque[Sample] = deque(maxlen=self.ingest.queue)
         self.queue_lock = threading.Lock()
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
-        self.record_health, self.record_detail = ("connecting", "") if self.record is not None else ("", "")
+        two = self.record is not None or self.remote_record is not None
+        self.record_health, self.record_detail = ("connecting", "") if two else ("", "")
         self.record_thread = threading.Thread(target=self._record_run, name=f"record-{self.camera_id}", daemon=True)
         self._detect_tap = functools.partial(self.pipeline.packet, "detect") if self.pipeline.keeps_packets else None
         self._record_tap = functools.partial(self.pipeline.packet, "record")
@@ -127,6 +132,8 @@ class CameraWorker:
     def evidence(self) -> str:
         """How the camera's clips are cut now."""
         rings = self.pipeline.evidence_rings()
+        if self.remote_record is not None and self.remote_record.copyable and self.record_health == "live":
+            return "stream copy (record)"
         for name in ("record", "detect"):
             ring = rings.get(name)
             if ring is not None and ring.params is not None and ring.params.copyable \
@@ -210,6 +217,12 @@ class CameraWorker:
             log.info("camera %s: record stream live (%s %dx%d)", self.camera_id, params.codec, params.width,
                      params.height)
         self._record_tap(params, packet)
+
+    def record_status(self, health: str, detail: str, copyable: bool) -> None:
+        """The recorder process's word on the camera's main stream (``copyable``: clips can be cut from it)."""
+        if health == "live" and self.record_health != "live":
+            log.info("camera %s: record stream live in the recorder process", self.camera_id)
+        self.record_health, self.record_detail = health, detail
 
     def _record_run(self) -> None:
         """Read the record stream until stopped, reconnecting with backoff; it never stops the detect stream,
@@ -482,6 +495,8 @@ class LocalCameras:
         # Stream-copied clips are written here, one at a time: never on a camera's reader or the detector, which
         # would hold the camera's pipeline (and so the detector) while a clip is muxed and its evidence stored.
         self.evidence_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence")
+        #: Main streams of two-stream cameras are read here (``ingest.record_process``), started with the first.
+        self.recorder: RecorderProcess | None = None
 
     def start(self) -> None:
         """Start the detector and the stall watch."""
@@ -520,10 +535,13 @@ class LocalCameras:
         source = open_source(source_config(cam.source, live=True, open_timeout_s=ingest.open_timeout_s,
                                            read_timeout_s=ingest.read_timeout_s))
         record = None
-        if cam.record:  # the main stream shares the detect stream's clock: clips line up with detections
-            record = open_source(source_config(cam.record, live=True, open_timeout_s=ingest.open_timeout_s,
-                                               read_timeout_s=ingest.read_timeout_s),
-                                 epoch=getattr(source, "epoch", None))
+        # The main stream shares the detect stream's clock: clips line up with detections.
+        clock_zero = getattr(source, "epoch", None)
+        if cam.record:
+            record_cfg = source_config(cam.record, live=True, open_timeout_s=ingest.open_timeout_s,
+                                       read_timeout_s=ingest.read_timeout_s)
+            if not ingest.record_process:
+                record = open_source(record_cfg, epoch=clock_zero)
         epoch = time.time()  # wall time of the camera clock's zero
         pipeline = self.pipeline_for(cam, lambda ev, case_id: self.on_event(cam.id, ev, case_id, epoch))
         mode, interval, reason = cam.decode_plan()
@@ -534,7 +552,22 @@ class LocalCameras:
             if cam.id in self.engine.workers:
                 raise ValueError(f"camera {cam.id} exists")
             self.engine.workers[cam.id] = worker
+        evidence = pipeline.evidence_recorder()
+        if cam.record and ingest.record_process and evidence is not None:  # before any case can begin a clip
+            worker.record_health = "connecting"
+            remote = worker.remote_record = self._recorder().add(
+                cam.id, record_cfg, clock_zero, RingSpec(*evidence.ring_bounds()), ingest.backoff_s,
+                ingest.max_backoff_s, worker.record_status)
+            remote.on_written = evidence.remote_written
+            evidence.remote = remote
         worker.start()
+
+    def _recorder(self) -> RecorderProcess:
+        """The recorder process, started on first use."""
+        if self.recorder is None:
+            self.recorder = RecorderProcess(log_level=logging.getLogger().getEffectiveLevel())
+            self.recorder.start()
+        return self.recorder
 
     def remove(self, camera_id: str) -> None:
         """Stop a camera's reader, let its queued samples through, and end its active violations."""
@@ -550,6 +583,8 @@ class LocalCameras:
             workers = list(self.engine.workers.values())
         self._end(workers)
         self.engine.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
         self.evidence_writer.shutdown(wait=True)
 
     def _end(self, workers: list[CameraWorker]) -> None:
@@ -566,7 +601,9 @@ class LocalCameras:
                 del self.engine.workers[w.camera_id]
         self.engine.rules.flush()  # a batch taken just before they left is processed before their violations end
         for w in ours:
-            w.pipeline.finish()
+            w.pipeline.finish()  # with a main stream in the recorder process, its clips gathering are written
+            if self.recorder is not None and w.remote_record is not None:
+                self.recorder.remove(w.camera_id)
 
     def check_stalls(self) -> None:
         """Mark cameras without recent frames stalled now (the stall watch does this every second)."""

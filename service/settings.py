@@ -112,6 +112,8 @@ class IngestConfig(Strict):
     max_backoff_s: float = Field(default=60.0, gt=0, le=3600)
     stall_s: float = Field(default=5.0, gt=0, le=600, description="No frame for this long: the camera is stalled.")
     queue: int = Field(default=2, ge=1, le=100, description="Frames waiting per camera; the oldest is dropped.")
+    record_process: bool = Field(default=True, description="Read cameras' main (record) streams in a process of "
+                                 "their own (service/recorder.py); false: a thread per stream in this one.")
 
 
 class ClusterConfig(Strict):

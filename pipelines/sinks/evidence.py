@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import json
 import logging
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -106,6 +107,28 @@ class _PendingClip:
     frames: list[tuple[float, bytes]] = field(default_factory=list)
 
 
+class RecordStream(Protocol):
+    """A camera's main stream kept for stream-copy clips somewhere else (the service reads main streams in a
+    recorder process of their own, :mod:`service.recorder`): clips are cut there, from its own packet ring."""
+
+    @property
+    def copyable(self) -> bool:
+        """Whether the stream is live with packets a clip can be cut from."""
+        ...
+
+    def start_clip(self, case_id: str, path: Path, begin: float, event_ts: float, until: float,
+                   need_reach: bool) -> float | None:
+        """Begin a case's clip at ``path`` from ``begin`` to ``until`` if the ring covers ``event_ts`` (and, with
+        ``need_reach``, reaches back to ``begin``): the clip's first frame time, or None (then nothing was begun).
+        The clip is written when its last packet came, and reported to the recorder's :meth:`~EvidenceRecorder.
+        remote_written`."""
+        ...
+
+    def flush(self) -> list[tuple[str, Path | None]]:
+        """Write the clips still waiting for packets now: ``(case_id, path or None where it failed)``."""
+        ...
+
+
 _Clip = TypeVar("_Clip", _PendingClip, PacketClip)
 """A clip waiting to be written: re-encoded from JPEGs, or stream-copied from packets."""
 
@@ -166,13 +189,18 @@ class EvidenceRecorder:
         #: Told of clips the background writer finished ``(case_id, "clip", path)`` (the evidence sink sets it).
         self.on_written: Callable[[list[tuple[str, str, Path]]], None] | None = None
         self.rings: dict[str, PacketRing] = {}
+        #: The main stream when it is kept elsewhere (the service's recorder process); None: in :attr:`rings`.
+        self.remote: RecordStream | None = None
+        self._remote_lock = threading.Lock()
+        self._remote_jobs: list[Future[None]] = []
         self.written: list[tuple[str, str, Path]] = []  # (case_id, kind, path) finished files
         self.frames: list[tuple[str, str, Path]] = []  # clean frames not yet recorded in the store
 
     @property
     def stream_copy(self) -> bool:
         """Whether clips are cut from the camera's packets (some stream delivers H.264/H.265 packets)."""
-        return any(r.params is not None and r.params.copyable for r in self.rings.values())
+        return any(r.params is not None and r.params.copyable for r in self.rings.values()) \
+            or (self.remote is not None and self.remote.copyable)
 
     def packet(self, stream: str, params: StreamParams, packet: RecordedPacket) -> list[tuple[str, str, Path]]:
         """Keep a compressed packet of a camera's ``stream`` (``record`` or ``detect``); returns evidence files
@@ -180,10 +208,8 @@ class EvidenceRecorder:
         if not params.copyable:
             return []
         ring = self.rings.get(stream)
-        if ring is None:  # a long dwell's history is a time-lapse of at most HISTORY_KEYS key frames
-            ring = self.rings[stream] = PacketRing(self.pre_s + self.post_s + 6.0, self.long_s,
-                                                   max(self.history_every_s, self.long_s / HISTORY_KEYS),
-                                                   self.max_ring_bytes)
+        if ring is None:
+            ring = self.rings[stream] = PacketRing(*self.ring_bounds())
         if ring.add(params, packet):
             for clip in self._copying:
                 if clip.ring is ring and clip.generation == ring.generation and not clip.closed:
@@ -192,6 +218,13 @@ class EvidenceRecorder:
                     else:
                         clip.packets.append(packet)
         return self._flush_copies(packet.ts, stream)
+
+    def ring_bounds(self) -> tuple[float, float, float, int]:
+        """A stream's packet ring for these clips: ``(full_s, history_s, history_every_s, max_bytes)`` of
+        :class:`~pipelines.sinks.packets.PacketRing` (a long dwell's history is a time-lapse of at most
+        :data:`HISTORY_KEYS` key frames)."""
+        return (self.pre_s + self.post_s + 6.0, self.long_s, max(self.history_every_s, self.long_s / HISTORY_KEYS),
+                self.max_ring_bytes)
 
     def sample(self, ts: float, image: Image | Callable[[], Image]) -> list[tuple[str, str, Path]]:
         """A frame that went to the detector; returns evidence files finished. Stream-copying from a stream
@@ -328,22 +361,59 @@ class EvidenceRecorder:
             if self.on_written is not None:
                 self.on_written([done])
 
-    def _copy_clip(self, case_id: str, begin: float, event: ViolationEvent) -> PacketClip | None:
+    def _copy_clip(self, case_id: str, begin: float, event: ViolationEvent) -> PacketClip | float | None:
         """A stream-copied clip of a case from a ring that covers it now, preferring the record stream and any ring
-        that reaches back to the clip's start (None: none covers it)."""
+        that reaches back to the clip's start: a clip gathered here, the first frame time of one begun by the
+        :attr:`remote` main stream, or None (no ring covers it)."""
         until = event.ts + self.post_s
+        path = self.out_dir / f"{case_id}.mp4"
         usable = [r for name in STREAMS if (r := self.rings.get(name)) is not None and r.params is not None
                   and r.params.copyable and r.covers(event.ts)]
         # A ring that reaches back to the clip's start first (a main stream that reconnected a moment ago does not).
         reaching = [r for r in usable if (first := r.first_key_ts()) is not None
                     and first <= begin + r.history_every_s]
-        for ring in reaching + [r for r in usable if r not in reaching]:
-            # The ring may already hold packets past the clip's end (a batch reads ahead of its detector).
-            packets = list(itertools.takewhile(lambda p: p.ts <= until + REORDER_S, ring.select(begin)))
-            if packets and ring.params is not None:
-                return PacketClip(case_id, self.out_dir / f"{case_id}.mp4", until, ring.params, ring,
-                                  ring.generation, packets, closed=ring.last_ts > until + REORDER_S)
+        for need_reach, rings in ((True, reaching), (False, [r for r in usable if r not in reaching])):
+            if self.remote is not None:  # the main stream, kept in the recorder process, comes first
+                t0 = self._remote_clip(case_id, path, begin, event.ts, until, need_reach)
+                if t0 is not None:
+                    return t0
+            for ring in rings:
+                # The ring may already hold packets past the clip's end (a batch reads ahead of its detector).
+                packets = list(itertools.takewhile(lambda p: p.ts <= until + REORDER_S, ring.select(begin)))
+                if packets and ring.params is not None:
+                    return PacketClip(case_id, path, until, ring.params, ring, ring.generation, packets,
+                                      closed=ring.last_ts > until + REORDER_S)
         return None
+
+    def _remote_clip(self, case_id: str, path: Path, begin: float, event_ts: float, until: float,
+                     need_reach: bool) -> float | None:
+        """A clip begun by the remote main stream (its first frame time), or None; a failing recorder is logged
+        and treated as not covering the case (the clip then comes from the detect stream)."""
+        assert self.remote is not None
+        try:
+            return self.remote.start_clip(case_id, path, begin, event_ts, until, need_reach)
+        except Exception as exc:
+            log.warning("case %s: the recorder did not begin its clip: %s", case_id, exc)
+            return None
+
+    def remote_written(self, case_id: str, path: Path | None) -> None:
+        """A clip of the :attr:`remote` main stream was written (``path``) or failed (None): recorded like one
+        written here, by the background writer when there is one (called from the recorder's listener)."""
+        if path is None:
+            log.error("clip of case %s could not be written by the recorder", case_id)
+            return
+        if self.writer is None:
+            self._deliver(case_id, path)
+            return
+        with self._remote_lock:
+            self._remote_jobs = [job for job in self._remote_jobs if not job.done()]
+            self._remote_jobs.append(self.writer(functools.partial(self._deliver, case_id, path)))
+
+    def _deliver(self, case_id: str, path: Path) -> None:
+        done = (case_id, "clip", path)
+        self.written.append(done)
+        if self.on_written is not None:
+            self.on_written([done])
 
     def start_case(self, case_id: str, event: ViolationEvent, image: Image,
                    polygon_px: npt.NDArray[np.float32] | None) -> Path:
@@ -358,7 +428,9 @@ class EvidenceRecorder:
             raise OSError(f"cannot write snapshot {snap}")
         begin = event.start_s - self.pre_s
         copy = self._copy_clip(case_id, begin, event)
-        if copy is not None:
+        if isinstance(copy, float):  # begun by the recorder process, from the main stream
+            clip: dict[str, object] = {"clip_t0": round(copy, 3), "clip_stream": "record"}
+        elif copy is not None:
             self._copying.append(copy)
             clip = {"clip_t0": round(copy.t0, 3), "clip_stream": next(k for k, r in self.rings.items()
                                                                       if r is copy.ring)}
@@ -407,7 +479,22 @@ class EvidenceRecorder:
         """Write the clips still waiting for frames (end of the source); with a background writer, wait until it
         has written this source's clips."""
         done = self._flush(float("inf"), force=True) + self._flush_copies(float("inf"), None, force=True)
+        if self.remote is not None:
+            try:
+                flushed = self.remote.flush()
+            except Exception as exc:
+                log.error("the recorder did not write this camera's last clips: %s", exc)
+                flushed = []
+            for case_id, path in flushed:
+                if path is None:
+                    log.error("clip of case %s could not be written by the recorder", case_id)
+                else:
+                    self.written.append((case_id, "clip", path))
+                    done.append((case_id, "clip", path))
         writing, self._writing = self._writing, []
+        with self._remote_lock:
+            writing += self._remote_jobs
+            self._remote_jobs = []
         for job in writing:
             job.result()
         return done

@@ -346,3 +346,71 @@ def test_a_live_camera_decoding_key_frames_gets_each_one_as_its_packet_arrives(t
                  for fr in source.frames("keyframes", threading.Event(), on_packet=lambda _p, pk: seen.append(pk))]
     # Every key frame came out as soon as its own packet was read, stamped with that packet's arrival.
     assert last_read == [(k, True, True) for k in range(6)]
+
+
+class FakeRecord:
+    """A main stream kept elsewhere (the service's recorder process): begins clips when it covers the case."""
+
+    def __init__(self, t0: float | None, reaches: bool = True) -> None:
+        self.t0, self.reaches, self.copyable = t0, reaches, True
+        self.asked: list[tuple[str, bool]] = []
+        self.pending: list[tuple[str, Path]] = []
+
+    def start_clip(self, case_id: str, path: Path, begin: float, event_ts: float, until: float,
+                   need_reach: bool) -> float | None:
+        self.asked.append((case_id, need_reach))
+        if self.t0 is None or (need_reach and not self.reaches):
+            return None
+        self.pending.append((case_id, path))
+        return self.t0
+
+    def flush(self) -> list[tuple[str, Path | None]]:
+        out, self.pending = [(c, p) for c, p in self.pending], []
+        for _, p in out:
+            p.write_bytes(b"clip")
+        return list(out)
+
+
+def test_a_main_stream_kept_elsewhere_is_asked_first_and_the_detect_stream_stands_in(tmp_path: Path) -> None:
+    src = numbered_clip(tmp_path / "cam.mp4", 6.0, 10, (160, 96), 10)
+    image = np.zeros((96, 160, 3), np.uint8)
+
+    def run(remote: FakeRecord, case: str) -> list[tuple[str, str, Path]]:
+        rec = EvidenceRecorder(tmp_path / case, long_s=30, pre_s=1, post_s=1)
+        rec.remote = remote
+        got = []
+        for params, pk in demux_packets(str(src), live=False):
+            got += rec.packet("detect", params, pk)
+            if pk.key and pk.ts == pytest.approx(3.0):
+                rec.start_case(case, garbage_event(2.5, 3.0), image, None)
+        return got + rec.finish()
+
+    # Covering the case and reaching back to its start: the clip is the main stream's, the detect ring cuts none.
+    remote = FakeRecord(2.4)
+    got = run(remote, "main")
+    meta = json.loads((tmp_path / "main" / "main_frame.json").read_text())
+    assert (meta["clip_stream"], meta["clip_t0"]) == ("record", 2.4) and remote.asked == [("main", True)]
+    assert [(c, k) for c, k, _ in got if k == "clip"] == [("main", "clip")]  # flushed by finish, from the remote
+    # A main stream that reconnected a moment ago (not reaching back): the detect ring that does comes first.
+    late = FakeRecord(2.9, reaches=False)
+    got = run(late, "late")
+    meta = json.loads((tmp_path / "late" / "late_frame.json").read_text())
+    assert meta["clip_stream"] == "detect" and late.asked == [("late", True)]
+    assert decoded(next(p for c, k, p in got if k == "clip"))[1] == (160, 96)
+    # Down (covers nothing): the detect stream's clip.
+    down = FakeRecord(None)
+    run(down, "down")
+    assert json.loads((tmp_path / "down" / "down_frame.json").read_text())["clip_stream"] == "detect"
+
+
+def test_a_clip_written_by_the_main_streams_recorder_is_recorded_like_one_written_here(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    written: list[tuple[str, str, Path]] = []
+    with ThreadPoolExecutor(1, thread_name_prefix="evidence") as pool:
+        rec = EvidenceRecorder(tmp_path / "ev", writer=pool.submit)
+        rec.on_written = written.extend
+        rec.remote_written("a", tmp_path / "a.mp4")
+        rec.remote_written("b", None)  # failed there: logged, the case keeps its snapshot
+        rec.finish()  # waits for the delivery
+    assert written == [("a", "clip", tmp_path / "a.mp4")] and rec.written == written
