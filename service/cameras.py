@@ -497,6 +497,7 @@ class LocalCameras:
         self.evidence_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence")
         #: Main streams of two-stream cameras are read here (``ingest.record_process``), started with the first.
         self.recorder: RecorderProcess | None = None
+        self._recorder_lock = threading.Lock()  # cameras added at once (API calls) start one recorder
 
     def start(self) -> None:
         """Start the detector and the stall watch."""
@@ -564,10 +565,12 @@ class LocalCameras:
 
     def _recorder(self) -> RecorderProcess:
         """The recorder process, started on first use."""
-        if self.recorder is None:
-            self.recorder = RecorderProcess(log_level=logging.getLogger().getEffectiveLevel())
-            self.recorder.start()
-        return self.recorder
+        with self._recorder_lock:
+            if self.recorder is None:
+                recorder = RecorderProcess(log_level=logging.getLogger().getEffectiveLevel())
+                recorder.start()
+                self.recorder = recorder
+            return self.recorder
 
     def remove(self, camera_id: str) -> None:
         """Stop a camera's reader, let its queued samples through, and end its active violations."""
