@@ -112,6 +112,16 @@ def loso_lines(loso: dict[str, Any]) -> list[str]:
                   f"{r.get('train_seconds', '')} | {r.get('measured', '')} |" for r in study["rows"]]
         if study.get("reading"):
             lines += ["", study["reading"]]
+    unseen: dict[str, Any] = loso.get("unseen_sources", {})
+    if unseen.get("rows"):
+        lines += ["", "### Sources no model here was trained on", "", unseen.get("what", ""), "",
+                  "| source | model | trained on | images | boxes | garbage AP50 detector | AP50 product | measured |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['source']} | {r['model']} | {r['trained_on']} | {r['images']} | {r['boxes']} | "
+                  f"{r['ap50_detector']} | {r.get('ap50_product', '')} | {r.get('measured', '')} |"
+                  for r in unseen["rows"]]
+        if unseen.get("reading"):
+            lines += ["", unseen["reading"]]
     return [*lines, ""]
 
 

@@ -41,3 +41,16 @@ def test_card_renders_the_leave_one_source_out_runs_and_the_recipe_study(tmp_pat
     assert "| coco | bags | garbage | 0.15 | 0.16 | 12 | 100.0 |" in md
     assert "| bags | + more CN, 12 epochs | 0.21 | 12 | 5000 | stop 28 |" in md
     assert md.index("one change at a time") < md.index("more data helps")
+
+
+def test_card_renders_the_scores_on_sources_no_model_was_trained_on(tmp_path: Path) -> None:
+    loso = {"runs": {"coco": {"bags": {"scores": {"detector": {"garbage": 0.15}, "product": {"garbage": 0.16}}}}},
+            "unseen_sources": {"what": "a new source, scored whole",
+                               "rows": [{"source": "misc", "model": "default 0.4.0", "trained_on": "all",
+                                         "images": 495, "boxes": 1024, "ap50_detector": 0.187,
+                                         "ap50_product": 0.186, "measured": "stop 29"}],
+                               "reading": "as low as leaving a source out"}}
+    write_card(tmp_path, {"name": "m", "leave_one_source_out": loso})
+    md = (tmp_path / "card.md").read_text()
+    assert "| misc | default 0.4.0 | all | 495 | 1024 | 0.187 | 0.186 | stop 29 |" in md
+    assert md.index("a new source, scored whole") < md.index("as low as leaving a source out")
