@@ -17,7 +17,7 @@ them live in one child process:
 
 Messages are tuples over one :func:`multiprocessing.Pipe`. To the child: ``("add", camera, config, epoch,
 ring, backoff_s, max_backoff_s)``, ``("remove", camera)``, ``("clip", request, camera, case, path, begin,
-event_ts, until, need_reach)``, ``("flush", request, camera)``, ``("stop",)``. From it: ``("status", camera,
+event_ts, until, need_reach, answer_by)``, ``("flush", request, camera)``, ``("stop",)``. From it: ``("status", camera,
 health, detail, copyable)``, ``("ready",)`` once started, ``("reply", request, value)``, ``("written", camera,
 case, path or None)``.
 """
@@ -231,10 +231,11 @@ class _Server:
             if gone is not None:
                 gone.stop.set()
         elif kind == "clip":
-            _, request, camera_id, case_id, path, begin, event_ts, until, need_reach = msg
+            _, request, camera_id, case_id, path, begin, event_ts, until, need_reach, answer_by = msg
             rec: _Recording | None = self.cams.get(camera_id)
+            late = time.monotonic() > answer_by  # the service has given up and cut the clip elsewhere
             self.send("reply", request, rec.start_clip(case_id, path, begin, event_ts, until, need_reach)
-                      if rec is not None else None)
+                      if rec is not None and not late else None)
         elif kind == "flush":
             _, request, camera_id = msg
             cam = self.cams.get(camera_id)
@@ -302,7 +303,11 @@ class RemoteRecord:
         """See :meth:`pipelines.sinks.evidence.RecordStream.start_clip`."""
         if not self.copyable:
             return None
-        got = self.recorder.request("clip", self.camera_id, case_id, path, begin, event_ts, until, need_reach)
+        # The child begins nothing after this (CLOCK_MONOTONIC is shared): a clip the service stopped waiting for
+        # is cut from the detect stream, never written twice to one path.
+        answer_by = time.monotonic() + REPLY_TIMEOUT_S - 0.5
+        got = self.recorder.request("clip", self.camera_id, case_id, path, begin, event_ts, until, need_reach,
+                                    answer_by)
         return float(got) if got is not None else None
 
     def flush(self) -> list[tuple[str, Path | None]]:

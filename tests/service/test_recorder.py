@@ -5,6 +5,7 @@ with every camera; stopping writes the clips still gathering."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,10 @@ def test_clips_are_cut_in_the_recorder_process_and_reported_back(recorder: Recor
     count, size = frames_of(path)
     assert size == (320, 180) and 14 <= count <= 22  # 0 to 1.5 s at 10 fps, and up to half a second more
     assert not list((tmp_path / "ev").glob("*.part.mp4"))
+    # A request the service stopped waiting for is refused (the clip was cut from the detect stream instead).
+    late = recorder.request("clip", "cam", "late", tmp_path / "ev" / "late.mp4", -1.0, 0.5, 1.5, False,
+                            time.monotonic() - 1.0)
+    assert late is None and "late" not in cam.written
     # The camera whose main stream cannot be read fails alone; asked for a clip, it begins none.
     wait_for(lambda: bad.status[0] == "failed" and "missing.mp4" in bad.status[1], 30, "broken stream failed")
     assert broken.start_clip("c2", tmp_path / "ev" / "c2.mp4", -1.0, 0.5, 1.5, need_reach=False) is None
