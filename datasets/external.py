@@ -133,6 +133,23 @@ def _source_names(files: dict[str, bytes], where: str) -> list[str]:
     raise DatasetError(f"{where}: data.yaml has no class names")
 
 
+def yolo_box(values: list[str]) -> str | None:
+    """A YOLO label line's box ``cx cy w h`` (normalised), as given or as the bounds of a YOLO segmentation polygon
+    (``cls x1 y1 x2 y2 ...``, at least three points); None for anything else or an empty box."""
+    if len(values) == 5:
+        return " ".join(values[1:])
+    if len(values) < 7 or len(values) % 2 == 0:
+        return None
+    try:
+        xy = np.clip(np.asarray(values[1:], np.float64).reshape(-1, 2), 0.0, 1.0)
+    except ValueError:
+        return None
+    (x1, y1), (x2, y2) = xy.min(axis=0), xy.max(axis=0)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return f"{(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}"
+
+
 def original_of(stem: str) -> str:
     """The original image a Roboflow export's file came from (``12_jpg.rf.<hash>`` -> ``12_jpg``)."""
     return stem.split(".rf.")[0]
@@ -206,8 +223,9 @@ def materialize(src: ExternalSource, mirror: Path, out: Path, data: Path | None 
     """
     where = f"{src.repo}@{src.commit[:10]}:{src.path}"
     folders = [f for fs in src.splits.values() for f in fs] + src.drop_same_scene_as
+    # Images and labels only: a folder may also hold a large cache file that a snapshot lacks.
     files = _extract(snapshot_dir(mirror, src.repo), src.commit, src.path,
-                     [src.license_file, "data.yaml", *folders])
+                     [src.license_file, "data.yaml", *(f"{f}/{k}" for f in folders for k in ("images", "labels"))])
     if src.license_file not in files:
         raise DatasetError(f"{where}: license file {src.license_file} is missing")
     already = extended_originals(src, data)
@@ -236,9 +254,10 @@ def materialize(src: ExternalSource, mirror: Path, out: Path, data: Path | None 
             rows = []
             for line in label.splitlines():
                 v = line.split()
-                if len(v) == 5 and int(v[0]) in remap:
+                box = yolo_box(v)
+                if box is not None and int(v[0]) in remap:
                     cls = remap[int(v[0])]
-                    rows.append(f"{cls} {' '.join(v[1:])}\n")
+                    rows.append(f"{cls} {box}\n")
                     boxes[CANONICAL_LABELS[cls]] = boxes.get(CANONICAL_LABELS[cls], 0) + 1
             img_dir, lbl_dir = dest / "images" / split, dest / "labels" / split
             img_dir.mkdir(parents=True, exist_ok=True)

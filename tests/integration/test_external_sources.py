@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from datasets.external import load_sources, materialize_all, original_of, repo_digest
+from datasets.external import load_sources, materialize_all, original_of, repo_digest, yolo_box
 from datasets.yolo import DatasetError, YoloDataset
 from detector.types import CANONICAL_LABELS
 from tests.helpers.data import augmented_copy, textured_scene
@@ -123,3 +123,11 @@ def test_a_source_extending_a_shared_folder_skips_its_images_and_scenes_of_its_v
     with pytest.raises(DatasetError, match="extends garbage_cn"):
         materialize_all(tmp_path / "src", tmp_path / "out", sources_file=tmp_path / "sources.yaml",
                         data=tmp_path / "nowhere")
+
+
+def test_a_segmentation_polygon_becomes_its_bounding_box() -> None:
+    assert yolo_box("3 0.5 0.5 0.2 0.1".split()) == "0.5 0.5 0.2 0.1"
+    assert yolo_box("0 0.1 0.2 0.5 0.2 0.3 0.6".split()) == "0.300000 0.400000 0.400000 0.400000"
+    assert yolo_box("0 -0.1 0.2 0.5 0.2 0.3 1.4".split()) == "0.250000 0.600000 0.500000 0.800000"  # clipped
+    assert yolo_box("0 0.1 0.2 0.1 0.2 0.1 0.2".split()) is None  # no area
+    assert yolo_box("0 0.1 0.2 0.5".split()) is None and yolo_box("0 a b c d e f".split()) is None
