@@ -161,8 +161,8 @@ class CameraPipeline:
 
     def evidence_rings(self) -> dict[str, PacketRing]:
         """The stream-copy rings of the camera's evidence, by stream (empty: no evidence, or none yet)."""
-        sink = next((s for s in self.sinks if isinstance(s, EvidenceSink)), None)
-        return dict(sink.recorder.rings) if sink is not None else {}
+        recorder = self.evidence_recorder()
+        return dict(recorder.rings) if recorder is not None else {}
 
     def detector_input(self, sample: Sample, imgsz: int) -> tuple[npt.NDArray[np.uint8], int]:
         """What the detector sees of a sample (the frame, or its crop) and at what input side."""

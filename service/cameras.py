@@ -45,7 +45,7 @@ from pipelines.sources import DecodeMode, Frame, RecordedPacket, SourceError, St
 from pipelines.stages import LoadGovernor, Sample
 from service.fleet import CameraView, OnEvent, OnHealth, OnWarn
 from service.loops import BackgroundLoop
-from service.recorder import RecorderProcess, RemoteRecord, RingSpec
+from service.recorder import RecorderProcess, RemoteRecord, RingSpec, record_until_stopped
 from service.settings import IngestConfig, ServiceConfig
 
 log = logging.getLogger(__name__)
@@ -228,21 +228,12 @@ class CameraWorker:
         """Read the record stream until stopped, reconnecting with backoff; it never stops the detect stream,
         and while it is down clips are cut from the detect stream's packets."""
         assert self.record is not None
-        failures = 0
-        while not self.stop_event.is_set():
-            try:
-                self.record.packets(self.stop_event, self._record_packet)
-                if not self.stop_event.is_set():
-                    raise SourceError(f"{self.record.name}: stream ended")
-            except Exception as exc:  # any record failure: back off and reconnect, never die
-                failures = 1 if self.record_health == "live" else failures + 1
-                delay = min(self.ingest.max_backoff_s, self.ingest.backoff_s * 2 ** (failures - 1))
-                self.record_health = "failed" if failures >= 3 else "connecting"
-                self.record_detail = str(exc)[:300]
-                log.warning("camera %s: record stream: %s; reconnecting in %.1f s", self.camera_id, exc, delay)
-                if self.stop_event.wait(delay):
-                    break
+        record_until_stopped(self.camera_id, self.record, self.stop_event, self._record_packet, self.ingest.backoff_s,
+                             self.ingest.max_backoff_s, lambda: self.record_health == "live", self._record_failed)
         self.record_health = "stopped"
+
+    def _record_failed(self, health: str, detail: str) -> None:
+        self.record_health, self.record_detail = health, detail
 
 
 class RulesLoop(BackgroundLoop):

@@ -31,15 +31,15 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from pipelines.sinks.evidence import REORDER_S, STALL_GRACE_S
-from pipelines.sinks.packets import PacketClip, PacketRing, write_packets
-from pipelines.source_kinds import FileSourceConfig, HttpSourceConfig, RtspSourceConfig, open_source
-from pipelines.sources import RecordedPacket, SourceError, StreamParams
+from pipelines.sinks.evidence import STALL_GRACE_S
+from pipelines.sinks.packets import PacketClip, PacketRing, write_clip_packets
+from pipelines.source_kinds import FileSourceConfig, HttpSourceConfig, RtspSourceConfig, Source, open_source
+from pipelines.sources import OnPacket, RecordedPacket, SourceError, StreamParams
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,27 @@ TICK_S = 0.5
 OnStatus = Callable[[str, str, bool], None]
 #: A clip written (its path) or failed (None), by case id.
 OnWritten = Callable[[str, Path | None], None]
+
+
+def record_until_stopped(camera_id: str, source: Source, stop: threading.Event, on_packet: OnPacket,
+                         backoff_s: float, max_backoff_s: float, is_live: Callable[[], bool],
+                         on_failure: Callable[[str, str], None]) -> None:
+    """Read a camera's main stream until ``stop`` is set, reconnecting with exponential backoff (any failure: the
+    record stream never stops its camera). ``on_failure`` gets ``connecting``, or ``failed`` from the third
+    failure in a row, and why; a failure after the stream was live (``is_live``) counts as the first."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            source.packets(stop, on_packet)
+            if not stop.is_set():
+                raise SourceError(f"{source.name}: stream ended")
+        except Exception as exc:  # any record failure: back off and reconnect, never die
+            failures = 1 if is_live() else failures + 1
+            delay = min(max_backoff_s, backoff_s * 2 ** (failures - 1))
+            on_failure("failed" if failures >= 3 else "connecting", str(exc)[:300])
+            log.warning("camera %s: record stream: %s; reconnecting in %.1f s", camera_id, exc, delay)
+            if stop.wait(delay):
+                break
 
 
 @dataclass(frozen=True)
@@ -108,49 +129,31 @@ class _Recording:
                          params.height)
             if self.ring.add(params, packet):
                 for c in self.clips:
-                    clip = c.clip
-                    if clip.generation == self.ring.generation and not clip.closed:
-                        if packet.ts > clip.until + REORDER_S:
-                            clip.closed = True
-                        else:
-                            clip.packets.append(packet)
-            done = [c.clip for c in self.clips if c.clip.closed or c.clip.generation != self.ring.generation]
+                    c.clip.offer(packet)
+            done = [c.clip for c in self.clips if c.clip.complete]
             if done:
                 self.clips = [c for c in self.clips if c.clip not in done]
         for clip in done:
             self.server.write(self.camera_id, clip)
 
     def _run(self) -> None:
-        failures = 0
-        while not self.stop.is_set():
-            try:
-                self.source.packets(self.stop, self._packet)
-                if not self.stop.is_set():
-                    raise SourceError(f"{self.source.name}: stream ended")
-            except Exception as exc:  # any record failure: back off and reconnect, never die
-                failures = 1 if self.health == "live" else failures + 1
-                delay = min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1))
-                with self.lock:
-                    self._status("failed" if failures >= 3 else "connecting", str(exc)[:300])
-                log.warning("camera %s: record stream: %s; reconnecting in %.1f s", self.camera_id, exc, delay)
-                if self.stop.wait(delay):
-                    break
+        record_until_stopped(self.camera_id, self.source, self.stop, self._packet, self.backoff_s,
+                             self.max_backoff_s, lambda: self.health == "live", self._failed)
+
+    def _failed(self, health: str, detail: str) -> None:
+        with self.lock:
+            self._status(health, detail)
 
     def start_clip(self, case_id: str, path: Path, begin: float, event_ts: float, until: float,
                    need_reach: bool) -> float | None:
         """See :meth:`pipelines.sinks.evidence.RecordStream.start_clip`."""
         with self.lock:
             ring = self.ring
-            if self.health != "live" or ring.params is None or not ring.params.copyable or not ring.covers(event_ts):
+            if self.health != "live" or not ring.clippable(event_ts) or (need_reach and not ring.reaches(begin)):
                 return None
-            first = ring.first_key_ts()
-            if need_reach and (first is None or first > begin + ring.history_every_s):
+            clip = ring.cut(case_id, path, begin, until)
+            if clip is None:
                 return None
-            packets = list(itertools.takewhile(lambda p: p.ts <= until + REORDER_S, ring.select(begin)))
-            if not packets:
-                return None
-            clip = PacketClip(case_id, path, until, ring.params, ring, ring.generation, packets,
-                              closed=ring.last_ts > until + REORDER_S)
             if not clip.closed:
                 self.clips.append(_Clip(clip, time.monotonic() + max(0.0, until - ring.last_ts) + STALL_GRACE_S))
         if clip.closed:
@@ -169,16 +172,7 @@ class _Recording:
         """Write every clip still gathering now, in this thread."""
         with self.lock:
             clips, self.clips = [c.clip for c in self.clips], []
-        return [(clip.case_id, _write(clip)) for clip in clips]
-
-
-def _write(clip: PacketClip) -> Path | None:
-    try:
-        write_packets(clip.params, clip.packets, clip.path)
-    except (OSError, ValueError) as exc:  # a failed clip must not lose the case: it keeps its snapshot
-        log.error("clip %s could not be written: %s", clip.path, exc)
-        return None
-    return clip.path
+        return [(clip.case_id, write_clip_packets(clip)) for clip in clips]
 
 
 class _Server:
@@ -200,7 +194,7 @@ class _Server:
 
     def write(self, camera_id: str, clip: PacketClip) -> None:
         def job() -> None:
-            self.send("written", camera_id, clip.case_id, _write(clip))
+            self.send("written", camera_id, clip.case_id, write_clip_packets(clip))
         self.writer.submit(job)
 
     def tick(self) -> None:
@@ -293,10 +287,8 @@ class RemoteRecord:
 
     camera_id: str
     recorder: RecorderProcess
-    status: tuple[str, str] = ("connecting", "")
     copyable: bool = False
     on_written: OnWritten | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start_clip(self, case_id: str, path: Path, begin: float, event_ts: float, until: float,
                    need_reach: bool) -> float | None:
@@ -383,7 +375,7 @@ class RecorderProcess:
         handle = RemoteRecord(camera_id, self)
 
         def status(health: str, detail: str, copyable: bool) -> None:
-            handle.status, handle.copyable = (health, detail), copyable
+            handle.copyable = copyable
             if on_status is not None:
                 on_status(health, detail, copyable)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import json
 import logging
 import threading
@@ -38,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.events import ViolationEvent
-from pipelines.sinks.packets import PacketClip, PacketRing, frame_at, write_packets
+from pipelines.sinks.packets import PacketClip, PacketRing, frame_at, write_clip_packets
 from pipelines.sources import RecordedPacket, StreamParams
 
 log = logging.getLogger(__name__)
@@ -137,9 +136,6 @@ STREAMS = ("record", "detect")
 #: Key frames a stream-copy ring keeps at most for the history before its last seconds (a 5-minute dwell: one
 #: every 5.5 s), so a main stream's memory stays bounded by its bit rate, not by the longest dwell.
 HISTORY_KEYS = 60
-#: A clip ends at the first packet, in decoding order, this far past its end: frames shown before the end but
-#: decoded after a later one (B-frames) are kept.
-REORDER_S = 0.5
 #: A stream-copied clip still waiting for packets this long after its end is written with what it has
 #: (the stream stalled).
 STALL_GRACE_S = 3.0
@@ -212,11 +208,8 @@ class EvidenceRecorder:
             ring = self.rings[stream] = PacketRing(*self.ring_bounds())
         if ring.add(params, packet):
             for clip in self._copying:
-                if clip.ring is ring and clip.generation == ring.generation and not clip.closed:
-                    if packet.ts > clip.until + REORDER_S:
-                        clip.closed = True
-                    else:
-                        clip.packets.append(packet)
+                if clip.ring is ring:
+                    clip.offer(packet)
         return self._flush_copies(packet.ts, stream)
 
     def ring_bounds(self) -> tuple[float, float, float, int]:
@@ -331,8 +324,7 @@ class EvidenceRecorder:
     def _flush_copies(self, ts: float, stream: str | None, force: bool = False) -> list[tuple[str, str, Path]]:
         """Write the stream-copied clips that are complete (a packet past their end came), still waiting at
         ``ts`` with ``stream`` None (the stream stalled), or whose ring started over (a reconnect)."""
-        done = [c for c in self._copying if force or c.generation != c.ring.generation or c.closed
-                or (stream is None and ts >= c.until)]
+        done = [c for c in self._copying if force or c.complete or (stream is None and ts >= c.until)]
         if not done:
             return []
         self._copying = [c for c in self._copying if c not in done]
@@ -346,20 +338,13 @@ class EvidenceRecorder:
         return finished
 
     def _write_copy(self, clip: PacketClip) -> tuple[str, str, Path] | None:
-        try:
-            write_packets(clip.params, clip.packets, clip.path)
-        except (OSError, ValueError) as exc:  # a failed clip must not lose the case: it keeps its snapshot
-            log.error("clip %s could not be written: %s", clip.path, exc)
-            return None
-        return clip.case_id, "clip", clip.path
+        return (clip.case_id, "clip", clip.path) if write_clip_packets(clip) is not None else None
 
     def _later(self, write: Callable[[_Clip], tuple[str, str, Path] | None], clip: _Clip) -> None:
         """A clip written by the background writer, then handed to ``on_written`` (the store)."""
         done = write(clip)
         if done is not None:
-            self.written.append(done)
-            if self.on_written is not None:
-                self.on_written([done])
+            self._deliver(done)
 
     def _copy_clip(self, case_id: str, begin: float, event: ViolationEvent) -> PacketClip | float | None:
         """A stream-copied clip of a case from a ring that covers it now, preferring the record stream and any ring
@@ -367,22 +352,18 @@ class EvidenceRecorder:
         :attr:`remote` main stream, or None (no ring covers it)."""
         until = event.ts + self.post_s
         path = self.out_dir / f"{case_id}.mp4"
-        usable = [r for name in STREAMS if (r := self.rings.get(name)) is not None and r.params is not None
-                  and r.params.copyable and r.covers(event.ts)]
+        usable = [r for name in STREAMS if (r := self.rings.get(name)) is not None and r.clippable(event.ts)]
         # A ring that reaches back to the clip's start first (a main stream that reconnected a moment ago does not).
-        reaching = [r for r in usable if (first := r.first_key_ts()) is not None
-                    and first <= begin + r.history_every_s]
+        reaching = [r for r in usable if r.reaches(begin)]
         for need_reach, rings in ((True, reaching), (False, [r for r in usable if r not in reaching])):
             if self.remote is not None:  # the main stream, kept in the recorder process, comes first
                 t0 = self._remote_clip(case_id, path, begin, event.ts, until, need_reach)
                 if t0 is not None:
                     return t0
             for ring in rings:
-                # The ring may already hold packets past the clip's end (a batch reads ahead of its detector).
-                packets = list(itertools.takewhile(lambda p: p.ts <= until + REORDER_S, ring.select(begin)))
-                if packets and ring.params is not None:
-                    return PacketClip(case_id, path, until, ring.params, ring, ring.generation, packets,
-                                      closed=ring.last_ts > until + REORDER_S)
+                clip = ring.cut(case_id, path, begin, until)
+                if clip is not None:
+                    return clip
         return None
 
     def _remote_clip(self, case_id: str, path: Path, begin: float, event_ts: float, until: float,
@@ -399,18 +380,18 @@ class EvidenceRecorder:
     def remote_written(self, case_id: str, path: Path | None) -> None:
         """A clip of the :attr:`remote` main stream was written (``path``) or failed (None): recorded like one
         written here, by the background writer when there is one (called from the recorder's listener)."""
-        if path is None:
-            log.error("clip of case %s could not be written by the recorder", case_id)
+        done = _remote_done(case_id, path)
+        if done is None:
             return
         if self.writer is None:
-            self._deliver(case_id, path)
+            self._deliver(done)
             return
         with self._remote_lock:
             self._remote_jobs = [job for job in self._remote_jobs if not job.done()]
-            self._remote_jobs.append(self.writer(functools.partial(self._deliver, case_id, path)))
+            self._remote_jobs.append(self.writer(functools.partial(self._deliver, done)))
 
-    def _deliver(self, case_id: str, path: Path) -> None:
-        done = (case_id, "clip", path)
+    def _deliver(self, done: tuple[str, str, Path]) -> None:
+        """A finished file written in the background: kept, and handed to ``on_written`` (the store)."""
         self.written.append(done)
         if self.on_written is not None:
             self.on_written([done])
@@ -486,11 +467,9 @@ class EvidenceRecorder:
                 log.error("the recorder did not write this camera's last clips: %s", exc)
                 flushed = []
             for case_id, path in flushed:
-                if path is None:
-                    log.error("clip of case %s could not be written by the recorder", case_id)
-                else:
-                    self.written.append((case_id, "clip", path))
-                    done.append((case_id, "clip", path))
+                if (got := _remote_done(case_id, path)) is not None:
+                    self.written.append(got)
+                    done.append(got)
         writing, self._writing = self._writing, []
         with self._remote_lock:
             writing += self._remote_jobs
@@ -498,6 +477,14 @@ class EvidenceRecorder:
         for job in writing:
             job.result()
         return done
+
+
+def _remote_done(case_id: str, path: Path | None) -> tuple[str, str, Path] | None:
+    """A clip the recorder process wrote, as a finished file; None, logged, when it could not write it."""
+    if path is None:
+        log.error("clip of case %s could not be written by the recorder", case_id)
+        return None
+    return case_id, "clip", path
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,10 @@ from pipelines.sources import RecordedPacket, StreamParams
 
 log = logging.getLogger(__name__)
 
+#: A clip ends at the first packet, in decoding order, this far past its end: frames shown before the end but
+#: decoded after a later one (B-frames) are kept.
+REORDER_S = 0.5
+
 
 class PacketRing:
     """The recent packets of one video stream.
@@ -101,6 +105,24 @@ class PacketRing:
         """Whether the ring has packets and its newest is at most ``fresh_s`` older than ``ts``."""
         return bool(self._gops) and self.last_ts >= ts - fresh_s
 
+    def clippable(self, ts: float) -> bool:
+        """Whether a clip of a case at ``ts`` can be cut from this ring now (H.264/H.265 packets covering it)."""
+        return self.params is not None and self.params.copyable and self.covers(ts)
+
+    def reaches(self, begin: float) -> bool:
+        """Whether the ring reaches back to a clip's start (a stream that reconnected a moment ago does not)."""
+        first = self.first_key_ts()
+        return first is not None and first <= begin + self.history_every_s
+
+    def cut(self, case_id: str, path: Path, begin: float, until: float) -> PacketClip | None:
+        """A clip of the packets from ``begin`` to ``until`` (and the rest as they come), or None when the ring has
+        none. The ring may already hold packets past the clip's end (a batch reads ahead of its detector)."""
+        packets = list(itertools.takewhile(lambda p: p.ts <= until + REORDER_S, self.select(begin)))
+        if not packets or self.params is None:
+            return None
+        return PacketClip(case_id, path, until, self.params, self, self.generation, packets,
+                          closed=self.last_ts > until + REORDER_S)
+
     def select(self, begin: float) -> list[RecordedPacket]:
         """Packets for a clip from ``begin`` on: the history's key frames from ``begin``, then every packet from
         the last group of pictures that starts at or before ``begin`` (or the oldest one kept)."""
@@ -169,6 +191,30 @@ class PacketClip:
     def t0(self) -> float:
         """Source-clock time of the clip's first frame."""
         return self.packets[0].ts if self.packets else 0.0
+
+    @property
+    def complete(self) -> bool:
+        """Whether nothing more comes: a packet past its end came, or its ring started over (a reconnect)."""
+        return self.closed or self.generation != self.ring.generation
+
+    def offer(self, packet: RecordedPacket) -> None:
+        """A packet its ring has just kept: gathered until the first one past the clip's end closes it."""
+        if not self.complete:
+            if packet.ts > self.until + REORDER_S:
+                self.closed = True
+            else:
+                self.packets.append(packet)
+
+
+def write_clip_packets(clip: PacketClip) -> Path | None:
+    """Write a gathered clip (:func:`write_packets`); None, logged, when it cannot be: a failed clip must not lose
+    its case, which keeps its snapshot."""
+    try:
+        write_packets(clip.params, clip.packets, clip.path)
+    except (OSError, ValueError) as exc:
+        log.error("clip %s could not be written: %s", clip.path, exc)
+        return None
+    return clip.path
 
 
 def write_packets(params: StreamParams, packets: Iterable[RecordedPacket], path: Path) -> int:
