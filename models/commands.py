@@ -63,6 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             str(args.minutes), "--imgsz", str(args.imgsz), "--batch", str(args.batch), "--device", args.device,
             "--workers", str(args.workers), "--epochs", str(args.epochs), "--close-mosaic", str(args.close_mosaic),
             "--data", args.data_yaml, "--lr0", str(args.lr0),
+            *(["--warmup-epochs", str(args.warmup_epochs)] if args.warmup_epochs is not None else []),
             *(["--pretrained", str(args.pretrained)] if args.pretrained else [])]
     return train_main(argv)
 
@@ -117,6 +118,8 @@ def _add_train(sub: Subcommands) -> None:
                    "only_synthetic.yaml: one source)")
     t.add_argument("--lr0", type=float, default=0.0, help="SGD learning rate with a one-epoch warm-up for short "
                    "fine-tunes of trained weights (0: Ultralytics' automatic choice)")
+    t.add_argument("--warmup-epochs", type=float, help="epochs of learning-rate warm-up (default: 1 with --lr0, "
+                   "else Ultralytics' 3; a short continuation of trained weights wants less)")
     t.add_argument("--epochs", type=int, default=100)
     t.add_argument("--minutes", type=float, default=60.0, help="time budget (0: exactly --epochs)")
     t.add_argument("--imgsz", type=int, default=320)

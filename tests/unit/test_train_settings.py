@@ -20,3 +20,17 @@ def test_warm_up_is_as_asked_else_one_epoch_for_a_fixed_lr_else_three() -> None:
     assert warmup_epochs(parse(["--pack", "p", "--out", "o"])) == 3.0
     assert warmup_epochs(parse(["--pack", "p", "--out", "o", "--lr0", "0.002"])) == 1.0
     assert warmup_epochs(parse(["--pack", "p", "--out", "o", "--lr0", "0.002", "--warmup-epochs", "0.5"])) == 0.5
+
+
+def test_streetwatch_train_hands_the_warm_up_to_the_training_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.train_gpu
+    from service.cli import build_parser as cli_parser
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(models.train_gpu, "main", lambda argv: seen.append(argv) or 0)
+    base = ["train", "--data", "pack", "--out", "o", "--model", "prev.pt", "--epochs", "2", "--minutes", "0"]
+    for extra, expected in (([], 3.0), (["--warmup-epochs", "0.5"], 0.5), (["--lr0", "0.002"], 1.0)):
+        args = cli_parser().parse_args(base + extra)
+        assert args.func(args) == 0
+        assert warmup_epochs(build_parser().parse_args(seen[-1])) == expected
+    assert seen[-1][seen[-1].index("--model") + 1] == "prev.pt"
