@@ -88,6 +88,21 @@ def _size_study(study: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _sub_table(title: str, study: dict[str, Any], columns: list[tuple[str, str]]) -> list[str]:
+    """A sub-section of the leave-one-source-out study: ``study['what']``, a table of ``study['rows']`` (one
+    column per ``(header, key)``; a key ending in ``?`` may be missing from a row) and ``study['reading']``."""
+    if not study.get("rows"):
+        return []
+    lines = ["", f"### {title}", "", study.get("what", ""), "", "| " + " | ".join(h for h, _ in columns) + " |",
+             "|" + "---|" * len(columns)]
+    for r in study["rows"]:
+        cells = [r.get(k[:-1], "") if k.endswith("?") else r[k] for _, k in columns]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    if study.get("reading"):
+        lines += ["", study["reading"]]
+    return lines
+
+
 def loso_lines(loso: dict[str, Any]) -> list[str]:
     """Markdown of a leave-one-source-out study (``pipelines/evaluation/loso.py``'s ``loso.json`` under ``runs``)."""
     runs: dict[str, dict[str, Any]] = loso.get("runs", {})
@@ -103,25 +118,13 @@ def loso_lines(loso: dict[str, Any]) -> list[str]:
                              f"{s.get('epochs')} | {s.get('train_seconds')} |")
     if loso.get("reading"):
         lines += ["", loso["reading"]]
-    study: dict[str, Any] = loso.get("recipe_study", {})
-    if study.get("rows"):
-        lines += ["", "### Data and recipe, one left-out source at a time", "", study.get("what", ""), "",
-                  "| left-out source | data and recipe | garbage AP50 | epochs | train s | measured |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {r['left_out']} | {r['recipe']} | {r['ap50']} | {r.get('epochs', '')} | "
-                  f"{r.get('train_seconds', '')} | {r.get('measured', '')} |" for r in study["rows"]]
-        if study.get("reading"):
-            lines += ["", study["reading"]]
-    unseen: dict[str, Any] = loso.get("unseen_sources", {})
-    if unseen.get("rows"):
-        lines += ["", "### Sources no model here was trained on", "", unseen.get("what", ""), "",
-                  "| source | model | trained on | images | boxes | garbage AP50 detector | AP50 product | measured |",
-                  "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['source']} | {r['model']} | {r['trained_on']} | {r['images']} | {r['boxes']} | "
-                  f"{r['ap50_detector']} | {r.get('ap50_product', '')} | {r.get('measured', '')} |"
-                  for r in unseen["rows"]]
-        if unseen.get("reading"):
-            lines += ["", unseen["reading"]]
+    lines += _sub_table("Data and recipe, one left-out source at a time", loso.get("recipe_study", {}), [
+        ("left-out source", "left_out"), ("data and recipe", "recipe"), ("garbage AP50", "ap50"),
+        ("epochs", "epochs?"), ("train s", "train_seconds?"), ("measured", "measured?")])
+    lines += _sub_table("Sources no model here was trained on", loso.get("unseen_sources", {}), [
+        ("source", "source"), ("model", "model"), ("trained on", "trained_on"), ("images", "images"),
+        ("boxes", "boxes"), ("garbage AP50 detector", "ap50_detector"), ("AP50 product", "ap50_product?"),
+        ("measured", "measured?")])
     return [*lines, ""]
 
 
