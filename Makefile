@@ -7,7 +7,7 @@ DEMO := out/demo
 
 export YOLO_OFFLINE := 1
 
-.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render bench-techniques bench-roi bench-plates bench-tracker soak clean data train-cpu loso
+.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render bench-techniques bench-roi bench-plates bench-tracker bench-ingest soak clean data train-cpu loso
 
 TRAIN_STAMP := $(VENV)/.installed-train
 
@@ -83,6 +83,13 @@ bench-techniques: $(TRAIN_STAMP)
 bench-roi: $(STAMP)
 	$(BIN)/python bench/roi.py
 
+# What reading 32 record, 32 substream and 16 720p25 live streams costs one process: the product's reader vs the
+# one before stop 31 (bench/results/ingest.json).
+bench-ingest: $(STAMP)
+	bash scripts/install-test-services.sh
+	$(BIN)/streetwatch synth --out out/bench --clips 1 --clip-seconds 60 --fps 25
+	$(BIN)/python bench/ingest.py --clip out/bench/clips/street_000.mp4
+
 # The product's NumPy tracker vs norfair's IoU tracker, same scenes and ids (bench/results/tracker.json).
 bench-tracker: $(STAMP)
 	$(BIN)/python bench/tracker.py
@@ -93,7 +100,7 @@ bench-plates: $(STAMP)
 	$(BIN)/python bench/plates.py
 
 # Every benchmark, then bench/results/summary.json and the table in bench/README.md.
-bench: bench-inference bench-batch bench-live bench-render bench-tracker
+bench: bench-inference bench-batch bench-live bench-render bench-tracker bench-ingest
 	$(BIN)/python bench/summary.py
 
 # The service on 8 generated RTSP streams for SOAK_MINUTES (default 10); writes soak/report.{json,svg,html}.

@@ -133,7 +133,8 @@ def keyframe_rate(clip: Path) -> float:
 
 
 def run_once(clip: Path, n: int, seconds: float, tmp: Path, model: dict[str, object] | None = None,
-             mode: str = "full", stagger: bool = False, record_process: bool = True) -> dict[str, object]:
+             mode: str = "full", stagger: bool = False, record_process: bool = True,
+             decode_threads: int = 1) -> dict[str, object]:
     record = None
     if mode == "dual":
         clip, record = (encode(clip, clip.with_name(f"{clip.stem}_sub360.mp4"), SUB),
@@ -150,7 +151,7 @@ def run_once(clip: Path, n: int, seconds: float, tmp: Path, model: dict[str, obj
         "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "BENCH_T"}]},
         "storage": {"db": str(tmp / f"cases{n}.db"), "evidence": str(tmp / f"evidence{n}")},
         "model": {"threads": MODEL_THREADS[mode], "batch": 4, **(model or {})},
-        "ingest": {"record_process": record_process},
+        "ingest": {"record_process": record_process, "decode_threads": decode_threads},
         "cameras": [] if stagger else cameras,
         "rules": {"dwell_s": {"street_stall": 3, "garbage": 3, "barbecue": 3}, "gap_tolerance_s": 5},
     })
@@ -331,6 +332,8 @@ def main() -> int:
                     "all cameras sample at the same instants)")
     ap.add_argument("--record-threads", action="store_true", help="dual: main streams read by threads of the "
                     "service's process (`ingest.record_process: false`), not by the recorder process")
+    ap.add_argument("--decode-threads", type=int, default=1, help="decoder threads per camera stream "
+                    "(`ingest.decode_threads`, the service's default 1; 0: FFmpeg decides, as before stop 31)")
     ap.add_argument("--spinning", action="store_true", help="the detector's threads spin between calls "
                     "(`model.spinning: true`; the service's default is false)")
     args = ap.parse_args()
@@ -350,7 +353,8 @@ def main() -> int:
                 with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                             initializer=_child_logging) as pool:
                     runs.append(pool.submit(run_once, args.clip, n, args.seconds, Path(tmp), model,
-                                            args.mode, args.stagger, not args.record_threads).result())
+                                            args.mode, args.stagger, not args.record_threads,
+                                            args.decode_threads).result())
                 log.info("%s", runs[-1])
             results.append(median_run(runs) if len(runs) > 1 else runs[0])
     held = [int(r["streams"]) for r in results if r["held"]]  # type: ignore[call-overload]
@@ -358,6 +362,7 @@ def main() -> int:
            "dual": "live_cameras_held_dual"}[args.mode]
     summary = {"machine": machine, "clip": str(args.clip), "mode": args.mode, **MODES[args.mode],
                "stagger": args.stagger, "record_process": not args.record_threads,
+               "decode_threads": args.decode_threads,
                "repeats": args.repeats, "model": {k: str(v) for k, v in model.items()}, "results": results,
                key: max(held) if held else 0}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -101,6 +101,10 @@ def collect() -> dict[str, Any]:
     tracker = _load("tracker")
     if tracker:
         out["tracker_speedup_vs_norfair"] = tracker["tracker_speedup_vs_norfair"]
+    ingest = _load("ingest")
+    if ingest:
+        for kind in ("record", "detect_360p", "detect_720p"):
+            out[f"ingest_cpu_ratio_{kind}"] = ingest[f"ingest_cpu_ratio_{kind}"]
     plates = _load("plates")
     if plates:
         out["plate_read_vs_detector"] = plates["plate_read_vs_detector"]
@@ -119,7 +123,8 @@ def table(s: dict[str, Any]) -> str:
                "render_speedup_gl_vs_painter": ("", "×"),
                "rect_input_speedup": ("", "×"), "batching_8_speedup": ("", "×"), "roi_crop_speedup": ("", "×"),
                "per_zone_rates_speedup": ("", "×"), "plate_read_vs_detector": ("", "×"),
-               "tracker_speedup_vs_norfair": ("", "×")}
+               "tracker_speedup_vs_norfair": ("", "×"), "ingest_cpu_ratio_record": ("", "×"),
+               "ingest_cpu_ratio_detect_360p": ("", "×"), "ingest_cpu_ratio_detect_720p": ("", "×")}
     lines = [f"Machine: {s['machine']}.", "", "| figure | measured | target |", "|---|---|---|"]
     for key, (target, unit) in targets.items():
         if key in s and s[key] is not None:

@@ -38,6 +38,11 @@ from pipelines.sources import (
 class _Kind(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    decode_threads: int = Field(default=0, ge=0, le=64, description="Decoder threads for this source (0: FFmpeg "
+                                "decides: about one per core, with frame threads). A camera in ``serve`` gets "
+                                "the ingest setting (default 1), which costs the least CPU per frame when many "
+                                "cameras share the machine.")
+
 
 class FileSourceConfig(_Kind):
     """A video or image file."""
@@ -105,6 +110,7 @@ class FileSource:
 
     def __init__(self, cfg: FileSourceConfig, epoch: float | None = None) -> None:
         self.name, self.path, self.loop, self.live = str(cfg.path), cfg.path, cfg.loop, cfg.loop
+        self.threads = cfg.decode_threads
         self.paced_s = 0.0  # time spent waiting for real-time pace (not decoding)
         self._offset = 0.0
         self._params: StreamParams | None = None  # one object for every replay: a loop is one stream
@@ -113,15 +119,13 @@ class FileSource:
     def frames(self, mode: DecodeMode, stop: threading.Event, auto_interval_s: float = 0.0,
                on_decode: OnDecode | None = None, on_packet: OnPacket | None = None) -> Iterator[Frame]:
         if not self.loop:
-            yield from read_frames(self.path, mode, auto_interval_s=auto_interval_s, on_decode=on_decode,
-                                   on_packet=on_packet)
+            yield from read_frames(self.path, mode, self.threads, auto_interval_s, on_decode, on_packet)
             return
         while not stop.is_set():
             start, last = time.monotonic(), 0.0
             self._last_packet = 0.0
             tap = self._shifted(on_packet, self._offset) if on_packet is not None else None
-            for fr in read_frames(self.path, mode, auto_interval_s=auto_interval_s, on_decode=on_decode,
-                                  on_packet=tap):
+            for fr in read_frames(self.path, mode, self.threads, auto_interval_s, on_decode, tap):
                 delay = start + fr.ts - time.monotonic()
                 if delay > 0:
                     self.paced_s += delay
@@ -182,7 +186,7 @@ class StreamSource:
                on_decode: OnDecode | None = None, on_packet: OnPacket | None = None) -> Iterator[Frame]:
         # Frames come stamped with their packets' arrival on this clock, as the packets do.
         for fr in open_stream(self.cfg.url, mode, self.cfg.open_timeout_s, self.cfg.read_timeout_s, auto_interval_s,
-                              on_decode, on_packet, self.now):
+                              on_decode, on_packet, self.now, self.cfg.decode_threads):
             yield fr
             if stop.is_set():
                 return
@@ -204,7 +208,8 @@ KINDS: dict[str, Callable[..., Source]] = {"file": FileSource, "rtsp": StreamSou
 
 
 def source_config(source: str | dict[str, object], *, live: bool = False, open_timeout_s: float = 10.0,
-                  read_timeout_s: float = 10.0) -> FileSourceConfig | RtspSourceConfig | HttpSourceConfig:
+                  read_timeout_s: float = 10.0,
+                  decode_threads: int = 0) -> FileSourceConfig | RtspSourceConfig | HttpSourceConfig:
     """The config of a camera's ``source``: a mapping with ``type``, or a string told apart by its scheme.
 
     Args:
@@ -212,19 +217,22 @@ def source_config(source: str | dict[str, object], *, live: bool = False, open_t
         live: A file stands in for a camera (replayed in a loop at real-time pace).
         open_timeout_s: Network sources: how long connecting may take.
         read_timeout_s: Network sources: how long a read may stall before a reconnect.
+        decode_threads: Decoder threads, where a mapping does not give its own (0: FFmpeg decides).
 
     Raises:
         ValueError: An unknown scheme or kind, or a config that does not validate.
     """
     if isinstance(source, dict):
-        return _ADAPTER.validate_python(source)
+        return _ADAPTER.validate_python({"decode_threads": decode_threads, **source})
     scheme = source.split("://", 1)[0].lower() if "://" in source else ""
     if scheme in ("rtsp", "rtsps"):
-        return RtspSourceConfig(url=source, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
+        return RtspSourceConfig(url=source, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s,
+                                decode_threads=decode_threads)
     if scheme in ("http", "https"):
-        return HttpSourceConfig(url=source, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
+        return HttpSourceConfig(url=source, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s,
+                                decode_threads=decode_threads)
     if scheme in ("", "file"):
-        return FileSourceConfig(path=Path(source.removeprefix("file://")), loop=live)
+        return FileSourceConfig(path=Path(source.removeprefix("file://")), loop=live, decode_threads=decode_threads)
     raise ValueError(f"{source}: unknown source scheme '{scheme}://' (kinds: {', '.join(sorted(KINDS))})")
 
 

@@ -322,25 +322,34 @@ def read_frames(path: Path, mode: DecodeMode = "all", threads: int = 0, auto_int
 
 def open_stream(url: str, mode: DecodeMode = "all", open_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
                 auto_interval_s: float = 0.0, on_decode: OnDecode | None = None, on_packet: OnPacket | None = None,
-                clock: Callable[[], float] | None = None) -> Iterator[Frame]:
+                clock: Callable[[], float] | None = None, threads: int = 0) -> Iterator[Frame]:
     """Yield frames of a network stream (RTSP over TCP, HTTP MJPEG/HLS) with their timestamps.
 
     Any read error or a read stalled for ``read_timeout_s`` raises :class:`SourceError`, so the
     caller can reconnect. ``mode``, ``auto_interval_s``, ``on_decode`` and ``on_packet`` as in
     :func:`read_frames`; a packet's ``ts``, and a frame's, is its arrival on ``clock`` (default: its presentation
-    time).
+    time); ``threads``: decoder threads (0: FFmpeg decides).
     """
     container = _connect(url, open_timeout_s, read_timeout_s)
-    yield from _decode(container, url, mode, 0, live=True, auto_interval_s=auto_interval_s, on_decode=on_decode,
+    yield from _decode(container, url, mode, threads, live=True, auto_interval_s=auto_interval_s, on_decode=on_decode,
                        on_packet=on_packet, clock=clock)
 
 
 def _connect(url: str, open_timeout_s: float, read_timeout_s: float) -> av.container.InputContainer:
+    """Open a network stream: connecting may take ``open_timeout_s``, and any later read that stalls for
+    ``read_timeout_s`` fails.
+
+    Reads are bounded by FFmpeg's own socket timeouts, not PyAV's read timeout: PyAV's interrupt callback takes
+    the GIL on every check FFmpeg makes while it waits for data, which is many times per packet; with a few dozen
+    streams in one process the readers then queue for the GIL against the detector and rules (bench/README.md,
+    stop 31). PyAV's callback still bounds the opening."""
     import av
 
-    options = {"rtsp_transport": "tcp"} if url.startswith(("rtsp://", "rtsps://")) else {}
+    io_timeout = str(max(1, round(read_timeout_s * 1e6)))  # microseconds
+    options = ({"rtsp_transport": "tcp", "timeout": io_timeout} if url.startswith(("rtsp://", "rtsps://"))
+               else {"rw_timeout": io_timeout})
     try:
-        return av.open(url, options=options, timeout=(open_timeout_s, read_timeout_s))
+        return av.open(url, options=options, timeout=(open_timeout_s, None))
     except av.error.FFmpegError as exc:
         raise SourceError(f"{url}: cannot connect ({exc.strerror or type(exc).__name__})") from exc
     except (OSError, ValueError) as exc:

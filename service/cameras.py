@@ -525,7 +525,7 @@ class LocalCameras:
         """Build the camera's source, pipeline and reader and start reading."""
         ingest = self.config.ingest
         source = open_source(source_config(cam.source, live=True, open_timeout_s=ingest.open_timeout_s,
-                                           read_timeout_s=ingest.read_timeout_s))
+                                           read_timeout_s=ingest.read_timeout_s, decode_threads=ingest.decode_threads))
         record = None
         # The main stream shares the detect stream's clock: clips line up with detections.
         clock_zero = getattr(source, "epoch", None)

@@ -112,6 +112,11 @@ class IngestConfig(Strict):
     max_backoff_s: float = Field(default=60.0, gt=0, le=3600)
     stall_s: float = Field(default=5.0, gt=0, le=600, description="No frame for this long: the camera is stalled.")
     queue: int = Field(default=2, ge=1, le=100, description="Frames waiting per camera; the oldest is dropped.")
+    decode_threads: int = Field(default=1, ge=0, le=64, description="Decoder threads per camera stream (0: FFmpeg "
+                                "decides, about one per core, with frame threads). One thread decodes the most "
+                                "frames per core where many cameras share the machine, and hands each frame out "
+                                "as soon as its packet arrives; raise it for a few large streams that one core "
+                                "cannot decode in real time (bench/README.md, decoder threads).")
     record_process: bool = Field(default=True, description="Read cameras' main (record) streams in a process of "
                                  "their own (service/recorder.py); false: a thread per stream in this one.")
 

@@ -57,3 +57,31 @@ def test_a_file_is_read_once_or_looped_with_a_running_clock(tmp_path: Path) -> N
             stop.set()
             break
     assert seen == [0.0, 0.04, 0.08, 0.12, 0.16, 0.2, 0.24, 0.28]  # the second loop continues the clock
+
+
+def test_decoder_threads_reach_the_decoder_of_every_kind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The service's ``ingest.decode_threads`` (default 1) is what each source's decoder is opened with; a mapping
+    may give its own; batch files keep FFmpeg's choice (0)."""
+    import pipelines.sources as sources
+    from service.settings import IngestConfig
+
+    used: list[int] = []
+    stop = threading.Event()
+
+    def fake_decode(container: object, name: str, mode: str, threads: int, live: bool, *a: object,
+                    **k: object) -> object:
+        used.append(threads)
+        stop.set()  # a looped file would otherwise start its next replay
+        return iter(())
+
+    monkeypatch.setattr(sources, "_decode", fake_decode)
+    monkeypatch.setattr(sources, "_connect", lambda url, o, r: object())
+    video = write_video(tmp_path / "v.mp4", [0, 40])
+    threads = IngestConfig().decode_threads
+    assert threads == 1
+    for source in ("rtsp://10.0.0.5/stream1", "http://cam/mjpeg", str(video),
+                   {"type": "rtsp", "url": "rtsp://x/1", "decode_threads": 4}):
+        stop.clear()
+        list(open_source(source_config(source, live=True, decode_threads=threads)).frames("all", stop))
+    list(open_source(source_config(str(video))).frames("all", threading.Event()))
+    assert used == [1, 1, 1, 4, 0]
