@@ -10,8 +10,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import cv2
 import numpy as np
@@ -19,6 +17,7 @@ import pytest
 
 from pipelines.sources import SourceError, open_stream
 from tests.helpers.data import DATA
+from tests.helpers.mjpeg import mjpeg_camera
 from tests.helpers.net import free_port, wait_for
 from tests.helpers.rtsp import RtspServer, gst_or_skip
 
@@ -72,32 +71,17 @@ def freezing_mjpeg() -> Iterator[tuple[str, threading.Event]]:
     jpeg = cv2.imencode(".jpg", np.full((120, 160, 3), 128, np.uint8))[1].tobytes()
     freeze, done = threading.Event(), threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.end_headers()
-            try:
-                while not freeze.is_set():
-                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                     + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-                    self.wfile.flush()
-                    freeze.wait(0.05)  # a camera's frame rate, not a synchronisation
-                done.wait(30)  # frozen: connected, sending nothing
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+    def frames() -> Iterator[bytes]:
+        while not freeze.is_set():
+            yield jpeg
+            freeze.wait(0.05)  # a camera's frame rate, not a synchronisation
+        done.wait(30)  # frozen: connected, sending nothing
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}/video.mjpg", freeze
+        with mjpeg_camera(frames) as url:
+            yield url, freeze
     finally:
         done.set()
-        srv.shutdown()
-        srv.server_close()
 
 
 def test_an_http_mjpeg_stream_that_freezes_fails_within_the_read_timeout(

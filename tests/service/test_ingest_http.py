@@ -6,9 +6,8 @@ import functools
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import av
 import cv2
@@ -24,6 +23,7 @@ from pipelines.sources import open_stream, read_frames
 from service.cameras import CameraWorker
 from service.settings import IngestConfig
 from tests.helpers.data import DATA
+from tests.helpers.mjpeg import mjpeg_camera
 from tests.helpers.net import wait_for
 
 CLIP = DATA / "clips" / "reg_violations_b.mp4"
@@ -33,27 +33,13 @@ CLIP = DATA / "clips" / "reg_violations_b.mp4"
 def mjpeg_url() -> Iterator[str]:
     jpegs = [cv2.imencode(".jpg", f.image)[1].tobytes() for f in read_frames(CLIP) if f.index < 30]
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.end_headers()
-            try:
-                for i in range(300):
-                    jpg = jpegs[i % len(jpegs)]
-                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                     + str(len(jpg)).encode() + b"\r\n\r\n" + jpg + b"\r\n")
-                    time.sleep(0.05)  # a camera's frame rate, not a synchronisation
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+    def frames() -> Iterator[bytes]:
+        for i in range(300):
+            yield jpegs[i % len(jpegs)]
+            time.sleep(0.05)  # a camera's frame rate, not a synchronisation
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/video.mjpg"
-    srv.shutdown()
+    with mjpeg_camera(frames) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
