@@ -12,6 +12,7 @@ validation split (``val_<source>.yaml``) so metrics stay per source, and
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -43,6 +44,29 @@ class Source:
     license: str
     remap: dict[str, str]
     labelled: frozenset[str] | None = None  # classes the source labels itself (default: its data.yaml's names)
+    uncovered: frozenset[tuple[str, int]] = frozenset()  # (image file name, label line) of trucks with a loose load
+
+
+TRUCK_LOADS = Path(__file__).resolve().parent / "truck_loads.csv"
+"""The project's load labels of real trucks (source, image, line, load): the boxes whose load is ``uncovered``
+go into a pack as ``uncovered_truck`` instead of the source's ``truck``."""
+
+
+def uncovered_trucks(path: Path = TRUCK_LOADS) -> dict[str, frozenset[tuple[str, int]]]:
+    """The truck boxes labelled ``uncovered`` in a load-label file, by source: ``(image file name, line)``.
+
+    Raises:
+        ValueError: A row without the file's columns, or with a line that is not a number.
+    """
+    out: dict[str, set[tuple[str, int]]] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, row in enumerate(csv.DictReader(line for line in f if not line.startswith("#")), 2):
+            try:
+                if row["load"] == "uncovered":
+                    out.setdefault(row["source"], set()).add((row["image"], int(row["line"])))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}: row {n}: expected source,image,line,load ({exc})") from exc
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 def read_license(data_yaml: Path) -> str:
@@ -121,6 +145,7 @@ class _Labelled:
     images: dict[Path, npt.NDArray[np.uint8]] = field(default_factory=dict)  # shrunk pixels by original path
     lines_of: dict[Path, list[str]] = field(default_factory=dict)  # YOLO label lines by original path
     added: dict[str, dict[str, int]] = field(default_factory=dict)  # teacher boxes per "source/split" and class
+    uncovered: dict[str, int] = field(default_factory=dict)  # truck boxes made uncovered_truck per source
 
 
 def _label(items: list[_Item], max_side: int, teacher: Callable[[npt.NDArray[np.uint8]], list[TeacherBox]] | None,
@@ -136,8 +161,18 @@ def _label(items: list[_Item], max_side: int, teacher: Callable[[npt.NDArray[np.
         if img is None:
             log.warning("skipping unreadable image %s", it.image)
             continue
-        own = [(CANONICAL_LABELS[cmap[c]], (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
-               for c, cx, cy, w, h in it.boxes if c in cmap]
+        own: list[tuple[str, tuple[float, float, float, float]]] = []
+        for line, (c, cx, cy, w, h) in enumerate(it.boxes):
+            if c not in cmap:
+                continue
+            name = CANONICAL_LABELS[cmap[c]]
+            if (it.image.name, line) in src.uncovered:  # the project's load label: a loose load, uncovered
+                if name != "truck":
+                    raise ValueError(f"{src.name}/{it.image.name}: label line {line} is {name}, not a truck, but "
+                                     "has an uncovered load in the load labels")
+                name = "uncovered_truck"
+                out.uncovered[src.name] = out.uncovered.get(src.name, 0) + 1
+            own.append((name, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)))
         if teacher is not None:
             key = hashlib.sha1(raw).hexdigest()
             if key not in cache:
@@ -260,6 +295,7 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
         "dataset_sha256": digest.hexdigest(),
         "sources": [{"name": s.name, "data": str(s.data_yaml), "license": s.license, "remap": s.remap,
                      "counts": counts.get(s.name, {}),
+                     "uncovered_from_load_labels": labelled.uncovered.get(s.name, 0),
                      "teacher_boxes": {sp: added.get(f"{s.name}/{sp}", {}) for sp in counts.get(s.name, {})}}
                     for s in sources],
         "teacher": teacher is not None,

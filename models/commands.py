@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from datasets.pack import IMAGE_FORMATS
+from datasets.pack import IMAGE_FORMATS, TRUCK_LOADS
 from models import SHARED_DATA
 from models.pretrained import DEFAULT_CHECKPOINT
 
@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     """Write a compact training pack from the real data folders plus synthetic scenes."""
-    from datasets.pack import Source, build_pack, read_license
+    from datasets.pack import Source, build_pack, read_license, uncovered_trucks
     from datasets.synth import RENDERED_LABELS, write_yolo_dataset
     from models.pretrained import CHECKPOINT_SHA256, CocoTeacher, load_coco_checkpoint
 
+    uncovered = uncovered_trucks(args.truck_loads)
     sources = []
     for data_yaml in sorted(args.data.glob("*/data.yaml")):
         sources.append(Source(data_yaml.parent.name, data_yaml, read_license(data_yaml), {}))
@@ -36,7 +37,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
             raise SystemExit(f"{folder}: not a materialized source (no manifest.json); run `datasets materialize`")
         manifest = json.loads((folder / "manifest.json").read_text())
         sources.append(Source(folder.name, folder / "data.yaml", f"{manifest['license']} ({manifest['repo']} "
-                              f"@ {manifest['commit'][:10]})", {}, frozenset(manifest["classes"])))
+                              f"@ {manifest['commit'][:10]})", {}, frozenset(manifest["classes"]),
+                              uncovered.get(folder.name, frozenset())))
     if args.synth:
         synth_dir = args.out.parent / f"{args.out.name}_synth"
         write_yolo_dataset(synth_dir, args.synth, args.seed, renderer=args.renderer)
@@ -100,6 +102,9 @@ def _add_pack(dsub: Subcommands) -> None:
                     help="label context classes (people, vehicles, umbrellas, furniture) on every image with "
                          "the COCO checkpoint (default path: ../shared/pretrained/yolov5n-coco.pt); train extra")
     pk.add_argument("--teacher-cache", type=Path, help="JSON file of the teacher's boxes by image hash (reused)")
+    pk.add_argument("--truck-loads", type=Path, default=TRUCK_LOADS,
+                    help="load labels of real trucks (source, image, line, load): trucks labelled uncovered go in "
+                         "as uncovered_truck")
     pk.add_argument("--val-cap", type=int, default=0,
                     help="at most this many validation images per source (0: all); evaluate fully here")
     pk.set_defaults(func=cmd_pack)

@@ -106,3 +106,31 @@ def test_datasets_pack_cli(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "pk" / "manifest.json").read_text())
     assert {s["name"] for s in manifest["sources"]} == {"fake_real", "synthetic"}
     assert len(manifest["files"]) == 14
+
+
+def test_trucks_labelled_uncovered_go_into_the_pack_as_uncovered_truck(tmp_path: Path) -> None:
+    from datasets.pack import TRUCK_LOADS, uncovered_trucks
+
+    data = write_yolo_dataset(tmp_path / "syn", n=30, seed=3, width=320, height=192)
+    truck, other = CANONICAL_LABELS.index("truck"), CANONICAL_LABELS.index("uncovered_truck")
+    items = list(YoloDataset.load(data).items("train"))
+    image, line = next((it.image, i) for it in items for i, b in enumerate(it.boxes) if b[0] == truck)
+    loads = tmp_path / "loads.csv"
+    loads.write_text(f"# a comment\nsource,image,line,load\nsyn,{image.name},{line},uncovered\nsyn,x.jpg,0,covered\n")
+    assert uncovered_trucks(loads) == {"syn": frozenset({(image.name, line)})}
+    manifest = build_pack([Source("syn", data, "x", {}, None, uncovered_trucks(loads)["syn"])], tmp_path / "pack",
+                          max_mb=5, max_side=160)
+    assert manifest["sources"][0]["uncovered_from_load_labels"] == 1  # type: ignore[index]
+    packed = tmp_path / "pack" / "labels" / "train_syn" / f"syn__{image.stem}.txt"
+    before = label_path(image).read_text().splitlines()
+    after = packed.read_text().splitlines()
+    assert len(after) == len(before)
+    changed = [(b, a) for b, a in zip(before, after, strict=True) if b.split()[0] != a.split()[0]]
+    assert [(int(b.split()[0]), int(a.split()[0])) for b, a in changed] == [(truck, other)]
+    # A load label on a box that is not a truck is an error in the labels, said clearly.
+    not_truck = next(i for i, b in enumerate(next(it for it in items if it.image == image).boxes) if b[0] != truck)
+    with pytest.raises(ValueError, match="not a truck"):
+        build_pack([Source("syn", data, "x", {}, None, frozenset({(image.name, not_truck)}))], tmp_path / "bad",
+                   max_mb=5, max_side=160)
+    # The project's own load labels: one sand tipper in 9 frames of vehicles_atl_cctv.
+    assert {k: len(v) for k, v in uncovered_trucks(TRUCK_LOADS).items()} == {"vehicles_atl_cctv": 9}
