@@ -12,7 +12,6 @@ validation split (``val_<source>.yaml``) so metrics stay per source, and
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -45,28 +44,6 @@ class Source:
     remap: dict[str, str]
     labelled: frozenset[str] | None = None  # classes the source labels itself (default: its data.yaml's names)
     uncovered: frozenset[tuple[str, int]] = frozenset()  # (image file name, label line) of trucks with a loose load
-
-
-TRUCK_LOADS = Path(__file__).resolve().parent / "truck_loads.csv"
-"""The project's load labels of real trucks (source, image, line, load): the boxes whose load is ``uncovered``
-go into a pack as ``uncovered_truck`` instead of the source's ``truck``."""
-
-
-def uncovered_trucks(path: Path = TRUCK_LOADS) -> dict[str, frozenset[tuple[str, int]]]:
-    """The truck boxes labelled ``uncovered`` in a load-label file, by source: ``(image file name, line)``.
-
-    Raises:
-        ValueError: A row without the file's columns, or with a line that is not a number.
-    """
-    out: dict[str, set[tuple[str, int]]] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, row in enumerate(csv.DictReader(line for line in f if not line.startswith("#")), 2):
-            try:
-                if row["load"] == "uncovered":
-                    out.setdefault(row["source"], set()).add((row["image"], int(row["line"])))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path}: row {n}: expected source,image,line,load ({exc})") from exc
-    return {k: frozenset(v) for k, v in out.items()}
 
 
 def read_license(data_yaml: Path) -> str:

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from datasets.pack import IMAGE_FORMATS, TRUCK_LOADS
+from datasets.pack import IMAGE_FORMATS
+from datasets.truck_loads import TRUCK_LOADS
 from models import SHARED_DATA
 from models.pretrained import DEFAULT_CHECKPOINT
 
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     """Write a compact training pack from the real data folders plus synthetic scenes."""
-    from datasets.pack import Source, build_pack, read_license, uncovered_trucks
+    from datasets.pack import Source, build_pack, read_license
     from datasets.synth import RENDERED_LABELS, write_yolo_dataset
+    from datasets.truck_loads import uncovered_trucks
     from models.pretrained import CHECKPOINT_SHA256, CocoTeacher, load_coco_checkpoint
 
     uncovered = uncovered_trucks(args.truck_loads)

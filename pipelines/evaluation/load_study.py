@@ -33,12 +33,11 @@ import numpy.typing as npt
 from datasets.render import render_background
 from datasets.render_gl import Light
 from datasets.synth import Layout, draw, randomise, resolve_renderer, sample_camera, sample_palette, truck
+from datasets.truck_loads import TRUCK_LOADS
 from detector.loadstate import STATES
 from detector.postprocess import letterbox, to_blob
 from models.pretrained import _detection_model, copy_backbone_neck, load_coco_checkpoint
 from pipelines.evaluation.loads import LabelledTruck, from_csv
-
-TRUCK_LOADS = Path(__file__).resolve().parents[2] / "datasets" / "truck_loads.csv"
 
 log = logging.getLogger("load_classifier")
 SIDE = 128

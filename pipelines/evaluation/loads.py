@@ -15,7 +15,6 @@ state: trucks, found, the mean ``P(uncovered)``, and the share a single frame wo
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from datasets.truck_loads import read_truck_loads
 from datasets.yolo import YoloDataset, label_path, read_label_file
 from detector.backends.base import DetectorBackend, config_for, create_backend
 from detector.postprocess import box_iou, greedy_pairs
@@ -56,15 +56,14 @@ def from_csv(labels: Path, sources: Path, split: str | None = "val") -> Iterator
     of the materialized sources (None: all). The line must be a ``truck`` box of the source's labels."""
     truck = CANONICAL_LABELS.index("truck")
     by_image: dict[Path, list[tuple[int, str]]] = {}
-    with open(labels, encoding="utf-8") as f:
-        for row in csv.DictReader(line for line in f if not line.startswith("#")):
-            src = sources / row["source"]
-            found = list((src / "images").glob(f"*/{row['image']}"))
-            if not found:
-                raise FileNotFoundError(f"{labels}: {row['source']}/{row['image']} not under {sources} "
-                                        "(run `streetwatch datasets materialize`)")
-            if split is None or found[0].parent.name == split:
-                by_image.setdefault(found[0], []).append((int(row["line"]), row["load"]))
+    for row in read_truck_loads(labels):
+        src = sources / row.source
+        found = list((src / "images").glob(f"*/{row.image}"))
+        if not found:
+            raise FileNotFoundError(f"{labels}: {row.source}/{row.image} not under {sources} "
+                                    "(run `streetwatch datasets materialize`)")
+        if split is None or found[0].parent.name == split:
+            by_image.setdefault(found[0], []).append((row.line, row.load))
     for image, rows in by_image.items():
         boxes = read_label_file(label_path(image))
         trucks = []

@@ -109,7 +109,7 @@ def test_datasets_pack_cli(tmp_path: Path) -> None:
 
 
 def test_trucks_labelled_uncovered_go_into_the_pack_as_uncovered_truck(tmp_path: Path) -> None:
-    from datasets.pack import TRUCK_LOADS, uncovered_trucks
+    from datasets.truck_loads import TRUCK_LOADS, uncovered_trucks
 
     data = write_yolo_dataset(tmp_path / "syn", n=30, seed=3, width=320, height=192)
     truck, other = CANONICAL_LABELS.index("truck"), CANONICAL_LABELS.index("uncovered_truck")
