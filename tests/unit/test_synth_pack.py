@@ -134,3 +134,15 @@ def test_trucks_labelled_uncovered_go_into_the_pack_as_uncovered_truck(tmp_path:
                    max_mb=5, max_side=160)
     # The project's own load labels: one sand tipper in 9 frames of vehicles_atl_cctv.
     assert {k: len(v) for k, v in uncovered_trucks(TRUCK_LOADS).items()} == {"vehicles_atl_cctv": 9}
+
+
+def test_a_malformed_load_label_row_is_a_one_line_error(tmp_path: Path) -> None:
+    from datasets.truck_loads import read_truck_loads
+
+    loads = tmp_path / "loads.csv"
+    loads.write_text("# comment\nsource,image,line,load\ns,a.jpg,0,covered\ns,b.jpg,first,uncovered\n")
+    with pytest.raises(ValueError, match=r"row 3: expected source,image,line,load"):
+        read_truck_loads(loads)
+    loads.write_text("source,image,load\ns,a.jpg,covered\n")
+    with pytest.raises(ValueError, match=r"row 2: expected"):
+        read_truck_loads(loads)
