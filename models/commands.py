@@ -68,7 +68,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             "--workers", str(args.workers), "--epochs", str(args.epochs), "--close-mosaic", str(args.close_mosaic),
             "--data", args.data_yaml, "--lr0", str(args.lr0),
             *(["--warmup-epochs", str(args.warmup_epochs)] if args.warmup_epochs is not None else []),
-            *(["--pretrained", str(args.pretrained)] if args.pretrained else [])]
+            *(["--pretrained", str(args.pretrained)] if args.pretrained else []),
+            *(["--work", str(args.work)] if args.work else []), *(["--resume"] if args.resume else []),
+            "--session-epochs", str(args.session_epochs)]
     return train_main(argv)
 
 
@@ -133,6 +135,12 @@ def _add_train(sub: Subcommands) -> None:
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--workers", type=int, default=0)
     t.add_argument("--device", default="cpu")
+    t.add_argument("--work", type=Path, help="keep the training's state in this folder, so a stopped training can "
+                   "go on with --resume (a long CPU training in parts)")
+    t.add_argument("--resume", action="store_true", help="go on with the training kept in --work from its last "
+                   "saved epoch (its epochs, schedule and settings)")
+    t.add_argument("--session-epochs", type=int, default=0, help="stop after this many epochs in this run, kept "
+                   "for --resume (0: no limit)")
     t.set_defaults(func=cmd_train)
 
 

@@ -16,8 +16,17 @@ Ultralytics saves ``best.pt``/``last.pt`` every epoch, and this script writes
 its outputs in a ``finally`` block, so a run stopped at the time limit (SIGTERM)
 still leaves the best weights so far.
 
+A training longer than one sitting (a from-COCO training of the full pack takes
+about 3 h on 2 CPU cores) runs in parts: ``--work`` keeps Ultralytics' run
+folder (weights, optimizer, learning-rate schedule) where a later run finds it,
+``--session-epochs N`` stops after N epochs of the schedule, and ``--resume``
+goes on from the last saved epoch, as if never stopped. A part killed mid-epoch
+loses only that epoch.
+
 Example:
     python -m models.train_gpu --pack pack --out out --minutes 8.5 --imgsz 416
+    python -m models.train_gpu --pack pack --out out --minutes 0 --epochs 8 --work w --session-epochs 4
+    python -m models.train_gpu --pack pack --out out --work w --resume
 """
 
 from __future__ import annotations
@@ -163,7 +172,71 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr0", type=float, default=0.0,
                     help="SGD initial learning rate with a one-epoch warm-up, for short fine-tunes of trained "
                          "weights (0: Ultralytics' automatic optimizer choice)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="folder that keeps Ultralytics' run (weights, optimizer state) for --resume (default: a "
+                         "new temporary folder)")
+    ap.add_argument("--resume", action="store_true",
+                    help="go on with the training kept in --work from its last saved epoch (the schedule, epochs "
+                         "and settings are the checkpoint's; --batch, --workers, --device and --session-epochs "
+                         "still apply)")
+    ap.add_argument("--session-epochs", type=int, default=0,
+                    help="stop after this many epochs in this run, keeping the state for --resume (0: no limit)")
     return ap
+
+
+def last_checkpoint(work: Path) -> tuple[Path, dict[str, Any]]:
+    """The latest resumable checkpoint of the run kept in ``work`` and its contents, for ``--resume``.
+
+    Ultralytics saves ``last.pt`` after every epoch and strips its optimizer state when a training ends: a run
+    stopped by ``--session-epochs`` keeps a copy as ``resume.pt`` (see :func:`stop_after`) and puts it back as
+    ``last.pt`` once Ultralytics returns; a run killed mid-epoch leaves ``last.pt`` whole, one killed between the
+    strip and the put-back leaves ``resume.pt``. The one with optimizer state and the latest epoch wins; a stripped
+    ``last.pt`` alone is a finished training.
+
+    Raises:
+        SystemExit: There is none (no run was kept there, it saved no epoch yet, or its training is finished).
+    """
+    weights = work / "runs" / "train" / "weights"
+    found: list[tuple[int, Path, dict[str, Any]]] = []
+    for path in (weights / "resume.pt", weights / "last.pt"):
+        if path.is_file():
+            import torch
+
+            # Our own run's checkpoint (not a downloaded one): Ultralytics loads it the same way.
+            kept = torch.load(path, map_location="cpu", weights_only=False)
+            if kept.get("optimizer") is not None:
+                found.append((int(kept.get("epoch", -1)), path, kept))
+    if not found and (weights / "last.pt").is_file():  # Ultralytics strips a training's state when it ends
+        raise SystemExit(f"--resume: the training in {work} is finished")
+    if not found:
+        raise SystemExit(f"--resume: no resumable epoch in {weights}; start a training with --work {work} first")
+    epoch, path, kept = max(found, key=lambda f: f[0])
+    epochs = int((kept.get("train_args") or {}).get("epochs", 0))
+    if epoch + 1 >= epochs:
+        raise SystemExit(f"--resume: the training in {work} is finished ({epoch + 1} of {epochs} epochs)")
+    return path, kept
+
+
+def stop_after(epochs: int) -> Any:
+    """An Ultralytics ``on_fit_epoch_end`` callback that stops the training after ``epochs`` epochs of this run.
+
+    The epoch's weights and optimizer state are saved before this callback runs; it keeps them as ``resume.pt``
+    beside ``last.pt`` (whose optimizer state Ultralytics strips when the training stops), so ``--resume`` goes on
+    from the next epoch.
+    """
+    done = False
+
+    def callback(trainer: Any) -> None:
+        nonlocal done
+        if done or trainer.epoch - trainer.start_epoch + 1 < epochs:
+            return
+        done = True  # the final validation calls this hook once more, after the strip
+        shutil.copy(trainer.last, Path(trainer.last).with_name("resume.pt"))
+        log.info("stopping after %d epochs of this run (epoch %d of %d): go on with --resume", epochs,
+                 trainer.epoch + 1, trainer.epochs)
+        trainer.stop = True
+
+    return callback
 
 
 def hyp_settings(pairs: list[str]) -> dict[str, float]:
@@ -194,14 +267,23 @@ def _start(args: argparse.Namespace, summary: dict[str, Any]) -> tuple[str, list
     unknown = sorted(set(wanted) - set(names))
     if unknown:
         raise SystemExit(f"unknown classes {unknown}; the pack has {names}")
+    manifest = args.pack / "manifest.json"
+    if manifest.exists():
+        summary["pack_manifest_sha256"] = json.loads(manifest.read_text()).get("dataset_sha256")
+    if args.resume:  # the checkpoint's settings decide the rest of the training
+        last, kept = last_checkpoint(args.work)
+        train_args = dict(kept.get("train_args") or {})
+        for key in ("imgsz", "epochs", "close_mosaic"):
+            setattr(args, key, train_args[key])
+            summary[key] = train_args[key]
+        summary.update(resumed_from=str(last), resumed_after_epoch=int(kept["epoch"]) + 1,
+                       start=f"resumed from {last.name} (its start: {train_args.get('model')})")
+        return str(last), None
     model = args.model
     if model == "coco":
         ckpt = load_coco_checkpoint(args.pretrained or DEFAULT_CHECKPOINT)
         model = str(student_start(names, args.out / "start.pt", ckpt))
         summary["start"] = "COCO-pretrained yolov5n (layers 0-23 from yolov5n-coco.pt, GPL-3.0)"
-    manifest = args.pack / "manifest.json"
-    if manifest.exists():
-        summary["pack_manifest_sha256"] = json.loads(manifest.read_text()).get("dataset_sha256")
     return model, [names.index(c) for c in wanted] or None
 
 
@@ -214,15 +296,25 @@ def _train(args: argparse.Namespace, model: str, class_ids: list[int] | None, de
         minutes = args.minutes - (time.time() - started) / 60
         try:
             summary["workers"] = workers
-            settings: dict[str, Any] = {
-                "close_mosaic": args.close_mosaic, "mixup": 0.1, "multi_scale": args.multi_scale,
-                "warmup_epochs": warmup_epochs(args), "freeze": args.freeze or None,
-                **({"optimizer": "SGD", "lr0": args.lr0} if args.lr0 > 0 else {}), **hyp_settings(args.hyp)}
-            YOLO(model).train(
-                data=str(args.pack / args.data), classes=class_ids, epochs=args.epochs,
-                time=minutes / 60 if args.minutes > 0 else None, imgsz=args.imgsz,
-                batch=args.batch, workers=workers, device=device, project=str(work / "runs"), name="train",
-                exist_ok=True, plots=False, cache="ram", patience=1000, seed=0, deterministic=False, **settings)
+            yolo = YOLO(model)
+            if args.session_epochs > 0:
+                yolo.add_callback("on_fit_epoch_end", stop_after(args.session_epochs))
+            if args.resume:  # Ultralytics restores the epochs, schedule and settings from the checkpoint
+                yolo.train(resume=model, data=str(args.pack / args.data), batch=args.batch, workers=workers,
+                           device=device, cache="ram", plots=False)
+            else:
+                settings: dict[str, Any] = {
+                    "close_mosaic": args.close_mosaic, "mixup": 0.1, "multi_scale": args.multi_scale,
+                    "warmup_epochs": warmup_epochs(args), "freeze": args.freeze or None,
+                    **({"optimizer": "SGD", "lr0": args.lr0} if args.lr0 > 0 else {}), **hyp_settings(args.hyp)}
+                yolo.train(
+                    data=str(args.pack / args.data), classes=class_ids, epochs=args.epochs,
+                    time=minutes / 60 if args.minutes > 0 else None, imgsz=args.imgsz,
+                    batch=args.batch, workers=workers, device=device, project=str(work / "runs"), name="train",
+                    exist_ok=True, plots=False, cache="ram", patience=1000, seed=0, deterministic=False, **settings)
+            kept = work / "runs" / "train" / "weights" / "resume.pt"
+            if kept.exists():  # stopped by --session-epochs: last.pt is whole again, resumable
+                os.replace(kept, kept.with_name("last.pt"))
             return
         except Exception:
             # Data-loader workers can die where shared memory is small; retry once without them.
@@ -265,7 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         handlers=[logging.StreamHandler(), logging.FileHandler(args.out / "train.log")])
-    work = Path(tempfile.mkdtemp(prefix="sw_train_"))
+    if args.resume and args.work is None:
+        raise SystemExit("--resume needs --work: the folder the stopped run kept")
+    work = args.work or Path(tempfile.mkdtemp(prefix="sw_train_"))
+    work.mkdir(parents=True, exist_ok=True)
     _offline_environment(work)
     _polars_fallback()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -284,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
                                "time_budget_min": args.minutes, "pack_manifest_sha256": None,
                                "data": args.data, "classes": args.classes or "all", "freeze": args.freeze,
                                "close_mosaic": args.close_mosaic, "warmup_epochs": warmup_epochs(args),
-                               "hyp": hyp_settings(args.hyp)}
+                               "hyp": hyp_settings(args.hyp), "session_epochs": args.session_epochs}
     model, class_ids = _start(args, summary)
     try:
         _train(args, model, class_ids, device, work, started, summary)

@@ -41,16 +41,23 @@ print(json.dumps(out))
 """
 
 
-def train_one_epoch(tmp_path: Path, model: str, n: int, seed: int, side: int, imgsz: int) -> dict[str, str]:
-    """Pack ``n`` rendered images and train one epoch of ``model`` into ``tmp_path/run``; returns the env used."""
+def train_one_epoch(tmp_path: Path, model: str, n: int, seed: int, side: int, imgsz: int,
+                    *extra: str) -> dict[str, str]:
+    """Pack ``n`` rendered images and train one epoch of ``model`` into ``tmp_path/run`` (``extra``: more
+    ``streetwatch train`` options); returns the env used."""
     data = write_yolo_dataset(tmp_path / "syn", n=n, seed=seed, width=320, height=192)
     build_pack([Source("synthetic", data, "project's own", {})], tmp_path / "pack", max_mb=2, max_side=side)
     env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "ycfg")}
-    run = subprocess.run([sys.executable, "-m", "service.cli", "train", "--data", str(tmp_path / "pack"), "--out",
-                          str(tmp_path / "run"), "--epochs", "1", "--minutes", "0", "--imgsz", str(imgsz), "--batch",
-                          "4", "--model", model], capture_output=True, text=True, timeout=900, env=env, check=False)
+    run = train(tmp_path, env, "--epochs", "1", "--minutes", "0", "--imgsz", str(imgsz), "--model", model, *extra)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return env
+
+
+def train(tmp_path: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
+    """``streetwatch train`` on ``tmp_path/pack`` into ``tmp_path/run`` at batch 4, in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "service.cli", "train", "--data", str(tmp_path / "pack"), "--out",
+                           str(tmp_path / "run"), "--batch", "4", *options],
+                          capture_output=True, text=True, timeout=900, env=env, check=False)
 
 
 @needs_train
@@ -91,3 +98,24 @@ def test_train_from_the_coco_start_keeps_the_pretrained_weights(tmp_path: Path) 
     assert all(v > 0.9 for v in scores[str(best)].values()), scores
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["start"].startswith("COCO-pretrained yolov5n")
+
+
+@needs_train
+@needs_checkpoint
+def test_a_training_stopped_after_an_epoch_goes_on_where_it_stopped(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    env = train_one_epoch(tmp_path, "coco", 12, 7, 128, 64, "--epochs", "2", "--work", str(work),
+                          "--session-epochs", "1")
+    results = tmp_path / "run" / "results.csv"
+    assert len(results.read_text().splitlines()) == 2  # header and one epoch of two
+    assert (work / "runs" / "train" / "weights" / "last.pt").is_file()
+    resumed = train(tmp_path, env, "--work", str(work), "--resume", "--minutes", "0")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    rows = results.read_text().splitlines()
+    assert [r.split(",")[0].strip() for r in rows[1:]] == ["1", "2"]  # the second epoch, not a new first one
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["resumed_after_epoch"] == 1 and metrics["imgsz"] == 64 and metrics["epochs"] == 2
+    again = train(tmp_path, env, "--work", str(work), "--resume")
+    assert again.returncode != 0 and "is finished" in again.stderr
+    fresh = train(tmp_path, env, "--work", str(tmp_path / "nothing"), "--resume")
+    assert fresh.returncode != 0 and "no resumable epoch" in fresh.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from models.train_gpu import build_parser, hyp_settings, warmup_epochs
@@ -34,3 +36,27 @@ def test_streetwatch_train_hands_the_warm_up_to_the_training_script(monkeypatch:
         assert args.func(args) == 0
         assert warmup_epochs(build_parser().parse_args(seen[-1])) == expected
     assert seen[-1][seen[-1].index("--model") + 1] == "prev.pt"
+
+
+def test_streetwatch_train_hands_the_resume_options_to_the_training_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.train_gpu
+    from service.cli import build_parser as cli_parser
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(models.train_gpu, "main", lambda argv: seen.append(argv) or 0)
+    args = cli_parser().parse_args(["train", "--data", "pack", "--out", "o", "--work", "w", "--resume",
+                                    "--session-epochs", "3"])
+    assert args.func(args) == 0
+    parsed = build_parser().parse_args(seen[-1])
+    assert (str(parsed.work), parsed.resume, parsed.session_epochs) == ("w", True, 3)
+    args = cli_parser().parse_args(["train", "--data", "pack", "--out", "o"])
+    assert args.func(args) == 0
+    parsed = build_parser().parse_args(seen[-1])
+    assert (parsed.work, parsed.resume, parsed.session_epochs) == (None, False, 0)
+
+
+def test_resume_without_a_kept_run_is_a_clear_error(tmp_path: Path) -> None:
+    from models.train_gpu import last_checkpoint
+
+    with pytest.raises(SystemExit, match="no resumable epoch"):
+        last_checkpoint(tmp_path)
