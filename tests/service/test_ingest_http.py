@@ -42,6 +42,13 @@ def mjpeg_url() -> Iterator[str]:
         yield url
 
 
+class _QuietFiles(SimpleHTTPRequestHandler):
+    """A file server that does not log every request (setting ``log_message`` on a ``partial`` did nothing)."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Drop the request log."""
+
+
 @pytest.fixture(scope="module")
 def hls_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("hls")
@@ -54,8 +61,7 @@ def hls_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 continue
             pkt.stream = ost
             out.mux(pkt)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None  # type: ignore[method-assign]
+    handler = functools.partial(_QuietFiles, directory=str(root))
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}/live.m3u8"
