@@ -205,8 +205,8 @@ def _write_images(items: list[_Item], encoded: dict[Path, bytes], lines_of: dict
             name = CANONICAL_LABELS[int(line.split()[0])]
             tally[name] = tally.get(name, 0) + 1
         lbl_path.write_text("\n".join(lines) + ("\n" if lines else ""))
-        files.append({"file": str(img_path.relative_to(out)), "source": src.name, "split": split,
-                      "original": str(it.image), "boxes": len(lines)})
+        files.append({"file": str(img_path.relative_to(out)), "labels": str(lbl_path.relative_to(out)),
+                      "source": src.name, "split": split, "original": str(it.image), "boxes": len(lines)})
     return files, counts
 
 
@@ -225,6 +225,20 @@ def _write_yamls(out: Path, sources: list[Source]) -> None:
             if (out / f"images/train_{s.name}").exists():  # to train on one source alone (e.g. sim-to-real)
                 (out / f"only_{s.name}.yaml").write_text(
                     f"train: images/train_{s.name}\nval: images/val_{s.name}\nnames:\n{names}")
+
+
+def pack_sha256(out: Path, files: list[dict[str, object]]) -> str:
+    """The pack's identity: SHA-256 over every image and label file, names and bytes, in name order.
+
+    Labels count: a pack rebuilt with one box relabelled (a truck's load) is another training set. Packs written
+    before stop 32 hashed their images only (0.4.0's card quotes such a hash).
+    """
+    digest = hashlib.sha256()
+    for f in sorted(files, key=lambda x: str(x["file"])):
+        for key in ("file", "labels"):
+            digest.update(str(f[key]).encode())
+            digest.update((out / str(f[key])).read_bytes())
+    return digest.hexdigest()
 
 
 def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 416,
@@ -259,17 +273,13 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
         shutil.rmtree(out)
     files, counts = _write_images(items, encoded, labelled.lines_of, out, fmt)
     _write_yamls(out, sources)
-    digest = hashlib.sha256()
-    for f in sorted(files, key=lambda x: str(x["file"])):
-        digest.update(str(f["file"]).encode())
-        digest.update((out / str(f["file"])).read_bytes())
     added = labelled.added
     manifest: dict[str, object] = {
         "names": list(CANONICAL_LABELS),
         "max_side": max_side,
         "format": fmt,
         "quality": chosen,
-        "dataset_sha256": digest.hexdigest(),
+        "dataset_sha256": pack_sha256(out, files),
         "sources": [{"name": s.name, "data": str(s.data_yaml), "license": s.license, "remap": s.remap,
                      "counts": counts.get(s.name, {}),
                      "uncovered_from_load_labels": labelled.uncovered.get(s.name, 0),

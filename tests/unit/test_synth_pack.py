@@ -121,6 +121,8 @@ def test_trucks_labelled_uncovered_go_into_the_pack_as_uncovered_truck(tmp_path:
     manifest = build_pack([Source("syn", data, "x", {}, None, uncovered_trucks(loads)["syn"])], tmp_path / "pack",
                           max_mb=5, max_side=160)
     assert manifest["sources"][0]["uncovered_from_load_labels"] == 1  # type: ignore[index]
+    plain = build_pack([Source("syn", data, "x", {})], tmp_path / "plain", max_mb=5, max_side=160)
+    assert plain["dataset_sha256"] != manifest["dataset_sha256"]  # same images, one box relabelled: another pack
     packed = tmp_path / "pack" / "labels" / "train_syn" / f"syn__{image.stem}.txt"
     before = label_path(image).read_text().splitlines()
     after = packed.read_text().splitlines()
