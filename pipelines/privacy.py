@@ -39,6 +39,19 @@ class MaskingError(RuntimeError):
     """An evidence file could not be read, masked or written."""
 
 
+class MaskedNotStored(MaskingError):
+    """An image was masked but its copy could not be stored (a full disk): the masked JPEG is in ``content``,
+    to be served as it is; the copy is made again on the next request.
+
+    Attributes:
+        content: The masked JPEG.
+    """
+
+    def __init__(self, message: str, content: bytes) -> None:
+        super().__init__(message)
+        self.content = content
+
+
 def shared_path(original: Path) -> Path:
     """Where the masked copy of an evidence file lives: ``x.jpg`` -> ``x.shared.jpg``."""
     return original.with_name(f"{original.stem}.shared{original.suffix}")
@@ -111,7 +124,12 @@ class EvidenceMasker:
         self._view_regions: dict[str, tuple[tuple[int, ...], list[MaskRegion]]] = {}  # per case's clean frame
 
     def shared(self, original: Path, violation: str = "") -> Path:
-        """The masked copy of ``original`` (made now if it is missing or older than the original)."""
+        """The masked copy of ``original`` (made now if it is missing or older than the original).
+
+        Raises:
+            MaskedNotStored: An image's masked copy could not be written (a full disk); it carries the masked JPEG.
+            MaskingError: The original cannot be read or masked, or a clip's copy cannot be written.
+        """
         out = shared_path(original)
         with self._lock:
             if out.is_file() and out.stat().st_mtime >= original.stat().st_mtime:
@@ -179,14 +197,17 @@ class EvidenceMasker:
         except Exception as exc:  # the detector failed: no copy rather than an unmasked one
             raise MaskingError(f"detector failed on {original.name}: {exc}") from exc
         result = apply_mask(img, regions, subject, self.settings.privacy.cell)
+        ok, buf = cv2.imencode(".jpg", result, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if not ok:
+            raise MaskingError(f"cannot encode {out.name}")
         tmp = out.with_name(out.name + ".part.jpg")
         try:
-            if not cv2.imwrite(str(tmp), result, [cv2.IMWRITE_JPEG_QUALITY, 90]):
-                raise MaskingError(f"cannot write {out.name}")
+            tmp.write_bytes(bytes(buf))
             tmp.replace(out)
-        except (OSError, MaskingError) as exc:  # a full disk: nothing half-written is left behind
+        except OSError as exc:  # a full disk: nothing half-written is left behind, the masked image still served
             tmp.unlink(missing_ok=True)
-            raise MaskingError(f"cannot write {out.name}: {exc}") from exc
+            log.warning("masked copy %s not stored (%s): served from memory", out.name, exc)
+            raise MaskedNotStored(f"cannot write {out.name}: {exc}", bytes(buf)) from exc
         log.info("masked %s: %d faces, %d plates", original.name, sum(r.kind == "face" for r in regions),
                  sum(r.kind == "plate" for r in regions))
 

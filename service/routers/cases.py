@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
-from pipelines.privacy import MaskingError
+from pipelines.privacy import MaskedNotStored, MaskingError
 from pipelines.sinks.evidence import fullres_snapshot, sha256_file
 from pipelines.sinks.store import Case, TransitionError
 from service.deps import ErrorBody, Operator, RuntimeDep, Viewer, at_least
@@ -57,10 +57,11 @@ def get_case(case_id: str, rt: RuntimeDep, _: Viewer) -> CaseDetail:
 def evidence(case_id: str, kind: EvidenceKind, rt: RuntimeDep, request: Request, _: Viewer,
              original: Annotated[bool, Query(description="The file as recorded, faces and other vehicles' "
                                                          "plates unmasked (operators and admins).")] = False
-             ) -> FileResponse:
+             ) -> Response:
     """The snapshot (JPEG, boxed), clip (MP4), clean frame (JPEG) or a truck's plate (JPEG) of a case, found by
     case id only. Snapshot, clip and frame come with faces and the plates of vehicles other than the case's
-    masked (``privacy.mask_shared``), unless an operator asks for the original; the plate is the subject's."""
+    masked (``privacy.mask_shared``), unless an operator asks for the original; the plate is the subject's. A masked
+    image whose copy cannot be stored (a full evidence disk) is served from memory."""
     c = case_or_404(rt, case_id)
     entry = c.evidence.get(kind)
     if entry is None:
@@ -73,6 +74,9 @@ def evidence(case_id: str, kind: EvidenceKind, rt: RuntimeDep, request: Request,
     if kind != "plate" and not original and rt.config.privacy.mask_shared:
         try:
             path = rt.masker().shared(path, c.violation)
+        except MaskedNotStored as exc:  # a full disk: the masked image, not kept
+            return Response(exc.content, media_type="image/jpeg",
+                            headers={"Content-Disposition": f'attachment; filename="{case_id}{path.suffix}"'})
         except MaskingError as exc:  # never fall back to the original for a viewer
             raise HTTPException(503, f"masked {kind} not available: {exc}") from exc
     return FileResponse(path, media_type="video/mp4" if kind == "clip" else "image/jpeg",

@@ -23,9 +23,20 @@ from tests.helpers.net import free_port, wait_for
 from tests.helpers.service import TOKENS, running_service
 
 
+def fill_up(folder: Path, name: str) -> None:
+    """Write ``folder/name`` until the file system is full."""
+    with (folder / name).open("wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
 @pytest.fixture(params=["tmpfs", "injected"])
 def full_disk(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-              ) -> Iterator[tuple[Path, Callable[[], None]]]:
+              ) -> Iterator[tuple[Path, Callable[[], None], Callable[[], None]]]:
+    """The evidence folder, full; a call that frees the space, and one that fills it again."""
     folder = tmp_path / "evidence"
     folder.mkdir()
     if request.param == "tmpfs":
@@ -34,19 +45,13 @@ def full_disk(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytes
         if mounted.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
         try:
-            filler = folder / "filler"
-            with filler.open("wb", buffering=0) as fh:
-                try:
-                    while True:
-                        fh.write(b"\0" * 4096)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC
-            yield folder, filler.unlink
+            fill_up(folder, "filler")
+            yield folder, (folder / "filler").unlink, lambda: fill_up(folder, "filler2")
         finally:
             subprocess.run(["umount", "-l", str(folder)], check=False)
         return
     state = {"full": True}
-    real_imwrite, real_clip = cv2.imwrite, evidence_mod.write_clip
+    real_imwrite, real_clip, real_write_bytes = cv2.imwrite, evidence_mod.write_clip, Path.write_bytes
 
     def imwrite(path: str, *args: Any, **kwargs: Any) -> bool:
         if state["full"] and str(folder) in str(path):
@@ -58,13 +63,20 @@ def full_disk(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytes
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_clip(frames, path, *args, **kwargs)
 
+    def write_bytes(path: Path, data: bytes) -> int:
+        if state["full"] and str(folder) in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write_bytes(path, data)
+
     monkeypatch.setattr(cv2, "imwrite", imwrite)
     monkeypatch.setattr(evidence_mod, "write_clip", write_clip)
-    yield folder, lambda: state.update(full=False)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    yield folder, lambda: state.update(full=False), lambda: state.update(full=True)
 
 
-def test_cases_survive_a_full_evidence_disk(full_disk: tuple[Path, Callable[[], None]], tmp_path: Path) -> None:
-    folder, free_space = full_disk
+def test_cases_survive_a_full_evidence_disk(full_disk: tuple[Path, Callable[[], None], Callable[[], None]],
+                                            tmp_path: Path) -> None:
+    folder, free_space, fill_again = full_disk
     port = free_port()
     cfg = ServiceConfig.model_validate({
         "server": {"port": port},
@@ -92,6 +104,8 @@ def test_cases_survive_a_full_evidence_disk(full_disk: tuple[Path, Callable[[], 
         assert added.status_code == 201, added.text
         later = wait_for(lambda: [c for c in items() if c["camera"] == "cam-c" and "snapshot" in c["evidence"]],
                          120, "a case with evidence after space returned")
+        fill_again()  # before anyone looked at it: its masked copy cannot be stored, the viewer still gets it
         snap = api.get(later[0]["evidence"]["snapshot"])
-        assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8"
+        assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8", snap.text
+        assert not list(folder.rglob("*.shared.jpg*"))  # nothing kept, nothing half-written
         assert any(c["id"] == first["id"] for c in items())  # the case of the full-disk time is still there

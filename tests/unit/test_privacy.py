@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -22,7 +23,7 @@ from detector.privacy import (
     region_mask,
 )
 from detector.types import CANONICAL_LABELS
-from pipelines.privacy import EvidenceMasker, MaskerSettings, MaskingError, shared_path, subject_of
+from pipelines.privacy import EvidenceMasker, MaskedNotStored, MaskerSettings, MaskingError, shared_path, subject_of
 from tests.helpers.detections import FakeBackend, make_detections
 
 NAMES = list(CANONICAL_LABELS)
@@ -153,19 +154,26 @@ def test_unreadable_evidence_is_a_clear_error_and_leaves_nothing_half_written(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c2.mp4", "c3.jpg"]
 
 
-def test_a_full_disk_is_a_clear_error_and_leaves_no_part_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_a_full_disk_leaves_no_part_file_and_the_masked_image_is_still_given(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     snap = tmp_path / "c4.jpg"
     cv2.imwrite(str(snap), checkerboard())
+    real_write = Path.write_bytes
 
-    def full(path: str, *_: object) -> bool:
-        Path(path).write_bytes(b"\xff\xd8 half")  # what a disk running out midway leaves
-        return False
+    def full(path: Path, data: bytes) -> int:
+        if path.name.endswith(".part.jpg"):
+            real_write(path, data[:100])  # what a disk running out midway leaves
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, data)
 
-    monkeypatch.setattr(cv2, "imwrite", full)
-    with pytest.raises(MaskingError, match=r"cannot write c4\.shared\.jpg"):
-        EvidenceMasker(None, backend=FakeBackend()).shared(snap)
+    monkeypatch.setattr(Path, "write_bytes", full)
+    car = make_detections([(150, 100, 300, 220, 0.9, "car")])
+    with pytest.raises(MaskedNotStored, match=r"cannot write c4\.shared\.jpg") as caught:
+        EvidenceMasker(None, backend=FakeBackend(fixed=car)).shared(snap)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c4.jpg"]
+    served = cv2.imdecode(np.frombuffer(caught.value.content, np.uint8), cv2.IMREAD_COLOR)
+    assert served.shape == checkerboard().shape  # the whole image, masked: the car's plate band lost its detail
+    assert detail(served, (150, 160, 300, 220)) < 0.25 * detail(checkerboard(), (150, 160, 300, 220))
 
 
 def test_time_lapse_frames_are_each_looked_at(tmp_path: Path) -> None:
