@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from datasets.pseudo import TeacherBox, merge_teacher, to_yolo_lines
+from datasets.pseudo import TeacherBox, correct_teacher, merge_teacher, to_yolo_lines
 from datasets.yolo import LabeledImage, YoloDataset
 from detector.types import CANONICAL_LABELS
 
@@ -44,6 +44,8 @@ class Source:
     remap: dict[str, str]
     labelled: frozenset[str] | None = None  # classes the source labels itself (default: its data.yaml's names)
     uncovered: frozenset[tuple[str, int]] = frozenset()  # (image file name, label line) of trucks with a loose load
+    #: Corrections of the teacher's boxes by image file name: (COCO name, cx, cy, label), see datasets/teacher_fixes.py
+    teacher_fixes: Mapping[str, Sequence[tuple[str, float, float, str]]] = field(default_factory=dict, hash=False)
 
 
 def read_license(data_yaml: Path) -> str:
@@ -123,6 +125,7 @@ class _Labelled:
     lines_of: dict[Path, list[str]] = field(default_factory=dict)  # YOLO label lines by original path
     added: dict[str, dict[str, int]] = field(default_factory=dict)  # teacher boxes per "source/split" and class
     uncovered: dict[str, int] = field(default_factory=dict)  # truck boxes made uncovered_truck per source
+    fixed: dict[str, list[int]] = field(default_factory=dict)  # teacher corrections per source: [applied, unmatched]
 
 
 def _label(items: list[_Item], max_side: int, teacher: Callable[[npt.NDArray[np.uint8]], list[TeacherBox]] | None,
@@ -154,7 +157,17 @@ def _label(items: list[_Item], max_side: int, teacher: Callable[[npt.NDArray[np.
             key = hashlib.sha1(raw).hexdigest()
             if key not in cache:
                 cache[key] = teacher(np.asarray(img, np.uint8))
-            merged = merge_teacher(own, cache[key],
+            boxes = cache[key]
+            fixes = src.teacher_fixes.get(it.image.name, ())
+            if fixes:
+                boxes, matched = correct_teacher(boxes, fixes)
+                tally = out.fixed.setdefault(src.name, [0, 0])
+                tally[0] += matched
+                tally[1] += len(fixes) - matched
+                if matched < len(fixes):  # another teacher, or the image changed: said, not silently ignored
+                    log.warning("%s/%s: %d of %d teacher corrections match no teacher box", src.name,
+                                it.image.name, len(fixes) - matched, len(fixes))
+            merged = merge_teacher(own, boxes,
                                    src.labelled or frozenset(CANONICAL_LABELS[c] for c in cmap.values()))
             own = merged.boxes
             split_added = out.added.setdefault(f"{src.name}/{split}", {})
@@ -283,6 +296,8 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
         "sources": [{"name": s.name, "data": str(s.data_yaml), "license": s.license, "remap": s.remap,
                      "counts": counts.get(s.name, {}),
                      "uncovered_from_load_labels": labelled.uncovered.get(s.name, 0),
+                     **({"teacher_fixes": dict(zip(("applied", "unmatched"), labelled.fixed[s.name], strict=True))}
+                        if s.name in labelled.fixed else {}),
                      "teacher_boxes": {sp: added.get(f"{s.name}/{sp}", {}) for sp in counts.get(s.name, {})}}
                     for s in sources],
         "teacher": teacher is not None,

@@ -86,6 +86,37 @@ def merge_teacher(own: Iterable[tuple[str, Box]], teacher: Iterable[TeacherBox],
     return Merged(boxes=out, added=added)
 
 
+#: How far (normalised) a correction's centre may lie from the teacher box it corrects.
+FIX_CENTRE_TOL = 0.01
+#: A correction's label for a teacher box that is no object of a class the model learns: dropped.
+DROP = "none"
+
+
+def correct_teacher(teacher: Iterable[TeacherBox], fixes: Iterable[tuple[str, float, float, str]]
+                    ) -> tuple[list[TeacherBox], int]:
+    """The teacher's boxes of one image with the project's corrections applied, and how many corrections matched.
+
+    Each correction ``(COCO name, cx, cy, label)`` takes the teacher box of that COCO name whose centre is nearest
+    to ``(cx, cy)`` (within :data:`FIX_CENTRE_TOL`): ``label`` ``none`` drops it, a canonical context label
+    gives it that class (same box and score).
+    """
+    boxes = list(teacher)
+    to_coco = {v: k for k, v in COCO_TO_CANONICAL.items()}
+    matched = 0
+    for coco, cx, cy, label in fixes:
+        near = [(abs((b[0] + b[2]) / 2 - cx) + abs((b[1] + b[3]) / 2 - cy), i)
+                for i, (name, _, b) in enumerate(boxes) if name == coco]
+        if not near or min(near)[0] > FIX_CENTRE_TOL:
+            continue
+        i = min(near)[1]
+        matched += 1
+        if label == DROP:
+            boxes.pop(i)
+        else:
+            boxes[i] = (to_coco[label], boxes[i][1], boxes[i][2])
+    return boxes, matched
+
+
 def to_yolo_lines(boxes: Iterable[tuple[str, Box]]) -> list[str]:
     """Normalised xyxy boxes as YOLO ``class cx cy w h`` lines with canonical ids (clipped to the image)."""
     lines = []

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from datasets.pack import IMAGE_FORMATS
+from datasets.teacher_fixes import TEACHER_FIXES
 from datasets.truck_loads import TRUCK_LOADS
 from models import SHARED_DATA
 from models.pretrained import DEFAULT_CHECKPOINT
@@ -27,20 +28,24 @@ def cmd_pack(args: argparse.Namespace) -> int:
     """Write a compact training pack from the real data folders plus synthetic scenes."""
     from datasets.pack import Source, build_pack, read_license
     from datasets.synth import RENDERED_LABELS, write_yolo_dataset
+    from datasets.teacher_fixes import fixes_by_image
     from datasets.truck_loads import uncovered_trucks
     from models.pretrained import CHECKPOINT_SHA256, CocoTeacher, load_coco_checkpoint
 
     uncovered = uncovered_trucks(args.truck_loads)
+    fixes = {s: {i: [(f.teacher, f.cx, f.cy, f.label) for f in rows] for i, rows in images.items()}
+             for s, images in fixes_by_image(args.teacher_fixes).items()}
     sources = []
     for data_yaml in sorted(args.data.glob("*/data.yaml")):
-        sources.append(Source(data_yaml.parent.name, data_yaml, read_license(data_yaml), {}))
+        sources.append(Source(data_yaml.parent.name, data_yaml, read_license(data_yaml), {},
+                              teacher_fixes=fixes.get(data_yaml.parent.name, {})))
     for folder in args.extra:
         if not (folder / "manifest.json").is_file():
             raise SystemExit(f"{folder}: not a materialized source (no manifest.json); run `datasets materialize`")
         manifest = json.loads((folder / "manifest.json").read_text())
         sources.append(Source(folder.name, folder / "data.yaml", f"{manifest['license']} ({manifest['repo']} "
                               f"@ {manifest['commit'][:10]})", {}, frozenset(manifest["classes"]),
-                              uncovered.get(folder.name, frozenset())))
+                              uncovered.get(folder.name, frozenset()), fixes.get(folder.name, {})))
     if args.synth:
         synth_dir = args.out.parent / f"{args.out.name}_synth"
         write_yolo_dataset(synth_dir, args.synth, args.seed, renderer=args.renderer)
@@ -109,6 +114,9 @@ def _add_pack(dsub: Subcommands) -> None:
     pk.add_argument("--truck-loads", type=Path, default=TRUCK_LOADS,
                     help="load labels of real trucks (source, image, line, load): trucks labelled uncovered go in "
                          "as uncovered_truck")
+    pk.add_argument("--teacher-fixes", type=Path, default=TEACHER_FIXES,
+                    help="corrections of the teacher's boxes (source, image, teacher, cx, cy, label): a van it "
+                         "called truck becomes car, a bin it called truck is dropped")
     pk.add_argument("--val-cap", type=int, default=0,
                     help="at most this many validation images per source (0: all); evaluate fully here")
     pk.set_defaults(func=cmd_pack)

@@ -138,6 +138,23 @@ def test_trucks_labelled_uncovered_go_into_the_pack_as_uncovered_truck(tmp_path:
     assert {k: len(v) for k, v in uncovered_trucks(TRUCK_LOADS).items()} == {"vehicles_atl_cctv": 9}
 
 
+def test_teacher_corrections_reach_the_pack_and_are_counted(tmp_path: Path) -> None:
+    data = write_yolo_dataset(tmp_path / "syn", n=6, seed=4, width=320, height=192)
+    image = next(iter(YoloDataset.load(data).items("train"))).image
+
+    def teacher(_: object) -> list[tuple[str, float, tuple[float, float, float, float]]]:
+        return [("truck", 0.6, (0.0, 0.0, 0.06, 0.06)), ("truck", 0.6, (0.9, 0.9, 0.96, 0.96))]
+
+    fixes = {image.name: [("truck", 0.03, 0.03, "car"), ("truck", 0.5, 0.5, "none")]}
+    source = Source("syn", data, "x", {}, frozenset({"garbage"}), teacher_fixes=fixes)  # the teacher adds vehicles
+    manifest = build_pack([source], tmp_path / "pack", max_mb=5, max_side=160, teacher=teacher)
+    src = manifest["sources"][0]  # type: ignore[index]
+    assert src["teacher_fixes"] == {"applied": 1, "unmatched": 1}
+    lines = (tmp_path / "pack" / "labels" / "train_syn" / f"syn__{image.stem}.txt").read_text().splitlines()
+    added = [ln.split()[0] for ln in lines if ln.split()[1] in ("0.030000", "0.930000")]
+    assert sorted(added) == sorted([str(CANONICAL_LABELS.index("car")), str(CANONICAL_LABELS.index("truck"))])
+
+
 def test_a_malformed_load_label_row_is_a_one_line_error(tmp_path: Path) -> None:
     from datasets.truck_loads import read_truck_loads
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from datasets.external import load_sources, repo_digest
-from datasets.pseudo import merge_teacher, to_yolo_lines
+from datasets.pseudo import correct_teacher, merge_teacher, to_yolo_lines
 from detector.types import CANONICAL_LABELS
 from models.pretrained import CheckpointError, _Unpickler, load_coco_checkpoint
 
@@ -72,3 +72,33 @@ def test_the_teacher_cache_round_trips_and_a_broken_or_foreign_one_is_ignored(tm
     cache.write_text('{"teacher": "coco 640", "boxes": {"ab12": [[')  # a crash mid-write of an older version
     assert _read_teacher_cache(cache, "coco 640") == {}
     assert _read_teacher_cache(tmp_path / "missing.json", "coco 640") == {}
+
+
+def test_corrections_relabel_or_drop_the_teacher_box_they_name_and_nothing_else() -> None:
+    teacher = [("truck", 0.6, (0.1, 0.1, 0.3, 0.3)),  # a van: car
+               ("truck", 0.5, (0.5, 0.5, 0.7, 0.7)),  # wheeled bins: dropped
+               ("truck", 0.7, (0.52, 0.5, 0.72, 0.7)),  # a real truck beside them, 0.02 off: kept
+               ("person", 0.9, (0.8, 0.1, 0.9, 0.4))]
+    fixes = [("truck", 0.2, 0.2, "car"), ("truck", 0.6, 0.6, "none"), ("truck", 0.9, 0.9, "bus"),
+             ("car", 0.85, 0.25, "person")]  # the last two name no teacher box of theirs
+    fixed, matched = correct_teacher(teacher, fixes)
+    assert matched == 2
+    assert fixed == [("car", 0.6, (0.1, 0.1, 0.3, 0.3)), ("truck", 0.7, (0.52, 0.5, 0.72, 0.7)),
+                     ("person", 0.9, (0.8, 0.1, 0.9, 0.4))]
+    merged = merge_teacher([], fixed, frozenset())
+    assert [n for n, _ in merged.boxes] == ["car", "truck", "person"]
+
+
+def test_the_shipped_teacher_corrections_are_valid_and_a_bad_row_is_a_one_line_error(tmp_path: Path) -> None:
+    from datasets.teacher_fixes import fixes_by_image, read_teacher_fixes
+
+    rows = read_teacher_fixes()
+    assert len(rows) == 58 and {r.teacher for r in rows} == {"truck"}
+    assert {s: sum(map(len, images.values())) for s, images in fixes_by_image().items()} == \
+        {"garbage_roadside_in": 8, "garbage_street_cn": 16, "garbage_street_cn_more": 34}
+    bad = tmp_path / "fixes.csv"
+    for row, problem in (("s,a.jpg,truck,0.5,0.5,van", "label not one of"), ("s,a.jpg,truck,1.5,0.5,car", "0..1"),
+                         ("s,a.jpg,truck,x,0.5,car", "could not convert")):
+        bad.write_text(f"# comment\nsource,image,teacher,cx,cy,label\ns,b.jpg,truck,0.1,0.1,none\n{row}\n")
+        with pytest.raises(ValueError, match=rf"row 3: expected source,image,teacher,cx,cy,label \(.*{problem}"):
+            read_teacher_fixes(bad)
