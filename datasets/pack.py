@@ -324,4 +324,9 @@ def dataset_card(manifest: dict[str, Any]) -> str:
             boxes = ", ".join(f"{k} {v}" for k, v in sorted(tally.items()) if k != "images")
             teacher = ", ".join(f"{k} {v}" for k, v in sorted(src.get("teacher_boxes", {}).get(split, {}).items()))
             lines.append(f"| {src['name']} | {src['license']} | {split} | {tally['images']} | {boxes} | {teacher} |")
+    fixed = [(s["name"], s["teacher_fixes"]) for s in manifest["sources"] if s.get("teacher_fixes")]
+    if fixed:
+        lines += ["", "Teacher boxes corrected by hand (datasets/teacher_fixes.csv: a van called truck made car, a bin "
+                  "dropped): " + "; ".join(f"{name} {f['applied']} applied, {f['unmatched']} matching no teacher box"
+                                           for name, f in fixed) + "."]
     return "\n".join(lines) + "\n"

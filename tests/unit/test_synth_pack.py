@@ -150,6 +150,7 @@ def test_teacher_corrections_reach_the_pack_and_are_counted(tmp_path: Path) -> N
     manifest = build_pack([source], tmp_path / "pack", max_mb=5, max_side=160, teacher=teacher)
     src = manifest["sources"][0]  # type: ignore[index]
     assert src["teacher_fixes"] == {"applied": 1, "unmatched": 1}
+    assert "syn 1 applied, 1 matching no teacher box" in (tmp_path / "pack" / "DATASET_CARD.md").read_text()
     lines = (tmp_path / "pack" / "labels" / "train_syn" / f"syn__{image.stem}.txt").read_text().splitlines()
     added = [ln.split()[0] for ln in lines if ln.split()[1] in ("0.030000", "0.930000")]
     assert sorted(added) == sorted([str(CANONICAL_LABELS.index("car")), str(CANONICAL_LABELS.index("truck"))])
