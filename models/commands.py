@@ -146,7 +146,7 @@ def _add_train(sub: Subcommands) -> None:
     t.add_argument("--work", type=Path, help="keep the training's state in this folder, so a stopped training can "
                    "go on with --resume (a long CPU training in parts)")
     t.add_argument("--resume", action="store_true", help="go on with the training kept in --work from its last "
-                   "saved epoch (its epochs, schedule and settings)")
+                   "saved epoch (its epochs, schedule, batch and settings)")
     t.add_argument("--session-epochs", type=int, default=0, help="stop after this many epochs in this run, kept "
                    "for --resume (0: no limit)")
     t.set_defaults(func=cmd_train)

@@ -176,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folder that keeps Ultralytics' run (weights, optimizer state) for --resume (default: a "
                          "new temporary folder)")
     ap.add_argument("--resume", action="store_true",
-                    help="go on with the training kept in --work from its last saved epoch (the schedule, epochs "
-                         "and settings are the checkpoint's; --batch, --workers, --device and --session-epochs "
-                         "still apply)")
+                    help="go on with the training kept in --work from its last saved epoch (the schedule, epochs, "
+                         "batch and settings are the checkpoint's; --workers, --device and --session-epochs still "
+                         "apply)")
     ap.add_argument("--session-epochs", type=int, default=0,
                     help="stop after this many epochs in this run, keeping the state for --resume (0: no limit)")
     return ap
@@ -273,7 +273,7 @@ def _start(args: argparse.Namespace, summary: dict[str, Any]) -> tuple[str, list
     if args.resume:  # the checkpoint's settings decide the rest of the training
         last, kept = last_checkpoint(args.work)
         train_args = dict(kept.get("train_args") or {})
-        for key in ("imgsz", "epochs", "close_mosaic"):
+        for key in ("imgsz", "epochs", "close_mosaic", "batch"):
             setattr(args, key, train_args[key])
             summary[key] = train_args[key]
         summary.update(resumed_from=str(last), resumed_after_epoch=int(kept["epoch"]) + 1,

@@ -109,12 +109,13 @@ def test_a_training_stopped_after_an_epoch_goes_on_where_it_stopped(tmp_path: Pa
     results = tmp_path / "run" / "results.csv"
     assert len(results.read_text().splitlines()) == 2  # header and one epoch of two
     assert (work / "runs" / "train" / "weights" / "last.pt").is_file()
-    resumed = train(tmp_path, env, "--work", str(work), "--resume", "--minutes", "0")
+    resumed = train(tmp_path, env, "--work", str(work), "--resume", "--minutes", "0", "--batch", "8")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     rows = results.read_text().splitlines()
     assert [r.split(",")[0].strip() for r in rows[1:]] == ["1", "2"]  # the second epoch, not a new first one
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["resumed_after_epoch"] == 1 and metrics["imgsz"] == 64 and metrics["epochs"] == 2
+    assert metrics["batch"] == 4  # the checkpoint's, not the command line's: the same training goes on
     again = train(tmp_path, env, "--work", str(work), "--resume")
     assert again.returncode != 0 and "is finished" in again.stderr
     fresh = train(tmp_path, env, "--work", str(tmp_path / "nothing"), "--resume")
