@@ -2,7 +2,8 @@
 
 The COCO teacher (:mod:`datasets.pseudo`) calls most vans, some SUVs and cars, cargo tricycles and even wheeled
 bins ``truck`` on street photos: 58 of the 132 trucks it put on the garbage sources were not trucks (checked by
-eye, stop 32); its 39 umbrellas on ``vehicles_atl_cctv`` are one street lamp of one camera. Each row names one
+eye, stop 32); its 39 umbrellas on ``vehicles_atl_cctv`` are one street lamp of one camera; 8 of its 47 other
+umbrellas and 3 of its 28 chairs are rubbish bags, bins, a tarpaulin, a hat, a wheel. Each row names one
 teacher box by source, image file name, the teacher's COCO class and the normalised centre of its box, and says
 what it is: a canonical label (``car``, ``bus``, ...) or ``none`` (no object of a class the model learns: the box
 is dropped). ``datasets pack`` applies them to the teacher's boxes before merging

@@ -93,9 +93,10 @@ def test_the_shipped_teacher_corrections_are_valid_and_a_bad_row_is_a_one_line_e
     from datasets.teacher_fixes import fixes_by_image, read_teacher_fixes
 
     rows = read_teacher_fixes()
-    assert len(rows) == 97 and {r.teacher for r in rows} == {"truck", "umbrella"}
+    assert len(rows) == 108 and {r.teacher for r in rows} == {"truck", "umbrella", "chair"}
     assert {s: sum(map(len, images.values())) for s, images in fixes_by_image().items()} == \
-        {"garbage_roadside_in": 8, "garbage_street_cn": 16, "garbage_street_cn_more": 34, "vehicles_atl_cctv": 39}
+        {"garbage_roadside_in": 8, "garbage_street_cn": 16, "garbage_street_cn_more": 40, "vehicles_atl_cctv": 39,
+         "street_stalls_aerial": 1, "vehicles_highway_id": 4}
     bad = tmp_path / "fixes.csv"
     for row, problem in (("s,a.jpg,truck,0.5,0.5,van", "label not one of"), ("s,a.jpg,truck,1.5,0.5,car", "0..1"),
                          ("s,a.jpg,truck,x,0.5,car", "could not convert")):
