@@ -12,10 +12,10 @@ is dropped). ``datasets pack`` applies them to the teacher's boxes before mergin
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import NamedTuple
 
+from datasets import commented_csv
 from datasets.pseudo import COCO_TO_CANONICAL, DROP
 
 TEACHER_FIXES = Path(__file__).resolve().parent / "teacher_fixes.csv"
@@ -42,16 +42,15 @@ def read_teacher_fixes(path: Path = TEACHER_FIXES) -> list[TeacherFix]:
     """
     allowed = set(COCO_TO_CANONICAL.values()) | {DROP}
     rows: list[TeacherFix] = []
-    with open(path, encoding="utf-8") as f:
-        for n, row in enumerate(csv.DictReader(line for line in f if not line.startswith("#")), 2):
-            try:
-                fix = TeacherFix(row["source"], row["image"], row["teacher"], float(row["cx"]), float(row["cy"]),
-                                 row["label"])
-                if not (0 <= fix.cx <= 1 and 0 <= fix.cy <= 1) or fix.label not in allowed:
-                    raise ValueError(f"centre outside 0..1 or label not one of {sorted(allowed)}")
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path}: row {n}: expected source,image,teacher,cx,cy,label ({exc})") from exc
-            rows.append(fix)
+    for n, row in commented_csv.rows(path):
+        try:
+            fix = TeacherFix(row["source"], row["image"], row["teacher"], float(row["cx"]), float(row["cy"]),
+                             row["label"])
+            if not (0 <= fix.cx <= 1 and 0 <= fix.cy <= 1) or fix.label not in allowed:
+                raise ValueError(f"centre outside 0..1 or label not one of {sorted(allowed)}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: row {n}: expected source,image,teacher,cx,cy,label ({exc})") from exc
+        rows.append(fix)
     return rows
 
 

@@ -5,9 +5,10 @@ unknown). ``evaluate loads`` scores the product against them; ``datasets pack`` 
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import NamedTuple
+
+from datasets import commented_csv
 
 TRUCK_LOADS = Path(__file__).resolve().parent / "truck_loads.csv"
 """The load-label file shipped with the project."""
@@ -29,12 +30,11 @@ def read_truck_loads(path: Path = TRUCK_LOADS) -> list[TruckLoad]:
         ValueError: A row without the file's columns, or with a line that is not a number.
     """
     rows: list[TruckLoad] = []
-    with open(path, encoding="utf-8") as f:
-        for n, row in enumerate(csv.DictReader(line for line in f if not line.startswith("#")), 2):
-            try:
-                rows.append(TruckLoad(row["source"], row["image"], int(row["line"]), row["load"]))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path}: row {n}: expected source,image,line,load ({exc})") from exc
+    for n, row in commented_csv.rows(path):
+        try:
+            rows.append(TruckLoad(row["source"], row["image"], int(row["line"]), row["load"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: row {n}: expected source,image,line,load ({exc})") from exc
     return rows
 
 
