@@ -75,7 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             *(["--warmup-epochs", str(args.warmup_epochs)] if args.warmup_epochs is not None else []),
             *(["--pretrained", str(args.pretrained)] if args.pretrained else []),
             *(["--work", str(args.work)] if args.work else []), *(["--resume"] if args.resume else []),
-            "--session-epochs", str(args.session_epochs)]
+            "--session-epochs", str(args.session_epochs), "--threads", str(args.threads)]
     return train_main(argv)
 
 
@@ -143,6 +143,7 @@ def _add_train(sub: Subcommands) -> None:
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--workers", type=int, default=0)
     t.add_argument("--device", default="cpu")
+    t.add_argument("--threads", type=int, default=0, help="PyTorch threads on a CPU (0: every core)")
     t.add_argument("--work", type=Path, help="keep the training's state in this folder, so a stopped training can "
                    "go on with --resume (a long CPU training in parts)")
     t.add_argument("--resume", action="store_true", help="go on with the training kept in --work from its last "

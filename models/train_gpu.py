@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--workers", type=int, default=min(12, os.cpu_count() or 2))
     ap.add_argument("--device", default="0")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="PyTorch threads on a CPU (0: every core; Ultralytics alone would leave one idle)")
     ap.add_argument("--epochs", type=int, default=400, help="upper bound; the time budget decides")
     ap.add_argument("--data", default="data.yaml", help="data YAML inside the pack (e.g. only_synthetic.yaml)")
     ap.add_argument("--classes", default="", help="train on these class names only, comma-separated")
@@ -239,6 +241,33 @@ def stop_after(epochs: int) -> Any:
     return callback
 
 
+def cpu_threads(wanted: int) -> int:
+    """Give PyTorch ``wanted`` threads (0: every core) for training and validation on a CPU; returns the count.
+
+    Ultralytics sets ``torch.set_num_threads(NUM_THREADS)`` when it picks the CPU, and ``NUM_THREADS`` is the
+    core count less one, kept free for data-loader workers; but on a CPU it trains with no workers (the data is
+    loaded in the training thread), so on a 2-core machine one core stayed idle. Its module constant is
+    replaced, so its own device selection sets the count asked for here.
+    """
+    import torch
+    from ultralytics.utils import torch_utils
+
+    threads = wanted if wanted > 0 else (os.cpu_count() or 1)
+    torch_utils.NUM_THREADS = threads  # type: ignore[attr-defined]  # read by its select_device at call time
+    torch.set_num_threads(threads)
+    return threads
+
+
+def record_threads(summary: dict[str, Any]) -> Any:
+    """An Ultralytics callback that notes in ``summary["torch_threads"]`` the threads PyTorch trains with."""
+    import torch
+
+    def callback(trainer: Any) -> None:
+        summary["torch_threads"] = torch.get_num_threads()
+
+    return callback
+
+
 def hyp_settings(pairs: list[str]) -> dict[str, float]:
     """``KEY=VALUE`` training settings as numbers; a malformed one is an error, not a silent default."""
     out: dict[str, float] = {}
@@ -297,6 +326,7 @@ def _train(args: argparse.Namespace, model: str, class_ids: list[int] | None, de
         try:
             summary["workers"] = workers
             yolo = YOLO(model)
+            yolo.add_callback("on_train_epoch_start", record_threads(summary))
             if args.session_epochs > 0:
                 yolo.add_callback("on_fit_epoch_end", stop_after(args.session_epochs))
             if args.resume:  # Ultralytics restores the epochs, schedule and settings from the checkpoint
@@ -370,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # AMP self-check loads a hub checkpoint; offline it cannot, and CUDA GPUs here run AMP fine.
     trainer_mod.check_amp = lambda model: torch.cuda.is_available()  # type: ignore[attr-defined,unused-ignore]
+    threads = cpu_threads(args.threads)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     device = args.device if torch.cuda.is_available() else "cpu"
     log.info("device %s, torch %s", gpu, torch.__version__)
@@ -379,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
                                "time_budget_min": args.minutes, "pack_manifest_sha256": None,
                                "data": args.data, "classes": args.classes or "all", "freeze": args.freeze,
                                "close_mosaic": args.close_mosaic, "warmup_epochs": warmup_epochs(args),
-                               "hyp": hyp_settings(args.hyp), "session_epochs": args.session_epochs}
+                               "hyp": hyp_settings(args.hyp), "session_epochs": args.session_epochs,
+                               "cpu_threads": threads}
     model, class_ids = _start(args, summary)
     try:
         _train(args, model, class_ids, device, work, started, summary)

@@ -23,7 +23,7 @@ from typing import Any
 from datasets.yolo import YoloDataset
 from detector.types import CANONICAL_LABELS
 from models import SHARED_DATA
-from models.train_gpu import _offline_environment, _polars_fallback, summarise
+from models.train_gpu import _offline_environment, _polars_fallback, cpu_threads, summarise
 
 log = logging.getLogger("validate")
 
@@ -56,6 +56,7 @@ def validate(weights: Path, splits: dict[str, Path], imgsz: int) -> dict[str, An
 
     _offline_environment(work)
     _polars_fallback()
+    cpu_threads(0)  # every core, not Ultralytics' one less
     from ultralytics.models import YOLO
 
     model = YOLO(str(weights))

@@ -60,3 +60,15 @@ def test_resume_without_a_kept_run_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(SystemExit, match="no resumable epoch"):
         last_checkpoint(tmp_path)
+
+
+def test_streetwatch_train_hands_the_thread_count_to_the_training_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.train_gpu
+    from service.cli import build_parser as cli_parser
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(models.train_gpu, "main", lambda argv: seen.append(argv) or 0)
+    for extra, expected in (([], 0), (["--threads", "2"], 2)):
+        args = cli_parser().parse_args(["train", "--data", "pack", "--out", "o", *extra])
+        assert args.func(args) == 0
+        assert build_parser().parse_args(seen[-1]).threads == expected
