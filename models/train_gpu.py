@@ -17,7 +17,7 @@ its outputs in a ``finally`` block, so a run stopped at the time limit (SIGTERM)
 still leaves the best weights so far.
 
 A training longer than one sitting (a from-COCO training of the full pack takes
-about 3 h on 2 CPU cores) runs in parts: ``--work`` keeps Ultralytics' run
+over 2 h on 2 CPU cores) runs in parts: ``--work`` keeps Ultralytics' run
 folder (weights, optimizer, learning-rate schedule) where a later run finds it,
 ``--session-epochs N`` stops after N epochs of the schedule, and ``--resume``
 goes on from the last saved epoch, as if never stopped. A part killed mid-epoch
