@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("streetwatch")
 
 VIEW_HELP = ("what is scored: 'product' (default) the detector through the scene stage, as cases see it: "
-             "trucks as truck and uncovered_truck boxes by their load evidence, one class per object (garbage "
-             "stays item by item: piles are grouped for cases only); 'detector' its raw boxes")
+             "trucks as truck and uncovered_truck boxes by their load evidence, one class per object, garbage as "
+             "piles (touching items) with their items as parts at a lower score; 'detector' its raw boxes")
 IMGSZ_HELP = ("detector input side in pixels (default: the model's; a smaller one is faster, a larger one "
               "finds smaller objects: the model card gives AP at 320, 480 and 640)")
 GATE_HELP = "exit 3 when any score drops by more than --fail-under against this metrics.json"
@@ -77,7 +77,7 @@ def cmd_evaluate_images(args: argparse.Namespace) -> int:
     from pipelines.evaluation.score import evaluate_images
 
     m = evaluate_images(args.data, args.out, args.model, parse_renames(args.names), args.imgsz, args.conf,
-                        args.split, args.view)
+                        args.split, args.view, args.label_piles)
     log.info("mAP50 %s on %d images: %s", m["map50"], m["images"],
              {k: v.get("ap50", "absent") for k, v in m["classes"].items()})
     sys.stdout.write(f"metrics: {args.out / 'metrics.json'}\nreport: {args.out / 'report.html'}\n")
@@ -143,6 +143,9 @@ def _add_evaluate_images(esub: Subcommands) -> None:
     ei.add_argument("--conf", type=float, default=0.25, help="threshold of precision, recall and confusion")
     ei.add_argument("--split", default="val")
     ei.add_argument("--view", choices=["product", "detector"], default="product", help=VIEW_HELP)
+    ei.add_argument("--label-piles", action="store_true",
+                    help="merge touching labelled garbage boxes into one heap box before scoring (for labels that "
+                         "mark heaps, or to read a model on both conventions)")
     ei.add_argument("--baseline", type=Path, help=GATE_HELP)
     ei.add_argument("--fail-under", type=float, default=0.02)
     ei.set_defaults(func=cmd_evaluate_images)

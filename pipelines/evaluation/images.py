@@ -25,6 +25,8 @@ import numpy.typing as npt
 from datasets.yolo import YoloDataset
 from detector.backends.base import DetectorBackend
 from detector.postprocess import box_iou
+from detector.scene import SceneSettings, group_piles
+from detector.types import Detections
 from pipelines.evaluation.results import ClassScores, ImageMetrics
 from pipelines.sources import read_frames
 
@@ -86,6 +88,20 @@ def collect(data_yaml: Path, backend: DetectorBackend, split: str = "val", remap
 
 Curves = dict[str, npt.NDArray[np.float64]]
 
+
+def label_piles(ev: ImageEval, names: list[str]) -> ImageEval:
+    """The same evaluation with touching labelled ``garbage`` boxes merged into one heap box (their union).
+
+    Labels differ in what they box: some datasets count each bag, others mark a heap as one box. Scoring the
+    same images both ways shows how a model and the product view read either convention; the merge is the
+    product's own pile rule (:func:`detector.scene.group_piles`) applied to the labels.
+    """
+    merge = SceneSettings(min_confidence=0.0)
+    gt = []
+    for k, boxes, cls in ev.gt:
+        piles = group_piles(Detections(boxes, np.ones(len(boxes), np.float32), cls), names, merge)
+        gt.append((k, piles.xyxy, piles.class_id))
+    return ImageEval(classes=ev.classes, absent=ev.absent, gt=gt, dets=ev.dets, sizes=ev.sizes)
 
 def add_video_frames(ev: ImageEval, video: Path, frames: dict[int, list[tuple[str, tuple[float, float, float, float]]]],
                      backend: DetectorBackend) -> int:

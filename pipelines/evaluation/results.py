@@ -43,6 +43,7 @@ class ImageResult(ImageMetrics):
     conf: float
     imgsz: int
     view: str
+    label_piles: bool
     remap: dict[str, str]
 
 

@@ -32,6 +32,7 @@ from pipelines.evaluation.images import (
     image_metrics,
     pr_at_threshold,
 )
+from pipelines.evaluation.images import label_piles as merge_label_piles
 from pipelines.evaluation.results import ClipDetail, ClipResult, FrameResult, ImageResult
 from pipelines.report import COLORS, Bar, draw_timeline, html_page
 from pipelines.sources import probe
@@ -46,15 +47,19 @@ def scoring_backend(model: Path, imgsz: int | None, view: str = "product") -> De
 
 
 def evaluate_images(data: Path, out: Path, model: Path, remap: dict[str, str], imgsz: int | None, conf: float,
-                    split: str = "val", view: str = "product") -> ImageResult:
+                    split: str = "val", view: str = "product", label_piles: bool = False) -> ImageResult:
     """Evaluate a detector on a YOLO dataset split; writes metrics.json, pictures and report.html.
 
     ``view``: ``product`` scores the detector through the scene stage (trucks with their load state, piles,
     one class per object: what cases are made of); ``detector`` scores the detector's raw boxes.
+    ``label_piles``: touching labelled garbage boxes are merged into one heap box before scoring
+    (:func:`~pipelines.evaluation.images.label_piles`).
     """
     out.mkdir(parents=True, exist_ok=True)
     backend = scoring_backend(model, imgsz, view)
     ev = collect(data, backend, split, remap)
+    if label_piles:
+        ev = merge_label_piles(ev, backend.names)
     metrics = image_metrics(ev, backend.names, conf)
     _, curves = coco_ap(ev, backend.names)
     _, cm = pr_at_threshold(ev, len(backend.names), conf)
@@ -62,7 +67,8 @@ def evaluate_images(data: Path, out: Path, model: Path, remap: dict[str, str], i
     idx = [backend.names.index(c) for c in ev.classes] + [len(backend.names)]
     draw_confusion(cm[np.ix_(idx, idx)], [*ev.classes, "background"], out / "confusion.png")
     result: ImageResult = {"model": str(model), "data": str(data), "split": split, "images": len(ev.gt), "conf": conf,
-                           "imgsz": backend.imgsz, "view": view, "remap": remap, **metrics}
+                           "imgsz": backend.imgsz, "view": view, "label_piles": label_piles, "remap": remap,
+                           **metrics}
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td>" + (

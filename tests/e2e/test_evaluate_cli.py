@@ -55,6 +55,21 @@ def test_image_evaluation_on_real_garbage_with_gate(tmp_path: Path) -> None:
     assert (tmp_path / "ev" / "pr_curves.png").exists() and (tmp_path / "ev" / "confusion.png").exists()
 
 
+@pytest.mark.shared_data
+def test_heap_labels_are_found_as_piles_by_the_product_view(tmp_path: Path) -> None:
+    """garbage_bags labels each bag; merged into heaps, the raw boxes (one per bag) miss them, the product
+    view (piles with their parts) finds them."""
+    data = shared_data_or_skip() / "garbage_bags" / "data.yaml"
+    ap = {}
+    for view in ("product", "detector"):
+        assert main(["evaluate", "images", "--data", str(data), "--out", str(tmp_path / view), "--view", view,
+                     "--label-piles"]) == 0
+        m = json.loads((tmp_path / view / "metrics.json").read_text())
+        assert m["label_piles"] is True and m["classes"]["garbage"]["instances"] == 69  # 293 bags, 69 heaps
+        ap[view] = m["classes"]["garbage"]["ap50"]
+    assert ap["product"] > ap["detector"] + 0.3
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_classes_the_model_lacks_are_reported_absent(tmp_path: Path) -> None:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
+from detector.backends.base import DetectorBackend, Image
 from detector.events import LoadState
 from detector.loadstate import LoadVotes, detector_evidence
-from detector.scene import SceneSettings, group_piles, merge_trucks, product_boxes, resolve_classes, scene
+from detector.scene import (
+    ProductView,
+    SceneSettings,
+    group_piles,
+    merge_trucks,
+    pile_boxes,
+    product_boxes,
+    resolve_classes,
+    scene,
+)
 from detector.types import CANONICAL_LABELS, Detections
 from tests.helpers.detections import make_detections
 
@@ -117,6 +129,40 @@ def test_product_boxes_score_trucks_by_their_load_evidence() -> None:
     boxes = product_boxes(det, NAMES)
     by = {n: float(c) for n, c in zip(labels(boxes), boxes.confidence, strict=True)}
     assert by["uncovered_truck"] == pytest.approx(0.8 * 0.8) and by["truck"] == pytest.approx(0.8 * 0.2)
+
+
+def test_pile_boxes_score_a_pile_first_and_its_items_as_parts() -> None:
+    det = make_detections([(100, 100, 150, 150, 0.8, "garbage"), (148, 110, 200, 160, 0.6, "garbage"),
+                           (400, 400, 450, 450, 0.7, "garbage"),  # alone: its own pile, unchanged
+                           (152, 100, 190, 120, 0.1, "garbage"),  # below min_confidence: neither part nor pile
+                           (120, 90, 140, 140, 0.9, "person")])
+    out = pile_boxes(det, NAMES, S)
+    got = sorted((round(float(c), 3), [int(v) for v in b]) for b, c, k in
+                 zip(out.xyxy, out.confidence, out.class_id, strict=True) if NAMES[int(k)] == "garbage")
+    assert got == [(0.1, [152, 100, 190, 120]), (0.3, [148, 110, 200, 160]), (0.4, [100, 100, 150, 150]),
+                   (0.7, [400, 400, 450, 450]), (0.8, [100, 100, 200, 160])]
+    assert labels(out).count("person") == 1
+    assert len(pile_boxes(det, NAMES, SceneSettings(piles=False))) == len(det)  # piles off: items as they are
+
+
+class _Fixed(DetectorBackend):
+    """A detector that returns the same boxes for every frame."""
+
+    def __init__(self, det: Detections) -> None:
+        self.names, self.imgsz, self.det = NAMES, 320, det
+
+    def detect(self, frames: list[Image], sizes: Sequence[int] | None = None) -> list[Detections]:
+        return [self.det for _ in frames]
+
+
+def test_product_view_scores_piles_with_their_parts_and_trucks_by_load() -> None:
+    det = make_detections([(100, 100, 150, 150, 0.8, "garbage"), (150, 100, 200, 150, 0.4, "garbage"),
+                           (300, 100, 500, 200, 0.5, "truck")])
+    view = ProductView(_Fixed(det))
+    out = view.detect([np.zeros((10, 10, 3), np.uint8)])[0]
+    assert sorted(labels(out)) == ["garbage", "garbage", "garbage", "truck", "uncovered_truck"]
+    pile = out[(out.class_id == NAMES.index("garbage")) & (out.confidence == np.float32(0.8))]
+    assert pile.xyxy.tolist() == [[100, 100, 200, 150]]
 
 
 def test_scene_keeps_data_through_tracking_and_slicing() -> None:
