@@ -117,12 +117,15 @@ def regressions(metrics: Mapping[str, Any], baseline: Mapping[str, Any], margin:
     """List the scores that dropped by more than ``margin`` against a baseline metrics file.
 
     Scores of different views (``product`` or ``detector``, see ``evaluate images --view``) do not compare:
-    a baseline that names its view fails the gate against metrics of another.
+    a baseline that names its view fails the gate against metrics of another. Nor do scores on labels merged
+    into heaps (``--label-piles``) and on the labels as they are.
     """
     found = []
     view, base_view = _view(metrics), _view(baseline)
     if base_view is not None and view != base_view:
         found.append(f"view: {view} scores do not compare with a baseline of the {base_view} view")
+    if bool(metrics.get("label_piles")) != bool(baseline.get("label_piles")):
+        found.append("labels: scores on labels merged into heaps do not compare with scores on the labels as they are")
 
     def walk(cur: Any, base: Any, path: str, missing: bool = False) -> None:
         if isinstance(base, dict):

@@ -80,5 +80,9 @@ def test_regression_gate() -> None:
     # Scores of the product's view and the detector's raw boxes never compare.
     assert regressions({"classes": {"garbage": {"ap50": 0.9}}, "view": "detector"}, {**img, "view": "product"},
                        0.02)[0] == "view: detector scores do not compare with a baseline of the product view"
+    # Nor scores on labels merged into heaps (evaluate images --label-piles) and on the labels as they are.
+    assert regressions({**img, "label_piles": True}, img, 0.02) == [
+        "labels: scores on labels merged into heaps do not compare with scores on the labels as they are"]
+    assert regressions({**img, "label_piles": False}, img, 0.02) == []
     clips = {"events": {}, "settings": {"frame_view": "product"}}
     assert regressions({"events": {}, "settings": {"frame_view": "product"}}, clips, 0.02) == []
