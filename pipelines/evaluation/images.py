@@ -103,6 +103,7 @@ def label_piles(ev: ImageEval, names: list[str]) -> ImageEval:
         gt.append((k, piles.xyxy, piles.class_id))
     return ImageEval(classes=ev.classes, absent=ev.absent, gt=gt, dets=ev.dets, sizes=ev.sizes)
 
+
 def add_video_frames(ev: ImageEval, video: Path, frames: dict[int, list[tuple[str, tuple[float, float, float, float]]]],
                      backend: DetectorBackend) -> int:
     """Add the labelled frames of a clip (decoded from ``video``) to an evaluation; returns frames added."""
