@@ -148,12 +148,14 @@ def merge_trucks(det: Detections, names: list[str], s: SceneSettings) -> Detecti
     return merged[np.flatnonzero(~drop)]
 
 
-def _piles(det: Detections, names: list[str], s: SceneSettings) -> list[npt.NDArray[np.int64]]:
-    """Row indices of each pile: two or more touching ``garbage`` boxes scored at least ``min_confidence``."""
+def _piles(det: Detections, names: list[str], s: SceneSettings) -> list[tuple[npt.NDArray[np.int64], int]]:
+    """Each pile, two or more touching ``garbage`` boxes scored at least ``min_confidence``: its rows and its
+    surest row."""
     idx = np.flatnonzero(np.isin(det.class_id, _ids(names, PILE_CLASSES)) & (det.confidence >= s.min_confidence))
     if len(idx) < 2 or not s.piles:
         return []
-    return [idx[comp] for comp in _components(_touching(det.xyxy[idx], s.pile_touch)) if len(comp) > 1]
+    piles = [idx[comp] for comp in _components(_touching(det.xyxy[idx], s.pile_touch)) if len(comp) > 1]
+    return [(members, int(members[np.argmax(det.confidence[members])])) for members in piles]
 
 
 def _union(det: Detections, members: npt.NDArray[np.int64]) -> list[float]:
@@ -168,8 +170,7 @@ def group_piles(det: Detections, names: list[str], s: SceneSettings) -> Detectio
         return det
     xyxy = det.xyxy.copy()
     drop = np.zeros(len(det), bool)
-    for members in piles:
-        best = members[int(np.argmax(det.confidence[members]))]
+    for members, best in piles:
         xyxy[best] = _union(det, members)
         drop[members] = True
         drop[best] = False
@@ -187,11 +188,10 @@ def pile_boxes(det: Detections, names: list[str], s: SceneSettings) -> Detection
     if not piles:
         return det
     conf = det.confidence.copy()
-    rows = np.asarray([m[int(np.argmax(det.confidence[m]))] for m in piles], np.int64)
-    for members in piles:
+    for members, _ in piles:
         conf[members] = det.confidence[members] * s.part_weight
-    whole = det[rows]
-    whole = Detections(np.asarray([_union(det, m) for m in piles], np.float32), whole.confidence,
+    whole = det[np.asarray([best for _, best in piles], np.int64)]
+    whole = Detections(np.asarray([_union(det, m) for m, _ in piles], np.float32), whole.confidence,
                        whole.class_id, whole.tracker_id, whole.data)
     return Detections.merge([Detections(det.xyxy, conf, det.class_id, det.tracker_id, det.data), whole])
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pytest
 
-from detector.backends.base import DetectorBackend, Image
 from detector.events import LoadState
 from detector.loadstate import LoadVotes, detector_evidence
 from detector.scene import (
@@ -21,7 +18,7 @@ from detector.scene import (
     scene,
 )
 from detector.types import CANONICAL_LABELS, Detections
-from tests.helpers.detections import make_detections
+from tests.helpers.detections import FakeBackend, make_detections
 
 NAMES = list(CANONICAL_LABELS)
 S = SceneSettings()
@@ -145,20 +142,10 @@ def test_pile_boxes_score_a_pile_first_and_its_items_as_parts() -> None:
     assert len(pile_boxes(det, NAMES, SceneSettings(piles=False))) == len(det)  # piles off: items as they are
 
 
-class _Fixed(DetectorBackend):
-    """A detector that returns the same boxes for every frame."""
-
-    def __init__(self, det: Detections) -> None:
-        self.names, self.imgsz, self.det = NAMES, 320, det
-
-    def detect(self, frames: list[Image], sizes: Sequence[int] | None = None) -> list[Detections]:
-        return [self.det for _ in frames]
-
-
 def test_product_view_scores_piles_with_their_parts_and_trucks_by_load() -> None:
     det = make_detections([(100, 100, 150, 150, 0.8, "garbage"), (150, 100, 200, 150, 0.4, "garbage"),
                            (300, 100, 500, 200, 0.5, "truck")])
-    view = ProductView(_Fixed(det))
+    view = ProductView(FakeBackend(fixed=det))
     out = view.detect([np.zeros((10, 10, 3), np.uint8)])[0]
     assert sorted(labels(out)) == ["garbage", "garbage", "garbage", "truck", "uncovered_truck"]
     pile = out[(out.class_id == NAMES.index("garbage")) & (out.confidence == np.float32(0.8))]
