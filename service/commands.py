@@ -23,10 +23,9 @@ log = logging.getLogger("streetwatch")
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the camera stream service."""
-    import uvicorn
-
     from pipelines.config import ConfigError
     from service.app import create_app
+    from service.server import Server
     from service.settings import load_service_config
 
     try:
@@ -45,9 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     log.info("serving %d cameras on http://%s:%d (API docs at /docs)", len(cfg.cameras), cfg.server.host,
              cfg.server.port)
-    # Open event streams never end by themselves: give them 5 s at shutdown, then close them.
-    uvicorn.run(app, host=cfg.server.host, port=cfg.server.port, log_level="info", access_log=False,
-                timeout_graceful_shutdown=5)
+    Server(app, cfg.server.host, cfg.server.port).run()
     return 0
 
 

@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import uvicorn
-
 from service.app import create_app
 from service.loops import wait_until
+from service.server import Server
 from service.settings import ServiceConfig
 
 
@@ -33,8 +32,7 @@ def running_service(cfg: ServiceConfig, environ: dict[str, str], config_path: Pa
         RuntimeError: The service did not stop within ``stop_timeout_s``.
     """
     app = create_app(cfg, environ=environ, config_path=config_path)
-    server = uvicorn.Server(uvicorn.Config(app, host=cfg.server.host, port=cfg.server.port, log_level="warning",
-                                           timeout_graceful_shutdown=5))
+    server = Server(app, cfg.server.host, cfg.server.port, log_level="warning")
     thread = threading.Thread(target=server.run, name="embedded-service", daemon=True)
     thread.start()
     try:

@@ -61,6 +61,14 @@ class Receiver:
         self.server.shutdown()
 
 
+def service_up(base: str) -> bool:
+    """Whether a service answers its health check at ``base`` (false while it starts or after it stopped)."""
+    try:
+        return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @contextmanager
 def running_service(cfg: ServiceConfig, environ: dict[str, str] | None = None,
                     config_path: Path | None = None) -> Iterator[str]:

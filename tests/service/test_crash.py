@@ -15,7 +15,7 @@ import yaml
 
 from tests.helpers.data import DATA
 from tests.helpers.net import free_port, wait_for
-from tests.helpers.service import TOKENS, Receiver
+from tests.helpers.service import TOKENS, Receiver, service_up
 
 
 def start(config: Path, port: int) -> subprocess.Popen[bytes]:
@@ -53,14 +53,14 @@ def test_kill_9_then_restart_keeps_every_reported_case_and_dispatches_once(tmp_p
 
     proc = start(config, port)
     try:
-        wait_for(lambda: _up(base), 60, "service up")
+        wait_for(lambda: service_up(base), 60, "service up")
         threading.Thread(target=listen, daemon=True).start()
         wait_for(lambda: len(reported) >= 3, 60, "three cases reported over SSE")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         killed_with = set(reported)
         proc = start(config, port)
-        wait_for(lambda: _up(base), 60, "service up again")
+        wait_for(lambda: service_up(base), 60, "service up again")
         with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
             items = c.get("/api/cases", params={"limit": 500}).json()["items"]
             ids = {x["id"] for x in items}
@@ -83,9 +83,3 @@ def test_kill_9_then_restart_keeps_every_reported_case_and_dispatches_once(tmp_p
         proc.wait(60)
         hook.stop()
 
-
-def _up(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
