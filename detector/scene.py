@@ -162,6 +162,11 @@ def _union(det: Detections, members: npt.NDArray[np.int64]) -> list[float]:
     return [*det.xyxy[members, :2].min(axis=0), *det.xyxy[members, 2:].max(axis=0)]
 
 
+def pile_extents(det: Detections, names: list[str], s: SceneSettings) -> list[tuple[list[float], int]]:
+    """Each pile of touching ``garbage`` boxes as the rules see it: its union box and how many items it has."""
+    return [(_union(det, members), len(members)) for members, _ in _piles(det, names, s)]
+
+
 def group_piles(det: Detections, names: list[str], s: SceneSettings) -> Detections:
     """Touching ``garbage`` boxes (score >= ``min_confidence``) become one box: their union, best score."""
     det = _with_data(det)

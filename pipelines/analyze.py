@@ -158,7 +158,8 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
                               plates=_plate_setup(cam, registries, clock))
     writer = None
     if opts.annotate:
-        writer = AnnotatedVideoWriter(opts.out / "annotated" / f"{path.stem}.mp4", backend.names)
+        writer = AnnotatedVideoWriter(opts.out / "annotated" / f"{path.stem}.mp4", backend.names,
+                                      piles=pipeline.scene_settings)
     bar = None
     if bar_position is not None and info.duration_s > 0:
         bar = tqdm(total=round(info.duration_s, 1), desc=path.name[:30], unit="s", position=bar_position,

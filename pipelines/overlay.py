@@ -7,7 +7,10 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.rules import ZoneSpec
+from detector.scene import SceneSettings, pile_extents
 from detector.types import Detections
+
+PILE_COLOR = (0, 140, 255)  # orange (BGR): a pile's outline, around the items drawn in their class colour
 
 
 def draw_zones(image: npt.NDArray[np.uint8], zones: list[ZoneSpec]) -> npt.NDArray[np.uint8]:
@@ -24,9 +27,19 @@ def draw_zones(image: npt.NDArray[np.uint8], zones: list[ZoneSpec]) -> npt.NDArr
     return out
 
 
-def draw_detections(image: npt.NDArray[np.uint8], det: Detections, names: list[str]) -> npt.NDArray[np.uint8]:
-    """Draw detections with class names, scores and track ids on a copy of a frame."""
+def draw_detections(image: npt.NDArray[np.uint8], det: Detections, names: list[str],
+                    piles: SceneSettings | None = None) -> npt.NDArray[np.uint8]:
+    """Draw detections with class names, scores and track ids on a copy of a frame.
+
+    ``piles``: the scene settings the rules group piles with; each pile of touching garbage items (one case) is
+    outlined around its items and labelled with their number, so an operator sees what one case is about.
+    """
     out = image.copy()
+    for (x1, y1, x2, y2), n in pile_extents(det, names, piles) if piles is not None else []:
+        p1, p2 = (int(x1) - 3, int(y1) - 3), (int(x2) + 3, int(y2) + 3)
+        cv2.rectangle(out, p1, p2, PILE_COLOR, 3)
+        cv2.putText(out, f"garbage pile: {n} items", (p1[0], p2[1] + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                    PILE_COLOR, 2, cv2.LINE_AA)
     uncovered = det.data.get("uncovered")
     for i, ((x1, y1, x2, y2), conf, cls, tid) in enumerate(det):
         color = tuple(int(c) for c in np.random.default_rng(cls).integers(60, 255, 3))

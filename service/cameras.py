@@ -432,7 +432,7 @@ def frame_jpeg_of(worker: CameraWorker, overlay: bool) -> bytes | None:
             return None
         image = frame.image
         if overlay:
-            image = draw_detections(draw_zones(image, pipe.zones), det, pipe.names)
+            image = draw_detections(draw_zones(image, pipe.zones), det, pipe.names, pipe.scene_settings)
     h, w = image.shape[:2]
     if w > 960:  # a tile does not need more; keeps the grid light with many cameras
         image = np.asarray(cv2.resize(image, (960, round(h * 960 / w)), interpolation=cv2.INTER_AREA), np.uint8)

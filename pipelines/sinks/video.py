@@ -9,6 +9,7 @@ from types import TracebackType
 import av
 import numpy as np
 
+from detector.scene import SceneSettings
 from detector.types import Detections
 from pipelines.overlay import draw_detections
 from pipelines.sources import Frame
@@ -17,10 +18,12 @@ from pipelines.sources import Frame
 class AnnotatedVideoWriter:
     """Streams annotated frames into an H.264 MP4 with the source's timestamps."""
 
-    def __init__(self, path: Path, names: list[str], max_width: int = 1280) -> None:
+    def __init__(self, path: Path, names: list[str], max_width: int = 1280,
+                 piles: SceneSettings | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.names = names
+        self.piles = piles
         self.max_width = max_width
         self._out = av.open(str(path), "w")
         self._stream: av.VideoStream | None = None
@@ -31,7 +34,7 @@ class AnnotatedVideoWriter:
         """Add a frame; ``det`` replaces the drawn detections when the frame was inferred."""
         if det is not None:
             self._last = det
-        img = draw_detections(frame.image, self._last, self.names)
+        img = draw_detections(frame.image, self._last, self.names, self.piles)
         h, w = img.shape[:2]
         if self._stream is None:
             self._stream = self._out.add_stream("libx264", rate=25)
