@@ -105,7 +105,8 @@ def create_backend(config: OnnxConfig | UltralyticsConfig) -> DetectorBackend:
         ModelLoadError: The model file is missing or cannot be loaded.
     """
     if not config.model.is_file():
-        raise ModelLoadError(f"model file not found: {config.model}")
+        hint = " (a folder without model.onnx)" if config.model.is_dir() else ""
+        raise ModelLoadError(f"model file not found: {config.model}{hint}")
     module_name, cls_name = REGISTRY[config.type].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     backend: DetectorBackend = cls(config)
@@ -116,9 +117,12 @@ def config_for(model: Path, conf: float = 0.25, imgsz: int | None = None, thread
                spinning: bool = True) -> OnnxConfig | UltralyticsConfig:
     """Pick the backend config from a model file's suffix (``.pt``: Ultralytics, else ONNX).
 
+    A model folder (``models/default``: the weights beside their card) stands for the ``model.onnx`` in it.
     ``threads`` sets ONNX Runtime's intra-op threads and ``spinning`` whether they spin between calls; PyTorch
     keeps its own settings.
     """
+    if model.is_dir() and (model / "model.onnx").is_file():
+        model = model / "model.onnx"
     if model.suffix == ".pt":
         return UltralyticsConfig(model=model, conf=conf, imgsz=imgsz)
     return OnnxConfig(model=model, conf=conf, imgsz=imgsz, threads=threads, spinning=spinning)

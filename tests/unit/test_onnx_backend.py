@@ -44,6 +44,16 @@ def test_missing_or_broken_model_is_a_clear_error(tmp_path: Path) -> None:
         create_backend(OnnxConfig(model=broken))
 
 
+def test_a_model_folder_stands_for_its_onnx_file(tmp_path: Path) -> None:
+    folder = tmp_path / "default"
+    folder.mkdir()
+    with pytest.raises(ModelLoadError, match=r"a folder without model\.onnx"):
+        create_backend(config_for(folder))
+    (folder / "model.onnx").write_bytes(b"x")
+    assert config_for(folder).model == folder / "model.onnx"
+    assert config_for(folder / "model.pt").type == "ultralytics"
+
+
 def test_parse_names() -> None:
     assert parse_names("{0: 'a', 1: 'b', 10: 'c', 2: 'd'}") == ["a", "b", "d", "c"]
     assert parse_names("['x', 'y']") == ["x", "y"]
