@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datasets.formats import parse_renames
+from detector.backends.base import model_file
 from models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             started = datetime.fromisoformat(args.start_time)
         except ValueError as exc:
             raise SystemExit(f"--start-time: {exc} (write 2026-12-01T10:30)") from exc
-    opts = AnalyzeOptions(inputs=args.inputs, out=args.out, model=args.model, config=args.config,
+    opts = AnalyzeOptions(inputs=args.inputs, out=args.out, model=model_file(args.model), config=args.config,
                           annotate=args.annotate, workers=args.workers, dwell=args.dwell, decode=args.decode,
                           conf=args.conf, imgsz=args.imgsz, progress=not args.quiet, ray=args.ray,
                           ray_cpus=args.ray_cpus, started=started, mask=not args.no_mask)

@@ -113,6 +113,14 @@ def create_backend(config: OnnxConfig | UltralyticsConfig) -> DetectorBackend:
     return backend
 
 
+def model_file(model: Path) -> Path:
+    """The weights a ``--model`` path names: a model folder (``models/default``: the weights beside their card)
+    stands for the ``model.onnx`` in it; any other path is returned as given."""
+    if model.is_dir() and (model / "model.onnx").is_file():
+        return model / "model.onnx"
+    return model
+
+
 def config_for(model: Path, conf: float = 0.25, imgsz: int | None = None, threads: int = 0,
                spinning: bool = True) -> OnnxConfig | UltralyticsConfig:
     """Pick the backend config from a model file's suffix (``.pt``: Ultralytics, else ONNX).
@@ -121,8 +129,7 @@ def config_for(model: Path, conf: float = 0.25, imgsz: int | None = None, thread
     ``threads`` sets ONNX Runtime's intra-op threads and ``spinning`` whether they spin between calls; PyTorch
     keeps its own settings.
     """
-    if model.is_dir() and (model / "model.onnx").is_file():
-        model = model / "model.onnx"
+    model = model_file(model)
     if model.suffix == ".pt":
         return UltralyticsConfig(model=model, conf=conf, imgsz=imgsz)
     return OnnxConfig(model=model, conf=conf, imgsz=imgsz, threads=threads, spinning=spinning)

@@ -78,6 +78,14 @@ def test_csv_report_and_annotated_video(analysed: tuple[Path, dict, subprocess.C
     assert f"report: {out / 'report.html'}" in proc.stdout
 
 
+def test_a_model_folder_names_its_onnx_file(tmp_path: Path, default_model: Path) -> None:
+    bad = tmp_path / "zero.mp4"
+    bad.write_bytes(b"")
+    assert main(["analyze", str(bad), "--out", str(tmp_path / "o"), "--model", str(default_model.parent), "-q"]) == 2
+    data = json.loads((tmp_path / "o" / "cases.json").read_text())
+    assert data["settings"]["model"]["path"] == str(default_model)
+
+
 def test_nothing_readable_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "zero.mp4"
     bad.write_bytes(b"")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.backends.base import ModelLoadError, OnnxConfig, config_for, create_backend
+from detector.backends.base import ModelLoadError, OnnxConfig, config_for, create_backend, model_file
 from detector.backends.onnx import parse_names
 from detector.postprocess import box_iou
 from detector.types import CANONICAL_LABELS
@@ -50,7 +50,8 @@ def test_a_model_folder_stands_for_its_onnx_file(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"a folder without model\.onnx"):
         create_backend(config_for(folder))
     (folder / "model.onnx").write_bytes(b"x")
-    assert config_for(folder).model == folder / "model.onnx"
+    assert config_for(folder).model == model_file(folder) == folder / "model.onnx"
+    assert model_file(tmp_path / "x.pt") == tmp_path / "x.pt"
     assert config_for(folder / "model.pt").type == "ultralytics"
 
 
