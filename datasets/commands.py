@@ -1,4 +1,4 @@
-"""The dataset layer's commands: ``synth`` and ``datasets import|export|check|merge|materialize``.
+"""The dataset layer's commands: ``synth`` and ``datasets import|export|check|merge|mix|materialize``.
 
 Registered into the ``streetwatch`` command line by :mod:`service.cli`; ``datasets pack`` (it needs the
 COCO teacher) is registered by :mod:`models.commands`, ``datasets from-reviews`` (it reads the case store)
@@ -173,6 +173,26 @@ def _add_check_merge(dsub: Subcommands) -> None:
     mg.add_argument("--near-bits", type=int, default=4)
     mg.add_argument("--seed", type=int, default=0)
     mg.set_defaults(func=cmd_merge)
+    mx = dsub.add_parser("mix", help="a site's pack mixed with a replay sample of a training pack, to fine-tune on")
+    mx.add_argument("--site", type=Path, required=True, help="pack of the site's own labelled images")
+    mx.add_argument("--replay", type=Path, required=True, help="the model's training pack (make data: data/pack)")
+    mx.add_argument("--replay-sources", nargs="*", help="its sources to replay (default: every train_* folder)")
+    mx.add_argument("--replay-images", type=int, default=800, help="replay images drawn from them")
+    mx.add_argument("--site-images", type=int, default=0, help="site training images to use (0: all)")
+    mx.add_argument("--site-repeat", type=int, default=1, help="list the site's images this many times")
+    mx.add_argument("--seed", type=int, default=0)
+    mx.add_argument("--out", type=Path, required=True)
+    mx.set_defaults(func=cmd_mix)
+
+
+def cmd_mix(args: argparse.Namespace) -> int:
+    """Write a fine-tuning folder of a site's images and a replay sample."""
+    from datasets.mix import mix
+
+    data, site = mix(args.site, args.replay, args.out, args.site_images, args.replay_images, args.replay_sources,
+                     args.seed, args.site_repeat)
+    sys.stdout.write(f"train on: {data}\nscore on: {site}\n")
+    return 0
 
 
 def register(sub: Subcommands, groups: Groups) -> None:

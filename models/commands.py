@@ -75,7 +75,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             *(["--warmup-epochs", str(args.warmup_epochs)] if args.warmup_epochs is not None else []),
             *(["--pretrained", str(args.pretrained)] if args.pretrained else []),
             *(["--work", str(args.work)] if args.work else []), *(["--resume"] if args.resume else []),
-            "--session-epochs", str(args.session_epochs), "--threads", str(args.threads)]
+            "--session-epochs", str(args.session_epochs), "--threads", str(args.threads),
+            "--freeze", str(args.freeze), *(["--hyp", *args.hyp] if args.hyp else [])]
     return train_main(argv)
 
 
@@ -137,6 +138,10 @@ def _add_train(sub: Subcommands) -> None:
                    "fine-tunes of trained weights (0: Ultralytics' automatic choice)")
     t.add_argument("--warmup-epochs", type=float, help="epochs of learning-rate warm-up (default: 1 with --lr0, "
                    "else Ultralytics' 3; a short continuation of trained weights wants less)")
+    t.add_argument("--freeze", type=int, default=0, help="keep the first N layers as they start (10: the backbone; "
+                   "a site fine-tune forgets less)")
+    t.add_argument("--hyp", nargs="*", default=[], metavar="KEY=VALUE", help="other Ultralytics settings, numbers "
+                   "only (e.g. warmup_bias_lr=0.0: no bias warm-up jolt when fine-tuning trained weights)")
     t.add_argument("--epochs", type=int, default=100)
     t.add_argument("--minutes", type=float, default=60.0, help="time budget (0: exactly --epochs)")
     t.add_argument("--imgsz", type=int, default=320)

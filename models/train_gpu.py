@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr0", type=float, default=0.0,
                     help="SGD initial learning rate with a one-epoch warm-up, for short fine-tunes of trained "
                          "weights (0: Ultralytics' automatic optimizer choice)")
+    ap.add_argument("--last", action="store_true",
+                    help="keep the final epoch's weights, not the epoch best on the validation split (where that "
+                         "split is also the test, choosing on it flatters the score)")
     ap.add_argument("--work", type=Path, default=None,
                     help="folder that keeps Ultralytics' run (weights, optimizer state) for --resume (default: a "
                          "new temporary folder)")
@@ -353,14 +356,20 @@ def _train(args: argparse.Namespace, model: str, class_ids: list[int] | None, de
             log.exception("training with %d workers failed early; retrying with workers=0", workers)
 
 
+def kept_weights(run_dir: Path, last: bool) -> Path:
+    """The weights a run keeps: the epoch best on the validation split, or with ``last`` the final epoch's (also
+    when a stopped run saved no best)."""
+    best = run_dir / "weights" / "best.pt"
+    return best if best.exists() and not last else run_dir / "weights" / "last.pt"
+
+
 def _collect(args: argparse.Namespace, run_dir: Path, device: str, started: float, summary: dict[str, Any]) -> None:
     """Copy the weights and results out, validate and export them, and write ``metrics.json``."""
     from ultralytics.models import YOLO
 
     summary["train_seconds"] = round(time.time() - started, 1)
-    weights = run_dir / "weights" / "best.pt"
-    if not weights.exists():
-        weights = run_dir / "weights" / "last.pt"
+    weights = kept_weights(run_dir, args.last)
+    summary["weights"] = weights.stem  # best: the epoch best on the validation split; last: the final epoch
     if (run_dir / "results.csv").exists():
         shutil.copy(run_dir / "results.csv", args.out / "results.csv")
         summary["epochs"] = sum(1 for _ in open(run_dir / "results.csv")) - 1

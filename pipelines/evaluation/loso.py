@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from datasets.mix import link_image, role_dirs
 from datasets.yolo import YoloDataset
 from models import SHARED_DATA
 from models.export import loso_lines
@@ -86,13 +86,9 @@ def write_split(data: Path, sources: list[str], left_out: str, classes: list[str
             role = f"heldout_{name}" if is_held else f"{split}_{name}"
             if not is_held:
                 roles[split].append(f"images/{role}")
-            img_dir, lbl_dir = out / "images" / role, out / "labels" / role
-            img_dir.mkdir(parents=True, exist_ok=True)
-            lbl_dir.mkdir(parents=True, exist_ok=True)
+            img_dir, lbl_dir = role_dirs(out, role)
             for it in items:
-                link = img_dir / f"{name}__{it.image.name}"
-                if not link.exists():
-                    os.symlink(it.image.resolve(), link)
+                link = link_image(it.image, img_dir, name)
                 rows = [f"{keep[c]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in it.boxes if c in keep]
                 (lbl_dir / f"{link.stem}.txt").write_text("".join(rows))
     train, val = ", ".join(roles["train"]), ", ".join(roles["val"])

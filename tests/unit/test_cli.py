@@ -19,7 +19,7 @@ def test_every_layer_registers_its_commands() -> None:
     assert set(top) == {"analyze", "plates", "evaluate", "synth", "datasets", "train", "export", "serve", "speak"}
     assert set(_choices(top["evaluate"])) == {"images", "clips", "loads"}
     # The datasets group gets commands from three layers: datasets, models (pack) and service (from-reviews).
-    assert set(_choices(top["datasets"])) == {"import", "export", "check", "merge", "materialize", "pack",
+    assert set(_choices(top["datasets"])) == {"import", "export", "check", "merge", "mix", "materialize", "pack",
                                               "from-reviews"}
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from models.train_gpu import build_parser, hyp_settings, warmup_epochs
+from models.train_gpu import build_parser, hyp_settings, kept_weights, warmup_epochs
 
 
 def test_hyp_pairs_become_numbers_and_a_malformed_one_is_an_error() -> None:
@@ -72,3 +72,28 @@ def test_streetwatch_train_hands_the_thread_count_to_the_training_script(monkeyp
         args = cli_parser().parse_args(["train", "--data", "pack", "--out", "o", *extra])
         assert args.func(args) == 0
         assert build_parser().parse_args(seen[-1]).threads == expected
+
+
+def test_streetwatch_train_hands_other_settings_to_the_training_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.train_gpu
+    from service.cli import build_parser as cli_parser
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(models.train_gpu, "main", lambda argv: seen.append(argv) or 0)
+    for extra, hyp, freeze in (([], {}, 0),
+                               (["--lr0", "0.002", "--hyp", "warmup_bias_lr=0.0", "--freeze", "10"],
+                                {"warmup_bias_lr": 0.0}, 10)):
+        args = cli_parser().parse_args(["train", "--data", "pack", "--out", "o", *extra])
+        assert args.func(args) == 0
+        parsed = build_parser().parse_args(seen[-1])
+        assert (hyp_settings(parsed.hyp), parsed.freeze) == (hyp, freeze)
+
+
+def test_a_run_keeps_its_best_epoch_or_when_asked_its_last(tmp_path: Path) -> None:
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "last.pt").write_bytes(b"")
+    assert kept_weights(tmp_path, last=False).name == "last.pt"  # no best saved (stopped early)
+    (tmp_path / "weights" / "best.pt").write_bytes(b"")
+    assert kept_weights(tmp_path, last=False).name == "best.pt"
+    assert kept_weights(tmp_path, last=True).name == "last.pt"
+    assert build_parser().parse_args(["--pack", "p", "--out", "o", "--last"]).last
