@@ -128,7 +128,7 @@ train-cpu: data
 
 # Site adaptation: the default model fine-tuned on k labelled images of a source it never saw (garbage_overflow_misc,
 # standing in for a city's own cameras) with a replay sample of its pack, scored there and on what it knew
-# (about 40 min on 2 cores; needs `make data` and the source's snapshot in MIRROR).
+# (about 30 min on 2 cores after `make data`; needs the two sources' snapshots in MIRROR).
 ADAPT_GAUGES ?= ../shared/data/smoke/data.yaml ../shared/data/garbage_bags/data.yaml \
 	data/sources/garbage_trashbags_kr/data.yaml data/sources/vehicles_highway_id/data.yaml
 adapt: data

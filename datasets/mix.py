@@ -100,7 +100,8 @@ def mix(site: Path, replay: Path, out: Path, site_images: int = 0, replay_images
     paths.
 
     Raises:
-        DatasetError: The packs name their classes differently, or hold fewer images than asked for.
+        DatasetError: The packs name their classes differently, the site has no training or no validation
+            images, or a pack holds fewer images than asked for.
     """
     names = pack_names(site)
     if pack_names(replay) != names:
@@ -108,6 +109,9 @@ def mix(site: Path, replay: Path, out: Path, site_images: int = 0, replay_images
     train = pack_images(site, "train")
     if not train:
         raise DatasetError(f"{site}: no training images (images/train_*)")
+    val = pack_images(site, "val")
+    if not val:
+        raise DatasetError(f"{site}: no validation images (images/val_*) to score the fine-tune on")
     kept = first_k(train, site_images or len(train), seed)
     sample = first_k(pack_images(replay, "train", replay_sources), replay_images, seed)
-    return write_mix(kept, pack_images(site, "val"), sample, names, out, site_repeat)
+    return write_mix(kept, val, sample, names, out, site_repeat)

@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "weights (0: Ultralytics' automatic optimizer choice)")
     ap.add_argument("--last", action="store_true",
                     help="keep the final epoch's weights, not the epoch best on the validation split (where that "
-                         "split is also the test, choosing on it flatters the score)")
+                         "split is also the test, choosing on it flatters the score); written as best.pt all the "
+                         "same, metrics.json's 'weights' says which")
     ap.add_argument("--work", type=Path, default=None,
                     help="folder that keeps Ultralytics' run (weights, optimizer state) for --resume (default: a "
                          "new temporary folder)")

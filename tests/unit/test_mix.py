@@ -86,3 +86,6 @@ def test_mix_command_writes_the_folder_and_refuses_a_pack_of_other_classes(tmp_p
     assert main(["datasets", "mix", "--site", str(site), "--replay", str(replay), "--out", str(tmp_path / "m2")]) == 1
     assert "name their classes differently" in caplog.text
     assert not (tmp_path / "m2").exists()
+    unscored = _pack(tmp_path / "unscored", {"train_s": 3})
+    assert main(["datasets", "mix", "--site", str(unscored), "--replay", str(site), "--out", str(tmp_path / "m3")]) == 1
+    assert "no validation images" in caplog.text
