@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 from datasets.yolo import DatasetError, YoloDataset, label_path
@@ -64,7 +65,10 @@ def link_image(image: Path, img_dir: Path, prefix: str) -> Path:
 
 
 def _link(images: list[Path], out: Path, role: str) -> None:
-    """Link images and copy their label files into ``out/images/<role>`` and ``out/labels/<role>``."""
+    """Link images and copy their label files into ``out/images/<role>`` and ``out/labels/<role>``, replacing
+    what an earlier mix wrote there (links and label copies only: the images they point at stay)."""
+    for old in (out / "images" / role, out / "labels" / role):
+        shutil.rmtree(old, ignore_errors=True)
     img_dir, lbl_dir = role_dirs(out, role)
     for img in images:
         link = link_image(img, img_dir, img.parent.name)

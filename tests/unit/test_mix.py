@@ -82,6 +82,11 @@ def test_mix_command_writes_the_folder_and_refuses_a_pack_of_other_classes(tmp_p
     assert len(list((tmp_path / "mix" / "images" / "site").iterdir())) == 2
     assert {p.name.split("__")[0] for p in (tmp_path / "mix" / "images" / "replay").iterdir()} == {"train_b"}
     assert len(list((tmp_path / "mix" / "images" / "replay").iterdir())) == 3
+    # Mixed again into the same folder with fewer site images: only the new mix is there, the images stay.
+    assert main(["datasets", "mix", "--site", str(site), "--replay", str(replay), "--replay-images", "2",
+                 "--site-images", "1", "--out", str(tmp_path / "mix")]) == 0
+    assert [len(list((tmp_path / "mix" / d / "site").iterdir())) for d in ("images", "labels")] == [1, 1]
+    assert len(list((site / "images" / "train_s").iterdir())) == 3
     (replay / "data.yaml").write_text("train: [images/train_a]\nval: [images/train_a]\nnames:\n  0: garbage\n")
     assert main(["datasets", "mix", "--site", str(site), "--replay", str(replay), "--out", str(tmp_path / "m2")]) == 1
     assert "name their classes differently" in caplog.text
