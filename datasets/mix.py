@@ -16,15 +16,21 @@ import random
 import shutil
 from pathlib import Path
 
-from datasets.yolo import DatasetError, YoloDataset, label_path
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+from datasets.yolo import IMAGE_SUFFIXES, DatasetError, YoloDataset, label_path
 
 
 def pack_names(pack: Path) -> list[str]:
     """The class names of a pack's ``data.yaml``, in class-id order."""
     names = YoloDataset.load(pack / "data.yaml").names
     return [names[i] for i in sorted(names)]
+
+
+def common_names(site: Path, replay: Path) -> list[str]:
+    """The class names the site pack and the replay pack share (both must name every class alike)."""
+    names = pack_names(site)
+    if pack_names(replay) != names:
+        raise DatasetError(f"{site} and {replay} name their classes differently")
+    return names
 
 
 def pack_images(pack: Path, role: str, sources: list[str] | None = None) -> list[Path]:
@@ -107,9 +113,7 @@ def mix(site: Path, replay: Path, out: Path, site_images: int = 0, replay_images
         DatasetError: The packs name their classes differently, the site has no training or no validation
             images, or a pack holds fewer images than asked for.
     """
-    names = pack_names(site)
-    if pack_names(replay) != names:
-        raise DatasetError(f"{site} and {replay} name their classes differently")
+    names = common_names(site, replay)
     train = pack_images(site, "train")
     if not train:
         raise DatasetError(f"{site}: no training images (images/train_*)")

@@ -32,8 +32,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from datasets.mix import first_k, pack_images, pack_names, write_mix
+from datasets.mix import common_names, first_k, pack_images, write_mix
 from datasets.neardup import features, same_scenes
+from datasets.yolo import DatasetError
 from models import DEFAULT_MODEL
 from models.train_gpu import main as train_main
 from pipelines.evaluation.score import evaluate_images
@@ -127,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    names = pack_names(args.site)
-    if pack_names(args.replay) != names:
-        raise SystemExit(f"{args.site} and {args.replay} name their classes differently")
+    try:
+        names = common_names(args.site, args.replay)
+    except DatasetError as exc:
+        raise SystemExit(str(exc)) from exc
     site_train, site_val = pack_images(args.site, "train"), pack_images(args.site, "val")
     leaks_file = args.out / "same_scene.json"
     if leaks_file.is_file():
