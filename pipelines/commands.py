@@ -1,4 +1,4 @@
-"""The pipeline layer's commands: ``analyze``, ``plates`` and ``evaluate images|clips|loads``.
+"""The pipeline layer's commands: ``analyze``, ``plates`` and ``evaluate images|clips|loads|thresholds``.
 
 Registered into the ``streetwatch`` command line by :mod:`service.cli`.
 
@@ -97,6 +97,20 @@ def cmd_evaluate_clips(args: argparse.Namespace) -> int:
     return _gate(m, args)
 
 
+def cmd_evaluate_thresholds(args: argparse.Namespace) -> int:
+    """Choose per-class confidence thresholds on labelled frames for a precision."""
+    from pipelines.evaluation.thresholds import evaluate_thresholds, table
+
+    if not 0 < args.precision <= 1:
+        raise SystemExit(f"--precision must be in (0, 1], got {args.precision}")
+    result = evaluate_thresholds(args.data, args.out, args.model, parse_renames(args.names), args.imgsz,
+                                 args.precision, args.current, args.split, args.check_split, args.view, args.iou,
+                                 args.min_recall)
+    log.info("thresholds for precision >= %s on %d images:\n%s", args.precision, result["images"], table(result))
+    sys.stdout.write(f"thresholds: {args.out / 'thresholds.json'}\nconfig: {args.out / 'thresholds.yaml'}\n")
+    return 0
+
+
 def cmd_evaluate_loads(args: argparse.Namespace) -> int:
     """Score the product's load-state evidence on labelled trucks."""
     from pipelines.evaluation.loads import score_loads
@@ -150,6 +164,27 @@ def _add_evaluate_images(esub: Subcommands) -> None:
     ei.add_argument("--baseline", type=Path, help=GATE_HELP)
     ei.add_argument("--fail-under", type=float, default=0.02)
     ei.set_defaults(func=cmd_evaluate_images)
+
+
+def _add_evaluate_thresholds(esub: Subcommands) -> None:
+    et = esub.add_parser("thresholds", help="per-class confidence thresholds for a precision, chosen on labelled "
+                         "frames of a site's cameras (a rules.min_confidence config fragment)")
+    et.add_argument("--data", type=Path, required=True, help="data.yaml of a YOLO dataset (the site's frames)")
+    et.add_argument("--out", type=Path, required=True)
+    et.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    et.add_argument("--precision", type=float, default=0.8,
+                    help="the precision every class keeps: the share of its boxes that are right (default 0.8)")
+    et.add_argument("--split", default="val", help="the split thresholds are chosen on")
+    et.add_argument("--check-split", help="a second split the chosen thresholds are scored on (not chosen on it)")
+    et.add_argument("--min-recall", type=float, default=0.1, help="a threshold must also find this share of the "
+                    "labelled objects (default 0.1); a class that cannot is left at the default")
+    et.add_argument("--iou", type=float, default=0.5, help="overlap a box needs with a labelled one to be right "
+                    "(0.5: COCO's; 0.2 also counts a pile boxed loosely or in part, a right alarm for an operator)")
+    et.add_argument("--current", type=float, default=0.25, help="today's threshold, shown for comparison")
+    et.add_argument("--names", nargs="*", default=[], metavar="OLD=NEW", help="rename dataset classes")
+    et.add_argument("--imgsz", type=int, help=IMGSZ_HELP)
+    et.add_argument("--view", choices=["product", "detector"], default="product", help=VIEW_HELP)
+    et.set_defaults(func=cmd_evaluate_thresholds)
 
 
 def _add_evaluate_loads(esub: Subcommands) -> None:
@@ -231,3 +266,4 @@ def register(sub: Subcommands, groups: Groups) -> None:
     _add_evaluate_images(esub)
     _add_evaluate_loads(esub)
     _add_evaluate_clips(esub)
+    _add_evaluate_thresholds(esub)

@@ -4,7 +4,7 @@ Each package registers its own commands (``register(sub, groups)``), lowest laye
 
     datasets.commands   synth, datasets import|export|check|merge|materialize
     models.commands     train, export, datasets pack
-    pipelines.commands  analyze, evaluate images|clips|loads
+    pipelines.commands  analyze, evaluate images|clips|loads|thresholds
     service.commands    serve, speak, datasets from-reviews
 
 A command imports what it runs only when it runs (the only function-level imports of the project's own

@@ -79,3 +79,25 @@ def test_classes_the_model_lacks_are_reported_absent(tmp_path: Path) -> None:
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["classes"]["wheelie_bin"]["absent"] is True and m["classes"]["wheelie_bin"]["instances"] == 769
     assert "ap50" in m["classes"]["overflowing_bin"]
+
+
+@pytest.mark.shared_data
+def test_thresholds_for_a_precision_on_real_garbage(tmp_path: Path) -> None:
+    """`evaluate thresholds` on real bag photos: a garbage threshold keeping the precision, a valid fragment.
+
+    The labels box each bag, so the raw boxes are scored (the product view reads heaps of bags as piles)."""
+    import yaml
+
+    from pipelines.config import RulesConfig
+
+    data = shared_data_or_skip() / "garbage_bags" / "data.yaml"
+    assert main(["evaluate", "thresholds", "--data", str(data), "--out", str(tmp_path / "thr"),
+                 "--precision", "0.7", "--check-split", "val", "--view", "detector"]) == 0
+    m = json.loads((tmp_path / "thr" / "thresholds.json").read_text())
+    garbage = m["classes"]["garbage"]
+    assert m["images"] == 63 and garbage["labelled"] == 293 and garbage["violation"] == "garbage"
+    assert garbage["target"]["precision"] >= 0.7 and garbage["target"]["recall"] >= 0.5
+    assert garbage["check"] == garbage["target"]  # the same split
+    assert garbage["current"]["precision"] < 0.7  # today's 0.25 is below the precision asked for
+    rules = RulesConfig.model_validate(yaml.safe_load((tmp_path / "thr" / "thresholds.yaml").read_text())["rules"])
+    assert rules.min_confidence["garbage"] == garbage["target"]["threshold"]

@@ -1,0 +1,228 @@
+"""``streetwatch evaluate thresholds``: per-class confidence thresholds chosen on a site's labelled frames.
+
+One global detection threshold (0.25) treats every class alike, yet a class the model knows well is precise far
+below it and a class it confuses raises false alarms far above it. An operator picks a precision (say 0.8: at
+most one alarm in five is wrong) and this command finds, for each violation class, the lowest confidence at
+which the product's boxes keep that precision on labelled frames of the site's own cameras: the most that class
+can find at that precision. The thresholds go into the configuration as ``rules.min_confidence`` (a config
+fragment is written); the detector's ``--conf`` must not be above the lowest of them.
+
+Matching is COCO's at one IoU: per image and class, boxes by falling score, each taking the unused labelled box
+it overlaps most (IoU >= 0.5 by default); the others are false positives. For alarms a lower IoU (0.2) counts
+a pile boxed loosely or in part as a right alarm, which it is for the operator who looks at it. A second
+split (``check``) scores the chosen thresholds on frames they were not chosen on, since a threshold fitted on
+few frames is optimistic there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.postprocess import box_iou
+from detector.rules import LABEL_TO_VIOLATION
+from pipelines.evaluation.images import ImageEval, collect
+from pipelines.evaluation.score import scoring_backend
+
+log = logging.getLogger(__name__)
+
+#: Labels whose case is not decided by their own box score: a truck's case waits for its load-state vote.
+NOT_CALIBRATED = {"truck": "a truck's case is decided by its load-state vote over the track, not one box",
+                  "uncovered_truck": "a truck's case is decided by its load-state vote over the track, not one box"}
+
+
+@dataclass(frozen=True)
+class Point:
+    """Precision and recall of one class's boxes scored at least ``threshold``."""
+
+    threshold: float
+    precision: float
+    recall: float
+    tp: int
+    fp: int
+    fn: int
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One class's boxes over a split, by falling score, each marked true or false positive."""
+
+    scores: npt.NDArray[np.float64]
+    hits: npt.NDArray[np.bool_]
+    labelled: int
+
+    def at(self, threshold: float) -> Point:
+        """The class's precision and recall at ``threshold``."""
+        keep = self.scores >= threshold
+        tp = int(self.hits[keep].sum())
+        fp = int(keep.sum()) - tp
+        return Point(round(threshold, 4), round(tp / (tp + fp), 4) if tp + fp else 0.0,
+                     round(tp / self.labelled, 4) if self.labelled else 0.0, tp, fp, self.labelled - tp)
+
+
+def rank(ev: ImageEval, class_id: int, iou: float = 0.5) -> Ranked:
+    """Mark every box of ``class_id`` in ``ev`` as a hit or not (COCO's greedy matching at ``iou``).
+
+    Scores are rounded down to 4 decimals, the precision a threshold is written with, so a box is kept at a
+    written threshold exactly when it counted as kept here.
+    """
+    gts = {k: boxes[cls == class_id] for k, boxes, cls in ev.gt}
+    scores: list[npt.NDArray[np.float32]] = []
+    hits: list[npt.NDArray[np.bool_]] = []
+    for k, boxes, conf, cls in ev.dets:
+        mine = cls == class_id
+        pb, ps = boxes[mine], conf[mine]
+        order = np.argsort(-ps, kind="stable")
+        pb, ps = pb[order], ps[order]
+        gb = gts.get(k, np.zeros((0, 4), np.float32))
+        overlap = box_iou(pb, gb)
+        used = np.zeros(len(gb), bool)
+        hit = np.zeros(len(pb), bool)
+        for i in range(len(pb)):
+            free = np.where(used, -1.0, overlap[i]) if len(gb) else np.zeros(0)
+            if len(free) and free.max() >= iou:
+                used[int(free.argmax())] = True
+                hit[i] = True
+        scores.append(ps.astype(np.float32))
+        hits.append(hit)
+    all_scores = np.floor(np.concatenate(scores).astype(np.float64) * 1e4) / 1e4 if scores else np.zeros(0)
+    all_hits = np.concatenate(hits) if hits else np.zeros(0, bool)
+    order = np.argsort(-all_scores, kind="stable")
+    return Ranked(all_scores[order], all_hits[order], sum(len(g) for g in gts.values()))
+
+
+def lowest_threshold(r: Ranked, precision: float, min_recall: float = 0.1) -> Point | None:
+    """The lowest score cut whose boxes keep ``precision`` (the most recall at that precision), or None.
+
+    A cut must also find ``min_recall`` of the labelled objects: a model is often right on its few surest boxes
+    only, and a threshold that keeps those alone would silence the class rather than calibrate it. Cuts fall
+    between distinct scores, so boxes sharing a score are kept or dropped together.
+    """
+    if not len(r.scores):
+        return None
+    tp = np.cumsum(r.hits)
+    kept = np.arange(1, len(r.scores) + 1)
+    last_of_score = np.append(r.scores[1:] != r.scores[:-1], True)  # a cut after the last box of each score
+    ok = np.flatnonzero(last_of_score & (tp / kept >= precision) & (tp >= min_recall * r.labelled))
+    if not len(ok):
+        return None
+    return r.at(float(r.scores[ok[-1]]))
+
+
+def best_f1(r: Ranked) -> Point | None:
+    """The score cut with the highest F1 (precision and recall weighed alike), or None without boxes."""
+    if not len(r.scores) or not r.labelled:
+        return None
+    tp = np.cumsum(r.hits)
+    kept = np.arange(1, len(r.scores) + 1)
+    f1 = 2 * tp / (kept + r.labelled)
+    last_of_score = np.append(r.scores[1:] != r.scores[:-1], True)
+    f1 = np.where(last_of_score, f1, -1.0)
+    return r.at(float(r.scores[int(np.argmax(f1))]))
+
+
+def calibrate(ev: ImageEval, names: list[str], precision: float, current: float,
+              check: ImageEval | None = None, iou: float = 0.5, min_recall: float = 0.1) -> dict[str, dict[str, Any]]:
+    """Per labelled class: the point at ``current`` (today's threshold), the lowest threshold keeping
+    ``precision`` with at least ``min_recall`` (``target``; None where no cut reaches both), the best-F1 point,
+    and, with ``check``, the target threshold's point on the check split."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in ev.classes:
+        cid = names.index(name)
+        r = rank(ev, cid, iou)
+        if not r.labelled:
+            continue
+        target = lowest_threshold(r, precision, min_recall)
+        row: dict[str, Any] = {"labelled": r.labelled, "current": asdict(r.at(current)),
+                               "target": asdict(target) if target else None,
+                               "best_f1": asdict(p) if (p := best_f1(r)) else None,
+                               "violation": LABEL_TO_VIOLATION.get(name)}
+        if name in NOT_CALIBRATED:
+            row["note"] = NOT_CALIBRATED[name]
+        if check is not None and target is not None:
+            c = rank(check, cid, iou)
+            row["check"] = asdict(c.at(target.threshold)) if c.labelled else None
+        out[name] = row
+    return out
+
+
+def violation_thresholds(classes: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """``rules.min_confidence`` from calibrated classes: per violation the highest target threshold of its
+    labels (smoke and barbecue both open barbecue cases: the stricter keeps the precision of both)."""
+    out: dict[str, float] = {}
+    for name, row in classes.items():
+        violation, target = row.get("violation"), row.get("target")
+        if violation is None or name in NOT_CALIBRATED or target is None:
+            continue
+        out[violation] = max(out.get(violation, 0.0), float(target["threshold"]))
+    return dict(sorted(out.items()))
+
+
+def config_fragment(thresholds: dict[str, float], classes: dict[str, dict[str, Any]], precision: float,
+                    source: str, detector_conf: float, min_recall: float = 0.1) -> str:
+    """The YAML a configuration takes (``rules.min_confidence``), with what was and was not calibrated."""
+    lines = [f"# streetwatch evaluate thresholds: the lowest confidence keeping precision >= {precision} on {source}"]
+    unreached = [n for n, r in classes.items() if r.get("target") is None and n not in NOT_CALIBRATED
+                 and r.get("violation")]
+    if unreached:
+        lines.append(f"# never that precise while finding {min_recall:g} of the objects (kept at the default): "
+                     + ", ".join(unreached))
+    low = [v for v, t in thresholds.items() if t < detector_conf]
+    if low:
+        lines.append(f"# below the detector's --conf {detector_conf}: run with --conf {min(thresholds.values()):g}, "
+                     f"else {', '.join(low)} cannot go below {detector_conf}")
+    lines.append("rules:")
+    if not thresholds:
+        lines.append("  min_confidence: {}")
+    else:
+        lines.append("  min_confidence:")
+        for v, t in thresholds.items():
+            seen = ", ".join(f"{n} P {r['target']['precision']:.2f} R {r['target']['recall']:.2f}"
+                             for n, r in classes.items() if r.get("violation") == v and r.get("target"))
+            lines.append(f"    {v}: {t:g}  # {seen}")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_thresholds(data: Path, out: Path, model: Path, remap: dict[str, str], imgsz: int | None,
+                        precision: float, current: float = 0.25, split: str = "val", check_split: str | None = None,
+                        view: str = "product", iou: float = 0.5, min_recall: float = 0.1) -> dict[str, Any]:
+    """Choose per-class thresholds on ``split`` of a YOLO dataset (scored on ``check_split`` too); writes
+    thresholds.json and thresholds.yaml (the config fragment) into ``out``."""
+    if not 0 < precision <= 1:
+        raise ValueError(f"precision must be in (0, 1], got {precision}")
+    out.mkdir(parents=True, exist_ok=True)
+    backend = scoring_backend(model, imgsz, view)
+    ev = collect(data, backend, split, remap)
+    check = collect(data, backend, check_split, remap) if check_split else None
+    classes = calibrate(ev, backend.names, precision, current, check, iou, min_recall)
+    thresholds = violation_thresholds(classes)
+    result = {"model": str(model), "data": str(data), "split": split, "images": len(ev.gt),
+              "check_split": check_split, "check_images": len(check.gt) if check else 0, "imgsz": backend.imgsz,
+              "view": view, "iou": iou, "precision": precision, "min_recall": min_recall, "current": current,
+              "classes": classes, "min_confidence": thresholds}
+    (out / "thresholds.json").write_text(json.dumps(result, indent=1))
+    (out / "thresholds.yaml").write_text(config_fragment(thresholds, classes, precision,
+                                                         f"{data} ({split}, {len(ev.gt)} images)", current,
+                                                         min_recall))
+    return result
+
+
+def table(result: dict[str, Any]) -> str:
+    """The calibration as a plain-text table (one line per class)."""
+    rows = [f"{'class':<16} {'labelled':>8}  {'at ' + str(result['current']):>18}  "
+            f"{'P >= ' + str(result['precision']):>24}  {'check':>14}"]
+    for name, r in result["classes"].items():
+        cur = r["current"]
+        tgt = r["target"]
+        chk = r.get("check")
+        target = f"{tgt['threshold']:.3f}: P {tgt['precision']:.2f} R {tgt['recall']:.2f}" if tgt else "never reached"
+        check = f"P {chk['precision']:.2f} R {chk['recall']:.2f}" if chk else "-"
+        rows.append(f"{name:<16} {r['labelled']:>8}  P {cur['precision']:.2f} R {cur['recall']:.2f}{'':>6}  "
+                    f"{target:>24}  {check:>14}")
+    return "\n".join(rows)
