@@ -383,6 +383,8 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
     started = time.perf_counter()
     opts.out.mkdir(parents=True, exist_ok=True)
     files, errors, cfg = _inputs(opts)
+    for message in cfg.unreachable_thresholds(opts.conf):
+        log.warning("%s", message)
     registries = Registries(_shops(cfg, errors), _vehicles(cfg, errors))
     shops = registries.shops
     store = _fresh_store(opts.out)

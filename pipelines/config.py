@@ -489,6 +489,24 @@ class AppConfig(Strict):
         """Return the camera's rules (its own when set, else the global ones)."""
         return camera.rules or self.rules
 
+    def unreachable_thresholds(self, conf: float) -> list[str]:
+        """The per-violation thresholds, global and per camera, that a detector run at ``conf`` never lets act
+        (see :func:`thresholds_below`)."""
+        out = thresholds_below(self.rules, conf, "rules")
+        for cam in self.cameras:
+            if cam.rules is not None:
+                out += thresholds_below(cam.rules, conf, f"camera {cam.id}: rules")
+        return out
+
+
+def thresholds_below(rules: RulesConfig, conf: float, where: str = "rules") -> list[str]:
+    """One message per ``min_confidence`` below the detector's own ``conf``: the detector drops boxes scored
+    between the two before the rules see them, so such a threshold (from ``evaluate thresholds``) silently acts
+    as ``conf``."""
+    return [f"{where}.min_confidence.{v} is {t:g}, below the detector's conf {conf:g}: boxes scored between are "
+            f"dropped before the rules; run the detector at conf {t:g} for it to act"
+            for v, t in sorted(rules.min_confidence.items()) if t < conf]
+
 
 def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     """Find the 1-based line of a pydantic error location in a YAML node tree."""

@@ -30,7 +30,7 @@ import numpy as np
 
 from detector.backends.base import DetectorBackend, config_for, create_backend
 from detector.plate_reader import PlateReader, PlateReaderUnavailable
-from pipelines.config import CameraConfig
+from pipelines.config import CameraConfig, thresholds_below
 from pipelines.event_sinks import EventCallback
 from pipelines.muck_register import MuckRegister
 from pipelines.overlay import draw_detections, draw_zones
@@ -497,7 +497,10 @@ class LocalCameras:
 
     def pipeline_for(self, cam: CameraConfig, on_event: EventCallback) -> CameraPipeline:
         """The camera's pipeline as the service runs it: evidence at 4 fps, cases to the camera's notifiers."""
-        settings = (cam.rules or self.config.rules).settings()
+        rules = cam.rules or self.config.rules
+        for message in thresholds_below(rules, self.config.model.conf, f"camera {cam.id}: rules"):
+            log.warning("%s", message)
+        settings = rules.settings()
         evidence = EvidenceRecorder(self.evidence_root / cam.id, long_s=max(settings.dwell_s.values()) + 30,
                                     fast_fps=4.0, max_width=960, writer=self.evidence_writer.submit)
         context = case_context(cam, self.config.case_notifiers())

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from datasets.yolo import DatasetError
 from detector.postprocess import box_iou
 from detector.rules import LABEL_TO_VIOLATION
 from pipelines.evaluation.images import ImageEval, collect
@@ -200,6 +201,9 @@ def evaluate_thresholds(data: Path, out: Path, model: Path, remap: dict[str, str
     backend = scoring_backend(model, imgsz, view)
     ev = collect(data, backend, split, remap)
     check = collect(data, backend, check_split, remap) if check_split else None
+    for name, got in ((split, ev), (check_split, check)):
+        if got is not None and not got.gt:
+            raise DatasetError(f"{data}: no images in split '{name}' to choose or check thresholds on")
     classes = calibrate(ev, backend.names, precision, current, check, iou, min_recall)
     thresholds = violation_thresholds(classes)
     result = {"model": str(model), "data": str(data), "split": split, "images": len(ev.gt),

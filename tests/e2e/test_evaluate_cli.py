@@ -101,3 +101,6 @@ def test_thresholds_for_a_precision_on_real_garbage(tmp_path: Path) -> None:
     assert garbage["current"]["precision"] < 0.7  # today's 0.25 is below the precision asked for
     rules = RulesConfig.model_validate(yaml.safe_load((tmp_path / "thr" / "thresholds.yaml").read_text())["rules"])
     assert rules.min_confidence["garbage"] == garbage["target"]["threshold"]
+    # A split without images is a one-line error, not thresholds checked on nothing.
+    assert main(["evaluate", "thresholds", "--data", str(data), "--out", str(tmp_path / "none"),
+                 "--check-split", "test"]) == 1

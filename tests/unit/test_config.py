@@ -172,3 +172,15 @@ def test_unlicensed_muck_trucks_are_watched_only_where_a_zone_lists_them() -> No
                          "        polygon: [[0, 0], [1, 0], [1, 1]]\n        violations: [unlicensed_muck_truck]\n"
                          "        allowlist:\n          - polygon: [[0, 0], [0.5, 0], [0.5, 0.5]]\n", "c.yaml")
     assert "unlicensed_muck_truck" in allow.cameras[0].zones[0].allowlist[0].violations  # a licensed site's gate
+
+
+def test_thresholds_the_detector_never_lets_act_are_named() -> None:
+    """A rules.min_confidence below the detector's conf (say from `evaluate thresholds`) acts as conf: say so."""
+    cfg = parse_config("rules:\n  min_confidence: {garbage: 0.18, street_stall: 0.4}\n"
+                       "cameras:\n  - id: cam1\n    rules:\n      min_confidence: {barbecue: 0.1}\n  - id: cam2\n")
+    messages = cfg.unreachable_thresholds(0.25)
+    assert len(messages) == 2
+    assert messages[0].startswith("rules.min_confidence.garbage is 0.18, below the detector's conf 0.25")
+    assert messages[1].startswith("camera cam1: rules.min_confidence.barbecue is 0.1")
+    assert "conf 0.1 for it to act" in messages[1]
+    assert cfg.unreachable_thresholds(0.1) == []
