@@ -304,3 +304,15 @@ class ProductView(DetectorBackend):
     def close(self) -> None:
         """Close the inner detector."""
         self.inner.close()
+
+
+class AlarmView(ProductView):
+    """What the rules act on, as boxes: the scene stage's objects with each pile of touching garbage grouped
+    into one box at its best item's score (:func:`group_piles`, no parts), trucks as one box each. A threshold
+    chosen on these boxes (``evaluate thresholds``) is one the rules apply to the same scores."""
+
+    def detect(self, frames: list[Image], sizes: Sequence[int] | None = None) -> list[Detections]:
+        """The inner detector's output after the scene stage, piles grouped as the rules group them."""
+        return [group_piles(scene(d, self.names, self.settings), self.names, self.settings)
+                for d in self.inner.detect(frames, sizes)]
+

@@ -105,7 +105,7 @@ def cmd_evaluate_thresholds(args: argparse.Namespace) -> int:
         raise SystemExit(f"--precision must be in (0, 1], got {args.precision}")
     result = evaluate_thresholds(args.data, args.out, args.model, parse_renames(args.names), args.imgsz,
                                  args.precision, args.current, args.split, args.check_split, args.view, args.iou,
-                                 args.min_recall)
+                                 args.min_recall, args.label_piles)
     log.info("thresholds for precision >= %s on %d images:\n%s", args.precision, result["images"], table(result))
     sys.stdout.write(f"thresholds: {args.out / 'thresholds.json'}\nconfig: {args.out / 'thresholds.yaml'}\n")
     return 0
@@ -183,7 +183,12 @@ def _add_evaluate_thresholds(esub: Subcommands) -> None:
     et.add_argument("--current", type=float, default=0.25, help="today's threshold, shown for comparison")
     et.add_argument("--names", nargs="*", default=[], metavar="OLD=NEW", help="rename dataset classes")
     et.add_argument("--imgsz", type=int, help=IMGSZ_HELP)
-    et.add_argument("--view", choices=["product", "detector"], default="product", help=VIEW_HELP)
+    et.add_argument("--view", choices=["alarms", "product", "detector"], default="alarms",
+                    help="what is scored: 'alarms' (default) the boxes the rules act on, each pile of touching garbage "
+                    "one box at its best item's score; 'product' piles with their items as parts (as evaluate "
+                    "images); 'detector' the raw boxes")
+    et.add_argument("--label-piles", action="store_true", help="merge touching labelled garbage boxes into one heap "
+                    "box first (labels that box each bag, read against alarms about the heap)")
     et.set_defaults(func=cmd_evaluate_thresholds)
 
 

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from datasets.yolo import DatasetError
 from detector.postprocess import box_iou
 from detector.rules import LABEL_TO_VIOLATION
-from pipelines.evaluation.images import ImageEval, collect
+from pipelines.evaluation.images import ImageEval, collect, label_piles
 from pipelines.evaluation.score import scoring_backend
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,17 @@ def rank(ev: ImageEval, class_id: int, iou: float = 0.5) -> Ranked:
     return Ranked(all_scores[order], all_hits[order], sum(len(g) for g in gts.values()))
 
 
+def _cuts(r: Ranked) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """At each box (by falling score): true positives and boxes kept down to it, and whether a cut may fall
+    after it (the last box of its score)."""
+    tp = np.cumsum(r.hits, dtype=np.int64)
+    kept = np.arange(1, len(r.scores) + 1, dtype=np.int64)
+    return tp, kept, np.asarray(np.append(r.scores[1:] != r.scores[:-1], True), bool)
+
+
 def lowest_threshold(r: Ranked, precision: float, min_recall: float = 0.1) -> Point | None:
-    """The lowest score cut whose boxes keep ``precision`` (the most recall at that precision), or None.
+    """The score cut that finds the most while its boxes keep ``precision`` (the highest such cut: below it
+    only false alarms are added), or None.
 
     A cut must also find ``min_recall`` of the labelled objects: a model is often right on its few surest boxes
     only, and a threshold that keeps those alone would silence the class rather than calibrate it. Cuts fall
@@ -107,24 +116,21 @@ def lowest_threshold(r: Ranked, precision: float, min_recall: float = 0.1) -> Po
     """
     if not len(r.scores):
         return None
-    tp = np.cumsum(r.hits)
-    kept = np.arange(1, len(r.scores) + 1)
-    last_of_score = np.append(r.scores[1:] != r.scores[:-1], True)  # a cut after the last box of each score
+    tp, kept, last_of_score = _cuts(r)
     ok = np.flatnonzero(last_of_score & (tp / kept >= precision) & (tp >= min_recall * r.labelled))
     if not len(ok):
         return None
-    return r.at(float(r.scores[ok[-1]]))
+    # The most found; of the cuts finding that many, the highest (a lower one adds only false alarms).
+    first = ok[tp[ok] == tp[ok].max()][0]
+    return r.at(float(r.scores[first]))
 
 
 def best_f1(r: Ranked) -> Point | None:
     """The score cut with the highest F1 (precision and recall weighed alike), or None without boxes."""
     if not len(r.scores) or not r.labelled:
         return None
-    tp = np.cumsum(r.hits)
-    kept = np.arange(1, len(r.scores) + 1)
-    f1 = 2 * tp / (kept + r.labelled)
-    last_of_score = np.append(r.scores[1:] != r.scores[:-1], True)
-    f1 = np.where(last_of_score, f1, -1.0)
+    tp, kept, last_of_score = _cuts(r)
+    f1 = np.where(last_of_score, 2 * tp / (kept + r.labelled), -1.0)
     return r.at(float(r.scores[int(np.argmax(f1))]))
 
 
@@ -192,9 +198,11 @@ def config_fragment(thresholds: dict[str, float], classes: dict[str, dict[str, A
 
 def evaluate_thresholds(data: Path, out: Path, model: Path, remap: dict[str, str], imgsz: int | None,
                         precision: float, current: float = 0.25, split: str = "val", check_split: str | None = None,
-                        view: str = "product", iou: float = 0.5, min_recall: float = 0.1) -> dict[str, Any]:
+                        view: str = "alarms", iou: float = 0.5, min_recall: float = 0.1,
+                        piles: bool = False) -> dict[str, Any]:
     """Choose per-class thresholds on ``split`` of a YOLO dataset (scored on ``check_split`` too); writes
-    thresholds.json and thresholds.yaml (the config fragment) into ``out``."""
+    thresholds.json and thresholds.yaml (the config fragment) into ``out``. ``piles``: touching labelled
+    garbage boxes are one heap (labels that box each bag, read against alarms that are about the heap)."""
     if not 0 < precision <= 1:
         raise ValueError(f"precision must be in (0, 1], got {precision}")
     out.mkdir(parents=True, exist_ok=True)
@@ -204,12 +212,15 @@ def evaluate_thresholds(data: Path, out: Path, model: Path, remap: dict[str, str
     for name, got in ((split, ev), (check_split, check)):
         if got is not None and not got.gt:
             raise DatasetError(f"{data}: no images in split '{name}' to choose or check thresholds on")
+    if piles:
+        ev = label_piles(ev, backend.names)
+        check = label_piles(check, backend.names) if check is not None else None
     classes = calibrate(ev, backend.names, precision, current, check, iou, min_recall)
     thresholds = violation_thresholds(classes)
     result = {"model": str(model), "data": str(data), "split": split, "images": len(ev.gt),
               "check_split": check_split, "check_images": len(check.gt) if check else 0, "imgsz": backend.imgsz,
-              "view": view, "iou": iou, "precision": precision, "min_recall": min_recall, "current": current,
-              "classes": classes, "min_confidence": thresholds}
+              "view": view, "label_piles": piles, "iou": iou, "precision": precision, "min_recall": min_recall,
+              "current": current, "classes": classes, "min_confidence": thresholds}
     (out / "thresholds.json").write_text(json.dumps(result, indent=1))
     (out / "thresholds.yaml").write_text(config_fragment(thresholds, classes, precision,
                                                          f"{data} ({split}, {len(ev.gt)} images)", current,

@@ -8,6 +8,7 @@ import pytest
 from detector.events import LoadState
 from detector.loadstate import LoadVotes, detector_evidence
 from detector.scene import (
+    AlarmView,
     ProductView,
     SceneSettings,
     group_piles,
@@ -150,6 +151,15 @@ def test_product_view_scores_piles_with_their_parts_and_trucks_by_load() -> None
     assert sorted(labels(out)) == ["garbage", "garbage", "garbage", "truck", "uncovered_truck"]
     pile = out[(out.class_id == NAMES.index("garbage")) & (out.confidence == np.float32(0.8))]
     assert pile.xyxy.tolist() == [[100, 100, 200, 150]]
+
+
+def test_alarm_view_scores_what_the_rules_act_on_piles_whole_and_trucks_as_one_box() -> None:
+    det = make_detections([(100, 100, 150, 150, 0.8, "garbage"), (150, 100, 200, 150, 0.4, "garbage"),
+                           (300, 100, 500, 200, 0.5, "truck")])
+    out = AlarmView(FakeBackend(fixed=det)).detect([np.zeros((10, 10, 3), np.uint8)])[0]
+    assert sorted(labels(out)) == ["garbage", "truck"]  # no parts, no second box per truck
+    pile = out[out.class_id == NAMES.index("garbage")]
+    assert pile.xyxy.tolist() == [[100, 100, 200, 150]] and pile.confidence.tolist() == [pytest.approx(0.8)]
 
 
 def test_scene_keeps_data_through_tracking_and_slicing() -> None:
