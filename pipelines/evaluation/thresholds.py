@@ -2,10 +2,11 @@
 
 One global detection threshold (0.25) treats every class alike, yet a class the model knows well is precise far
 below it and a class it confuses raises false alarms far above it. An operator picks a precision (say 0.8: at
-most one alarm in five is wrong) and this command finds, for each violation class, the lowest confidence at
-which the product's boxes keep that precision on labelled frames of the site's own cameras: the most that class
-can find at that precision. The thresholds go into the configuration as ``rules.min_confidence`` (a config
-fragment is written); the detector's ``--conf`` must not be above the lowest of them.
+most one alarm in five is wrong) and this command finds, for each violation class, the confidence at which
+the boxes the rules act on (:class:`~detector.scene.AlarmView`) find the most labelled objects of the site's own
+frames while keeping that precision (of the cuts that find as many, the highest: a lower one only adds false
+alarms). The thresholds go into the configuration as ``rules.min_confidence`` (a config fragment is written); the
+detector's ``--conf`` must not be above the lowest of them.
 
 Matching is COCO's at one IoU: per image and class, boxes by falling score, each taking the unused labelled box
 it overlaps most (IoU >= 0.5 by default); the others are false positives. For alarms a lower IoU (0.2) counts
@@ -106,7 +107,7 @@ def _cuts(r: Ranked) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.
     return tp, kept, np.asarray(np.append(r.scores[1:] != r.scores[:-1], True), bool)
 
 
-def lowest_threshold(r: Ranked, precision: float, min_recall: float = 0.1) -> Point | None:
+def threshold_for(r: Ranked, precision: float, min_recall: float = 0.1) -> Point | None:
     """The score cut that finds the most while its boxes keep ``precision`` (the highest such cut: below it
     only false alarms are added), or None.
 
@@ -145,7 +146,7 @@ def calibrate(ev: ImageEval, names: list[str], precision: float, current: float,
         r = rank(ev, cid, iou)
         if not r.labelled:
             continue
-        target = lowest_threshold(r, precision, min_recall)
+        target = threshold_for(r, precision, min_recall)
         row: dict[str, Any] = {"labelled": r.labelled, "current": asdict(r.at(current)),
                                "target": asdict(target) if target else None,
                                "best_f1": asdict(p) if (p := best_f1(r)) else None,
@@ -174,7 +175,8 @@ def violation_thresholds(classes: dict[str, dict[str, Any]]) -> dict[str, float]
 def config_fragment(thresholds: dict[str, float], classes: dict[str, dict[str, Any]], precision: float,
                     source: str, detector_conf: float, min_recall: float = 0.1) -> str:
     """The YAML a configuration takes (``rules.min_confidence``), with what was and was not calibrated."""
-    lines = [f"# streetwatch evaluate thresholds: the lowest confidence keeping precision >= {precision} on {source}"]
+    lines = [f"# streetwatch evaluate thresholds: per violation the threshold finding the most at precision >= "
+             f"{precision} on {source}"]
     unreached = [n for n, r in classes.items() if r.get("target") is None and n not in NOT_CALIBRATED
                  and r.get("violation")]
     if unreached:

@@ -13,8 +13,8 @@ from pipelines.evaluation.thresholds import (
     best_f1,
     calibrate,
     config_fragment,
-    lowest_threshold,
     rank,
+    threshold_for,
     violation_thresholds,
 )
 
@@ -30,7 +30,7 @@ def box(x: float) -> list[float]:
 
 def cut(r: Ranked, precision: float) -> float:
     """The threshold chosen for ``precision`` (there must be one)."""
-    point = lowest_threshold(r, precision)
+    point = threshold_for(r, precision)
     assert point is not None
     return point.threshold
 
@@ -60,34 +60,34 @@ def test_each_label_is_found_once_and_other_classes_do_not_count() -> None:
     assert (p.tp, p.fp, p.fn, p.precision, p.recall) == (3, 1, 0, 0.75, 1.0)
 
 
-def test_the_lowest_threshold_keeping_the_precision_is_chosen() -> None:
+def test_the_threshold_for_keeping_the_precision_is_chosen() -> None:
     r = rank(EV, GARBAGE)
-    assert lowest_threshold(r, 0.75) == r.at(0.6)  # all three piles, one false alarm in four
+    assert threshold_for(r, 0.75) == r.at(0.6)  # all three piles, one false alarm in four
     assert cut(r, 0.8) == pytest.approx(0.8, abs=CUT)  # the duplicate at 0.7 would break it
     assert cut(r, 0.5) == pytest.approx(0.6, abs=CUT)  # a cut at 0.3 finds no more: it only adds a false alarm
     f1 = best_f1(r)
     assert f1 is not None and f1.threshold == pytest.approx(0.6, abs=CUT)
     first_wrong = rank(image_eval([box(0)], [(box(100), 0.9, GARBAGE), (box(0), 0.5, GARBAGE)]), GARBAGE)
-    assert lowest_threshold(first_wrong, 0.6) is None  # no cut is that precise
-    assert lowest_threshold(rank(image_eval([box(0)], []), GARBAGE), 0.5) is None
+    assert threshold_for(first_wrong, 0.6) is None  # no cut is that precise
+    assert threshold_for(rank(image_eval([box(0)], []), GARBAGE), 0.5) is None
     # Right only on its surest box: a threshold keeping that one alone finds too little to be a calibration.
     surest = rank(image_eval([box(50.0 * i) for i in range(12)],
                              [(box(0), 0.9, GARBAGE), (box(70), 0.8, GARBAGE), (box(120), 0.7, GARBAGE)]), GARBAGE)
-    assert lowest_threshold(surest, 0.9) is None  # 1 of 12 found: below the default 0.1
-    found = lowest_threshold(surest, 0.9, min_recall=0.05)
+    assert threshold_for(surest, 0.9) is None  # 1 of 12 found: below the default 0.1
+    found = threshold_for(surest, 0.9, min_recall=0.05)
     assert found is not None and (found.tp, found.fp) == (1, 0)
 
 
 def test_boxes_of_one_score_are_kept_or_dropped_together() -> None:
     r = rank(image_eval([box(0)], [(box(0), 0.5, GARBAGE), (box(100), 0.5, GARBAGE)]), GARBAGE)
-    assert lowest_threshold(r, 0.6) is None  # the right box alone would be precise, but it cannot be cut alone
-    assert lowest_threshold(r, 0.5) == r.at(0.5)
+    assert threshold_for(r, 0.6) is None  # the right box alone would be precise, but it cannot be cut alone
+    assert threshold_for(r, 0.5) == r.at(0.5)
 
 
 def test_written_thresholds_keep_the_boxes_they_were_chosen_on() -> None:
     """Thresholds are written with 4 decimals: a score is rounded down, never above itself."""
     r = rank(image_eval([box(0)], [(box(0), 0.123456, GARBAGE)]), GARBAGE)
-    t = lowest_threshold(r, 1.0)
+    t = threshold_for(r, 1.0)
     assert t is not None and t.threshold == 0.1234 and 0.123456 >= t.threshold
 
 
