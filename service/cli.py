@@ -5,7 +5,7 @@ Each package registers its own commands (``register(sub, groups)``), lowest laye
     datasets.commands   synth, datasets import|export|check|merge|materialize
     models.commands     train, export, datasets pack
     pipelines.commands  analyze, evaluate images|clips|loads|thresholds
-    service.commands    serve, speak, datasets from-reviews
+    service.commands    serve, speak, datasets from-reviews, evaluate reviews
 
 A command imports what it runs only when it runs (the only function-level imports of the project's own
 modules): ``streetwatch --help`` and every command start in a fraction of a second (0.25 s) instead of

@@ -1,4 +1,4 @@
-"""The service layer's commands: ``serve``, ``speak`` and ``datasets from-reviews``.
+"""The service layer's commands: ``serve``, ``speak``, ``datasets from-reviews`` and ``evaluate reviews``.
 
 Registered into the ``streetwatch`` command line by :mod:`service.cli`.
 
@@ -79,19 +79,50 @@ def cmd_speak(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_from_reviews(args: argparse.Namespace) -> int:
-    """Export reviewed cases as a YOLO dataset (confirmed: positives; rejected: hard negatives)."""
-    from pipelines.reviews import export_reviews
-    from pipelines.sinks.store import CaseStore
+def _store_location(args: argparse.Namespace, command: str) -> tuple[str | Path, Path | None]:
+    """The case store (and evidence folder) a command names: ``--config`` SERVICE.yaml, or ``--db`` (and
+    ``--evidence``)."""
     from service.settings import load_service_config
 
     if args.config is not None:
         cfg, _ = load_service_config(args.config)
-        db: str | Path = args.db or cfg.storage.db
-        evidence = args.evidence or cfg.storage.evidence
-    elif args.db and args.evidence:
-        db, evidence = args.db, args.evidence
-    else:
+        return args.db or cfg.storage.db, getattr(args, "evidence", None) or cfg.storage.evidence
+    if args.db:
+        return args.db, getattr(args, "evidence", None)
+    raise SystemExit(f"{command}: give --config SERVICE.yaml, or --db")
+
+
+def cmd_review_thresholds(args: argparse.Namespace) -> int:
+    """Per-violation thresholds for a precision from the operators' verdicts on cases."""
+    from pipelines.evaluation.thresholds import review_thresholds, table
+    from pipelines.sinks.store import CaseStore
+
+    if not 0 < args.precision <= 1:
+        raise SystemExit(f"--precision must be in (0, 1], got {args.precision}")
+    db, _ = _store_location(args, "evaluate reviews")
+    store = CaseStore(db)
+    try:
+        cases = [c for c in store.reviewed() if args.camera is None or c.camera == args.camera]
+    finally:
+        store.close()
+    reviews = [(c.violation, c.confidence, c.review == "confirmed") for c in cases]
+    where = f"camera {args.camera}" if args.camera else "all cameras"
+    if not reviews:
+        raise SystemExit(f"evaluate reviews: no reviewed cases ({where}) in {db}")
+    result = review_thresholds(reviews, args.out, args.precision, args.current, args.min_recall, f"reviews of {where}")
+    log.info("thresholds for precision >= %s from %d reviewed cases:\n%s", args.precision, len(reviews),
+             table(result))
+    sys.stdout.write(f"thresholds: {args.out / 'thresholds.json'}\nconfig: {args.out / 'thresholds.yaml'}\n")
+    return 0
+
+
+def cmd_from_reviews(args: argparse.Namespace) -> int:
+    """Export reviewed cases as a YOLO dataset (confirmed: positives; rejected: hard negatives)."""
+    from pipelines.reviews import export_reviews
+    from pipelines.sinks.store import CaseStore
+
+    db, evidence = _store_location(args, "from-reviews")
+    if evidence is None:
         raise SystemExit("from-reviews: give --config SERVICE.yaml, or --db and --evidence")
     store = CaseStore(db)
     try:
@@ -125,7 +156,8 @@ def _add_serve_speak(sub: Subcommands) -> None:
 
 
 def register(sub: Subcommands, groups: Groups) -> None:
-    """Add ``serve``, ``speak`` and ``datasets from-reviews`` (into ``groups['datasets']``) to the command line."""
+    """Add ``serve``, ``speak``, ``datasets from-reviews`` and ``evaluate reviews`` (into ``groups``) to the command
+    line."""
     _add_serve_speak(sub)
     fr = groups["datasets"].add_parser("from-reviews",
                                        help="operators' confirmed/rejected cases as positives/hard negatives")
@@ -135,3 +167,15 @@ def register(sub: Subcommands, groups: Groups) -> None:
     fr.add_argument("--evidence", type=Path, help="evidence folder (instead of --config)")
     fr.add_argument("--context", type=float, default=1.0, help="context around the box, in box sizes per side")
     fr.set_defaults(func=cmd_from_reviews)
+    rv = groups["evaluate"].add_parser("reviews", help="per-violation thresholds for a precision from the operators' "
+                                       "verdicts on cases (a rules.min_confidence config fragment)")
+    rv.add_argument("--out", type=Path, required=True)
+    rv.add_argument("--config", type=Path, help="the service YAML (its case database)")
+    rv.add_argument("--db", help="case store: SQLite file or SQLAlchemy URL (instead of --config)")
+    rv.add_argument("--camera", help="only this camera's cases (its own rules)")
+    rv.add_argument("--precision", type=float, default=0.8,
+                    help="the share of kept cases the operators confirmed (default 0.8)")
+    rv.add_argument("--min-recall", type=float, default=0.1,
+                    help="a threshold must keep this share of the confirmed cases (default 0.1)")
+    rv.add_argument("--current", type=float, default=0.25, help="today's threshold, shown for comparison")
+    rv.set_defaults(func=cmd_review_thresholds)

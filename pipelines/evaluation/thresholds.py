@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 
 #: Labels whose case is not decided by their own box score: a truck's case waits for its load-state vote.
 NOT_CALIBRATED = {"truck": "a truck's case is decided by its load-state vote over the track, not one box",
-                  "uncovered_truck": "a truck's case is decided by its load-state vote over the track, not one box"}
+                  "uncovered_truck": "a truck's case is decided by its load-state vote over the track, not one box",
+                  "unlicensed_muck_truck": "decided by the plate against the muck-transport register, not one box"}
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,42 @@ def calibrate(ev: ImageEval, names: list[str], precision: float, current: float,
     return out
 
 
+def rank_reviews(reviews: Sequence[tuple[str, float, bool]]) -> dict[str, Ranked]:
+    """Per violation, the reviewed cases ``(violation, confidence, confirmed)`` by falling confidence, a hit where
+    the operator confirmed the case; ``labelled`` counts the confirmed ones, so recall is the share of confirmed
+    cases a threshold keeps."""
+    by: dict[str, list[tuple[float, bool]]] = {}
+    for violation, conf, confirmed in reviews:
+        by.setdefault(violation, []).append((conf, confirmed))
+    out: dict[str, Ranked] = {}
+    for violation, rows in sorted(by.items()):
+        scores = np.floor(np.asarray([c for c, _ in rows], np.float64) * 1e4) / 1e4
+        hits = np.asarray([ok for _, ok in rows], bool)
+        order = np.argsort(-scores, kind="stable")
+        out[violation] = Ranked(scores[order], hits[order], int(hits.sum()))
+    return out
+
+
+def calibrate_reviews(reviews: Sequence[tuple[str, float, bool]], precision: float, current: float,
+                      min_recall: float = 0.1) -> dict[str, dict[str, Any]]:
+    """:func:`calibrate` on the operators' verdicts: per violation, the threshold keeping the most confirmed cases
+    while the share of confirmed among the kept ones stays at ``precision``.
+
+    A case's confidence is its best detection's, and a case opens only once its boxes clear the threshold for the
+    dwell time: a threshold keeps at most the cases it is scored to keep, so the precision is an estimate and the
+    recall an upper bound."""
+    out: dict[str, dict[str, Any]] = {}
+    for violation, r in rank_reviews(reviews).items():
+        target = threshold_for(r, precision, min_recall) if r.labelled else None
+        row: dict[str, Any] = {"labelled": r.labelled, "reviewed": len(r.scores), "current": asdict(r.at(current)),
+                               "target": asdict(target) if target else None,
+                               "best_f1": asdict(p) if (p := best_f1(r)) else None, "violation": violation}
+        if violation in NOT_CALIBRATED:
+            row["note"] = NOT_CALIBRATED[violation]
+        out[violation] = row
+    return out
+
+
 def violation_thresholds(classes: dict[str, dict[str, Any]]) -> dict[str, float]:
     """``rules.min_confidence`` from calibrated classes: per violation the highest target threshold of its
     labels (smoke and barbecue both open barbecue cases: the stricter keeps the precision of both)."""
@@ -207,7 +245,6 @@ def evaluate_thresholds(data: Path, out: Path, model: Path, remap: dict[str, str
     garbage boxes are one heap (labels that box each bag, read against alarms that are about the heap)."""
     if not 0 < precision <= 1:
         raise ValueError(f"precision must be in (0, 1], got {precision}")
-    out.mkdir(parents=True, exist_ok=True)
     backend = scoring_backend(model, imgsz, view)
     ev = collect(data, backend, split, remap)
     check = collect(data, backend, check_split, remap) if check_split else None
@@ -223,16 +260,36 @@ def evaluate_thresholds(data: Path, out: Path, model: Path, remap: dict[str, str
               "check_split": check_split, "check_images": len(check.gt) if check else 0, "imgsz": backend.imgsz,
               "view": view, "label_piles": piles, "iou": iou, "precision": precision, "min_recall": min_recall,
               "current": current, "classes": classes, "min_confidence": thresholds}
+    write(out, result, f"{data} ({split}, {len(ev.gt)} images)")
+    return result
+
+
+def write(out: Path, result: dict[str, Any], source: str) -> None:
+    """thresholds.json (everything) and thresholds.yaml (the config fragment) of a calibration into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
     (out / "thresholds.json").write_text(json.dumps(result, indent=1))
-    (out / "thresholds.yaml").write_text(config_fragment(thresholds, classes, precision,
-                                                         f"{data} ({split}, {len(ev.gt)} images)", current,
-                                                         min_recall))
+    (out / "thresholds.yaml").write_text(config_fragment(result["min_confidence"], result["classes"],
+                                                         result["precision"], source, result["current"],
+                                                         result["min_recall"]))
+
+
+def review_thresholds(reviews: Sequence[tuple[str, float, bool]], out: Path, precision: float,
+                      current: float = 0.25, min_recall: float = 0.1, source: str = "reviews") -> dict[str, Any]:
+    """Per-violation thresholds from the operators' verdicts (:func:`calibrate_reviews`); writes thresholds.json
+    and thresholds.yaml into ``out``."""
+    if not 0 < precision <= 1:
+        raise ValueError(f"precision must be in (0, 1], got {precision}")
+    classes = calibrate_reviews(reviews, precision, current, min_recall)
+    result = {"source": source, "reviewed": len(reviews), "precision": precision, "min_recall": min_recall,
+              "current": current, "classes": classes, "min_confidence": violation_thresholds(classes)}
+    write(out, result, f"{source} ({len(reviews)} reviewed cases)")
     return result
 
 
 def table(result: dict[str, Any]) -> str:
     """The calibration as a plain-text table (one line per class)."""
-    rows = [f"{'class':<16} {'labelled':>8}  {'at ' + str(result['current']):>18}  "
+    count = "confirmed" if "reviewed" in result else "labelled"  # operators' verdicts count confirmed cases
+    rows = [f"{'class':<16} {count:>9}  {'at ' + str(result['current']):>18}  "
             f"{'P >= ' + str(result['precision']):>24}  {'check':>14}"]
     for name, r in result["classes"].items():
         cur = r["current"]
@@ -240,6 +297,6 @@ def table(result: dict[str, Any]) -> str:
         chk = r.get("check")
         target = f"{tgt['threshold']:.3f}: P {tgt['precision']:.2f} R {tgt['recall']:.2f}" if tgt else "never reached"
         check = f"P {chk['precision']:.2f} R {chk['recall']:.2f}" if chk else "-"
-        rows.append(f"{name:<16} {r['labelled']:>8}  P {cur['precision']:.2f} R {cur['recall']:.2f}{'':>6}  "
+        rows.append(f"{name:<16} {r['labelled']:>9}  P {cur['precision']:.2f} R {cur['recall']:.2f}{'':>6}  "
                     f"{target:>24}  {check:>14}")
     return "\n".join(rows)

@@ -12,8 +12,10 @@ from pipelines.evaluation.thresholds import (
     Ranked,
     best_f1,
     calibrate,
+    calibrate_reviews,
     config_fragment,
     rank,
+    rank_reviews,
     threshold_for,
     violation_thresholds,
 )
@@ -116,3 +118,21 @@ def test_the_fragment_is_a_valid_rules_section() -> None:
     text = config_fragment(violation_thresholds(never), never, 0.9, "site", 0.25)
     assert "never that precise while finding 0.1 of the objects (kept at the default): garbage" in text
     assert RulesConfig.model_validate(yaml.safe_load(text)["rules"]).min_confidence == {}
+
+
+def test_operators_verdicts_give_thresholds_per_violation() -> None:
+    """From reviews: the share of kept cases the operators confirmed; trucks left to their own decisions."""
+    reviews = [("garbage", 0.9, True), ("garbage", 0.8, True), ("garbage", 0.6, False), ("garbage", 0.5, True),
+               ("garbage", 0.3, False), ("garbage", 0.28, False), ("street_stall", 0.7, False),
+               ("street_stall", 0.4, True), ("uncovered_truck", 0.9, False), ("uncovered_truck", 0.5, True)]
+    ranked = rank_reviews(reviews)
+    assert ranked["garbage"].labelled == 3 and ranked["garbage"].hits.tolist() == [True, True, False, True, False,
+                                                                                    False]
+    classes = calibrate_reviews(reviews, precision=0.75, current=0.25)
+    garbage = classes["garbage"]
+    assert garbage["reviewed"] == 6 and garbage["current"]["precision"] == 0.5
+    assert garbage["target"]["threshold"] == pytest.approx(0.5, abs=CUT)  # all 3 confirmed, 1 of 4 rejected
+    assert garbage["target"]["recall"] == 1.0
+    assert classes["street_stall"]["target"] is None  # the surer stall case was the wrong one
+    assert "load-state" in classes["uncovered_truck"]["note"]
+    assert violation_thresholds(classes) == {"garbage": pytest.approx(0.5, abs=CUT)}
