@@ -61,6 +61,15 @@ class Ranked:
     hits: npt.NDArray[np.bool_]
     labelled: int
 
+    @classmethod
+    def of(cls, scores: npt.NDArray[np.floating[Any]], hits: npt.NDArray[np.bool_], labelled: int) -> Ranked:
+        """Boxes (or cases) in any order, sorted by falling score. Scores are rounded down to 4 decimals, the
+        precision a threshold is written with, so a box is kept at a written threshold exactly when it counted
+        as kept here."""
+        floored = np.floor(np.asarray(scores, np.float64) * 1e4) / 1e4
+        order = np.argsort(-floored, kind="stable")
+        return cls(floored[order], np.asarray(hits, bool)[order], labelled)
+
     def at(self, threshold: float) -> Point:
         """The class's precision and recall at ``threshold``."""
         keep = self.scores >= threshold
@@ -71,11 +80,7 @@ class Ranked:
 
 
 def rank(ev: ImageEval, class_id: int, iou: float = 0.5) -> Ranked:
-    """Mark every box of ``class_id`` in ``ev`` as a hit or not (COCO's greedy matching at ``iou``).
-
-    Scores are rounded down to 4 decimals, the precision a threshold is written with, so a box is kept at a
-    written threshold exactly when it counted as kept here.
-    """
+    """Mark every box of ``class_id`` in ``ev`` as a hit or not (COCO's greedy matching at ``iou``)."""
     gts = {k: boxes[cls == class_id] for k, boxes, cls in ev.gt}
     scores: list[npt.NDArray[np.float32]] = []
     hits: list[npt.NDArray[np.bool_]] = []
@@ -95,10 +100,8 @@ def rank(ev: ImageEval, class_id: int, iou: float = 0.5) -> Ranked:
                 hit[i] = True
         scores.append(ps.astype(np.float32))
         hits.append(hit)
-    all_scores = np.floor(np.concatenate(scores).astype(np.float64) * 1e4) / 1e4 if scores else np.zeros(0)
-    all_hits = np.concatenate(hits) if hits else np.zeros(0, bool)
-    order = np.argsort(-all_scores, kind="stable")
-    return Ranked(all_scores[order], all_hits[order], sum(len(g) for g in gts.values()))
+    return Ranked.of(np.concatenate(scores) if scores else np.zeros(0), np.concatenate(hits) if hits else
+                     np.zeros(0, bool), sum(len(g) for g in gts.values()))
 
 
 def _cuts(r: Ranked) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
@@ -137,27 +140,33 @@ def best_f1(r: Ranked) -> Point | None:
     return r.at(float(r.scores[int(np.argmax(f1))]))
 
 
+def _row(r: Ranked, name: str, violation: str | None, precision: float, current: float,
+         min_recall: float) -> dict[str, Any]:
+    """One class's calibration: its point at ``current``, the ``target`` threshold (:func:`threshold_for`; None
+    where no cut reaches the precision), the best-F1 point, and why it is not calibrated, where it is not."""
+    target = threshold_for(r, precision, min_recall)
+    row: dict[str, Any] = {"labelled": r.labelled, "current": asdict(r.at(current)),
+                           "target": asdict(target) if target else None,
+                           "best_f1": asdict(p) if (p := best_f1(r)) else None, "violation": violation}
+    if name in NOT_CALIBRATED:
+        row["note"] = NOT_CALIBRATED[name]
+    return row
+
+
 def calibrate(ev: ImageEval, names: list[str], precision: float, current: float,
               check: ImageEval | None = None, iou: float = 0.5, min_recall: float = 0.1) -> dict[str, dict[str, Any]]:
-    """Per labelled class: the point at ``current`` (today's threshold), the lowest threshold keeping
-    ``precision`` with at least ``min_recall`` (``target``; None where no cut reaches both), the best-F1 point,
-    and, with ``check``, the target threshold's point on the check split."""
+    """Per labelled class, :func:`_row` (today's point, the target threshold, the best-F1 point) and, with
+    ``check``, the target threshold's point on the check split."""
     out: dict[str, dict[str, Any]] = {}
     for name in ev.classes:
         cid = names.index(name)
         r = rank(ev, cid, iou)
         if not r.labelled:
             continue
-        target = threshold_for(r, precision, min_recall)
-        row: dict[str, Any] = {"labelled": r.labelled, "current": asdict(r.at(current)),
-                               "target": asdict(target) if target else None,
-                               "best_f1": asdict(p) if (p := best_f1(r)) else None,
-                               "violation": LABEL_TO_VIOLATION.get(name)}
-        if name in NOT_CALIBRATED:
-            row["note"] = NOT_CALIBRATED[name]
-        if check is not None and target is not None:
+        row = _row(r, name, LABEL_TO_VIOLATION.get(name), precision, current, min_recall)
+        if check is not None and row["target"] is not None:
             c = rank(check, cid, iou)
-            row["check"] = asdict(c.at(target.threshold)) if c.labelled else None
+            row["check"] = asdict(c.at(row["target"]["threshold"])) if c.labelled else None
         out[name] = row
     return out
 
@@ -171,10 +180,8 @@ def rank_reviews(reviews: Sequence[tuple[str, float, bool]]) -> dict[str, Ranked
         by.setdefault(violation, []).append((conf, confirmed))
     out: dict[str, Ranked] = {}
     for violation, rows in sorted(by.items()):
-        scores = np.floor(np.asarray([c for c, _ in rows], np.float64) * 1e4) / 1e4
         hits = np.asarray([ok for _, ok in rows], bool)
-        order = np.argsort(-scores, kind="stable")
-        out[violation] = Ranked(scores[order], hits[order], int(hits.sum()))
+        out[violation] = Ranked.of(np.asarray([c for c, _ in rows]), hits, int(hits.sum()))
     return out
 
 
@@ -188,13 +195,7 @@ def calibrate_reviews(reviews: Sequence[tuple[str, float, bool]], precision: flo
     recall an upper bound."""
     out: dict[str, dict[str, Any]] = {}
     for violation, r in rank_reviews(reviews).items():
-        target = threshold_for(r, precision, min_recall) if r.labelled else None
-        row: dict[str, Any] = {"labelled": r.labelled, "reviewed": len(r.scores), "current": asdict(r.at(current)),
-                               "target": asdict(target) if target else None,
-                               "best_f1": asdict(p) if (p := best_f1(r)) else None, "violation": violation}
-        if violation in NOT_CALIBRATED:
-            row["note"] = NOT_CALIBRATED[violation]
-        out[violation] = row
+        out[violation] = {**_row(r, violation, violation, precision, current, min_recall), "reviewed": len(r.scores)}
     return out
 
 
