@@ -155,7 +155,7 @@ def _analyze_one(path: Path, opts: AnalyzeOptions, cfg: AppConfig, backend: Dete
     reminders = ReminderSetup(shops, cfg.reminders, clock=clock) if any(s.camera == cam.id for s in shops) else None
     pipeline = build_pipeline(cam, settings, backend.names, store, str(path), evidence, opts.out,
                               dwell_override=opts.dwell, reminders=reminders,
-                              plates=_plate_setup(cam, registries, clock))
+                              plates=_plate_setup(cam, registries, clock), model=backend.identity)
     writer = None
     if opts.annotate:
         writer = AnnotatedVideoWriter(opts.out / "annotated" / f"{path.stem}.mp4", backend.names,
@@ -397,6 +397,8 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
             backend = create_backend(config_for(opts.model, conf=opts.conf, imgsz=opts.imgsz, threads=threads,
                                                 spinning=False))
             model_info.update(names=backend.names, imgsz=backend.imgsz)
+            if backend.identity is not None:
+                model_info.update(name=backend.identity.name, sha256=backend.identity.sha256)
         except (ModelLoadError, ValueError) as exc:
             errors.append({"source": str(opts.model), "error": str(exc)})
             files = []

@@ -12,10 +12,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from detector.digest import sha256_file
 from detector.events import EventState, ViolationEvent
 from detector.rules import ZoneSpec
 from detector.warnings import WarningAction, WarningLoop
-from pipelines.sinks.evidence import EvidenceRecorder, sha256_file
+from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseContext, CaseWriter
 from pipelines.sources import Frame, RecordedPacket, StreamParams
 

@@ -20,13 +20,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from detector.digest import sha256_file
 from detector.events import EventState, ViolationEvent
 from detector.plate_reader import PlateReading, ReadsPlates
 from detector.plates import PlateVotes
 from detector.rules import MOVING
 from pipelines.event_sinks import EventSink
 from pipelines.muck_register import MuckRegister
-from pipelines.sinks.evidence import sha256_file
 from pipelines.sinks.store import CaseWriter
 from pipelines.sources import Frame
 

@@ -158,7 +158,7 @@ def write_cases_csv(path: Path, cases: list[dict[str, Any]]) -> None:
     """Write ``cases.csv`` (one row per case)."""
     cols = ["id", "violation", "source", "camera", "zone", "start_s", "confirmed_s", "end_s", "confidence",
             "box", "snapshot", "clip", "snapshot_sha256", "clip_sha256", "found_by", "load_state", "alternatives",
-            "plate", "licence"]
+            "plate", "licence", "model"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -169,7 +169,8 @@ def write_cases_csv(path: Path, cases: list[dict[str, Any]]) -> None:
                         c["clip"] or "", c["sha256"]["snapshot"] or "", c["sha256"]["clip"] or "",
                         " ".join(d.get("paths", [])), d.get("load_state") or "",
                         " ".join(a["violation"] for a in d.get("alternatives", [])),
-                        (c.get("vehicle") or {}).get("plate") or "", (c.get("vehicle") or {}).get("licence") or ""])
+                        (c.get("vehicle") or {}).get("plate") or "", (c.get("vehicle") or {}).get("licence") or "",
+                        c.get("model", "")])
 
 
 def perception_summary(details: dict[str, Any]) -> str:

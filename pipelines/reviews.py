@@ -11,7 +11,7 @@ of the same frame mostly out of the example, so they are not taught as backgroun
 
 The output is a YOLO dataset (``data.yaml`` with the canonical names, a train/val
 split stable per case id) plus ``manifest.json`` with the provenance of every image
-(case, camera, zone, time, verdict, reviewer, reason, evidence SHA-256), ready for
+(case, camera, zone, time, verdict, reviewer, reason, evidence SHA-256, the model that raised the case), ready for
 ``streetwatch datasets merge`` and ``train``.
 """
 
@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,17 @@ from detector.types import CANONICAL_LABELS
 from pipelines.sinks.store import Case, CaseStore
 
 log = logging.getLogger(__name__)
+
+
+def of_model(cases: Sequence[Case], sha256: str | None) -> tuple[list[Case], Counter[str]]:
+    """The cases a model raised (``sha256``: its weights' SHA-256 or a prefix of it; None: every case), and how
+    many cases each model raised (``name (sha256 prefix)``; ``not recorded`` for cases stored before the model
+    was) — so that thresholds from the verdicts on one model's confidences are not mixed with another's."""
+    counts = Counter(f"{c.model or '?'} (sha256 {c.model_sha256[:12]})" if c.model_sha256 else "not recorded"
+                     for c in cases)
+    if sha256 is None:
+        return list(cases), counts
+    return [c for c in cases if c.model_sha256 and c.model_sha256.startswith(sha256.lower())], counts
 
 
 @dataclass
@@ -108,7 +121,8 @@ def export_reviews(store: CaseStore, evidence_root: Path, out: Path, context: fl
                       "camera": case.camera, "zone": case.zone, "violation": case.violation,
                       "verdict": case.review, "reviewed_by": case.reviewed_by, "reason": case.review_reason,
                       "registered_at": case.created_at, "crop": [x0, y0, x1, y1],
-                      "frame_sha256": entry.get("sha256"), "boxes": len(lines)})
+                      "frame_sha256": entry.get("sha256"), "boxes": len(lines), "model": case.model,
+                      "model_sha256": case.model_sha256})
     names = "".join(f"  {i}: {n}\n" for i, n in enumerate(CANONICAL_LABELS))
     out.mkdir(parents=True, exist_ok=True)
     has_val = (out / "images" / "val").exists()

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from detector.backends.base import DetectorBackend
+from detector.backends.base import DetectorBackend, ModelIdentity
 from detector.events import ViolationEvent
 from detector.rules import RuleSettings, ViolationRules, ZoneSpec
 from detector.scene import SceneSettings, group_piles, scene
@@ -252,7 +252,7 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
                    on_warning: Callable[[WarningAction, str], None] | None = None,
                    time_of_day: Callable[[], dt.time] | None = None,
                    tracker: Tracker | None = None, reminders: ReminderSetup | None = None,
-                   plates: PlateSetup | None = None) -> CameraPipeline:
+                   plates: PlateSetup | None = None, model: ModelIdentity | None = None) -> CameraPipeline:
     """Assemble a camera's pipeline: the one assembly used by analyze, evaluate, serve and the Ray shards.
 
     Args:
@@ -271,6 +271,7 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
         tracker: The tracker (default: :class:`BoxTracker`, bridging gaps of the rules' tolerance).
         reminders: Shops and the reminder policy: violations in a shop's frontage are texted to the shop first.
         plates: The plate reader and register, for cameras that read the plates of truck cases.
+        model: The detector's weights, recorded with each new case (the backend's ``identity``).
     """
     zones = camera.zone_specs(dwell_override)
     rules = ViolationRules(camera.id, zones, names, settings)
@@ -305,6 +306,8 @@ def build_pipeline(camera: CameraConfig, settings: RuleSettings, names: list[str
                       camera.id)
         else:
             stage = PlateStage(plates, names, [z for z in zones if "unlicensed_muck_truck" in z.violations], source)
+    if model is not None:  # cases record the model that raised them; the sinks' dispatch needs no model
+        context = replace(context or CaseContext(), model=model)
     return CameraPipeline(camera, zones, rules, names, camera.scene.settings(), tracker, store, source, context,
                           sinks, stage)
 

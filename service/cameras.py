@@ -509,7 +509,7 @@ class LocalCameras:
                               on_event=on_event,
                               on_warning=lambda action, case_id: self.on_warn(cam.id, action, case_id),
                               reminders=self.reminders() if self.reminders is not None else None,
-                              plates=self._plates(cam))
+                              plates=self._plates(cam), model=self.backend.identity)
 
     def _plates(self, cam: CameraConfig) -> PlateSetup | None:
         """The plate reader (loaded once) and the register, for cameras that read plates (None: none can be)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,24 +93,66 @@ def _store_location(args: argparse.Namespace, command: str) -> tuple[str | Path,
     raise SystemExit(f"{command}: give --config SERVICE.yaml, or --db")
 
 
+def _review_model(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The weights whose cases ``evaluate reviews`` reads (a SHA-256 or a prefix of it; None: every model's)
+    and how to say so: ``--model`` (a model file or folder, a SHA-256, or ``all``), else the service config's
+    model, else every model."""
+    from detector.backends.base import identify, model_file
+    from service.settings import load_service_config
+
+    choice = args.model
+    if choice is None:
+        if args.config is None:
+            return None, "every model"
+        path = model_file(load_service_config(args.config)[0].model.path)
+        if not path.is_file():
+            raise SystemExit(f"evaluate reviews: the service's model {path} is not here: name the model whose "
+                             "cases to read with --model (a model file or folder, a SHA-256, or all)")
+        choice = str(path)
+    if choice == "all":
+        return None, "every model"
+    path = model_file(Path(choice))
+    if path.is_file():
+        ident = identify(path)
+        return ident.sha256, f"the model {path} (sha256 {ident.sha256[:12]})"
+    if re.fullmatch(r"[0-9a-fA-F]{8,64}", choice):
+        return choice.lower(), f"the model sha256 {choice.lower()[:12]}"
+    raise SystemExit(f"evaluate reviews: --model {choice}: not a model file or folder, 'all' or a SHA-256 "
+                     "(8 or more hex digits)")
+
+
 def cmd_review_thresholds(args: argparse.Namespace) -> int:
-    """Per-violation thresholds for a precision from the operators' verdicts on cases."""
+    """Per-violation thresholds for a precision from the operators' verdicts on the cases of one model."""
     from pipelines.evaluation.thresholds import review_thresholds, table
+    from pipelines.reviews import of_model
     from pipelines.sinks.store import CaseStore
 
     if not 0 < args.precision <= 1:
         raise SystemExit(f"--precision must be in (0, 1], got {args.precision}")
     db, _ = _store_location(args, "evaluate reviews")
+    sha, which = _review_model(args)
     store = CaseStore(db)
     try:
-        cases = [c for c in store.reviewed() if args.camera is None or c.camera == args.camera]
+        reviewed = [c for c in store.reviewed() if args.camera is None or c.camera == args.camera]
     finally:
         store.close()
-    reviews = [(c.violation, c.confidence, c.review == "confirmed") for c in cases]
+    cases, by_model = of_model(reviewed, sha)
     where = f"camera {args.camera}" if args.camera else "all cameras"
-    if not reviews:
-        raise SystemExit(f"evaluate reviews: no reviewed cases ({where}) in {db}")
-    result = review_thresholds(reviews, args.out, args.precision, args.current, args.min_recall, f"reviews of {where}")
+    models = ", ".join(f"{name}: {n}" for name, n in by_model.most_common()) or "none"
+    log.info("reviewed cases (%s) by the model that raised them: %s", where, models)
+    if not cases:
+        hint = "; choose one with --model SHA256, or --model all" if reviewed else ""
+        raise SystemExit(f"evaluate reviews: no reviewed cases ({where}) of {which} in {db} (reviewed cases by "
+                         f"model: {models}){hint}")
+    if len(by_model) > 1 and sha is None:
+        log.warning("the verdicts of %d models are mixed: each model scores differently (--model chooses one)",
+                    len(by_model))
+    elif len(cases) < len(reviewed):
+        log.info("%d reviewed cases of other models (or stored before models were recorded) left out",
+                 len(reviewed) - len(cases))
+    reviews = [(c.violation, c.confidence, c.review == "confirmed") for c in cases]
+    result = review_thresholds(reviews, args.out, args.precision, args.current, args.min_recall,
+                               f"reviews of {where}, cases of {which}")
     log.info("thresholds for precision >= %s from %d reviewed cases:\n%s", args.precision, len(reviews),
              table(result))
     sys.stdout.write(f"thresholds: {args.out / 'thresholds.json'}\nconfig: {args.out / 'thresholds.yaml'}\n")
@@ -173,6 +216,9 @@ def register(sub: Subcommands, groups: Groups) -> None:
     rv.add_argument("--config", type=Path, help="the service YAML (its case database)")
     rv.add_argument("--db", help="case store: SQLite file or SQLAlchemy URL (instead of --config)")
     rv.add_argument("--camera", help="only this camera's cases (its own rules)")
+    rv.add_argument("--model", help="only the cases this model raised: a model file or folder, or the SHA-256 of "
+                    "its weights (8 or more hex digits); 'all': every model's (default: the --config service's "
+                    "model, else all)")
     rv.add_argument("--precision", type=float, default=0.8,
                     help="the share of kept cases the operators confirmed (default 0.8)")
     rv.add_argument("--min-recall", type=float, default=0.1,

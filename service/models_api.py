@@ -106,6 +106,9 @@ class CaseOut(BaseModel):
     details: PerceptionOut
     vehicle: VehicleOut | None = Field(default=None, description="Truck cases of cameras reading plates: the "
                                        "vehicle's plate and the muck-transport register's word on it.")
+    model: str = Field(default="", description="The detector model that raised the case, name and version; empty "
+                       "for cases stored before models were recorded.")
+    model_sha256: str = Field(default="", description="SHA-256 of that model's weights file.")
     evidence: dict[str, str] = Field(description="Evidence kind -> download URL")
 
     @classmethod
@@ -116,6 +119,7 @@ class CaseOut(BaseModel):
                    review=c.review, review_reason=c.review_reason,
                    details=PerceptionOut.model_validate(c.details.as_dict()),
                    vehicle=VehicleOut.model_validate(c.vehicle) if c.vehicle else None,
+                   model=c.model, model_sha256=c.model_sha256,
                    evidence={k: f"/api/cases/{c.id}/evidence/{k}" for k in c.evidence})
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from detector.digest import sha256_file
 from detector.types import Detections
 
 Image = npt.NDArray[np.uint8]
@@ -68,16 +70,43 @@ class UltralyticsConfig(BaseBackendConfig):
 BackendConfig = Annotated[OnnxConfig | UltralyticsConfig, Field(discriminator="type")]
 
 
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which weights a detector runs: what each case records as the model that raised it.
+
+    Attributes:
+        name: For people: the model folder (or file) and its version, e.g. ``default 0.4.0``.
+        sha256: SHA-256 of the weights file: the same weights wherever the file lies.
+    """
+
+    name: str
+    sha256: str
+
+    def __str__(self) -> str:
+        return f"{self.name} (sha256 {self.sha256[:12]})"
+
+
+def identify(path: Path, version: str = "") -> ModelIdentity:
+    """The identity of a weights file: ``models/default/model.onnx`` of version 0.4.0 is ``default 0.4.0`` (a
+    file named ``model.*`` is named by its folder, any other by its stem)."""
+    name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+    return ModelIdentity(f"{name} {version}".strip(), sha256_file(path))
+
+
 class DetectorBackend(abc.ABC):
     """A detector: frames in, detections out.
 
     Attributes:
         names: Class names indexed by class id.
         imgsz: Network input side in pixels.
+        version: The model's own version (``streetwatch_version`` in its metadata), empty when it has none.
+        identity: Which weights it runs (set by :func:`create_backend`; None for a backend made otherwise).
     """
 
     names: list[str]
     imgsz: int
+    version: str = ""
+    identity: ModelIdentity | None = None
 
     @abc.abstractmethod
     def detect(self, frames: list[Image], sizes: Sequence[int] | None = None) -> list[Detections]:
@@ -110,6 +139,7 @@ def create_backend(config: OnnxConfig | UltralyticsConfig) -> DetectorBackend:
     module_name, cls_name = REGISTRY[config.type].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     backend: DetectorBackend = cls(config)
+    backend.identity = identify(config.model, backend.version)
     return backend
 
 

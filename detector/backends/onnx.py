@@ -76,6 +76,7 @@ class OnnxBackend(DetectorBackend):
         if "names" not in meta:
             raise ModelLoadError(f"{config.model}: no 'names' metadata; export it with `streetwatch export`")
         self.names = parse_names(meta["names"])
+        self.version = meta.get("streetwatch_version", "")
         out_shape = self.session.get_outputs()[0].shape
         self.end2end = len(out_shape) == 3 and out_shape[-1] == 6
         # An NMS-free head keeps its top ``k`` of all anchors (k fixed at export): a smaller input must still

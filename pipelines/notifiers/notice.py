@@ -37,6 +37,7 @@ class Notice(BaseModel):
     load_state: Literal["covered", "uncovered", "empty", "unknown"] | None = None
     alternatives: list[str] = Field(default_factory=list)
     vehicle: dict[str, Any] | None = Field(default=None, description="case: a truck's plate and licence.")
+    model: str = Field(default="", description="case: the detector model that raised it (name and version).")
     text: str = Field(default="", description="warning: the words to speak; sms: the text.")
     audio: str | None = Field(default=None, description="warning: a recorded file played instead of the text.")
     volume: float = Field(default=1.0, ge=0, le=1)

@@ -60,6 +60,8 @@ class DispatchPayload(BaseModel):
                                     "taken for, most likely first (one object is one case).")
     vehicle: Vehicle | None = Field(default=None, description="Truck cases of cameras reading plates: the plate "
                                     "and the register's word on it, as known at dispatch.")
+    model: str = Field(default="", description="The detector model that raised the case, name and version (e.g. "
+                       "'default 0.4.0'); empty when not recorded.")
     evidence: Evidence
 
 

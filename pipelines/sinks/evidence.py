@@ -19,7 +19,6 @@ full-resolution one can be decoded from a stream-copied clip later (:func:`fullr
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import threading
@@ -43,15 +42,6 @@ from pipelines.sources import RecordedPacket, StreamParams
 log = logging.getLogger(__name__)
 
 Image = npt.NDArray[np.uint8]
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def draw_case(image: Image, box: tuple[float, float, float, float], label: str,

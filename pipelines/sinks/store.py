@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
+from detector.backends.base import ModelIdentity
 from detector.events import EventDetails, ViolationEvent
 
 #: The city case flow: allowed state changes (``rejected``: the operator says it is no violation).
@@ -50,6 +51,7 @@ class CaseContext:
     payload_extra: dict[str, Any] | None = None
     defer_dispatch: bool = False  # a voice warning comes first; dispatch only if it has no effect
     zone_targets: dict[str, tuple[str, ...]] | None = None  # zones whose cases go elsewhere than ``targets``
+    model: ModelIdentity | None = None  # the detector's weights: a new case records them as the model that raised it
 
     def targets_for(self, zone: str) -> tuple[str, ...]:
         """The notifiers a case of ``zone`` is sent to."""
@@ -117,6 +119,8 @@ class Case:
     reviewed_by: str | None = None
     details: EventDetails = field(default_factory=EventDetails)
     vehicle: dict[str, Any] = field(default_factory=dict)  # trucks: plate, plate_confidence, company, licence...
+    model: str = ""  # the model that raised the case (name and version); empty: not recorded
+    model_sha256: str = ""  # the SHA-256 of its weights
 
     def as_dict(self) -> dict[str, Any]:
         """Return the case as plain JSON-ready data (evidence flattened)."""
@@ -130,6 +134,7 @@ class Case:
             "snapshot": snap.get("path"), "clip": clip.get("path"),
             "sha256": {"snapshot": snap.get("sha256"), "clip": clip.get("sha256")},
             "details": self.details.as_dict(), "vehicle": dict(self.vehicle),
+            "model": self.model, "model_sha256": self.model_sha256,
         }
 
 
@@ -225,16 +230,19 @@ class CaseStore:
             if row is None:
                 case_id = case_id or uuid.uuid4().hex[:16]
                 lat, lon = ctx.gps if ctx.gps else (None, None)
+                model = ctx.model or ModelIdentity("", "")
                 db.execute(text(
                     "INSERT INTO cases (id, event_key, violation, source, camera, zone, start_s, end_s, confirmed_s,"
-                    " confidence, box, track_ids, active, state, created_at, updated_at, address, lat, lon, details)"
+                    " confidence, box, track_ids, active, state, created_at, updated_at, address, lat, lon, details,"
+                    " model, model_sha256)"
                     " VALUES (:id, :key, :violation, :source, :camera, :zone, :start, :ts, :ts, :conf, :box, :tracks,"
-                    " :active, 'registered', :now, :now, :address, :lat, :lon, :details)"),
+                    " :active, 'registered', :now, :now, :address, :lat, :lon, :details, :model, :model_sha256)"),
                     {"id": case_id, "key": key, "violation": event.violation, "source": source,
                      "camera": event.camera, "zone": event.zone, "start": event.start_s, "ts": event.ts,
                      "conf": event.confidence, "box": json.dumps(list(event.box)),
                      "tracks": json.dumps(list(event.track_ids)), "active": active, "now": now,
-                     "address": ctx.address, "lat": lat, "lon": lon, "details": details})
+                     "address": ctx.address, "lat": lat, "lon": lon, "details": details,
+                     "model": model.name, "model_sha256": model.sha256})
                 self._history(db, case_id, None, "registered", "system", "violation confirmed")
                 if not ctx.defer_dispatch:
                     self._enqueue(db, case_id, ctx)
@@ -273,7 +281,7 @@ class CaseStore:
         cond = (" WHERE " + " AND ".join(where)) if where else ""
         q = text("SELECT id, violation, source, camera, zone, start_s, end_s, confirmed_s, confidence, box,"
                  " track_ids, active, state, address, lat, lon, created_at, review, review_reason, reviewed_by,"
-                 " details, vehicle"
+                 " details, vehicle, model, model_sha256"
                  " FROM cases" + cond +
                  " ORDER BY source, start_s, id")
         ev_q = text("SELECT case_id, kind, path, sha256 FROM evidence" + (" WHERE case_id IN :ids" if ids else ""))
@@ -293,7 +301,8 @@ class CaseStore:
                      gps=(r["lat"], r["lon"]) if r["lat"] is not None else None, created_at=r["created_at"],
                      review=r["review"], review_reason=r["review_reason"] or "", reviewed_by=r["reviewed_by"],
                      details=EventDetails.from_dict(json.loads(r["details"] or "{}")),
-                     vehicle=json.loads(r["vehicle"] or "{}")) for r in rows]
+                     vehicle=json.loads(r["vehicle"] or "{}"), model=r["model"] or "",
+                     model_sha256=r["model_sha256"] or "") for r in rows]
 
     def query(self, camera: str | None = None, violation: str | None = None, state: str | None = None,
               since: str | None = None, until: str | None = None, limit: int = 50, offset: int = 0
@@ -366,7 +375,7 @@ class CaseStore:
     @staticmethod
     def _enqueue(db: Connection, case_id: str, ctx: CaseContext) -> None:
         row = db.execute(text("SELECT violation, camera, zone, source, start_s, confirmed_s, confidence, created_at,"
-                              " details, vehicle FROM cases WHERE id = :c"), {"c": case_id}).mappings().one()
+                              " details, vehicle, model FROM cases WHERE id = :c"), {"c": case_id}).mappings().one()
         details = EventDetails.from_dict(json.loads(row["details"] or "{}"))
         payload = {"kind": "case", "case_id": case_id, "violation": row["violation"], "camera": row["camera"],
                    "zone": row["zone"], "address": ctx.address, "gps": list(ctx.gps) if ctx.gps else None,
@@ -375,7 +384,8 @@ class CaseStore:
                    "registered_at": row["created_at"],
                    "load_state": details.load_state.value if details.load_state is not None else None,
                    "alternatives": [a.violation for a in details.alternatives],
-                   "vehicle": json.loads(row["vehicle"] or "{}") or None, **(ctx.payload_extra or {})}
+                   "vehicle": json.loads(row["vehicle"] or "{}") or None, "model": row["model"] or "",
+                   **(ctx.payload_extra or {})}
         for target in ctx.targets_for(str(row["zone"])):
             CaseStore._insert_outbox(db, case_id, target, "case", f"{case_id}:{target}", payload)
 

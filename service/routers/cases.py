@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 
+from detector.digest import sha256_file
 from pipelines.privacy import MaskedNotStored, MaskingError
-from pipelines.sinks.evidence import fullres_snapshot, sha256_file
+from pipelines.sinks.evidence import fullres_snapshot
 from pipelines.sinks.store import Case, TransitionError
 from service.deps import ErrorBody, Operator, RuntimeDep, Viewer, at_least
 from service.models_api import CaseDetail, CaseOut, CasePage, EvidenceKind, FullresOut, TransitionIn

@@ -36,7 +36,7 @@ const T = {
     fe_hint: "Click the pavement's corners in front of the shop; drag a corner to move it.", redraw: "Redraw",
     delete_shop: "Delete shop", edit: "Edit", imported: "imported", set_aside: "rows set aside",
     reminders_n: "reminders", resolved_share: "resolved by reminder", repeats: "repeat offences",
-    need_frontage: "Draw the frontage: at least 3 corners", plate: "plate", lic_licensed: "licensed",
+    need_frontage: "Draw the frontage: at least 3 corners", plate: "plate", model: "model", lic_licensed: "licensed",
     lic_unlicensed: "not in the register", lic_expired: "permit expired", lic_not_yet_valid: "permit not yet valid",
     lic_outside_hours: "outside its permitted hours", muck_title: "Licensed muck trucks",
     import_register: "Import register (CSV / Excel)", register_hint: "An import replaces the whole register.",
@@ -72,7 +72,7 @@ const T = {
     shop_address: "地址", frontage_of: "商户及门前责任区", opt_out: "已退订短信",
     fe_hint: "单击门前责任区的各个角点，拖动角点可移动。", redraw: "重画", delete_shop: "删除商户", edit: "编辑",
     imported: "已导入", set_aside: "行未导入", reminders_n: "次提醒", resolved_share: "提醒后整改",
-    repeats: "次重复违规", need_frontage: "请画出责任区（至少3个角点）", plate: "车牌",
+    repeats: "次重复违规", need_frontage: "请画出责任区（至少3个角点）", plate: "车牌", model: "模型",
     lic_licensed: "已核准", lic_unlicensed: "未在核准名单", lic_expired: "核准已过期", lic_not_yet_valid: "核准未生效",
     lic_outside_hours: "不在核准时段", muck_title: "渣土运输核准车辆", import_register: "导入核准名单（CSV / Excel）",
     register_hint: "导入将替换整个名单。", company: "运输企业", permit: "核准证号", valid: "有效期", hours: "核准时段",
@@ -315,6 +315,7 @@ async function selectCase(id) {
     (d.alternatives || []).length ? `${t("also")} ${d.alternatives.map((a) => t(a.violation)).join(", ")}` : "",
     c.vehicle && c.vehicle.plate ? `${t("plate")} ${c.vehicle.plate}` + (c.vehicle.licence ?
       ` (${t("lic_" + c.vehicle.licence)}${c.vehicle.company ? ", " + c.vehicle.company : ""})` : "") : "",
+    c.model ? `${t("model")} ${c.model}` : "",
   ];
   $("case-meta").textContent = [`${c.camera}/${c.zone}`, c.address, new Date(c.created_at).toLocaleString(),
     `${(c.confidence * 100).toFixed(0)}%`, ...seen, c.id].filter(Boolean).join(" · ");

@@ -44,6 +44,7 @@ def test_cases_json_has_cases_with_evidence(analysed: tuple[Path, dict, subproce
         assert set(c) >= {"id", "violation", "source", "camera", "zone", "start_s", "end_s", "confidence", "box",
                           "snapshot", "clip", "sha256"}
         assert c["camera"] == "test-cam" and c["start_s"] <= c["end_s"]
+        assert c["model"] == "default 0.4.0" and len(c["model_sha256"]) == 64  # the weights that raised it
         for kind in ("snapshot", "clip"):
             f = out / c[kind]
             assert f.is_file(), f

@@ -40,7 +40,7 @@ def ev(state: EventState, ts: float, conf: float = 0.6, key: str = "cam:z:garbag
 
 
 def test_schema_version_and_lifecycle(store: CaseStore) -> None:
-    assert store.version == 8
+    assert store.version == 9
     ctx = CaseContext(address="No. 8", gps=(30.1, 120.2), targets=("city",))
     cid = store.record(ev(EventState.START, 5.0), "a.mp4", ctx)
     assert store.record(ev(EventState.UPDATE, 9.0, conf=0.9), "a.mp4", ctx) == cid

@@ -97,6 +97,7 @@ def test_webhook_retries_with_one_idempotency_key_then_dispatches(service: Servi
     assert len({r["key"] for r in attempts}) == 1 and attempts[0]["key"] == f"{case_id}:city"
     body = delivered[0]["body"]
     DispatchPayload.model_validate(body)  # what was sent follows the documented schema
+    assert body["model"].startswith("default ")  # the model that raised the case goes with it
     assert body["address"] == "No. 1 Test Rd" and body["evidence"]["snapshot"].endswith(
         f"/api/cases/{case_id}/evidence/snapshot")
     with service.client("OPER_T") as oper:
@@ -106,6 +107,7 @@ def test_webhook_retries_with_one_idempotency_key_then_dispatches(service: Servi
 
         detail = wait_for(dispatched, 30, "dispatched state")
         assert [h["to"] for h in detail["history"]] == ["registered", "dispatched"]
+        assert detail["model"] == body["model"] and len(detail["model_sha256"]) == 64
         city = next(d for d in detail["dispatch"] if d["target"] == "city")
         assert city["state"] == "delivered" and city["attempts"] == 3
 

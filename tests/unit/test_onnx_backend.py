@@ -8,8 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.backends.base import ModelLoadError, OnnxConfig, config_for, create_backend, model_file
+from detector.backends.base import (
+    ModelIdentity,
+    ModelLoadError,
+    OnnxConfig,
+    config_for,
+    create_backend,
+    identify,
+    model_file,
+)
 from detector.backends.onnx import parse_names
+from detector.digest import sha256_file
 from detector.postprocess import box_iou
 from detector.types import CANONICAL_LABELS
 
@@ -20,6 +29,8 @@ def test_default_model_metadata_and_batch(default_model: Path, street_clip: tupl
     backend = create_backend(config_for(default_model, threads=1))
     assert backend.names == list(CANONICAL_LABELS)
     assert backend.imgsz == 320  # model 0.4.0 runs at 320 px unless told (its card: AP at 320, 416, 480)
+    # Cases record which weights raised them: the folder's name, the metadata's version, the file's SHA-256.
+    assert backend.identity == ModelIdentity("default 0.4.0", sha256_file(default_model))
     frames = [f.image for f in read_frames(street_clip[0]) if f.index in (20, 30)]
     batch = backend.detect(frames)
     single = [backend.detect([f])[0] for f in frames]
@@ -53,6 +64,17 @@ def test_a_model_folder_stands_for_its_onnx_file(tmp_path: Path) -> None:
     assert config_for(folder).model == model_file(folder) == folder / "model.onnx"
     assert model_file(tmp_path / "x.pt") == tmp_path / "x.pt"
     assert config_for(folder / "model.pt").type == "ultralytics"
+
+
+def test_model_identity_names_the_weights(tmp_path: Path) -> None:
+    (tmp_path / "site_a").mkdir()
+    (tmp_path / "site_a" / "model.onnx").write_bytes(b"weights")
+    (tmp_path / "candidate.pt").write_bytes(b"weights")
+    a = identify(tmp_path / "site_a" / "model.onnx", "0.4.1")
+    b = identify(tmp_path / "candidate.pt")
+    assert (a.name, b.name) == ("site_a 0.4.1", "candidate")  # a model.* file by its folder, others by name
+    assert a.sha256 == b.sha256 == sha256_file(tmp_path / "candidate.pt")  # the same bytes are the same model
+    assert str(a) == f"site_a 0.4.1 (sha256 {a.sha256[:12]})"
 
 
 def test_parse_names() -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+from detector.digest import sha256_file
 from detector.events import EventState, ViolationEvent
-from pipelines.sinks.evidence import EvidenceRecorder, sha256_file
+from pipelines.sinks.evidence import EvidenceRecorder
 from pipelines.sinks.store import CaseStore
 
 
@@ -21,7 +22,7 @@ def event(state: EventState, ts: float, conf: float = 0.6, key: str = "cam:z:gar
 def test_lifecycle_updates_one_case_and_survives_reopen(tmp_path: Path) -> None:
     db = tmp_path / "cases.db"
     store = CaseStore(db)
-    assert store.version == 8
+    assert store.version == 9
     cid = store.record(event(EventState.START, 5.0), "a.mp4")
     assert store.record(event(EventState.UPDATE, 9.0, conf=0.9), "a.mp4") == cid
     assert store.record(event(EventState.END, 12.0), "a.mp4") == cid
