@@ -34,6 +34,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -389,7 +390,9 @@ class CameraConfig(Strict):
         "'zoom' only the zones' bounding box (plus a margin). 'crop' keeps the frame's scale (fewer input pixels: "
         "faster, same detections inside); 'zoom' enlarges it to the model's input size (more pixels on the zones: "
         "small objects found more often).")
-    rules: RulesConfig | None = Field(default=None, description="Overrides of the global rules.")
+    rules: RulesConfig | None = Field(default=None, description="Overrides of the global rules: each key it sets "
+                                      "replaces the global one, per violation for dwell_s and min_confidence; the "
+                                      "rest stays global.")
     notify: list[str] | None = Field(
         default=None, description="Notifiers this camera's cases go to (names of the service's notifiers); "
         "default: every webhook.")
@@ -399,6 +402,12 @@ class CameraConfig(Strict):
     plates: bool = Field(default=False, description="Read the plate of each truck case (OCR: a few hundred "
                          "milliseconds per truck event) and check it against the muck-transport register; zones "
                          "listing unlicensed_muck_truck also read the plates of loaded trucks passing.")
+
+    @field_serializer("rules")
+    def _own_rules(self, rules: RulesConfig | None) -> dict[str, Any] | None:
+        """Only the keys the camera sets: the others stay the global rules' (:func:`camera_rules`) through every
+        round trip of a camera (the API, the Ray shards, the YAML written back)."""
+        return None if rules is None else rules.model_dump(mode="json", exclude_unset=True)
 
     @model_validator(mode="after")
     def _unique_zones(self) -> CameraConfig:
@@ -486,8 +495,8 @@ class AppConfig(Strict):
         return self
 
     def rules_for(self, camera: CameraConfig) -> RulesConfig:
-        """Return the camera's rules (its own when set, else the global ones)."""
-        return camera.rules or self.rules
+        """Return the camera's rules: the global ones with the keys of its own (:func:`camera_rules`)."""
+        return camera_rules(self.rules, camera.rules)
 
     def unreachable_thresholds(self, conf: float) -> list[str]:
         """The per-violation thresholds, global and per camera, that a detector run at ``conf`` never lets act
@@ -497,6 +506,19 @@ class AppConfig(Strict):
             if cam.rules is not None:
                 out += thresholds_below(cam.rules, conf, f"camera {cam.id}: rules")
         return out
+
+
+def camera_rules(base: RulesConfig, own: RulesConfig | None) -> RulesConfig:
+    """A camera's rules: ``base`` (the global rules) with each key the camera's own ``rules:`` block sets; the
+    per-violation tables (``dwell_s``, ``min_confidence``) are merged violation by violation. A camera block that
+    sets ``min_confidence: {garbage: 0.3}`` keeps the global dwell times and the other violations' thresholds."""
+    if own is None:
+        return base
+    update = {name: getattr(own, name) for name in own.model_fields_set}
+    for table in ("dwell_s", "min_confidence"):
+        if table in update:
+            update[table] = {**getattr(base, table), **update[table]}
+    return base.model_copy(update=update)
 
 
 def thresholds_below(rules: RulesConfig, conf: float, where: str = "rules") -> list[str]:

@@ -30,7 +30,7 @@ import numpy as np
 
 from detector.backends.base import DetectorBackend, config_for, create_backend
 from detector.plate_reader import PlateReader, PlateReaderUnavailable
-from pipelines.config import CameraConfig, thresholds_below
+from pipelines.config import CameraConfig, camera_rules, thresholds_below
 from pipelines.event_sinks import EventCallback
 from pipelines.muck_register import MuckRegister
 from pipelines.overlay import draw_detections, draw_zones
@@ -497,7 +497,7 @@ class LocalCameras:
 
     def pipeline_for(self, cam: CameraConfig, on_event: EventCallback) -> CameraPipeline:
         """The camera's pipeline as the service runs it: evidence at 4 fps, cases to the camera's notifiers."""
-        rules = cam.rules or self.config.rules
+        rules = camera_rules(self.config.rules, cam.rules)
         for message in thresholds_below(rules, self.config.model.conf, f"camera {cam.id}: rules"):
             log.warning("%s", message)
         settings = rules.settings()

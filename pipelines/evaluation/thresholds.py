@@ -225,6 +225,7 @@ def config_fragment(thresholds: dict[str, float], classes: dict[str, dict[str, A
     if low:
         lines.append(f"# below the detector's --conf {detector_conf}: run with --conf {min(thresholds.values()):g}, "
                      f"else {', '.join(low)} cannot go below {detector_conf}")
+    lines.append("# for one camera: the same min_confidence under that camera's rules: (it changes only what it sets)")
     lines.append("rules:")
     if not thresholds:
         lines.append("  min_confidence: {}")

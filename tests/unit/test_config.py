@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from pipelines.config import ConfigError, load_config, parse_config
+from pipelines.config import CameraConfig, ConfigError, camera_rules, load_config, parse_config
 
 GOOD = """\
 cameras:
@@ -184,3 +185,22 @@ def test_thresholds_the_detector_never_lets_act_are_named() -> None:
     assert messages[1].startswith("camera cam1: rules.min_confidence.barbecue is 0.1")
     assert "conf 0.1 for it to act" in messages[1]
     assert cfg.unreachable_thresholds(0.1) == []
+
+
+def test_a_cameras_rules_override_the_global_ones_key_by_key() -> None:
+    """A camera's `rules:` block sets only what it names: a per-site threshold does not reset the site's dwell."""
+    cfg = parse_config("rules:\n  dwell_s: {garbage: 60}\n  gap_tolerance_s: 10\n"
+                       "  min_confidence: {street_stall: 0.4, garbage: 0.25}\n"
+                       "cameras:\n  - id: cam1\n    rules:\n      min_confidence: {garbage: 0.3}\n"
+                       "      gap_tolerance_s: 20\n  - id: cam2\n")
+    cam1, cam2 = cfg.cameras
+    own = cfg.rules_for(cam1)
+    assert own.dwell_s["garbage"] == 60 and own.cooldown_s == cfg.rules.cooldown_s  # the global ones
+    assert own.min_confidence == {"street_stall": 0.4, "garbage": 0.3}  # merged per violation
+    assert own.gap_tolerance_s == 20  # the camera's, though it is the default value
+    assert cfg.rules_for(cam2) == cfg.rules
+    # Every round trip of a camera (the API, the Ray shards as JSON, the YAML written back) keeps what it set.
+    for dumped in (cam1.model_dump(mode="json", exclude_defaults=True), json.loads(cam1.model_dump_json())):
+        again = CameraConfig.model_validate(dumped)
+        assert dumped["rules"] == {"min_confidence": {"garbage": 0.3}, "gap_tolerance_s": 20.0}
+        assert camera_rules(cfg.rules, again.rules) == own
