@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from datasets.pseudo import TeacherBox, correct_teacher, merge_teacher, to_yolo_lines
-from datasets.yolo import LabeledImage, YoloDataset
+from datasets.yolo import DatasetError, LabeledImage, YoloDataset
 from detector.types import CANONICAL_LABELS
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,31 @@ class Source:
     uncovered: frozenset[tuple[str, int]] = frozenset()  # (image file name, label line) of trucks with a loose load
     #: Corrections of the teacher's boxes by image file name: (COCO name, cx, cy, label), see datasets/teacher_fixes.py
     teacher_fixes: Mapping[str, Sequence[tuple[str, float, float, str]]] = field(default_factory=dict, hash=False)
+
+
+#: The license line of a folder given to ``pack --extra`` without a manifest (a bureau's own labelled frames).
+OWN_FRAMES = "this deployment's own frames (no manifest.json: not for redistribution)"
+
+
+def extra_source(folder: Path) -> tuple[str, frozenset[str]]:
+    """The license line and the classes it labels of a folder for ``pack --extra``: from its ``manifest.json``
+    (``datasets materialize``, ``datasets self-label``), else a bureau's own labelled frames (``datasets
+    import``): :data:`OWN_FRAMES` and the classes its label files use.
+
+    Raises:
+        DatasetError: The folder has no ``data.yaml``.
+    """
+    if not (folder / "data.yaml").is_file():
+        raise DatasetError(f"{folder}: no data.yaml (a YOLO dataset folder is needed)")
+    manifest_path = folder / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        origin = f" ({manifest['repo']} @ {manifest['commit'][:10]})" if manifest.get("repo") else ""
+        return f"{manifest['license']}{origin}", frozenset(manifest["classes"])
+    names = YoloDataset.load(folder / "data.yaml").names
+    used = {int(line.split()[0]) for f in (folder / "labels").rglob("*.txt")
+            for line in f.read_text().splitlines() if line.strip()}
+    return OWN_FRAMES, frozenset(names[i] for i in used if i in names)
 
 
 def read_license(data_yaml: Path) -> str:

@@ -1,4 +1,5 @@
-"""The model layer's commands: ``train``, ``export`` and ``datasets pack`` (a training pack, teacher-labelled).
+"""The model layer's commands: ``train``, ``export``, ``datasets pack`` (a training pack, teacher-labelled) and
+``datasets self-label`` (a site's frames labelled by the model, to adapt it to that site).
 
 Registered into the ``streetwatch`` command line by :mod:`service.cli`. Training and the teacher need the
 ``train`` extra (PyTorch, Ultralytics); the rest of the command line works on ONNX Runtime alone.
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 from datasets.pack import IMAGE_FORMATS
 from datasets.teacher_fixes import TEACHER_FIXES
 from datasets.truck_loads import TRUCK_LOADS
-from models import SHARED_DATA
+from models import DEFAULT_MODEL, SHARED_DATA
 from models.pretrained import DEFAULT_CHECKPOINT
 
 if TYPE_CHECKING:
@@ -26,10 +27,11 @@ if TYPE_CHECKING:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     """Write a compact training pack from the real data folders plus synthetic scenes."""
-    from datasets.pack import Source, build_pack, read_license
+    from datasets.pack import Source, build_pack, extra_source, read_license
     from datasets.synth import RENDERED_LABELS, write_yolo_dataset
     from datasets.teacher_fixes import fixes_by_image
     from datasets.truck_loads import uncovered_trucks
+    from datasets.yolo import DatasetError
     from models.pretrained import CHECKPOINT_SHA256, CocoTeacher, load_coco_checkpoint
 
     uncovered = uncovered_trucks(args.truck_loads)
@@ -40,11 +42,11 @@ def cmd_pack(args: argparse.Namespace) -> int:
         sources.append(Source(data_yaml.parent.name, data_yaml, read_license(data_yaml), {},
                               teacher_fixes=fixes.get(data_yaml.parent.name, {})))
     for folder in args.extra:
-        if not (folder / "manifest.json").is_file():
-            raise SystemExit(f"{folder}: not a materialized source (no manifest.json); run `datasets materialize`")
-        manifest = json.loads((folder / "manifest.json").read_text())
-        sources.append(Source(folder.name, folder / "data.yaml", f"{manifest['license']} ({manifest['repo']} "
-                              f"@ {manifest['commit'][:10]})", {}, frozenset(manifest["classes"]),
+        try:
+            license_line, labelled = extra_source(folder)
+        except DatasetError as exc:
+            raise SystemExit(str(exc)) from exc
+        sources.append(Source(folder.name, folder / "data.yaml", license_line, {}, labelled,
                               uncovered.get(folder.name, frozenset()), fixes.get(folder.name, {})))
     if args.synth:
         synth_dir = args.out.parent / f"{args.out.name}_synth"
@@ -95,6 +97,39 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_self_label(args: argparse.Namespace) -> int:
+    """Label a site's own frames with the model's boxes, for fine-tuning it to that site."""
+    from datasets.self_label import self_label
+    from detector.backends.base import ModelLoadError, config_for, create_backend
+
+    try:
+        backend = create_backend(config_for(args.model, conf=args.conf, imgsz=args.imgsz))
+    except ModelLoadError as exc:
+        raise SystemExit(f"self-label: {exc}") from exc
+    try:
+        res = self_label(args.inputs, backend, args.out, args.conf, args.every, args.val_fraction)
+    except ValueError as exc:
+        raise SystemExit(f"self-label: {exc}") from exc
+    boxes = ", ".join(f"{n} {c}" for n, c in res.boxes.most_common()) or "none"
+    sys.stdout.write(f"dataset: {res.data_yaml} ({sum(res.frames.values())} frames, boxes: {boxes}; "
+                     f"{len(res.errors)} inputs unreadable)\n")
+    return 0
+
+
+def _add_self_label(dsub: Subcommands) -> None:
+    sl = dsub.add_parser("self-label", help="a site's own frames labelled by the model (site adaptation without a "
+                         "labeller; `datasets pack --extra` takes the folder)")
+    sl.add_argument("inputs", type=Path, nargs="+", help="images and videos of the site's cameras (files or folders)")
+    sl.add_argument("--out", type=Path, required=True)
+    sl.add_argument("--model", type=Path, default=DEFAULT_MODEL.parent, help="the model to label with (and adapt)")
+    sl.add_argument("--conf", type=float, default=0.25, help="its boxes scored at least this become labels")
+    sl.add_argument("--every", type=float, default=10.0, help="seconds between the frames taken from a video")
+    sl.add_argument("--imgsz", type=int, help="detector input side (default: the model's)")
+    sl.add_argument("--val-fraction", type=float, default=0.1,
+                    help="share of the input files whose frames go to val (all of a file's frames in one split)")
+    sl.set_defaults(func=cmd_self_label)
+
+
 def _add_pack(dsub: Subcommands) -> None:
     pk = dsub.add_parser("pack", help="compact merged training pack (real + synthetic) under a size budget")
     pk.add_argument("--out", type=Path, required=True)
@@ -107,7 +142,8 @@ def _add_pack(dsub: Subcommands) -> None:
     pk.add_argument("--format", choices=sorted(IMAGE_FORMATS), default="jpg",
                     help="image format (webp: about half the bytes for rendered scenes, so larger images fit)")
     pk.add_argument("--extra", type=Path, nargs="*", default=[],
-                    help="materialized external sources (folders written by `datasets materialize`)")
+                    help="more YOLO dataset folders: external sources (`datasets materialize`), a site's frames "
+                    "labelled by hand (`datasets import`) or by the model (`datasets self-label`)")
     pk.add_argument("--teacher", type=Path, nargs="?", const=DEFAULT_CHECKPOINT, default=None,
                     help="label context classes (people, vehicles, umbrellas, furniture) on every image with "
                          "the COCO checkpoint (default path: ../shared/pretrained/yolov5n-coco.pt); train extra")
@@ -161,6 +197,7 @@ def _add_train(sub: Subcommands) -> None:
 def register(sub: Subcommands, groups: Groups) -> None:
     """Add ``train``, ``export`` and ``datasets pack`` (into ``groups['datasets']``) to the command line."""
     _add_pack(groups["datasets"])
+    _add_self_label(groups["datasets"])
     _add_train(sub)
     e = sub.add_parser("export", help="export weights to ONNX and write the model card")
     e.add_argument("weights", type=Path)

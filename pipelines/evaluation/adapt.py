@@ -14,7 +14,9 @@ images that show a scene of the site's training images (:mod:`datasets.neardup`)
         --replay-images 800 --epochs 4 --gauge ../shared/data/smoke/data.yaml --out runs/adapt
 
 ``SITE_PACK`` is a pack of the site alone (``datasets pack --data EMPTY --extra SITE --synth 0 --teacher``:
-the teacher adds the context classes the site does not label). ``k = 0`` scores the start as it is. Writes
+the teacher adds the context classes the site does not label). ``--self-label CONF`` trains on the start
+model's own boxes instead of the site's training labels (:func:`datasets.self_label.self_label_pack`): what
+a bureau without a labeller gets from ``datasets self-label``. ``k = 0`` scores the start as it is. Writes
 ``OUT/k<k>/`` (split, weights, scores) and ``OUT/adapt.json`` + ``OUT/adapt.md`` over every run under ``OUT``;
 a run whose ``best.pt`` exists is not trained again, one whose ``scores.json`` exists not scored again.
 Needs the ``train`` extra.
@@ -34,7 +36,9 @@ import numpy as np
 
 from datasets.mix import common_names, first_k, pack_images, write_mix
 from datasets.neardup import features, same_scenes
+from datasets.self_label import self_label_pack
 from datasets.yolo import DatasetError
+from detector.backends.base import config_for, create_backend
 from models import DEFAULT_MODEL
 from models.train_gpu import main as train_main
 from pipelines.evaluation.score import evaluate_images
@@ -125,9 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--self-label", type=float, metavar="CONF", help="train on the start model's own boxes scored "
+                    ">= CONF instead of the site's training labels (`datasets self-label`; the held-out labels stay)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.self_label is not None:
+        onnx = args.model.with_suffix(".onnx")
+        labeller = create_backend(config_for(onnx if onnx.is_file() else args.model, conf=args.self_label,
+                                             imgsz=args.imgsz))
+        args.site = self_label_pack(args.site, args.out / "self_labelled", labeller, args.self_label)
+        log.info("site's training images labelled by %s at >= %s: %s", labeller.identity, args.self_label, args.site)
     try:
         names = common_names(args.site, args.replay)
     except DatasetError as exc:

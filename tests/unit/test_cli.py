@@ -18,9 +18,10 @@ def test_every_layer_registers_its_commands() -> None:
     top = _choices(build_parser())
     assert set(top) == {"analyze", "plates", "evaluate", "synth", "datasets", "train", "export", "serve", "speak"}
     assert set(_choices(top["evaluate"])) == {"images", "clips", "loads", "thresholds", "reviews"}
-    # The datasets group gets commands from three layers: datasets, models (pack) and service (from-reviews).
+    # The datasets group gets commands from three layers: datasets, models (pack, self-label) and service
+    # (from-reviews).
     assert set(_choices(top["datasets"])) == {"import", "export", "check", "merge", "mix", "materialize", "pack",
-                                              "from-reviews"}
+                                              "self-label", "from-reviews"}
 
 
 def test_usage_errors_exit_1_at_every_level(capsys: pytest.CaptureFixture[str]) -> None:
