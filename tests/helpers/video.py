@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from detector.backends.base import DetectorBackend
 from detector.types import CANONICAL_LABELS, Detections
 
 
@@ -68,7 +69,7 @@ def still_street_video(path: Path, seconds: int, square_from: float) -> Path:
     return write_h264(path, frames, 10)
 
 
-class CountingBackend:
+class CountingBackend(DetectorBackend):
     """Finds a "garbage" box wherever the frame has its red square; counts its calls."""
 
     def __init__(self) -> None:
