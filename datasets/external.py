@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from datasets.neardup import Features, features, same_scenes
-from datasets.yolo import IMAGE_SUFFIXES, DatasetError
+from datasets.yolo import IMAGE_SUFFIXES, DatasetError, names_block
 from detector.types import CANONICAL_LABELS
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ def materialize(src: ExternalSource, mirror: Path, out: Path, data: Path | None 
     for split in ("train", "val"):  # a source may add train images only; both folders exist for the yaml
         (dest / "images" / split).mkdir(parents=True, exist_ok=True)
         (dest / "labels" / split).mkdir(parents=True, exist_ok=True)
-    listed = "".join(f"  {i}: {n}\n" for i, n in enumerate(CANONICAL_LABELS))
+    listed = names_block()
     (dest / "data.yaml").write_text(f"train: images/train\nval: images/val\nnames:\n{listed}")
     manifest: dict[str, object] = {"name": src.name, "repo": src.repo, "commit": src.commit, "path": src.path,
                                    "license": src.license, "attribution": src.attribution, "view": src.view,

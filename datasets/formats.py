@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from datasets.yolo import DatasetError, YoloDataset
+from datasets.yolo import DatasetError, YoloDataset, names_block
 from detector.types import CANONICAL_LABELS
 
 log = logging.getLogger(__name__)
@@ -137,20 +137,26 @@ def read_cvat_images(path: Path, images: Path) -> list[Record]:
     return out
 
 
-def _video_frames(video: Path) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
-    """Yield ``(index, BGR image)`` of every frame of a labelled video, in order (CVAT counts from 0)."""
+def video_frames(video: Path) -> Iterator[tuple[int, float, npt.NDArray[np.uint8]]]:
+    """Yield ``(index, seconds, BGR image)`` of every frame of a video, in order (CVAT counts from 0; the time is
+    the index over the video's frame rate, 25 where it states none).
+
+    Raises:
+        DatasetError: The video is missing or not readable.
+    """
     if not video.is_file():
         raise DatasetError(f"{video}: video not found")
     cap = cv2.VideoCapture(str(video))
     try:
         if not cap.isOpened():
             raise DatasetError(f"{video}: not a readable video")
+        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
         index = 0
         while True:
             ok, image = cap.read()
             if not ok:
                 return
-            yield index, np.asarray(image, np.uint8)
+            yield index, index / fps, np.asarray(image, np.uint8)
             index += 1
     finally:
         cap.release()
@@ -172,7 +178,7 @@ def read_cvat_video(path: Path, video: Path, frames_dir: Path, step: int = 10) -
     wanted = {f for f in per_frame if f % step == 0}
     frames_dir.mkdir(parents=True, exist_ok=True)
     out = []
-    for index, image in _video_frames(video):
+    for index, _, image in video_frames(video):
         if index in wanted:
             img_path = frames_dir / f"{video.stem}_{index:06d}.jpg"
             cv2.imwrite(str(img_path), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -289,7 +295,7 @@ def write_yolo(records: list[Record], out: Path, copy_images: bool = True) -> tu
             lines.append(f"{index[a.label]} {(x1 + x2) / 2 / r.width:.6f} {(y1 + y2) / 2 / r.height:.6f} "
                          f"{(x2 - x1) / r.width:.6f} {(y2 - y1) / r.height:.6f}")
         (out / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-    names = "".join(f"  {i}: {n}\n" for i, n in enumerate(CANONICAL_LABELS))
+    names = names_block()
     entries = "".join(f"{s}: images/{s}\n" for s in splits)
     if "val" not in splits:
         entries += f"val: images/{splits[0]}\n"

@@ -16,7 +16,7 @@ import random
 import shutil
 from pathlib import Path
 
-from datasets.yolo import IMAGE_SUFFIXES, DatasetError, YoloDataset, label_path
+from datasets.yolo import IMAGE_SUFFIXES, DatasetError, YoloDataset, label_path, names_block
 
 
 def pack_names(pack: Path) -> list[str]:
@@ -95,7 +95,7 @@ def write_mix(site_train: list[Path], site_val: list[Path], replay: list[Path], 
     _link(site_train, out, "site")
     _link(replay, out, "replay")
     _link(site_val, out, "site_val")
-    header = "".join(f"  {i}: {n}\n" for i, n in enumerate(names))
+    header = names_block(names)
     train = ", ".join([*(["images/site"] * site_repeat if site_train else []), *(["images/replay"] if replay else [])])
     (out / "data.yaml").write_text(f"train: [{train}]\nval: images/site_val\nnames:\n{header}")
     (out / "site.yaml").write_text(f"train: images/site_val\nval: images/site_val\nnames:\n{header}")

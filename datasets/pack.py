@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from datasets.pseudo import TeacherBox, correct_teacher, merge_teacher, to_yolo_lines
-from datasets.yolo import DatasetError, LabeledImage, YoloDataset
+from datasets.yolo import DatasetError, LabeledImage, YoloDataset, names_block
 from detector.types import CANONICAL_LABELS
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,9 @@ def extra_source(folder: Path) -> tuple[str, frozenset[str]]:
         manifest = json.loads(manifest_path.read_text())
         origin = f" ({manifest['repo']} @ {manifest['commit'][:10]})" if manifest.get("repo") else ""
         return f"{manifest['license']}{origin}", frozenset(manifest["classes"])
-    names = YoloDataset.load(folder / "data.yaml").names
-    used = {int(line.split()[0]) for f in (folder / "labels").rglob("*.txt")
-            for line in f.read_text().splitlines() if line.strip()}
-    return OWN_FRAMES, frozenset(names[i] for i in used if i in names)
+    ds = YoloDataset.load(folder / "data.yaml")
+    used = {box[0] for split in ds.splits for item in ds.items(split) for box in item.boxes}
+    return OWN_FRAMES, frozenset(ds.names[i] for i in used if i in ds.names)
 
 
 def read_license(data_yaml: Path) -> str:
@@ -250,7 +249,7 @@ def _write_images(items: list[_Item], encoded: dict[Path, bytes], lines_of: dict
 
 def _write_yamls(out: Path, sources: list[Source]) -> None:
     """``data.yaml`` (every source), ``val_<source>.yaml`` and ``only_<source>.yaml`` (one source)."""
-    names = "".join(f"  {i}: {n}\n" for i, n in enumerate(CANONICAL_LABELS))
+    names = names_block()
     train_dirs = sorted({f"images/train_{s.name}" for s in sources if (out / f"images/train_{s.name}").exists()})
     val_dirs = sorted({f"images/val_{s.name}" for s in sources if (out / f"images/val_{s.name}").exists()})
     (out / "data.yaml").write_text(

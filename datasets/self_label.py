@@ -28,7 +28,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from datasets.yolo import IMAGE_SUFFIXES
+from datasets.formats import video_frames
+from datasets.yolo import IMAGE_SUFFIXES, names_block
 from detector.backends.base import DetectorBackend
 from detector.types import CANONICAL_LABELS, VIOLATION_LABELS
 
@@ -67,7 +68,7 @@ def frames_of(path: Path, every_s: float) -> Iterator[tuple[str, Image]]:
     """``(name, BGR frame)`` of an input: an image as it is, a video's frame every ``every_s`` seconds.
 
     Raises:
-        ValueError: The file is not a readable image or video.
+        ValueError: The file is not a readable image or video (``DatasetError`` for a video).
     """
     if path.suffix.lower() in IMAGE_SUFFIXES:
         img = cv2.imread(str(path))
@@ -75,27 +76,15 @@ def frames_of(path: Path, every_s: float) -> Iterator[tuple[str, Image]]:
             raise ValueError(f"{path}: not a readable image")
         yield path.stem, np.asarray(img, np.uint8)
         return
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise ValueError(f"{path}: not a readable image or video")
-        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-        index, next_s, got = 0, 0.0, 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            t = index / fps
-            index += 1
-            if t + 1e-6 < next_s:
-                continue
-            next_s += every_s
-            got += 1
-            yield f"{path.stem}_{round(t * 1000):09d}ms", np.asarray(frame, np.uint8)
-        if not got:
-            raise ValueError(f"{path}: no frame could be decoded")
-    finally:
-        cap.release()
+    next_s, got = 0.0, 0
+    for _, t, frame in video_frames(path):
+        if t + 1e-6 < next_s:
+            continue
+        next_s += every_s
+        got += 1
+        yield f"{path.stem}_{round(t * 1000):09d}ms", frame
+    if not got:
+        raise ValueError(f"{path}: no frame could be decoded")
 
 
 def split_of(path: Path, val_fraction: float) -> str:
@@ -145,6 +134,7 @@ def self_label(inputs: Sequence[Path], backend: DetectorBackend, out: Path, conf
     used: set[str] = set()
     for path in input_files(inputs):
         split = split_of(path, val_fraction)
+        img_dir, lbl_dir = out / "images" / split, out / "labels" / split
         try:
             for name, frame in frames_of(path, every_s):
                 lines = own_labels(backend, frame, conf)
@@ -153,9 +143,9 @@ def self_label(inputs: Sequence[Path], backend: DetectorBackend, out: Path, conf
                     n += 1
                     stem = f"{name}_{n}"
                 used.add(stem)
-                img_dir, lbl_dir = out / "images" / split, out / "labels" / split
-                img_dir.mkdir(parents=True, exist_ok=True)
-                lbl_dir.mkdir(parents=True, exist_ok=True)
+                if not img_dir.is_dir():
+                    img_dir.mkdir(parents=True)
+                    lbl_dir.mkdir(parents=True)
                 cv2.imwrite(str(img_dir / f"{stem}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
                 (lbl_dir / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
                 result.frames[split] = result.frames.get(split, 0) + 1
@@ -174,7 +164,7 @@ def self_label(inputs: Sequence[Path], backend: DetectorBackend, out: Path, conf
         result.frames = {"train": result.frames.pop("val")}
         for f in files:
             f["split"], f["file"] = "train", str(f["file"]).replace("images/val/", "images/train/")
-    names = "".join(f"  {i}: {n}\n" for i, n in enumerate(CANONICAL_LABELS))
+    names = names_block()
     val = "images/val" if result.frames.get("val") else "images/train"
     result.data_yaml.write_text(f"train: images/train\nval: {val}\nnames:\n{names}")
     identity = backend.identity

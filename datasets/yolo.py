@@ -7,7 +7,7 @@ nothing canonical are reported, never silently renumbered.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +83,11 @@ class YoloDataset:
         for folder in self.splits.get(split, []):
             for img in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
                 yield LabeledImage(image=img, boxes=read_label_file(label_path(img)), split=split)
+
+
+def names_block(names: Sequence[str] = CANONICAL_LABELS) -> str:
+    """The lines under a data.yaml's ``names:`` key, one ``  id: name`` per class in id order."""
+    return "".join(f"  {i}: {n}\n" for i, n in enumerate(names))
 
 
 def label_path(image: Path) -> Path:

@@ -28,6 +28,7 @@ from typing import Any
 
 import cv2
 
+from datasets.yolo import names_block
 from detector.types import CANONICAL_LABELS
 from pipelines.sinks.store import Case, CaseStore
 
@@ -123,7 +124,7 @@ def export_reviews(store: CaseStore, evidence_root: Path, out: Path, context: fl
                       "registered_at": case.created_at, "crop": [x0, y0, x1, y1],
                       "frame_sha256": entry.get("sha256"), "boxes": len(lines), "model": case.model,
                       "model_sha256": case.model_sha256})
-    names = "".join(f"  {i}: {n}\n" for i, n in enumerate(CANONICAL_LABELS))
+    names = names_block()
     out.mkdir(parents=True, exist_ok=True)
     has_val = (out / "images" / "val").exists()
     data_yaml = out / "data.yaml"

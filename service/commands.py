@@ -80,31 +80,30 @@ def cmd_speak(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_location(args: argparse.Namespace, command: str) -> tuple[str | Path, Path | None]:
-    """The case store (and evidence folder) a command names: ``--config`` SERVICE.yaml, or ``--db`` (and
-    ``--evidence``)."""
+def _store_location(args: argparse.Namespace, command: str) -> tuple[str | Path, Path | None, Path | None]:
+    """The case store, evidence folder and model a command names: ``--config`` SERVICE.yaml (its storage and
+    model), or ``--db`` (and ``--evidence``; no model)."""
     from service.settings import load_service_config
 
     if args.config is not None:
         cfg, _ = load_service_config(args.config)
-        return args.db or cfg.storage.db, getattr(args, "evidence", None) or cfg.storage.evidence
+        return args.db or cfg.storage.db, getattr(args, "evidence", None) or cfg.storage.evidence, cfg.model.path
     if args.db:
-        return args.db, getattr(args, "evidence", None)
+        return args.db, getattr(args, "evidence", None), None
     raise SystemExit(f"{command}: give --config SERVICE.yaml, or --db")
 
 
-def _review_model(args: argparse.Namespace) -> tuple[str | None, str]:
+def _review_model(args: argparse.Namespace, service_model: Path | None) -> tuple[str | None, str]:
     """The weights whose cases ``evaluate reviews`` reads (a SHA-256 or a prefix of it; None: every model's)
     and how to say so: ``--model`` (a model file or folder, a SHA-256, or ``all``), else the service config's
     model, else every model."""
     from detector.backends.base import identify, model_file
-    from service.settings import load_service_config
 
     choice = args.model
     if choice is None:
-        if args.config is None:
+        if service_model is None:
             return None, "every model"
-        path = model_file(load_service_config(args.config)[0].model.path)
+        path = model_file(service_model)
         if not path.is_file():
             raise SystemExit(f"evaluate reviews: the service's model {path} is not here: name the model whose "
                              "cases to read with --model (a model file or folder, a SHA-256, or all)")
@@ -129,8 +128,8 @@ def cmd_review_thresholds(args: argparse.Namespace) -> int:
 
     if not 0 < args.precision <= 1:
         raise SystemExit(f"--precision must be in (0, 1], got {args.precision}")
-    db, _ = _store_location(args, "evaluate reviews")
-    sha, which = _review_model(args)
+    db, _, service_model = _store_location(args, "evaluate reviews")
+    sha, which = _review_model(args, service_model)
     store = CaseStore(db)
     try:
         reviewed = [c for c in store.reviewed() if args.camera is None or c.camera == args.camera]
@@ -164,7 +163,7 @@ def cmd_from_reviews(args: argparse.Namespace) -> int:
     from pipelines.reviews import export_reviews
     from pipelines.sinks.store import CaseStore
 
-    db, evidence = _store_location(args, "from-reviews")
+    db, evidence, _ = _store_location(args, "from-reviews")
     if evidence is None:
         raise SystemExit("from-reviews: give --config SERVICE.yaml, or --db and --evidence")
     store = CaseStore(db)

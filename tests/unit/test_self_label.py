@@ -79,6 +79,8 @@ def test_pack_takes_a_bureaus_own_labelled_folder(tmp_path: Path) -> None:
     folder = tmp_path / "site"
     (folder / "labels" / "train").mkdir(parents=True)
     (folder / "data.yaml").write_text("train: images/train\nval: images/train\nnames: {0: garbage, 1: person}\n")
+    (folder / "images" / "train").mkdir(parents=True)
+    cv2.imwrite(str(folder / "images" / "train" / "x.jpg"), np.zeros((8, 8, 3), np.uint8))
     (folder / "labels" / "train" / "x.txt").write_text("0 0.5 0.5 0.1 0.1\n")
     assert extra_source(folder) == (OWN_FRAMES, frozenset({"garbage"}))
     with pytest.raises(DatasetError, match=r"no data\.yaml"):
