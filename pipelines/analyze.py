@@ -32,12 +32,20 @@ from typing import Any, cast
 
 from tqdm import tqdm
 
-from detector.backends.base import DetectorBackend, ModelLoadError, config_for, create_backend
+from detector.backends.base import (
+    DetectorBackend,
+    ModelLoadError,
+    config_for,
+    copy_weights,
+    create_backend,
+    model_file,
+)
 from detector.plate_reader import PlateReader, PlateReaderUnavailable
 from detector.reminders import shop_stats
 from detector.warnings import warning_stats
 from pipelines.config import AppConfig, CameraConfig, ConfigError, load_config_lenient
 from pipelines.distributed import Applier, OpLog, RayUnavailable, connect, node_id
+from pipelines.model_pool import ModelPool
 from pipelines.muck_register import MuckRegister, Vehicle, read_register
 from pipelines.plate_sink import PlateSetup
 from pipelines.privacy import EvidenceMasker, MaskerSettings
@@ -205,40 +213,64 @@ def _worker(paths: list[str], opts: AnalyzeOptions, cfg_json: str, threads: int,
             ) -> tuple[dict[str, SourceSummary], list[InputError]]:
     """Analyse files in a worker process (own detector session, own store connection)."""
     cfg = AppConfig.model_validate_json(cfg_json)
-    # No spinning between detector calls: the threads' CPU goes to decoding, evidence and rules (bench/README).
-    backend = create_backend(config_for(opts.model, conf=opts.conf, imgsz=opts.imgsz, threads=threads,
-                                        spinning=False))
+    pool = model_pool(opts, threads)
     store = CaseStore(opts.out / "cases.db")
     results: dict[str, SourceSummary] = {}
     errors: list[InputError] = []
     try:
         for p in paths:
             try:
-                results[p] = _analyze_one(Path(p), opts, cfg, backend, store, None, registries)
-            except SourceError as exc:
+                results[p] = _analyze_one(Path(p), opts, cfg, camera_backend(pool, Path(p), cfg), store, None,
+                                          registries)
+            except (SourceError, ModelLoadError) as exc:
                 errors.append({"source": p, "error": str(exc)})
     finally:
         store.close()
     return results, errors
 
 
-def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, model: bytes,
+def model_pool(opts: AnalyzeOptions, threads: int) -> ModelPool:
+    """The run's detectors: ``--model`` and, loaded when a camera first needs it, each camera's own ``model``.
+    No spinning between detector calls: their CPU goes to decoding, evidence and rules (bench/README).
+
+    Raises:
+        ModelLoadError: ``--model`` cannot be loaded.
+    """
+    def load(model: Path) -> DetectorBackend:
+        return create_backend(config_for(model, conf=opts.conf, imgsz=opts.imgsz, threads=threads, spinning=False))
+
+    return ModelPool(load(opts.model), opts.model, load)
+
+
+def camera_backend(pool: ModelPool, path: Path, cfg: AppConfig) -> DetectorBackend:
+    """The detector of the camera an input belongs to.
+
+    Raises:
+        ModelLoadError: The camera's own model cannot be loaded (its inputs fail; the others go on).
+    """
+    cam = camera_for(path, cfg)
+    try:
+        return pool.backend(cam.model)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"camera {cam.id}: its model: {exc}") from exc
+
+
+def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, model: bytes, origin: str,
               registries: Registries = Registries()) -> dict[str, Any]:
     """One input file as a Ray task: the pipeline runs here, into a scratch folder and an op log.
 
-    The model comes as bytes (a node needs no copy of it). Returns the file's stats, the op log
-    (cases and evidence bytes) and any extra output files (annotated video), or ``error`` for a
-    file that could not be read.
+    The model of the file's camera comes as bytes (a node needs no copy of it; ``origin``: its file on the
+    driver, which names it in cases). Returns the file's stats, the op log (cases and evidence bytes) and any
+    extra output files (annotated video), or ``error`` for a file that could not be read.
     """
     with tempfile.TemporaryDirectory(prefix="streetwatch-ray-") as tmp:
         local = replace(opts, out=Path(tmp), progress=False)
         cfg = AppConfig.model_validate_json(cfg_json)
         oplog = OpLog(Path(tmp))
-        weights = Path(tmp) / f"model{opts.model.suffix}"
-        weights.write_bytes(model)
+        weights = copy_weights(model, Path(origin), Path(tmp) / "models")
         try:
             backend = create_backend(config_for(weights, conf=opts.conf, imgsz=opts.imgsz, threads=threads,
-                                                spinning=False))  # see _worker
+                                                spinning=False))  # see model_pool
             stats = _analyze_one(Path(path), local, cfg, backend, oplog, None, registries)
         except (SourceError, ModelLoadError) as exc:
             return {"error": str(exc), "node": node_id()}
@@ -257,11 +289,21 @@ def _analyze_on_ray(files: list[Path], opts: AnalyzeOptions, cfg: AppConfig, sto
     task = ray.remote(num_cpus=opts.ray_cpus, max_retries=1)(_ray_file)
     threads = max(1, round(opts.ray_cpus))
     cfg_json = cfg.model_dump_json()
-    model = ray.put(opts.model.read_bytes())  # one copy in the object store, fetched once per node
-    pending = {task.remote(str(f), opts, cfg_json, threads, model, registries): f for f in files}
-    applier = Applier(store, opts.out)
+    refs: dict[Path, Any] = {}  # one copy of each model in the object store, fetched once per node
+    pending = {}
     per_source: dict[str, SourceSummary] = {}
     errors: list[InputError] = []
+    for f in files:
+        cam = camera_for(f, cfg)
+        weights = model_file(cam.model or opts.model)
+        try:
+            if weights not in refs:
+                refs[weights] = ray.put(weights.read_bytes())
+        except OSError as exc:
+            errors.append({"source": str(f), "error": f"camera {cam.id}: its model: cannot read {weights}: {exc}"})
+            continue
+        pending[task.remote(str(f), opts, cfg_json, threads, refs[weights], str(weights), registries)] = f
+    applier = Applier(store, opts.out)
     bar = tqdm(total=len(pending), desc="ray tasks", unit="file", disable=not opts.progress)
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
@@ -390,12 +432,13 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
     store = _fresh_store(opts.out)
     per_source: dict[str, SourceSummary] = {}
     model_info: dict[str, Any] = {"path": str(opts.model)}
+    own = {c.id: str(c.model) for c in cfg.cameras if c.model is not None}
+    if own:
+        model_info["cameras"] = own  # the cameras with a model of their own
     if files:
         try:
-            threads = max(1, (os.cpu_count() or 2) // max(1, opts.workers))
-            # No spinning between detector calls: their CPU goes to decoding, evidence and rules (bench/README).
-            backend = create_backend(config_for(opts.model, conf=opts.conf, imgsz=opts.imgsz, threads=threads,
-                                                spinning=False))
+            detectors = model_pool(opts, max(1, (os.cpu_count() or 2) // max(1, opts.workers)))
+            backend = detectors.default
             model_info.update(names=backend.names, imgsz=backend.imgsz)
             if backend.identity is not None:
                 model_info.update(name=backend.identity.name, sha256=backend.identity.sha256)
@@ -409,9 +452,9 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
         bar = tqdm(files, desc="inputs", unit="file", position=0, disable=not opts.progress)
         for path in bar:
             try:
-                per_source[str(path)] = _analyze_one(path, opts, cfg, backend, store, 1 if opts.progress else None,
-                                                          registries)
-            except SourceError as exc:
+                per_source[str(path)] = _analyze_one(path, opts, cfg, camera_backend(detectors, path, cfg), store,
+                                                     1 if opts.progress else None, registries)
+            except (SourceError, ModelLoadError) as exc:
                 errors.append({"source": str(path), "error": str(exc)})
         bar.close()
     elif files:
@@ -441,7 +484,7 @@ def analyze(opts: AnalyzeOptions) -> AnalyzeResult:
     settings: dict[str, Any] = {
         "model": model_info, "config": str(opts.config) if opts.config else None,
         "dwell_override_s": opts.dwell, "decode": opts.decode or "per camera", "conf": opts.conf,
-        "workers": opts.workers, "ray": opts.ray, "cameras": [c.model_dump() for c in cfg.cameras],
+        "workers": opts.workers, "ray": opts.ray, "cameras": [c.model_dump(mode="json") for c in cfg.cameras],
         "rules": cfg.rules.model_dump(),
     }
     reminders: list[ReminderLogRow] | None = None

@@ -397,6 +397,10 @@ class CameraConfig(Strict):
         default=None, description="Notifiers this camera's cases go to (names of the service's notifiers); "
         "default: every webhook.")
     scene: SceneConfig = Field(default_factory=SceneConfig, description="How detections become objects.")
+    model: Path | None = Field(default=None, description="This camera's own detector: a model folder or weights "
+                               "file (a model fine-tuned on this site's frames; relative to a camera file, or to "
+                               "the service's working directory). Default: the run's model. Same threshold and "
+                               "input size as the run's model.")
     reminders: ReminderConfig | None = Field(default=None, description="Texts to the responsible shop (default: "
                                              "the file's policy).")
     plates: bool = Field(default=False, description="Read the plate of each truck case (OCR: a few hundred "
@@ -641,8 +645,11 @@ def load_config_lenient(path: Path) -> tuple[AppConfig, list[BadCamera]]:
 
 def _relative_to(cfg: AppConfig, path: Path) -> AppConfig:
     """Paths in a camera file are relative to the file."""
-    update = {key: path.parent / value for key in ("shops", "muck_register")
-              if (value := getattr(cfg, key)) is not None and not value.is_absolute()}
+    update: dict[str, Any] = {key: path.parent / value for key in ("shops", "muck_register")
+                              if (value := getattr(cfg, key)) is not None and not value.is_absolute()}
+    if any(c.model is not None and not c.model.is_absolute() for c in cfg.cameras):
+        update["cameras"] = [c.model_copy(update={"model": path.parent / c.model})
+                             if c.model is not None and not c.model.is_absolute() else c for c in cfg.cameras]
     return cfg.model_copy(update=update) if update else cfg
 
 

@@ -28,10 +28,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.backends.base import DetectorBackend, config_for, create_backend
+from detector.backends.base import DetectorBackend, ModelLoadError, config_for, create_backend
 from detector.plate_reader import PlateReader, PlateReaderUnavailable
 from pipelines.config import CameraConfig, camera_rules, thresholds_below
 from pipelines.event_sinks import EventCallback
+from pipelines.model_pool import ModelPool
 from pipelines.muck_register import MuckRegister
 from pipelines.overlay import draw_detections, draw_zones
 from pipelines.plate_sink import PlateSetup
@@ -100,6 +101,7 @@ class CameraWorker:
     decode_detail: str = ""
     record: Source | None = None
     remote_record: RemoteRecord | None = None
+    backend: DetectorBackend | None = None  # the camera's own model (None: the engine's)
 
     def __post_init__(self) -> None:
         self.queue: deque[Sample] = deque(maxlen=self.ingest.queue)
@@ -244,16 +246,18 @@ class RulesLoop(BackgroundLoop):
     threads run the next batch meanwhile. At most ``depth`` batches wait: a detector further ahead blocks, its
     cameras' queues fill and the load governor cuts their rates.
 
+    A batch is one or more groups of detected samples, each with its detector's input side (its answers are in
+    input coordinates): cameras with a model of their own are detected apart.
+
     Args:
-        imgsz: The detector's input side (its answers are in input coordinates).
         on_error: Called when one camera's pipeline fails (the others go on).
         depth: Batches waiting at most.
     """
 
-    def __init__(self, imgsz: int, on_error: Callable[[CameraPipeline, Exception], None], depth: int = 4) -> None:
+    def __init__(self, on_error: Callable[[CameraPipeline, Exception], None], depth: int = 4) -> None:
         super().__init__("rules")
-        self.imgsz, self.on_error = imgsz, on_error
-        self.queue: queue.Queue[list[Detected] | None] = queue.Queue(maxsize=depth)
+        self.on_error = on_error
+        self.queue: queue.Queue[list[tuple[list[Detected], int]] | None] = queue.Queue(maxsize=depth)
         self.done = threading.Condition()
         self.taken = 0  # batches taken from the cameras' queues, counted under ``done``
         self.finished = 0  # of those, processed or lost with the detector
@@ -263,8 +267,8 @@ class RulesLoop(BackgroundLoop):
         with self.done:
             self.taken += 1
 
-    def submit(self, batch: list[Detected]) -> None:
-        """Queue a detected batch (blocks while ``depth`` batches wait)."""
+    def submit(self, batch: list[tuple[list[Detected], int]]) -> None:
+        """Queue a detected batch: its groups and their input sides (blocks while ``depth`` batches wait)."""
         self.queue.put(batch)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -299,15 +303,19 @@ class RulesLoop(BackgroundLoop):
             if batch is None:
                 return
             try:
-                process_detected(batch, self.imgsz, self.on_error)
+                for detected, imgsz in batch:
+                    process_detected(detected, imgsz, self.on_error)
             except Exception as exc:  # on_error takes a pipeline's failure; anything else loses this batch only
-                log.error("rules failed on a batch of %d frames: %s", len(batch), exc)
+                log.error("rules failed on a batch of %d frames: %s", sum(len(d) for d, _ in batch), exc)
             finally:
                 self._finish()
 
 
 class InferenceEngine(BackgroundLoop):
-    """One detector shared by all cameras, batching their samples; a :class:`RulesLoop` processes its answers."""
+    """One detector shared by all cameras, batching their samples; a :class:`RulesLoop` processes its answers.
+
+    A camera with a model of its own (``CameraWorker.backend``) is detected by that model, in the same round:
+    a round's samples go to each model in one call."""
 
     def __init__(self, backend: DetectorBackend, batch: int, governor: LoadGovernor | None = None) -> None:
         super().__init__("inference")
@@ -318,7 +326,7 @@ class InferenceEngine(BackgroundLoop):
         self.batches = 0
         self.errors = 0
         self.governor = governor or LoadGovernor()
-        self.rules = RulesLoop(backend.imgsz, self._camera_failed)
+        self.rules = RulesLoop(self._camera_failed)
         self.served = 0  # samples taken from the cameras' queues
         self._first = 0  # where the next round of taking starts
 
@@ -384,17 +392,24 @@ class InferenceEngine(BackgroundLoop):
                 self._govern(0.0)
                 continue
             t0 = time.perf_counter()
-            try:
-                done = detect_samples(self.backend, [(w.pipeline, s) for w, s in items], self._camera_failed)
-            except Exception as exc:  # the detector itself failed: this batch is lost, the next one is tried
-                self.errors += 1
+            groups: dict[int, tuple[DetectorBackend, list[tuple[CameraPipeline, Sample]]]] = {}
+            for w, sample in items:
+                backend = w.backend or self.backend
+                groups.setdefault(id(backend), (backend, []))[1].append((w.pipeline, sample))
+            done: list[tuple[list[Detected], int]] = []
+            for backend, group in groups.values():
+                try:
+                    done.append((detect_samples(backend, group, self._camera_failed), backend.imgsz))
+                except Exception as exc:  # a detector failed: these frames are lost, the next ones are tried
+                    self.errors += 1
+                    log.error("detector failed on a batch of %d frames: %s", len(group), exc)
+            if not done:
                 self.rules.lost()
-                log.error("detector failed on a batch of %d frames: %s", len(items), exc)
                 self._govern(time.perf_counter() - t0)
                 continue
             self.rules.submit(done)  # waits while the rules are behind: that counts as the detector's load
             self._govern(time.perf_counter() - t0)
-            self.batches += 1 if any(s.needs_detector for _, s, _ in done) else 0
+            self.batches += 1 if any(s.needs_detector for d, _ in done for _, s, _ in d) else 0
 
     @staticmethod
     def _camera_failed(pipeline: CameraPipeline, exc: Exception) -> None:
@@ -420,7 +435,8 @@ def view_of(w: CameraWorker) -> CameraView:
     return CameraView(w.camera_id, w.health, w.detail, p, w.stats.frames_dropped, w.stats.reconnects,
                       len(w.queue), w.pipeline.warning_actions, decode=w.decoding, decode_detail=w.decode_detail,
                       detect_fps=w.pipeline.sampler.detect_fps, detect_fps_now=w.pipeline.sampler.effective_fps,
-                      record=w.record_health, record_detail=w.record_detail, evidence=w.evidence)
+                      record=w.record_health, record_detail=w.record_detail, evidence=w.evidence,
+                      model=ctx.model.name if (ctx := w.pipeline.context) is not None and ctx.model else "")
 
 
 def frame_jpeg_of(worker: CameraWorker, overlay: bool) -> bytes | None:
@@ -479,8 +495,14 @@ class LocalCameras:
         self.evidence_root = evidence_root
         self.on_event, self.on_health, self.on_warn = on_event, on_health, on_warn
         m = config.model
-        self.backend = create_backend(config_for(m.path, conf=m.conf, imgsz=m.imgsz, threads=m.threads,
-                                                 spinning=m.spinning))
+
+        def load(path: Path) -> DetectorBackend:
+            return create_backend(config_for(path, conf=m.conf, imgsz=m.imgsz, threads=m.threads,
+                                             spinning=m.spinning))
+
+        #: The service's model and the cameras' own (``model:``), each loaded once.
+        self.models = ModelPool(load(m.path), m.path, load)
+        self.backend = self.models.default
         self.engine = InferenceEngine(self.backend, m.batch)
         self.watch = StallWatch(self.check_stalls)
         # Stream-copied clips are written here, one at a time: never on a camera's reader or the detector, which
@@ -495,8 +517,11 @@ class LocalCameras:
         self.engine.start()
         self.watch.start()
 
-    def pipeline_for(self, cam: CameraConfig, on_event: EventCallback) -> CameraPipeline:
-        """The camera's pipeline as the service runs it: evidence at 4 fps, cases to the camera's notifiers."""
+    def pipeline_for(self, cam: CameraConfig, on_event: EventCallback,
+                     backend: DetectorBackend | None = None) -> CameraPipeline:
+        """The camera's pipeline as the service runs it: evidence at 4 fps, cases to the camera's notifiers
+        (``backend``: its detector, default the service's)."""
+        backend = backend or self.backend
         rules = camera_rules(self.config.rules, cam.rules)
         for message in thresholds_below(rules, self.config.model.conf, f"camera {cam.id}: rules"):
             log.warning("%s", message)
@@ -504,12 +529,12 @@ class LocalCameras:
         evidence = EvidenceRecorder(self.evidence_root / cam.id, long_s=max(settings.dwell_s.values()) + 30,
                                     fast_fps=4.0, max_width=960, writer=self.evidence_writer.submit)
         context = case_context(cam, self.config.case_notifiers())
-        return build_pipeline(cam, settings, self.backend.names, self.store, cam.source, evidence,
+        return build_pipeline(cam, settings, backend.names, self.store, cam.source, evidence,
                               self.evidence_root, context=context,
                               on_event=on_event,
                               on_warning=lambda action, case_id: self.on_warn(cam.id, action, case_id),
                               reminders=self.reminders() if self.reminders is not None else None,
-                              plates=self._plates(cam), model=self.backend.identity)
+                              plates=self._plates(cam), model=backend.identity)
 
     def _plates(self, cam: CameraConfig) -> PlateSetup | None:
         """The plate reader (loaded once) and the register, for cameras that read plates (None: none can be)."""
@@ -524,8 +549,29 @@ class LocalCameras:
             self._plate_setup = PlateSetup(reader, self.register, lambda _ts: dt.datetime.now())
         return self._plate_setup
 
+    def prepare(self, cam: CameraConfig) -> None:
+        """Load the camera's own model before it replaces a running camera (raises ``ModelLoadError``)."""
+        self.model_for(cam)
+
+    def model_for(self, cam: CameraConfig) -> DetectorBackend:
+        """The camera's detector: its own ``model`` (loaded on first use), else the service's.
+
+        Raises:
+            ModelLoadError: Its model cannot be loaded.
+        """
+        try:
+            return self.models.backend(cam.model)
+        except ModelLoadError as exc:
+            raise ModelLoadError(f"camera {cam.id}: its model: {exc}") from exc
+
     def add(self, cam: CameraConfig) -> None:
-        """Build the camera's source, pipeline and reader and start reading."""
+        """Build the camera's source, pipeline and reader and start reading.
+
+        Raises:
+            ValueError: The camera's id runs already.
+            ModelLoadError: Its own model cannot be loaded (nothing of it started).
+        """
+        backend = self.model_for(cam)
         ingest = self.config.ingest
         source = open_source(source_config(cam.source, live=True, open_timeout_s=ingest.open_timeout_s,
                                            read_timeout_s=ingest.read_timeout_s, decode_threads=ingest.decode_threads))
@@ -538,11 +584,12 @@ class LocalCameras:
             if not ingest.record_process:
                 record = open_source(record_cfg, epoch=clock_zero)
         epoch = time.time()  # wall time of the camera clock's zero
-        pipeline = self.pipeline_for(cam, lambda ev, case_id: self.on_event(cam.id, ev, case_id, epoch))
+        pipeline = self.pipeline_for(cam, lambda ev, case_id: self.on_event(cam.id, ev, case_id, epoch), backend)
         mode, interval, reason = cam.decode_plan()
         worker = CameraWorker(cam.id, source, mode, pipeline, ingest, self.on_health, self.engine.wakeup,
                               epoch, auto_interval_s=interval, decoding="keyframes" if mode == "keyframes" else "all",
-                              decode_detail=reason, record=record)
+                              decode_detail=reason, record=record,
+                              backend=backend if backend is not self.backend else None)
         with self.engine.lock:
             if cam.id in self.engine.workers:
                 raise ValueError(f"camera {cam.id} exists")

@@ -82,12 +82,16 @@ def cmd_speak(args: argparse.Namespace) -> int:
 
 def _store_location(args: argparse.Namespace, command: str) -> tuple[str | Path, Path | None, Path | None]:
     """The case store, evidence folder and model a command names: ``--config`` SERVICE.yaml (its storage and
-    model), or ``--db`` (and ``--evidence``; no model)."""
+    model; with ``--camera``, that camera's own model where it has one), or ``--db`` (and ``--evidence``; no
+    model)."""
     from service.settings import load_service_config
 
     if args.config is not None:
         cfg, _ = load_service_config(args.config)
-        return args.db or cfg.storage.db, getattr(args, "evidence", None) or cfg.storage.evidence, cfg.model.path
+        camera = getattr(args, "camera", None)
+        own = next((c.model for c in cfg.cameras if c.id == camera and c.model is not None), None)
+        return (args.db or cfg.storage.db, getattr(args, "evidence", None) or cfg.storage.evidence,
+                own or cfg.model.path)
     if args.db:
         return args.db, getattr(args, "evidence", None), None
     raise SystemExit(f"{command}: give --config SERVICE.yaml, or --db")
@@ -105,7 +109,7 @@ def _review_model(args: argparse.Namespace, service_model: Path | None) -> tuple
             return None, "every model"
         path = model_file(service_model)
         if not path.is_file():
-            raise SystemExit(f"evaluate reviews: the service's model {path} is not here: name the model whose "
+            raise SystemExit(f"evaluate reviews: the configured model {path} is not here: name the model whose "
                              "cases to read with --model (a model file or folder, a SHA-256, or all)")
         choice = str(path)
     if choice == "all":
@@ -151,7 +155,7 @@ def cmd_review_thresholds(args: argparse.Namespace) -> int:
                  len(reviewed) - len(cases))
     reviews = [(c.violation, c.confidence, c.review == "confirmed") for c in cases]
     result = review_thresholds(reviews, args.out, args.precision, args.current, args.min_recall,
-                               f"reviews of {where}, cases of {which}")
+                               f"reviews of {where}, cases of {which}", args.camera)
     log.info("thresholds for precision >= %s from %d reviewed cases:\n%s", args.precision, len(reviews),
              table(result))
     sys.stdout.write(f"thresholds: {args.out / 'thresholds.json'}\nconfig: {args.out / 'thresholds.yaml'}\n")
@@ -214,10 +218,11 @@ def register(sub: Subcommands, groups: Groups) -> None:
     rv.add_argument("--out", type=Path, required=True)
     rv.add_argument("--config", type=Path, help="the service YAML (its case database)")
     rv.add_argument("--db", help="case store: SQLite file or SQLAlchemy URL (instead of --config)")
-    rv.add_argument("--camera", help="only this camera's cases (its own rules)")
+    rv.add_argument("--camera", help="only this camera's cases: a fragment for its own rules (and its own model's "
+                    "cases, where it has one)")
     rv.add_argument("--model", help="only the cases this model raised: a model file or folder, or the SHA-256 of "
                     "its weights (8 or more hex digits); 'all': every model's (default: the --config service's "
-                    "model, else all)")
+                    "model, or the --camera's own; else all)")
     rv.add_argument("--precision", type=float, default=0.8,
                     help="the share of kept cases the operators confirmed (default 0.8)")
     rv.add_argument("--min-recall", type=float, default=0.1,

@@ -47,6 +47,7 @@ class CameraView:
     record: str = ""  # the main (record) stream's state, "" for a camera with one stream
     record_detail: str = ""  # why (its last error)
     evidence: str = ""  # how clips are cut now: "stream copy (record)", "stream copy (detect)" or "re-encoded"
+    model: str = ""  # the model detecting it (name and version, e.g. "default 0.4.0")
 
 
 class CameraFleet(Protocol):
@@ -57,6 +58,10 @@ class CameraFleet(Protocol):
 
     def add(self, cam: CameraConfig) -> None:
         """Start a camera (raises ``ValueError`` if its id runs already)."""
+
+    def prepare(self, cam: CameraConfig) -> None:
+        """Load what a camera needs before it is added (its own model): raises ``ModelLoadError`` if that
+        fails, so that a change with a bad model never stops the running camera."""
 
     def remove(self, camera_id: str) -> None:
         """Stop a camera and end its active violations."""

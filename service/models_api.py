@@ -231,6 +231,8 @@ class CameraStatus(BaseModel):
     evidence: str = Field(default="", description="How its clips are cut now: 'stream copy (record)' from the main "
                           "stream, 'stream copy (detect)' from the stream it detects on, or 're-encoded' from "
                           "decoded frames (sources without H.264/H.265 packets).")
+    model: str = Field(default="", description="The model detecting it: its name and version (the service's "
+                       "model, or the camera's own `model`).")
     record: str = Field(default="", exclude_if=lambda v: not v,
                         description="The camera's record (main) stream, if it has two (absent otherwise).")
     record_health: str = Field(default="", exclude_if=lambda v: not v,

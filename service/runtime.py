@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from detector.backends.base import ModelLoadError
 from detector.events import ViolationEvent
 from detector.privacy import PrivacySettings
 from detector.warnings import WarningAction, WarningStats, warning_stats
@@ -117,7 +118,12 @@ class Runtime:
         self.fleet.start()
         self.notifications.start()
         for cam in self.config.cameras:
-            self.add_camera(cam)
+            try:
+                self.add_camera(cam)
+            except ModelLoadError as exc:  # that camera's own model: the others start
+                log.error("camera %s not started: %s", cam.id, exc)
+                self.bus.publish("camera", {"camera": cam.id, "state": "failed", "detail": str(exc),
+                                            "at": time.time()})
 
     def stop(self) -> None:
         """Stop cameras first (their last frames still get inferred), then the rest."""
@@ -225,13 +231,25 @@ class Runtime:
         self.fleet.set_shops(shops)
         return shops
 
+    def check_camera(self, cam: CameraConfig) -> None:
+        """Check what a camera needs before it is added or replaces a running one: its notifiers and speakers
+        are configured, its own model loads.
+
+        Raises:
+            ValueError: The camera names a notifier the service does not have.
+            ModelLoadError: Its own model does not load.
+        """
+        self.config.check_targets(cam)
+        self.fleet.prepare(cam)
+
     def add_camera(self, cam: CameraConfig) -> None:
-        """Start reading a camera (its id must be new, its notifiers and speakers configured).
+        """Start reading a camera (its id must be new, its notifiers and speakers configured, its model loadable).
 
         Raises:
             ValueError: The id exists, or the camera names a notifier the service does not have.
+            ModelLoadError: Its own model does not load.
         """
-        self.config.check_targets(cam)
+        self.check_camera(cam)
         with self.lock:
             if cam.id in self.cameras:
                 raise ValueError(f"camera {cam.id} exists")
@@ -280,7 +298,8 @@ class Runtime:
                "reconnects": v.reconnects, "queue": v.queue,
                "events": p.events, "location": cam.location.model_dump(),
                "decode": v.decode, "decode_detail": v.decode_detail,
-               "detect_fps": v.detect_fps, "detect_fps_now": round(v.detect_fps_now, 3), "evidence": v.evidence}
+               "detect_fps": v.detect_fps, "detect_fps_now": round(v.detect_fps_now, 3), "evidence": v.evidence,
+               "model": v.model}
         if cam.record:
             out.update(record=cam.record, record_health=v.record, record_detail=v.record_detail)
         if v.node:

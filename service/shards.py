@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from detector.backends.base import ModelLoadError, config_for, copy_weights, create_backend, model_file
 from pipelines.config import CameraConfig
 from pipelines.distributed import Applier, OpLog, connect, node_id
 from pipelines.shops import Shop
@@ -41,13 +42,13 @@ class CameraShard:
     Args:
         config_json: The service configuration (model, ingest, rules, dispatch targets).
         model: The detector's bytes (a node needs no copy of the model file).
+        origin: The model's file where the service runs (cases name the model by it).
     """
 
-    def __init__(self, config_json: str, model: bytes) -> None:
+    def __init__(self, config_json: str, model: bytes, origin: str) -> None:
         config = ServiceConfig.model_validate_json(config_json)
         self.scratch = Path(tempfile.mkdtemp(prefix="streetwatch-shard-"))
-        weights = self.scratch / f"model{config.model.path.suffix}"
-        weights.write_bytes(model)
+        weights = copy_weights(model, Path(origin), self.scratch / "models")
         threads = max(1, round(config.cluster.cpus_per_shard))
         config.model = config.model.model_copy(update={"path": weights, "threads": threads})
         self.incarnation = uuid.uuid4().hex
@@ -56,9 +57,12 @@ class CameraShard:
                                     self.log.warn)
         self.cameras.start()
 
-    def add(self, camera_json: str) -> None:
-        """Start a camera."""
-        self.cameras.add(CameraConfig.model_validate_json(camera_json))
+    def add(self, camera_json: str, model: bytes | None = None, origin: str = "") -> None:
+        """Start a camera (``model``: the bytes of its own model, read from ``origin`` where the service runs)."""
+        cam = CameraConfig.model_validate_json(camera_json)
+        if model is not None:
+            cam = cam.model_copy(update={"model": copy_weights(model, Path(origin), self.scratch / "models")})
+        self.cameras.add(cam)
 
     def remove(self, camera_id: str) -> None:
         """Stop a camera (its open violations end; their ops follow on the next poll)."""
@@ -98,6 +102,7 @@ class RayCameras:
         self.on_health = on_health
         self.applier = Applier(store, evidence_root, on_event, on_health, on_warn)
         self.shards: list[_Shard] = []
+        self.model_refs: dict[Path, Any] = {}  # the cameras' own models in the object store, by file
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ray-poll", daemon=True)
@@ -111,10 +116,11 @@ class RayCameras:
         c = self.config.cluster
         self.ray = connect(c.ray or "")
         # Held for the service's life: Ray rebuilds a restarted actor from these same arguments.
-        self.model_ref = self.ray.put(self.config.model.path.read_bytes())
+        weights = model_file(self.config.model.path)
+        self.model_ref = self.ray.put(weights.read_bytes())
         actor = self.ray.remote(CameraShard).options(num_cpus=c.cpus_per_shard, max_restarts=-1, max_concurrency=4)
         cfg_json = self.config.model_copy(update={"cameras": []}).model_dump_json()
-        self.shards = [_Shard(actor.remote(cfg_json, self.model_ref)) for _ in range(c.shards)]
+        self.shards = [_Shard(actor.remote(cfg_json, self.model_ref, str(weights))) for _ in range(c.shards)]
         for shard in self.shards:  # wait until every shard has loaded its detector
             self._poll(shard)
         log.info("%d camera shards on Ray at %s (nodes %s)", len(self.shards), c.ray,
@@ -129,11 +135,40 @@ class RayCameras:
             shard = min(self.shards, key=lambda s: len(s.cameras))
             shard.cameras[cam.id] = cam
         try:
-            self.ray.get(shard.handle.add.remote(cam.model_dump_json()), timeout=CALL_TIMEOUT_S)
+            self.ray.get(shard.handle.add.remote(cam.model_dump_json(), *self._camera_model(cam)),
+                         timeout=CALL_TIMEOUT_S)
         except Exception:
             with self.lock:
                 shard.cameras.pop(cam.id, None)
             raise
+
+    def prepare(self, cam: CameraConfig) -> None:
+        """Check that the camera's own model loads here and hold its bytes for the shards.
+
+        Raises:
+            ModelLoadError: It does not load.
+        """
+        self._camera_model(cam)
+
+    def _camera_model(self, cam: CameraConfig) -> tuple[Any, str]:
+        """The object-store copy of the camera's own model and its file here (None, "": the service's model),
+        each model read and checked once (a model that does not load here fails before a shard gets it)."""
+        if cam.model is None:
+            return None, ""
+        weights = model_file(cam.model)
+        with self.lock:
+            ref = self.model_refs.get(weights)
+        if ref is None:
+            try:
+                m = self.config.model
+                create_backend(config_for(weights, conf=m.conf, imgsz=m.imgsz, threads=1))
+                data = weights.read_bytes()
+            except (ModelLoadError, OSError) as exc:
+                raise ModelLoadError(f"camera {cam.id}: its model: {exc}") from exc
+            ref = self.ray.put(data)
+            with self.lock:
+                self.model_refs[weights] = ref
+        return ref, str(weights)
 
     def remove(self, camera_id: str) -> None:
         """Stop a camera wherever it runs."""
@@ -229,7 +264,8 @@ class RayCameras:
         self.applier.store.end_untracked(list(shard.cameras), UNTRACKED_NOTE)
         for cam in list(shard.cameras.values()):
             try:
-                self.ray.get(shard.handle.add.remote(cam.model_dump_json()), timeout=CALL_TIMEOUT_S)
+                self.ray.get(shard.handle.add.remote(cam.model_dump_json(), *self._camera_model(cam)),
+                             timeout=CALL_TIMEOUT_S)
             except Exception as exc:
                 log.error("camera %s not restarted: %s", cam.id, exc)
 

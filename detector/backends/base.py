@@ -10,6 +10,7 @@ them lazily so the ONNX path never loads torch.
 from __future__ import annotations
 
 import abc
+import hashlib
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,11 +87,26 @@ class ModelIdentity:
         return f"{self.name} (sha256 {self.sha256[:12]})"
 
 
+def weights_name(path: Path) -> str:
+    """What cases call a weights file: ``models/default/model.onnx`` is ``default`` (a file named ``model.*`` is
+    named by its folder, any other by its stem)."""
+    return path.parent.name if path.stem == "model" and path.parent.name else path.stem
+
+
 def identify(path: Path, version: str = "") -> ModelIdentity:
-    """The identity of a weights file: ``models/default/model.onnx`` of version 0.4.0 is ``default 0.4.0`` (a
-    file named ``model.*`` is named by its folder, any other by its stem)."""
-    name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
-    return ModelIdentity(f"{name} {version}".strip(), sha256_file(path))
+    """The identity of a weights file: ``models/default/model.onnx`` of version 0.4.0 is ``default 0.4.0``
+    (:func:`weights_name` and the model's own version)."""
+    return ModelIdentity(f"{weights_name(path)} {version}".strip(), sha256_file(path))
+
+
+def copy_weights(data: bytes, origin: Path, folder: Path) -> Path:
+    """Write weights that came as bytes (a Ray node has no copy of the file) under ``folder``, named so that
+    :func:`identify` gives the copy the name of ``origin`` (the file they were read from): cases name the same
+    model wherever they were detected. Copies of different weights never overwrite each other."""
+    target = folder / hashlib.sha256(data).hexdigest()[:16] / weights_name(origin) / f"model{origin.suffix}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return target
 
 
 class DetectorBackend(abc.ABC):

@@ -212,8 +212,9 @@ def violation_thresholds(classes: dict[str, dict[str, Any]]) -> dict[str, float]
 
 
 def config_fragment(thresholds: dict[str, float], classes: dict[str, dict[str, Any]], precision: float,
-                    source: str, detector_conf: float, min_recall: float = 0.1) -> str:
-    """The YAML a configuration takes (``rules.min_confidence``), with what was and was not calibrated."""
+                    source: str, detector_conf: float, min_recall: float = 0.1, camera: str | None = None) -> str:
+    """The YAML a configuration takes (``rules.min_confidence``), with what was and was not calibrated; for one
+    ``camera``, under that camera's entry (its ``rules:`` change only the keys they set)."""
     lines = [f"# streetwatch evaluate thresholds: per violation the threshold finding the most at precision >= "
              f"{precision} on {source}"]
     unreached = [n for n, r in classes.items() if r.get("target") is None and n not in NOT_CALIBRATED
@@ -225,16 +226,24 @@ def config_fragment(thresholds: dict[str, float], classes: dict[str, dict[str, A
     if low:
         lines.append(f"# below the detector's --conf {detector_conf}: run with --conf {min(thresholds.values()):g}, "
                      f"else {', '.join(low)} cannot go below {detector_conf}")
-    lines.append("# for one camera: the same min_confidence under that camera's rules: (it changes only what it sets)")
-    lines.append("rules:")
-    if not thresholds:
-        lines.append("  min_confidence: {}")
+    if camera is None:
+        lines.append("# for one camera: the same min_confidence under that camera's rules: (it changes only what it "
+                     "sets)")
+        lines.append("rules:")
+        indent = ""
     else:
-        lines.append("  min_confidence:")
+        lines.append(f"# camera {camera} only: merge into its entry of the cameras: list (its other keys stay; "
+                     "these thresholds change only the violations named, the rest stay the global rules')")
+        lines += ["cameras:", f"  - id: {camera}", "    rules:"]
+        indent = "    "
+    if not thresholds:
+        lines.append(f"{indent}  min_confidence: {{}}")
+    else:
+        lines.append(f"{indent}  min_confidence:")
         for v, t in thresholds.items():
             seen = ", ".join(f"{n} P {r['target']['precision']:.2f} R {r['target']['recall']:.2f}"
                              for n, r in classes.items() if r.get("violation") == v and r.get("target"))
-            lines.append(f"    {v}: {t:g}  # {seen}")
+            lines.append(f"{indent}    {v}: {t:g}  # {seen}")
     return "\n".join(lines) + "\n"
 
 
@@ -266,25 +275,28 @@ def evaluate_thresholds(data: Path, out: Path, model: Path, remap: dict[str, str
     return result
 
 
-def write(out: Path, result: dict[str, Any], source: str) -> None:
-    """thresholds.json (everything) and thresholds.yaml (the config fragment) of a calibration into ``out``."""
+def write(out: Path, result: dict[str, Any], source: str, camera: str | None = None) -> None:
+    """thresholds.json (everything) and thresholds.yaml (the config fragment; under ``camera``'s entry when
+    given) of a calibration into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "thresholds.json").write_text(json.dumps(result, indent=1))
     (out / "thresholds.yaml").write_text(config_fragment(result["min_confidence"], result["classes"],
                                                          result["precision"], source, result["current"],
-                                                         result["min_recall"]))
+                                                         result["min_recall"], camera))
 
 
 def review_thresholds(reviews: Sequence[tuple[str, float, bool]], out: Path, precision: float,
-                      current: float = 0.25, min_recall: float = 0.1, source: str = "reviews") -> dict[str, Any]:
+                      current: float = 0.25, min_recall: float = 0.1, source: str = "reviews",
+                      camera: str | None = None) -> dict[str, Any]:
     """Per-violation thresholds from the operators' verdicts (:func:`calibrate_reviews`); writes thresholds.json
-    and thresholds.yaml into ``out``."""
+    and thresholds.yaml into ``out`` (the verdicts on one ``camera``'s cases: a fragment for that camera)."""
     if not 0 < precision <= 1:
         raise ValueError(f"precision must be in (0, 1], got {precision}")
     classes = calibrate_reviews(reviews, precision, current, min_recall)
-    result = {"source": source, "reviewed": len(reviews), "precision": precision, "min_recall": min_recall,
-              "current": current, "classes": classes, "min_confidence": violation_thresholds(classes)}
-    write(out, result, f"{source} ({len(reviews)} reviewed cases)")
+    result = {"source": source, "camera": camera, "reviewed": len(reviews), "precision": precision,
+              "min_recall": min_recall, "current": current, "classes": classes,
+              "min_confidence": violation_thresholds(classes)}
+    write(out, result, f"{source} ({len(reviews)} reviewed cases)", camera)
     return result
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Response
 
+from detector.backends.base import ModelLoadError
 from pipelines.config import CameraConfig
 from service.deps import Admin, ConfigPathDep, ErrorBody, RuntimeDep, Viewer
 from service.models_api import CameraIn, CameraSaved, CameraStatus
@@ -46,8 +47,8 @@ def cameras(rt: RuntimeDep, _: Viewer) -> list[CameraStatus]:
 def add_camera(cam: CameraIn, rt: RuntimeDep, _: Admin, config_path: ConfigPathDep) -> CameraSaved:
     """Add a camera at run time (validated like the YAML config)."""
     try:
-        rt.config.check_targets(cam)
-    except ValueError as exc:
+        rt.check_camera(cam)
+    except (ValueError, ModelLoadError) as exc:
         raise HTTPException(422, str(exc)) from exc
     try:
         rt.add_camera(cam)
@@ -64,8 +65,8 @@ def change_camera(camera_id: str, cam: CameraIn, rt: RuntimeDep, _: Admin, confi
     if camera_id not in rt.cameras:
         raise HTTPException(404, "no such camera")
     try:
-        rt.config.check_targets(cam)  # before the running camera is stopped
-    except ValueError as exc:
+        rt.check_camera(cam)  # before the running camera is stopped
+    except (ValueError, ModelLoadError) as exc:
         raise HTTPException(422, str(exc)) from exc
     rt.remove_camera(camera_id)
     rt.add_camera(cam)

@@ -153,3 +153,29 @@ def test_detector_input_size_is_chosen_per_run(street_clip: tuple[Path, dict], t
     assert main(["analyze", str(clip), "--out", str(tmp_path / "odd"), "--imgsz", "500", "-q"]) == 2
     errors = json.loads((tmp_path / "odd" / "cases.json").read_text())["errors"]
     assert any("multiple of 32" in e["error"] for e in errors)
+
+
+def test_a_camera_with_its_own_model(tmp_path: Path, street_clip: tuple[Path, dict], default_model: Path) -> None:
+    """A site model for one camera (relative to the camera file); the others keep --model; a camera whose model
+    does not load fails its own inputs only. In process and in worker processes alike."""
+    clip, _ = street_clip
+    north, broken = tmp_path / "north.mp4", tmp_path / "broken.mp4"
+    north.write_bytes(clip.read_bytes())
+    broken.write_bytes(clip.read_bytes())
+    (tmp_path / "models" / "site_north").mkdir(parents=True)
+    (tmp_path / "models" / "site_north" / "model.onnx").write_bytes(default_model.read_bytes())
+    cfg = tmp_path / "cams.yaml"
+    cfg.write_text("cameras:\n"
+                   "  - id: south\n    source: street.mp4\n"
+                   "  - id: north\n    source: north.mp4\n    model: models/site_north\n"
+                   "  - id: broken\n    source: broken.mp4\n    model: models/nowhere.onnx\n")
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        assert main(["analyze", str(clip), str(north), str(broken), "--out", str(out), "--config", str(cfg),
+                     "--dwell", "2", "--workers", workers, "--imgsz", str(RENDER_IMGSZ), "-q"]) == 0
+        data = json.loads((out / "cases.json").read_text())
+        models = {(c["camera"], c["model"].split()[0]) for c in data["cases"]}
+        assert models == {("south", "default"), ("north", "site_north")}, workers
+        assert [e["source"] for e in data["errors"]] == [str(broken)]
+        assert "camera broken: its model: model file not found" in data["errors"][0]["error"]
+        assert data["settings"]["model"]["cameras"]["north"] == str(tmp_path / "models" / "site_north")

@@ -21,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from models import DEFAULT_MODEL
 from pipelines.distributed import Applier, OpLog
 from pipelines.sinks.store import CaseStore
 from tests.helpers.data import RENDER_IMGSZ
@@ -64,6 +65,8 @@ def test_analyze_on_ray_matches_local_run(cluster: RayCluster, tmp_path: Path) -
     assert run.returncode == 0, run.stderr[-3000:]
     ray_cases, local_cases = _cases(tmp_path / "ray"), _cases(tmp_path / "local")
     assert len(ray_cases) >= 6 and sorted(map(_key, ray_cases)) == sorted(map(_key, local_cases))
+    models = {c["model"] for c in ray_cases}  # named by the model's file here, not by the node's scratch copy
+    assert models == {c["model"] for c in local_cases} and str(models.pop()).startswith("default ")
     report = json.loads((tmp_path / "ray" / "cases.json").read_text())
     assert [e["source"] for e in report["errors"]] == [str(corrupt)]  # the bad file failed alone
     nodes = {s["ray_node"] for s in report["stats"]["sources"].values()}
@@ -127,7 +130,12 @@ def _service_config(tmp_path: Path, port: int) -> Path:
     for i, name in enumerate(("reg_violations_a.mp4", "reg_violations_b.mp4")):
         src = tmp_path / name
         shutil.copy(CLIPS / name, src)
-        cams.append({"id": f"cam{i}", "source": str(src), "detect_fps": 2,
+        own = {}
+        if i == 1:  # a camera with a model of its own (a site model): here a copy of the default one
+            (tmp_path / "site_north").mkdir()
+            shutil.copy(DEFAULT_MODEL, tmp_path / "site_north" / "model.onnx")
+            own = {"model": str(tmp_path / "site_north")}
+        cams.append({"id": f"cam{i}", "source": str(src), "detect_fps": 2, **own,
                      "zones": [{"id": "pavement", "polygon": [[0.44, 0.0], [1.0, 0.0], [1.0, 1.0], [0.74, 1.0]],
                                 "violations": ["street_stall", "garbage", "barbecue"],
                                 "dwell_s": {"street_stall": 2, "garbage": 2, "barbecue": 2}}]})
@@ -160,6 +168,8 @@ def test_serve_shards_cameras_over_ray_actors(cluster: RayCluster, tmp_path: Pat
                                  if c["health"] == "live" and c["frames_inferred"] > 0] or None, 60, "live cameras")
         cams = httpx.get(f"{base}/api/cameras", headers=auth).json()
         assert len({c["node"] for c in cams}) == 2  # one shard per worker node, one camera each
+        models = {c["id"]: c["model"].split()[0] for c in cams}
+        assert models == {"cam0": "default", "cam1": "site_north"}  # each camera's detector, shipped to its shard
         cases = wait_for(lambda: [c for c in httpx.get(f"{base}/api/cases", headers=auth).json()["items"]
                                   if "snapshot" in c["evidence"]] or None, 90, "a case with evidence")
         snap = httpx.get(f"{base}{cases[0]['evidence']['snapshot']}", headers=auth)
@@ -185,6 +195,9 @@ def test_serve_shards_cameras_over_ray_actors(cluster: RayCluster, tmp_path: Pat
         now = {x["id"]: x for x in httpx.get(f"{base}/api/cases", headers=auth).json()["items"]}
         restarted = [x["id"] for x in open_before if x["camera"] in back]
         assert restarted and not any(now[i]["active"] for i in restarted)
+        assert {x["camera"]: x["model"].split()[0] for x in open_before} == models  # cases name their model
+        again = {c["id"]: c["model"].split()[0] for c in httpx.get(f"{base}/api/cameras", headers=auth).json()}
+        assert again == models  # the restarted shard got the camera's own model back
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

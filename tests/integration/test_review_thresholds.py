@@ -23,9 +23,13 @@ def _case(store: CaseStore, n: int, camera: str, violation: str, conf: float, ve
     store.review(store.record(event, f"{camera}.mp4", CaseContext(model=model)), verdict, "operator")
 
 
-def _threshold(out: Path) -> float:
-    rules = RulesConfig.model_validate(yaml.safe_load((out / "thresholds.yaml").read_text())["rules"])
-    return rules.min_confidence["garbage"]
+def _threshold(out: Path, camera: str | None = None) -> float:
+    """The garbage threshold of a fragment: the global rules', or under ``camera``'s entry."""
+    doc = yaml.safe_load((out / "thresholds.yaml").read_text())
+    if camera is not None:
+        assert [c["id"] for c in doc["cameras"]] == [camera] and "rules" not in doc
+        doc = doc["cameras"][0]
+    return RulesConfig.model_validate(doc["rules"]).min_confidence["garbage"]
 
 
 def test_thresholds_from_reviewed_cases(tmp_path: Path) -> None:
@@ -41,8 +45,7 @@ def test_thresholds_from_reviewed_cases(tmp_path: Path) -> None:
     store.close()
     assert main(["evaluate", "reviews", "--db", str(db), "--camera", "cam1", "--precision", "0.75",
                  "--out", str(tmp_path / "thr")]) == 0
-    rules = RulesConfig.model_validate(yaml.safe_load((tmp_path / "thr" / "thresholds.yaml").read_text())["rules"])
-    assert rules.min_confidence["garbage"] == 0.4  # 3 of 4 kept cases confirmed, all confirmed ones kept
+    assert _threshold(tmp_path / "thr", "cam1") == 0.4  # 3 of 4 kept cases confirmed, all confirmed ones kept
     # Another camera's cases only: none confirmed, no threshold; no reviews at all is a clear stop.
     assert main(["evaluate", "reviews", "--db", str(db), "--camera", "cam2", "--out", str(tmp_path / "t2")]) == 0
     assert "kept at the default): garbage" in (tmp_path / "t2" / "thresholds.yaml").read_text()
@@ -91,5 +94,11 @@ def test_thresholds_from_the_cases_of_one_model(tmp_path: Path, caplog: pytest.L
     with pytest.raises(SystemExit, match="not a model file or folder, 'all' or a SHA-256"):
         main(["evaluate", "reviews", "--db", str(db), "--model", "nope", "--out", str(tmp_path / "bad")])
     service.write_text(f"storage: {{db: {db}}}\nmodel: {{path: {tmp_path / 'gone.onnx'}}}\n")
-    with pytest.raises(SystemExit, match=r"the service.s model .*gone\.onnx is not here"):
+    with pytest.raises(SystemExit, match=r"the configured model .*gone\.onnx is not here"):
         main(["evaluate", "reviews", "--config", str(service), "--out", str(tmp_path / "gone")])
+    # A camera with a model of its own: --camera reads that model's cases by default.
+    service.write_text(f"storage: {{db: {db}}}\nmodel: {{path: {tmp_path / 'gone.onnx'}}}\n"
+                       f"cameras:\n  - id: cam1\n    source: rtsp://192.0.2.1/1\n    model: {weights.parent}\n")
+    assert main(["evaluate", "reviews", "--config", str(service), "--camera", "cam1", "--precision", "0.9",
+                 "--out", str(tmp_path / "cam")]) == 0
+    assert _threshold(tmp_path / "cam", "cam1") == 0.4

@@ -162,3 +162,43 @@ def test_boxes_come_back_to_frame_pixels_across_the_two_threads(tmp_path: Path) 
     finally:
         engine.stop()
         store.close()
+
+
+class BrokenBackend(CountingBackend):
+    """A camera's own model that fails on every call."""
+
+    def detect(self, frames: list[npt.NDArray[np.uint8]], sizes: Sequence[int] | None = None) -> list[Detections]:
+        self.calls += 1
+        raise RuntimeError("the site model's session failed")
+
+
+def test_cameras_with_their_own_model_are_detected_by_it(tmp_path: Path) -> None:
+    """A round's samples go to each camera's model, each answer to the rules at that model's input size; a
+    model that fails costs only its cameras' frames."""
+    shared, site, broken = CountingBackend(), CountingBackend(), BrokenBackend()
+    site.imgsz = 480
+    engine = InferenceEngine(shared, batch=4)
+    store = CaseStore(tmp_path / "cases.db")
+    a, b, c = (camera(cam, store, shared, engine.wakeup) for cam in "abc")
+    b.backend, c.backend = site, broken
+    engine.workers = {"a": a, "b": b, "c": c}
+    sizes: dict[str, list[int]] = {"a": [], "b": [], "c": []}
+    for w in (a, b, c):
+        original = w.pipeline.process
+
+        def process(sample: Sample, detections: Detections | None = None, imgsz: int = 0, *,
+                    _cam: str = w.camera_id, _orig: Callable[..., list] = original) -> list:
+            sizes[_cam].append(imgsz)
+            return _orig(sample, detections, imgsz)
+
+        w.pipeline.process = process  # type: ignore[method-assign]
+    engine.start()
+    try:
+        for w in (a, b, c):
+            queue(w, [0.0, 1.0])
+        wait_for(lambda: len(sizes["a"]) == len(sizes["b"]) == 2 or None, 20, "both cameras' samples")
+        assert (shared.calls, site.calls) == (2, 2) and broken.calls >= 1 and engine.errors == broken.calls
+        assert sizes == {"a": [320, 320], "b": [480, 480], "c": []}
+    finally:
+        engine.stop()
+        store.close()

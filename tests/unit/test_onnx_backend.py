@@ -13,6 +13,7 @@ from detector.backends.base import (
     ModelLoadError,
     OnnxConfig,
     config_for,
+    copy_weights,
     create_backend,
     identify,
     model_file,
@@ -75,6 +76,17 @@ def test_model_identity_names_the_weights(tmp_path: Path) -> None:
     assert (a.name, b.name) == ("site_a 0.4.1", "candidate")  # a model.* file by its folder, others by name
     assert a.sha256 == b.sha256 == sha256_file(tmp_path / "candidate.pt")  # the same bytes are the same model
     assert str(a) == f"site_a 0.4.1 (sha256 {a.sha256[:12]})"
+
+
+def test_a_copy_of_weights_keeps_their_name(tmp_path: Path) -> None:
+    """A Ray node's copy of a model is named like the file it came from; different weights never share a copy."""
+    site = tmp_path / "models" / "site_a" / "model.onnx"
+    one = copy_weights(b"site weights", site, tmp_path / "scratch")
+    assert identify(one).name == "site_a" and one.suffix == ".onnx" and one.read_bytes() == b"site weights"
+    other = copy_weights(b"other weights", tmp_path / "candidate.pt", tmp_path / "scratch")
+    assert identify(other).name == "candidate" and other.suffix == ".pt"
+    again = copy_weights(b"newer site weights", site, tmp_path / "scratch")
+    assert again != one and one.read_bytes() == b"site weights"  # a second site model beside the first
 
 
 def test_parse_names() -> None:
