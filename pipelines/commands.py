@@ -105,7 +105,7 @@ def cmd_evaluate_thresholds(args: argparse.Namespace) -> int:
         raise SystemExit(f"--precision must be in (0, 1], got {args.precision}")
     result = evaluate_thresholds(args.data, args.out, args.model, parse_renames(args.names), args.imgsz,
                                  args.precision, args.current, args.split, args.check_split, args.view, args.iou,
-                                 args.min_recall, args.label_piles)
+                                 args.min_recall, args.label_piles, args.camera)
     log.info("thresholds for precision >= %s on %d images:\n%s", args.precision, result["images"], table(result))
     sys.stdout.write(f"thresholds: {args.out / 'thresholds.json'}\nconfig: {args.out / 'thresholds.yaml'}\n")
     return 0
@@ -189,6 +189,8 @@ def _add_evaluate_thresholds(esub: Subcommands) -> None:
                     "images); 'detector' the raw boxes")
     et.add_argument("--label-piles", action="store_true", help="merge touching labelled garbage boxes into one heap "
                     "box first (labels that box each bag, read against alarms about the heap)")
+    et.add_argument("--camera", help="the frames are this camera's: the fragment goes under its entry of cameras: "
+                    "(its own rules change only the thresholds set)")
     et.set_defaults(func=cmd_evaluate_thresholds)
 
 

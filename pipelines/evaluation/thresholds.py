@@ -250,10 +250,11 @@ def config_fragment(thresholds: dict[str, float], classes: dict[str, dict[str, A
 def evaluate_thresholds(data: Path, out: Path, model: Path, remap: dict[str, str], imgsz: int | None,
                         precision: float, current: float = 0.25, split: str = "val", check_split: str | None = None,
                         view: str = "alarms", iou: float = 0.5, min_recall: float = 0.1,
-                        piles: bool = False) -> dict[str, Any]:
+                        piles: bool = False, camera: str | None = None) -> dict[str, Any]:
     """Choose per-class thresholds on ``split`` of a YOLO dataset (scored on ``check_split`` too); writes
-    thresholds.json and thresholds.yaml (the config fragment) into ``out``. ``piles``: touching labelled
-    garbage boxes are one heap (labels that box each bag, read against alarms that are about the heap)."""
+    thresholds.json and thresholds.yaml (the config fragment; under ``camera``'s entry for one camera's frames)
+    into ``out``. ``piles``: touching labelled garbage boxes are one heap (labels that box each bag, read against
+    alarms that are about the heap)."""
     if not 0 < precision <= 1:
         raise ValueError(f"precision must be in (0, 1], got {precision}")
     backend = scoring_backend(model, imgsz, view)
@@ -267,11 +268,11 @@ def evaluate_thresholds(data: Path, out: Path, model: Path, remap: dict[str, str
         check = label_piles(check, backend.names) if check is not None else None
     classes = calibrate(ev, backend.names, precision, current, check, iou, min_recall)
     thresholds = violation_thresholds(classes)
-    result = {"model": str(model), "data": str(data), "split": split, "images": len(ev.gt),
+    result = {"model": str(model), "data": str(data), "camera": camera, "split": split, "images": len(ev.gt),
               "check_split": check_split, "check_images": len(check.gt) if check else 0, "imgsz": backend.imgsz,
               "view": view, "label_piles": piles, "iou": iou, "precision": precision, "min_recall": min_recall,
               "current": current, "classes": classes, "min_confidence": thresholds}
-    write(out, result, f"{data} ({split}, {len(ev.gt)} images)")
+    write(out, result, f"{data} ({split}, {len(ev.gt)} images)", camera)
     return result
 
 

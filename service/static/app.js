@@ -199,7 +199,9 @@ function renderCameras(list) {
     }
     const fps = tl.at < now ? ((c.frames_decoded - tl.frames) * 1000) / (now - tl.at) : 0;
     tl.frames = c.frames_decoded; tl.at = now;
-    tl.el.querySelector(".name").textContent = c.name || c.id;
+    const nameEl = tl.el.querySelector(".name");
+    nameEl.textContent = c.name || c.id;
+    nameEl.title = c.model ? `${t("model")} ${c.model}` : "";  // a camera's own site model shows here
     const fpsEl = tl.el.querySelector(".fps");
     const slowed = c.detect_fps && c.detect_fps_now < c.detect_fps - 1e-6;
     fpsEl.textContent = `${fps.toFixed(1)} fps${c.decode === "keyframes" ? ` · ${t("keyframes")}` : ""}` +

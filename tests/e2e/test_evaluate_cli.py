@@ -92,14 +92,16 @@ def test_thresholds_for_a_precision_on_real_garbage(tmp_path: Path) -> None:
 
     data = shared_data_or_skip() / "garbage_bags" / "data.yaml"
     assert main(["evaluate", "thresholds", "--data", str(data), "--out", str(tmp_path / "thr"),
-                 "--precision", "0.7", "--check-split", "val", "--view", "detector"]) == 0
+                 "--precision", "0.7", "--check-split", "val", "--view", "detector", "--camera", "gate-3"]) == 0
     m = json.loads((tmp_path / "thr" / "thresholds.json").read_text())
     garbage = m["classes"]["garbage"]
     assert m["images"] == 63 and garbage["labelled"] == 293 and garbage["violation"] == "garbage"
     assert garbage["target"]["precision"] >= 0.7 and garbage["target"]["recall"] >= 0.5
     assert garbage["check"] == garbage["target"]  # the same split
     assert garbage["current"]["precision"] < 0.7  # today's 0.25 is below the precision asked for
-    rules = RulesConfig.model_validate(yaml.safe_load((tmp_path / "thr" / "thresholds.yaml").read_text())["rules"])
+    fragment = yaml.safe_load((tmp_path / "thr" / "thresholds.yaml").read_text())  # under the camera's entry
+    assert [c["id"] for c in fragment["cameras"]] == ["gate-3"] and m["camera"] == "gate-3"
+    rules = RulesConfig.model_validate(fragment["cameras"][0]["rules"])
     assert rules.min_confidence["garbage"] == garbage["target"]["threshold"]
     # A split without images is a one-line error, not thresholds checked on nothing.
     assert main(["evaluate", "thresholds", "--data", str(data), "--out", str(tmp_path / "none"),
