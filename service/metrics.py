@@ -53,6 +53,9 @@ def render(rt: Runtime) -> str:
            [(lab, round(v.pipeline.decode_s, 4)) for lab, v in per])
     metric("streetwatch_inference_seconds_total", "counter", "Detector time attributed to the camera.",
            [(lab, round(v.pipeline.infer_s, 4)) for lab, v in per])
+    metric("streetwatch_camera_model_info", "gauge", "1 for the model detecting the camera (the service's, or the "
+           "camera's own site model): its name and version.",
+           [({"camera": v.camera_id, "model": v.model}, 1.0) for v in views if v.model])
     metric("streetwatch_camera_health", "gauge", "1 for the camera's current health state.",
            [({"camera": v.camera_id, "state": s}, 1.0 if v.health == s else 0.0) for v in views
             for s in HEALTH_STATES])

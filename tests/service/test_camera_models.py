@@ -52,3 +52,6 @@ def test_each_camera_runs_its_own_model(tmp_path: Path) -> None:
             assert list(now) == ["south", "north"] and now["north"]["health"] == "live"
             assert now["north"]["model"].split()[0] == "site_north"
             assert c.get("/readyz").json()["ready"] is True
+            metrics = c.get("/metrics").text
+            assert 'streetwatch_camera_model_info{camera="north",model="site_north ' in metrics
+            assert 'streetwatch_camera_model_info{camera="south",model="default ' in metrics
