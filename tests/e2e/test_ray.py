@@ -170,6 +170,9 @@ def test_serve_shards_cameras_over_ray_actors(cluster: RayCluster, tmp_path: Pat
         assert len({c["node"] for c in cams}) == 2  # one shard per worker node, one camera each
         models = {c["id"]: c["model"].split()[0] for c in cams}
         assert models == {"cam0": "default", "cam1": "site_north"}  # each camera's detector, shipped to its shard
+        bad = httpx.post(f"{base}/api/cameras", headers=auth, json={"id": "cam9", "source": cams[0]["source"],
+                                                                    "model": str(tmp_path / "nowhere.onnx")})
+        assert bad.status_code == 422 and "camera cam9: its model" in bad.text  # checked here, before any shard
         cases = wait_for(lambda: [c for c in httpx.get(f"{base}/api/cases", headers=auth).json()["items"]
                                   if "snapshot" in c["evidence"]] or None, 90, "a case with evidence")
         snap = httpx.get(f"{base}{cases[0]['evidence']['snapshot']}", headers=auth)
