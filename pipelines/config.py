@@ -407,6 +407,20 @@ class CameraConfig(Strict):
                          "milliseconds per truck event) and check it against the muck-transport register; zones "
                          "listing unlicensed_muck_truck also read the plates of loaded trucks passing.")
 
+    @field_validator("model")
+    @classmethod
+    def _onnx_model(cls, model: Path | None) -> Path | None:
+        """A camera's model runs on ONNX Runtime: a model folder or an ``.onnx`` file (a ``.pt`` is exported with
+        ``streetwatch export`` first; PyTorch checkpoints are never unpickled for a camera)."""
+        if model is None:
+            return None
+        if "\x00" in str(model) or not str(model).strip():
+            raise ValueError("not a path")
+        if model.suffix and model.suffix != ".onnx":
+            raise ValueError(f"{model}: a camera's model is a model folder or an .onnx file (export a .pt with "
+                             "`streetwatch export`)")
+        return model
+
     @field_serializer("rules")
     def _own_rules(self, rules: RulesConfig | None) -> dict[str, Any] | None:
         """Only the keys the camera sets: the others stay the global rules' (:func:`camera_rules`) through every

@@ -95,3 +95,16 @@ def test_one_cameras_verdicts_give_a_fragment_for_that_camera(tmp_path: Path) ->
     merged = camera_rules(base, own)
     assert merged.min_confidence == {"street_stall": 0.4, "garbage": pytest.approx(0.5)}
     assert merged.cooldown_s == 120
+
+
+def test_a_camera_model_is_a_folder_or_an_onnx_file() -> None:
+    from pydantic import ValidationError
+
+    from pipelines.config import CameraConfig
+
+    assert CameraConfig(id="a", model=Path("models/site-north")).model == Path("models/site-north")
+    assert CameraConfig(id="a", model=Path("site.onnx")).model == Path("site.onnx")
+    with pytest.raises(ValidationError, match=r"a model folder or an \.onnx file"):
+        CameraConfig(id="a", model=Path("runs/site/best.pt"))  # never unpickled for a camera
+    with pytest.raises(ValidationError, match="not a path"):
+        CameraConfig.model_validate({"id": "a", "model": "bad\x00name"})
