@@ -14,14 +14,22 @@ from pathlib import Path
 from detector.backends.base import DetectorBackend, model_file
 
 
-def weights_key(model: Path) -> Path:
-    """The weights file a model path names (a model folder stands for its ``model.onnx``), as one key."""
-    return model_file(model).resolve()
+def weights_key(model: Path) -> tuple[Path, int, int]:
+    """The weights file a model path names (a model folder stands for its ``model.onnx``) as it is now: its path,
+    modification time and size. A file replaced by new weights (a site model fine-tuned again) is a new key."""
+    path = model_file(model).resolve()
+    try:
+        stat = path.stat()
+    except OSError:
+        return path, 0, 0
+    return path, stat.st_mtime_ns, stat.st_size
 
 
 class ModelPool:
     """Detector backends by weights file: ``default`` for cameras without a model of their own, the others loaded
-    by ``load`` on first use (thread-safe: the service adds cameras from API requests).
+    by ``load`` on first use (thread-safe: the service adds cameras from API requests). A model file replaced
+    since it was loaded is loaded again for the cameras added or changed after that; running cameras keep the
+    weights they started with.
 
     Args:
         default: The run's detector (``--model``, or the service's ``model.path``).
@@ -33,7 +41,7 @@ class ModelPool:
                  load: Callable[[Path], DetectorBackend]) -> None:
         self.default = default
         self._load = load
-        self._backends: dict[Path, DetectorBackend] = {weights_key(default_path): default}
+        self._backends: dict[tuple[Path, int, int], DetectorBackend] = {weights_key(default_path): default}
         self._lock = threading.Lock()
 
     def backend(self, model: Path | None) -> DetectorBackend:

@@ -25,6 +25,7 @@ from typing import Any
 from detector.backends.base import ModelLoadError, config_for, copy_weights, create_backend, model_file
 from pipelines.config import CameraConfig
 from pipelines.distributed import Applier, OpLog, connect, node_id
+from pipelines.model_pool import weights_key
 from pipelines.shops import Shop
 from pipelines.sinks.store import CaseStore
 from service.cameras import LocalCameras
@@ -102,7 +103,7 @@ class RayCameras:
         self.on_health = on_health
         self.applier = Applier(store, evidence_root, on_event, on_health, on_warn)
         self.shards: list[_Shard] = []
-        self.model_refs: dict[Path, Any] = {}  # the cameras' own models in the object store, by file
+        self.model_refs: dict[tuple[Path, int, int], Any] = {}  # the cameras' own models in the object store
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ray-poll", daemon=True)
@@ -152,12 +153,13 @@ class RayCameras:
 
     def _camera_model(self, cam: CameraConfig) -> tuple[Any, str]:
         """The object-store copy of the camera's own model and its file here (None, "": the service's model),
-        each model read and checked once (a model that does not load here fails before a shard gets it)."""
+        each version of a model file read and checked once (a model that does not load here fails before a shard
+        gets it)."""
         if cam.model is None:
             return None, ""
-        weights = model_file(cam.model)
+        weights, key = model_file(cam.model), weights_key(cam.model)
         with self.lock:
-            ref = self.model_refs.get(weights)
+            ref = self.model_refs.get(key)
         if ref is None:
             try:
                 m = self.config.model
@@ -167,7 +169,7 @@ class RayCameras:
                 raise ModelLoadError(f"camera {cam.id}: its model: {exc}") from exc
             ref = self.ray.put(data)
             with self.lock:
-                self.model_refs[weights] = ref
+                self.model_refs[key] = ref
         return ref, str(weights)
 
     def remove(self, camera_id: str) -> None:

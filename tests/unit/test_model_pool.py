@@ -108,3 +108,17 @@ def test_a_camera_model_is_a_folder_or_an_onnx_file() -> None:
         CameraConfig(id="a", model=Path("runs/site/best.pt"))  # never unpickled for a camera
     with pytest.raises(ValidationError, match="not a path"):
         CameraConfig.model_validate({"id": "a", "model": "bad\x00name"})
+
+
+def test_a_model_file_replaced_is_loaded_again(tmp_path: Path) -> None:
+    """A site model fine-tuned again and exported over the old file: cameras added or changed after that get it."""
+    import os
+
+    (tmp_path / "site.onnx").write_bytes(b"first")
+    pool = ModelPool(Named(tmp_path / "d.onnx"), tmp_path / "d.onnx", Named)
+    first = pool.backend(tmp_path / "site.onnx")
+    assert pool.backend(tmp_path / "site.onnx") is first
+    (tmp_path / "site.onnx").write_bytes(b"second weights")
+    os.utime(tmp_path / "site.onnx", ns=(1, 2))  # a different time, whatever the file system's resolution
+    second = pool.backend(tmp_path / "site.onnx")
+    assert second is not first and pool.backend(tmp_path / "site.onnx") is second
