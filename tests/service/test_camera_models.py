@@ -18,6 +18,18 @@ ZONE = {"id": "pavement", "polygon": [[0.44, 0.0], [1.0, 0.0], [1.0, 1.0], [0.74
         "violations": ["street_stall", "garbage"]}
 
 
+def resaved(path: Path, version: str) -> None:
+    """The model at ``path`` saved again as another version (new bytes, as a new export would be)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == "streetwatch_version":
+            prop.value = version
+    path.unlink()
+    onnx.save(model, str(path))
+
+
 def test_each_camera_runs_its_own_model(tmp_path: Path) -> None:
     (tmp_path / "site_north").mkdir()
     shutil.copy(DEFAULT_MODEL, tmp_path / "site_north" / "model.onnx")  # a site model: here the default's bytes
@@ -52,6 +64,12 @@ def test_each_camera_runs_its_own_model(tmp_path: Path) -> None:
             assert list(now) == ["south", "north"] and now["north"]["health"] == "live"
             assert now["north"]["model"].split()[0] == "site_north"
             assert c.get("/readyz").json()["ready"] is True
+            # The site model fine-tuned again and exported over the old file: a change of the camera loads it.
+            resaved(tmp_path / "site_north" / "model.onnx", "0.4.0-b")
+            north_cfg = next(x for x in cfg.cameras if x.id == "north").model_dump(mode="json")
+            assert c.put("/api/cameras/north", json=north_cfg).status_code == 200
+            now = {x["id"]: x["model"] for x in c.get("/api/cameras").json()}
+            assert now["north"] == "site_north 0.4.0-b" and now["south"].split()[0] == "default"
             metrics = c.get("/metrics").text
             assert 'streetwatch_camera_model_info{camera="north",model="site_north ' in metrics
             assert 'streetwatch_camera_model_info{camera="south",model="default ' in metrics
