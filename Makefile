@@ -7,7 +7,7 @@ DEMO := out/demo
 
 export YOLO_OFFLINE := 1
 
-.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render bench-techniques bench-roi bench-plates bench-tracker bench-ingest soak clean data train-cpu loso adapt
+.PHONY: demo test lint setup setup-train test-slow bench bench-live bench-inference bench-batch bench-render bench-techniques bench-camera-models bench-roi bench-plates bench-tracker bench-ingest soak clean data train-cpu loso adapt
 
 TRAIN_STAMP := $(VENV)/.installed-train
 
@@ -74,6 +74,10 @@ bench-render: $(TRAIN_STAMP)
 # 10 minutes of 720p25 video: decode-and-infer-everything vs the product's strategy; bench/results/batch.json.
 bench-batch: $(STAMP)
 	$(BIN)/python bench/batch.py
+
+# Half the cameras on a site model: a detector round split over two models vs one; bench/results/camera_models.json.
+bench-camera-models: $(STAMP)
+	$(BIN)/python bench/camera_models.py
 
 # Each speed technique on its own against the product's setting; writes bench/results/techniques.json.
 bench-techniques: $(TRAIN_STAMP)
