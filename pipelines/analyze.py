@@ -271,8 +271,11 @@ def _ray_file(path: str, opts: AnalyzeOptions, cfg_json: str, threads: int, mode
         try:
             backend = create_backend(config_for(weights, conf=opts.conf, imgsz=opts.imgsz, threads=threads,
                                                 spinning=False))  # see model_pool
+        except ModelLoadError as exc:  # named by the file the driver read, not the node's copy
+            return {"error": f"model {origin}: {str(exc).replace(str(weights), 'its copy')}", "node": node_id()}
+        try:
             stats = _analyze_one(Path(path), local, cfg, backend, oplog, None, registries)
-        except (SourceError, ModelLoadError) as exc:
+        except SourceError as exc:
             return {"error": str(exc), "node": node_id()}
         files = {f.relative_to(tmp).as_posix(): f.read_bytes()
                  for f in (Path(tmp) / "annotated").glob("*.mp4")} if opts.annotate else {}
