@@ -29,7 +29,7 @@ class ModelPool:
     """Detector backends by weights file: ``default`` for cameras without a model of their own, the others loaded
     by ``load`` on first use (thread-safe: the service adds cameras from API requests). A model file replaced
     since it was loaded is loaded again for the cameras added or changed after that; running cameras keep the
-    weights they started with.
+    weights they started with (the pool forgets the older version; the default model is always kept).
 
     Args:
         default: The run's detector (``--model``, or the service's ``model.path``).
@@ -39,7 +39,7 @@ class ModelPool:
 
     def __init__(self, default: DetectorBackend, default_path: Path,
                  load: Callable[[Path], DetectorBackend]) -> None:
-        self.default = default
+        self.default = default  # held here too: a new version of its file never replaces the run's model
         self._load = load
         self._backends: dict[tuple[Path, int, int], DetectorBackend] = {weights_key(default_path): default}
         self._lock = threading.Lock()
@@ -58,10 +58,7 @@ class ModelPool:
             if found is not None:
                 return found
             backend = self._load(model)
+            for old in [k for k in self._backends if k[0] == key[0]]:  # an older version of the file: the cameras
+                del self._backends[old]  # running on it hold it, and it goes with the last of them
             self._backends[key] = backend
             return backend
-
-    def loaded(self) -> list[DetectorBackend]:
-        """Every backend loaded so far, the default first."""
-        with self._lock:
-            return list(self._backends.values())

@@ -102,10 +102,14 @@ def identify(path: Path, version: str = "") -> ModelIdentity:
 def copy_weights(data: bytes, origin: Path, folder: Path) -> Path:
     """Write weights that came as bytes (a Ray node has no copy of the file) under ``folder``, named so that
     :func:`identify` gives the copy the name of ``origin`` (the file they were read from): cases name the same
-    model wherever they were detected. Copies of different weights never overwrite each other."""
+    model wherever they were detected. Copies of different weights never overwrite each other, and the same
+    weights are written once (the same file each time, so a detector loaded from it is shared)."""
     target = folder / hashlib.sha256(data).hexdigest()[:16] / weights_name(origin) / f"model{origin.suffix}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        partial.write_bytes(data)
+        partial.replace(target)  # a reader never sees half a model
     return target
 
 

@@ -44,10 +44,11 @@ def test_each_model_is_loaded_once_and_shared(tmp_path: Path) -> None:
     assert pool.backend(tmp_path / "default" / "model.onnx") is default  # the folder and its file are one model
     site = pool.backend(tmp_path / "site.onnx")
     assert site is not default and pool.backend(tmp_path / "." / "site.onnx") is site
-    assert loads == [tmp_path / "site.onnx"] and pool.loaded() == [default, site]
-    with pytest.raises(ModelLoadError, match="not found"):
-        pool.backend(tmp_path / "missing.onnx")
-    assert pool.loaded() == [default, site]  # a model that failed is tried again next time (it may be fixed)
+    assert loads == [tmp_path / "site.onnx"]
+    for _ in range(2):  # a model that failed is tried again next time (it may have been fixed)
+        with pytest.raises(ModelLoadError, match="not found"):
+            pool.backend(tmp_path / "missing.onnx")
+    assert loads[1:] == [tmp_path / "missing.onnx"] * 2 and pool.backend(tmp_path / "site.onnx") is site
 
 
 def test_two_cameras_naming_a_new_model_at_once_load_it_once(tmp_path: Path) -> None:

@@ -87,6 +87,9 @@ def test_a_copy_of_weights_keeps_their_name(tmp_path: Path) -> None:
     assert identify(other).name == "candidate" and other.suffix == ".pt"
     again = copy_weights(b"newer site weights", site, tmp_path / "scratch")
     assert again != one and one.read_bytes() == b"site weights"  # a second site model beside the first
+    mtime = one.stat().st_mtime_ns
+    assert copy_weights(b"site weights", site, tmp_path / "scratch") == one  # the same weights: the same file,
+    assert one.stat().st_mtime_ns == mtime  # not written again (a detector loaded from it stays the one shared)
 
 
 def test_parse_names() -> None:
