@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from datasets.formats import video_frames
+from datasets.pseudo import to_yolo_lines
 from datasets.yolo import IMAGE_SUFFIXES, names_block
 from detector.backends.base import DetectorBackend
 from detector.types import CANONICAL_LABELS, VIOLATION_LABELS
@@ -93,27 +94,15 @@ def split_of(path: Path, val_fraction: float) -> str:
     return "val" if h < val_fraction * 1000 else "train"
 
 
-def yolo_lines(xyxy: npt.NDArray[np.float32], class_ids: Sequence[int], width: int, height: int) -> list[str]:
-    """YOLO label lines (class cx cy w h, normalised) of boxes in pixels, clipped to the frame."""
-    lines = []
-    for (x1, y1, x2, y2), c in zip(xyxy.tolist(), class_ids, strict=True):
-        x1, x2 = max(0.0, x1), min(float(width), x2)
-        y1, y2 = max(0.0, y1), min(float(height), y2)
-        if x2 <= x1 or y2 <= y1:
-            continue
-        lines.append(f"{c} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
-                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}")
-    return lines
-
-
 def own_labels(backend: DetectorBackend, frame: Image, conf: float) -> list[str]:
     """YOLO label lines (canonical class ids) of the model's own boxes of the violation classes scored >= ``conf``
     on a frame."""
-    keep = {i: CANONICAL_LABELS.index(n) for i, n in enumerate(backend.names) if n in VIOLATION_LABELS}
+    keep = [i for i, n in enumerate(backend.names) if n in VIOLATION_LABELS]
     det = backend.detect([frame])[0]
-    mask = (det.confidence >= conf) & np.isin(det.class_id, list(keep))
+    mask = (det.confidence >= conf) & np.isin(det.class_id, keep)
     h, w = frame.shape[:2]
-    return yolo_lines(det.xyxy[mask], [keep[int(c)] for c in det.class_id[mask]], w, h)
+    return to_yolo_lines((backend.names[int(c)], (x1 / w, y1 / h, x2 / w, y2 / h))
+                         for (x1, y1, x2, y2), c in zip(det.xyxy[mask].tolist(), det.class_id[mask], strict=True))
 
 
 def self_label(inputs: Sequence[Path], backend: DetectorBackend, out: Path, conf: float = 0.25,
