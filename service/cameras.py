@@ -588,8 +588,7 @@ class LocalCameras:
         mode, interval, reason = cam.decode_plan()
         worker = CameraWorker(cam.id, source, mode, pipeline, ingest, self.on_health, self.engine.wakeup,
                               epoch, auto_interval_s=interval, decoding="keyframes" if mode == "keyframes" else "all",
-                              decode_detail=reason, record=record,
-                              backend=backend if backend is not self.backend else None)
+                              decode_detail=reason, record=record, backend=backend)
         with self.engine.lock:
             if cam.id in self.engine.workers:
                 raise ValueError(f"camera {cam.id} exists")
