@@ -75,6 +75,8 @@ def add_dashboard(app: FastAPI) -> None:
         try:
             jpg = rt.fleet.frame_jpeg(camera_id, overlay)
         except KeyError as exc:
+            if rt.camera_config(camera_id) is not None:  # configured, did not start: no frame
+                return Response(status_code=204)
             raise HTTPException(404, "no such camera") from exc
         if jpg is None:
             return Response(status_code=204)
@@ -89,7 +91,7 @@ def add_dashboard(app: FastAPI) -> None:
                 responses={404: {"model": ErrorBody}})
     def camera_config(camera_id: str, rt: RuntimeDep, _: Viewer) -> CameraConfig:
         """A camera's settings, in the schema of the YAML config and of ``PUT /api/cameras/{id}``."""
-        cam = rt.cameras.get(camera_id)
+        cam = rt.camera_config(camera_id)
         if cam is None:
             raise HTTPException(404, "no such camera")
         return cam

@@ -26,6 +26,8 @@ def render(rt: Runtime) -> str:
             out.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
 
     views = rt.fleet.views()
+    with rt.lock:
+        not_started = list(rt.not_started)
     per = [({"camera": v.camera_id}, v) for v in views]
     metric("streetwatch_frames_decoded_total", "counter", "Frames decoded per camera.",
            [(lab, v.pipeline.frames_decoded) for lab, v in per])
@@ -58,7 +60,9 @@ def render(rt: Runtime) -> str:
            [({"camera": v.camera_id, "model": v.model}, 1.0) for v in views if v.model])
     metric("streetwatch_camera_health", "gauge", "1 for the camera's current health state.",
            [({"camera": v.camera_id, "state": s}, 1.0 if v.health == s else 0.0) for v in views
-            for s in HEALTH_STATES])
+            for s in HEALTH_STATES]
+           + [({"camera": c, "state": s}, 1.0 if s == "failed" else 0.0) for c in not_started
+              for s in HEALTH_STATES])
     counts = rt.store.counts()
     metric("streetwatch_cases", "gauge", "Cases by violation and state.",
            [({"violation": v, "state": s}, n) for v, s, n in counts["cases"]])

@@ -100,6 +100,9 @@ class Runtime:
             self.fleet = LocalCameras(config, self.store, self.evidence_root, self._publish_violation,
                                       self._on_health, self._warn, self._reminder_setup, self.register)
         self.cameras: dict[str, CameraConfig] = {}
+        # Cameras of the config that could not start (their own model did not load): kept with the reason, so
+        # they are listed as failed and can be changed (PUT) or removed like running ones.
+        self.not_started: dict[str, tuple[CameraConfig, str]] = {}
         self.lock = threading.Lock()
         self._masker: EvidenceMasker | None = None
         self._masked_frames: dict[tuple[str, bool], tuple[bytes, bytes]] = {}  # (camera, overlay) -> (frame, masked)
@@ -122,6 +125,8 @@ class Runtime:
                 self.add_camera(cam)
             except ModelLoadError as exc:  # that camera's own model: the others start
                 log.error("camera %s not started: %s", cam.id, exc)
+                with self.lock:
+                    self.not_started[cam.id] = (cam, str(exc))
                 self.bus.publish("camera", {"camera": cam.id, "state": "failed", "detail": str(exc),
                                             "at": time.time()})
 
@@ -130,6 +135,7 @@ class Runtime:
         self.stop_event.set()
         with self.lock:
             self.cameras.clear()
+            self.not_started.clear()
         self.fleet.stop()
         self.notifications.stop()
         self.store.close()
@@ -251,7 +257,7 @@ class Runtime:
         """
         self.check_camera(cam)
         with self.lock:
-            if cam.id in self.cameras:
+            if cam.id in self.cameras or cam.id in self.not_started:
                 raise ValueError(f"camera {cam.id} exists")
             self.cameras[cam.id] = cam
         try:
@@ -262,7 +268,10 @@ class Runtime:
             raise
 
     def remove_camera(self, camera_id: str) -> None:
-        """Stop a camera, end its active violations and keep its cases."""
+        """Stop a camera, end its active violations and keep its cases (or forget one that did not start)."""
+        with self.lock:
+            if self.not_started.pop(camera_id, None) is not None:
+                return
         self.fleet.remove(camera_id)
         with self.lock:
             self.cameras.pop(camera_id, None)
@@ -285,8 +294,28 @@ class Runtime:
         """Liveness of the moving parts (the database is checked by the caller)."""
         return {**self.fleet.alive(), **self.notifications.alive()}
 
+    def camera_ids(self) -> list[str]:
+        """Every camera the service has: running ones, then those that did not start."""
+        with self.lock:
+            return [*self.cameras, *(c for c in self.not_started if c not in self.cameras)]
+
+    def camera_config(self, camera_id: str) -> CameraConfig | None:
+        """A camera's settings, running or not started; ``None`` for an unknown id."""
+        with self.lock:
+            cam = self.cameras.get(camera_id)
+            if cam is None and camera_id in self.not_started:
+                cam = self.not_started[camera_id][0]
+            return cam
+
     def camera_status(self, camera_id: str) -> dict[str, Any]:
-        """Health and counters of a camera."""
+        """Health and counters of a camera (a camera that did not start: ``failed``, why, no counters)."""
+        held = self.not_started.get(camera_id)
+        if held is not None and camera_id not in self.cameras:
+            idle, why = held
+            return {"id": idle.id, "name": idle.name, "source": idle.source, "health": "failed", "detail": why,
+                    "frames_decoded": 0, "frames_inferred": 0, "frames_dropped": 0, "frames_gated": 0,
+                    "reconnects": 0, "queue": 0, "events": 0, "location": idle.location.model_dump(),
+                    "detect_fps": idle.detect_fps, "model": str(idle.model or "")}
         v = self.fleet.view(camera_id)
         cam = self.cameras.get(camera_id)
         if v is None or cam is None:

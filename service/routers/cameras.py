@@ -39,8 +39,15 @@ def saved(rt: Runtime, config_path: Path | None, cam: CameraConfig) -> CameraSav
 
 @router.get("/api/cameras", response_model=list[CameraStatus])
 def cameras(rt: RuntimeDep, _: Viewer) -> list[CameraStatus]:
-    """Cameras with health and counters."""
-    return [CameraStatus.model_validate(rt.camera_status(cid)) for cid in list(rt.cameras)]
+    """Cameras with health and counters; a camera of the config that did not start (its own model did not
+    load) is listed as ``failed`` with the reason, until it is changed or removed."""
+    out = []
+    for cid in rt.camera_ids():
+        try:
+            out.append(CameraStatus.model_validate(rt.camera_status(cid)))
+        except KeyError:  # removed meanwhile
+            continue
+    return out
 
 
 @router.post("/api/cameras", status_code=201, response_model=CameraSaved, responses={409: {"model": ErrorBody}})
@@ -59,10 +66,11 @@ def add_camera(cam: CameraIn, rt: RuntimeDep, _: Admin, config_path: ConfigPathD
 
 @router.put("/api/cameras/{camera_id}", response_model=CameraSaved, responses={404: {"model": ErrorBody}})
 def change_camera(camera_id: str, cam: CameraIn, rt: RuntimeDep, _: Admin, config_path: ConfigPathDep) -> CameraSaved:
-    """Replace a camera's settings (the reader restarts; its cases stay)."""
+    """Replace a camera's settings (the reader restarts; its cases stay). A camera that did not start is started
+    with them."""
     if camera_id != cam.id:
         raise HTTPException(422, "id: the body's id must match the path")
-    if camera_id not in rt.cameras:
+    if rt.camera_config(camera_id) is None:
         raise HTTPException(404, "no such camera")
     try:
         rt.check_camera(cam)  # before the running camera is stopped
@@ -76,7 +84,7 @@ def change_camera(camera_id: str, cam: CameraIn, rt: RuntimeDep, _: Admin, confi
 @router.delete("/api/cameras/{camera_id}", status_code=204, responses={404: {"model": ErrorBody}})
 def delete_camera(camera_id: str, rt: RuntimeDep, _: Admin, config_path: ConfigPathDep) -> Response:
     """Stop and remove a camera (its cases stay)."""
-    if camera_id not in rt.cameras:
+    if rt.camera_config(camera_id) is None:
         raise HTTPException(404, "no such camera")
     rt.remove_camera(camera_id)
     save(config_path, camera_id, None)

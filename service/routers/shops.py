@@ -27,7 +27,7 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _known_camera(rt: Runtime, shop: Shop) -> None:
-    if shop.camera not in rt.cameras:
+    if rt.camera_config(shop.camera) is None:
         raise HTTPException(422, f"camera: no camera {shop.camera} is configured")
 
 
@@ -62,7 +62,7 @@ async def import_shops(request: Request, rt: RuntimeDep, who: Admin) -> ShopImpo
         raise HTTPException(400, str(exc)) from exc
     good = []
     for s in found:
-        if s.camera in rt.cameras:
+        if rt.camera_config(s.camera) is not None:
             good.append(s)
         else:
             errors.append(f"{name}: shop {s.id}: camera: no camera {s.camera} is configured")

@@ -45,10 +45,18 @@ def test_each_camera_runs_its_own_model(tmp_path: Path) -> None:
     })
     with running_service(cfg) as url:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKENS['ADMIN_T']}"}, timeout=30) as c:
-            # The camera whose model is missing did not start; the others did.
-            cams = wait_for(lambda: (lambda cs: cs if all(x["frames_inferred"] > 0 for x in cs) else None)(
+            # The camera whose model is missing did not start; the others did. It is listed as failed, with why.
+            cams = wait_for(lambda: (lambda cs: cs if all(x["frames_inferred"] > 0 for x in cs[:2]) else None)(
                 c.get("/api/cameras").json()), 60, "both cameras detecting")
-            assert {x["id"]: x["model"].split()[0] for x in cams} == {"south": "default", "north": "site_north"}
+            assert {x["id"]: x["model"].split()[0] for x in cams[:2]} == {"south": "default", "north": "site_north"}
+            lost = cams[2]
+            assert lost["id"] == "lost" and lost["health"] == "failed" and lost["frames_decoded"] == 0
+            assert "its model: model file not found" in lost["detail"] and lost["model"].endswith("nowhere.onnx")
+            assert c.get("/api/cameras/lost/frame.jpg").status_code == 204
+            assert c.get("/api/cameras/lost/config").json()["model"].endswith("nowhere.onnx")
+            assert 'streetwatch_camera_health{camera="lost",state="failed"} 1.0' in c.get("/metrics").text
+            lost_cfg = next(x for x in cfg.cameras if x.id == "lost").model_dump(mode="json")
+            assert c.post("/api/cameras", json={**lost_cfg, "model": None}).status_code == 409  # its id is taken
             cases = wait_for(lambda: (lambda items: items if {x["camera"] for x in items} == {"south", "north"}
                                       else None)(c.get("/api/cases").json()["items"]), 60, "a case on each camera")
             assert {(x["camera"], x["model"].split()[0]) for x in cases} == {("south", "default"),
@@ -61,7 +69,7 @@ def test_each_camera_runs_its_own_model(tmp_path: Path) -> None:
             r = c.put("/api/cameras/north", json={**bad, "id": "north"})
             assert r.status_code == 422 and "its model" in r.text
             now = {x["id"]: x for x in c.get("/api/cameras").json()}
-            assert list(now) == ["south", "north"] and now["north"]["health"] == "live"
+            assert list(now) == ["south", "north", "lost"] and now["north"]["health"] == "live"
             assert now["north"]["model"].split()[0] == "site_north"
             assert c.get("/readyz").json()["ready"] is True
             # The site model fine-tuned again and exported over the old file: a change of the camera loads it.
@@ -73,3 +81,27 @@ def test_each_camera_runs_its_own_model(tmp_path: Path) -> None:
             metrics = c.get("/metrics").text
             assert 'streetwatch_camera_model_info{camera="north",model="site_north ' in metrics
             assert 'streetwatch_camera_model_info{camera="south",model="default ' in metrics
+            # The lost camera's model put in place: changing the camera (as it is) starts it; or it is removed.
+            shutil.copy(DEFAULT_MODEL, tmp_path / "nowhere.onnx")
+            assert c.put("/api/cameras/lost", json=lost_cfg).status_code == 200
+            lost = wait_for(lambda: (lambda x: x if x["frames_inferred"] > 0 else None)(
+                {x["id"]: x for x in c.get("/api/cameras").json()}["lost"]), 60, "the lost camera detecting")
+            assert lost["model"].split()[0] == "nowhere" and lost["health"] != "failed"
+            assert c.delete("/api/cameras/lost").status_code == 204
+            assert [x["id"] for x in c.get("/api/cameras").json()] == ["south", "north"]
+
+
+def test_a_camera_that_did_not_start_can_be_removed(tmp_path: Path) -> None:
+    cfg = ServiceConfig.model_validate({
+        "server": {"port": free_port()},
+        "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "ADMIN_T"}]},
+        "storage": {"db": str(tmp_path / "cases.db"), "evidence": str(tmp_path / "evidence")},
+        "cameras": [{"id": "lost", "source": str(CLIPS / "reg_violations_b.mp4"),
+                     "model": str(tmp_path / "nowhere.onnx")}],
+    })
+    with running_service(cfg) as url:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKENS['ADMIN_T']}"}, timeout=30) as c:
+            assert [(x["id"], x["health"]) for x in c.get("/api/cameras").json()] == [("lost", "failed")]
+            assert c.delete("/api/cameras/lost").status_code == 204
+            assert c.get("/api/cameras").json() == []
+            assert c.get("/api/cameras/lost/frame.jpg").status_code == 404
