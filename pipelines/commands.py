@@ -21,6 +21,7 @@ from models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from datasets.commands import Groups, Subcommands
+    from detector.scene import SceneSettings
 
 log = logging.getLogger("streetwatch")
 
@@ -97,15 +98,35 @@ def cmd_evaluate_clips(args: argparse.Namespace) -> int:
     return _gate(m, args)
 
 
+def threshold_camera(args: argparse.Namespace) -> tuple[Path, SceneSettings | None]:
+    """The model and scene settings thresholds are chosen with: ``--model``, else (with ``--config`` and
+    ``--camera``) the camera's own model, else the default; the camera's ``scene:`` with ``--config``."""
+    from pipelines.config import ConfigError, load_config
+
+    if args.config is None:
+        return args.model or DEFAULT_MODEL, None
+    if not args.camera:
+        raise SystemExit("--config needs --camera: the camera whose frames these are")
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from exc
+    cam = next((c for c in cfg.cameras if c.id == args.camera), None)
+    if cam is None:
+        raise SystemExit(f"{args.config}: no camera {args.camera} (cameras: {', '.join(c.id for c in cfg.cameras)})")
+    return args.model or cam.model or DEFAULT_MODEL, cam.scene.settings()
+
+
 def cmd_evaluate_thresholds(args: argparse.Namespace) -> int:
     """Choose per-class confidence thresholds on labelled frames for a precision."""
     from pipelines.evaluation.thresholds import evaluate_thresholds, table
 
     if not 0 < args.precision <= 1:
         raise SystemExit(f"--precision must be in (0, 1], got {args.precision}")
-    result = evaluate_thresholds(args.data, args.out, args.model, parse_renames(args.names), args.imgsz,
+    model, scene = threshold_camera(args)
+    result = evaluate_thresholds(args.data, args.out, model, parse_renames(args.names), args.imgsz,
                                  args.precision, args.current, args.split, args.check_split, args.view, args.iou,
-                                 args.min_recall, args.label_piles, args.camera)
+                                 args.min_recall, args.label_piles, args.camera, scene)
     log.info("thresholds for precision >= %s on %d images:\n%s", args.precision, result["images"], table(result))
     sys.stdout.write(f"thresholds: {args.out / 'thresholds.json'}\nconfig: {args.out / 'thresholds.yaml'}\n")
     return 0
@@ -171,7 +192,7 @@ def _add_evaluate_thresholds(esub: Subcommands) -> None:
                          "frames of a site's cameras (a rules.min_confidence config fragment)")
     et.add_argument("--data", type=Path, required=True, help="data.yaml of a YOLO dataset (the site's frames)")
     et.add_argument("--out", type=Path, required=True)
-    et.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    et.add_argument("--model", type=Path, help="default: the camera's own model (--config), else the shipped one")
     et.add_argument("--precision", type=float, default=0.8,
                     help="the precision every class keeps: the share of its boxes that are right (default 0.8)")
     et.add_argument("--split", default="val", help="the split thresholds are chosen on")
@@ -191,6 +212,8 @@ def _add_evaluate_thresholds(esub: Subcommands) -> None:
                     "box first (labels that box each bag, read against alarms about the heap)")
     et.add_argument("--camera", help="the frames are this camera's: the fragment goes under its entry of cameras: "
                     "(its own rules change only the thresholds set)")
+    et.add_argument("--config", type=Path, help="the camera file (as analyze --config) with --camera's entry: its "
+                    "scene settings and its own model are used")
     et.set_defaults(func=cmd_evaluate_thresholds)
 
 

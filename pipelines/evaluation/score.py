@@ -19,7 +19,7 @@ import numpy as np
 from datasets.labels import ClipLabels, load_event_labels, load_yolo_frames
 from detector.backends.base import DetectorBackend, config_for, create_backend
 from detector.events import VIOLATIONS
-from detector.scene import AlarmView, ProductView
+from detector.scene import AlarmView, ProductView, SceneSettings
 from pipelines.analyze import AnalyzeOptions, analyze
 from pipelines.evaluation.events import PredEvent, event_scores, match_events, regressions
 from pipelines.evaluation.images import (
@@ -40,13 +40,15 @@ from pipelines.sources import probe
 log = logging.getLogger(__name__)
 
 
-def scoring_backend(model: Path, imgsz: int | None, view: str = "product") -> DetectorBackend:
+def scoring_backend(model: Path, imgsz: int | None, view: str = "product",
+                    scene: SceneSettings | None = None) -> DetectorBackend:
     """The detector as scored: ``product`` (through the scene stage, what cases are made of), ``alarms`` (what
-    the rules act on: piles whole, without their parts) or ``detector``."""
+    the rules act on: piles whole, without their parts) or ``detector``; ``scene``: a camera's scene settings
+    (default: the product's)."""
     backend = create_backend(config_for(model, conf=0.001, imgsz=imgsz))
     if view == "product":
-        return ProductView(backend)
-    return AlarmView(backend) if view == "alarms" else backend
+        return ProductView(backend, scene)
+    return AlarmView(backend, scene) if view == "alarms" else backend
 
 
 def evaluate_images(data: Path, out: Path, model: Path, remap: dict[str, str], imgsz: int | None, conf: float,

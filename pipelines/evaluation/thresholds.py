@@ -30,6 +30,7 @@ import numpy.typing as npt
 from datasets.yolo import DatasetError
 from detector.postprocess import box_iou
 from detector.rules import LABEL_TO_VIOLATION
+from detector.scene import SceneSettings
 from pipelines.evaluation.images import ImageEval, collect, label_piles
 from pipelines.evaluation.score import scoring_backend
 
@@ -250,14 +251,16 @@ def config_fragment(thresholds: dict[str, float], classes: dict[str, dict[str, A
 def evaluate_thresholds(data: Path, out: Path, model: Path, remap: dict[str, str], imgsz: int | None,
                         precision: float, current: float = 0.25, split: str = "val", check_split: str | None = None,
                         view: str = "alarms", iou: float = 0.5, min_recall: float = 0.1,
-                        piles: bool = False, camera: str | None = None) -> dict[str, Any]:
+                        piles: bool = False, camera: str | None = None,
+                        scene: SceneSettings | None = None) -> dict[str, Any]:
     """Choose per-class thresholds on ``split`` of a YOLO dataset (scored on ``check_split`` too); writes
     thresholds.json and thresholds.yaml (the config fragment; under ``camera``'s entry for one camera's frames)
     into ``out``. ``piles``: touching labelled garbage boxes are one heap (labels that box each bag, read against
-    alarms that are about the heap)."""
+    alarms that are about the heap). ``scene``: the camera's scene settings (``scene:`` of its entry; default: the
+    product's), so the thresholds are chosen on the boxes its rules will see."""
     if not 0 < precision <= 1:
         raise ValueError(f"precision must be in (0, 1], got {precision}")
-    backend = scoring_backend(model, imgsz, view)
+    backend = scoring_backend(model, imgsz, view, scene)
     ev = collect(data, backend, split, remap)
     check = collect(data, backend, check_split, remap) if check_split else None
     for name, got in ((split, ev), (check_split, check)):
@@ -271,7 +274,8 @@ def evaluate_thresholds(data: Path, out: Path, model: Path, remap: dict[str, str
     result = {"model": str(model), "data": str(data), "camera": camera, "split": split, "images": len(ev.gt),
               "check_split": check_split, "check_images": len(check.gt) if check else 0, "imgsz": backend.imgsz,
               "view": view, "label_piles": piles, "iou": iou, "precision": precision, "min_recall": min_recall,
-              "current": current, "classes": classes, "min_confidence": thresholds}
+              "current": current, "scene": asdict(scene or SceneSettings()), "classes": classes,
+              "min_confidence": thresholds}
     write(out, result, f"{data} ({split}, {len(ev.gt)} images)", camera)
     return result
 

@@ -106,3 +106,34 @@ def test_thresholds_for_a_precision_on_real_garbage(tmp_path: Path) -> None:
     # A split without images is a one-line error, not thresholds checked on nothing.
     assert main(["evaluate", "thresholds", "--data", str(data), "--out", str(tmp_path / "none"),
                  "--check-split", "test"]) == 1
+
+
+@pytest.mark.shared_data
+def test_thresholds_for_a_camera_of_a_camera_file(tmp_path: Path) -> None:
+    """`evaluate thresholds --config FILE --camera ID` chooses with that camera's own model (relative to the file)
+    and its scene settings, and says so; a camera the file lacks is a one-line error."""
+    import shutil
+
+    from models import DEFAULT_MODEL
+
+    data = shared_data_or_skip() / "garbage_bags" / "data.yaml"
+    (tmp_path / "site").mkdir()
+    shutil.copy(DEFAULT_MODEL, tmp_path / "site" / "model.onnx")
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text("cameras:\n  - id: gate-3\n    source: rtsp://127.0.0.1/gate3\n    model: site\n"
+                       "    scene: {piles: false, bin_confidence: 0.7}\n  - id: gate-4\n    source: rtsp://127.0.0.1/g4\n")
+    args = ["evaluate", "thresholds", "--data", str(data), "--precision", "0.7", "--config", str(cameras)]
+    assert main([*args, "--out", str(tmp_path / "thr"), "--camera", "gate-3"]) == 0
+    m = json.loads((tmp_path / "thr" / "thresholds.json").read_text())
+    assert m["model"] == str(tmp_path / "site") and m["camera"] == "gate-3"
+    assert m["scene"]["piles"] is False and m["scene"]["bin_confidence"] == 0.7
+    # Piles kept apart (its scene) or grouped (the default's, gate-4): the alarms scored differ.
+    assert main([*args, "--out", str(tmp_path / "thr4"), "--camera", "gate-4"]) == 0
+    m4 = json.loads((tmp_path / "thr4" / "thresholds.json").read_text())
+    assert m4["scene"]["piles"] is True and m4["model"] == str(DEFAULT_MODEL)
+    assert m4["classes"]["garbage"]["labelled"] == m["classes"]["garbage"]["labelled"]
+    assert m4["classes"]["garbage"]["current"] != m["classes"]["garbage"]["current"]
+    with pytest.raises(SystemExit, match="no camera gate-9"):
+        main([*args, "--out", str(tmp_path / "x"), "--camera", "gate-9"])
+    with pytest.raises(SystemExit, match="--config needs --camera"):
+        main([*args, "--out", str(tmp_path / "x")])
