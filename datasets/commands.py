@@ -1,4 +1,4 @@
-"""The dataset layer's commands: ``synth`` and ``datasets import|export|check|merge|mix|materialize``.
+"""The dataset layer's commands: ``synth`` and ``datasets import|export|check|merge|mix|paste|materialize``.
 
 Registered into the ``streetwatch`` command line by :mod:`service.cli`; ``datasets pack`` (it needs the
 COCO teacher) is registered by :mod:`models.commands`, ``datasets from-reviews`` (it reads the case store)
@@ -183,6 +183,16 @@ def _add_check_merge(dsub: Subcommands) -> None:
     mx.add_argument("--seed", type=int, default=0)
     mx.add_argument("--out", type=Path, required=True)
     mx.set_defaults(func=cmd_mix)
+    ps = dsub.add_parser("paste", help="real objects cut from labelled photos, pasted onto real street frames")
+    ps.add_argument("--objects", type=Path, nargs="+", required=True,
+                    help="data.yaml of the sources the objects are cut from (their train split)")
+    ps.add_argument("--backgrounds", type=Path, nargs="+", required=True,
+                    help="data.yaml of the sources whose train frames they are pasted onto (frames without them)")
+    ps.add_argument("--classes", nargs="+", default=["garbage"], help="the classes cut and pasted")
+    ps.add_argument("--n", type=int, default=700, help="training frames written (and a twentieth as many for val)")
+    ps.add_argument("--seed", type=int, default=0)
+    ps.add_argument("--out", type=Path, required=True)
+    ps.set_defaults(func=cmd_paste)
 
 
 def cmd_mix(args: argparse.Namespace) -> int:
@@ -192,6 +202,15 @@ def cmd_mix(args: argparse.Namespace) -> int:
     data, site = mix(args.site, args.replay, args.out, args.site_images, args.replay_images, args.replay_sources,
                      args.seed, args.site_repeat)
     sys.stdout.write(f"train on: {data}\nscore on: {site}\n")
+    return 0
+
+
+def cmd_paste(args: argparse.Namespace) -> int:
+    """Write a folder of street frames with real objects pasted in."""
+    from datasets.paste import write_pasted
+
+    data = write_pasted(args.out, args.objects, args.backgrounds, args.classes, args.n, args.seed)
+    sys.stdout.write(f"dataset: {data}\n")
     return 0
 
 

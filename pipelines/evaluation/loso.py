@@ -60,12 +60,23 @@ def source_group(data: Path, source: str) -> str:
     return source_name(source)
 
 
+def objects_from(data: Path, source: str) -> list[str]:
+    """The sources a pasted folder's objects were cut from (its ``manifest.json``, written by ``datasets paste``);
+    none for any other folder. Leaving a source out leaves out what was pasted from it."""
+    manifest = source_yaml(data, source).parent / "manifest.json"
+    if manifest.is_file():
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+        if isinstance(meta, dict) and isinstance(meta.get("objects"), list):
+            return [str(o) for o in meta["objects"]]
+    return []
+
+
 def write_split(data: Path, sources: list[str], left_out: str, classes: list[str], out: Path) -> Path:
     """Write a YOLO folder: the other sources' train/val images (linked) with ``classes`` as labels, and
     ``val_<left_out>.yaml`` with the left-out source's validation images. Returns ``out/data.yaml``.
 
-    A folder that extends the left-out source (more images of the same origin) is left out with it; only the
-    left-out source's own validation images are scored."""
+    A folder that extends the left-out source (more images of the same origin), or whose pasted objects were cut
+    from it, is left out with it; only the left-out source's own validation images are scored."""
     index = {c: i for i, c in enumerate(classes)}
     names = "".join(f"  {i}: {c}\n" for i, c in enumerate(classes))
     held = source_name(left_out)
@@ -75,7 +86,8 @@ def write_split(data: Path, sources: list[str], left_out: str, classes: list[str
         name = source_name(src)
         keep = {k: index[v] for k, v in ds.names.items() if v in index}
         is_held = name == held
-        if not is_held and source_group(data, src) == held:
+        if not is_held and (source_group(data, src) == held or held in objects_from(data, src)):
+            log.info("%s left out with %s (made from it)", name, held)
             continue
         for split in ("train", "val"):
             if is_held and split == "train":
