@@ -20,8 +20,8 @@ def test_every_layer_registers_its_commands() -> None:
     assert set(_choices(top["evaluate"])) == {"images", "clips", "loads", "thresholds", "reviews"}
     # The datasets group gets commands from three layers: datasets, models (pack, self-label) and service
     # (from-reviews).
-    assert set(_choices(top["datasets"])) == {"import", "export", "check", "merge", "mix", "materialize", "pack",
-                                              "self-label", "from-reviews"}
+    assert set(_choices(top["datasets"])) == {"import", "export", "check", "merge", "mix", "paste", "materialize",
+                                              "pack", "self-label", "from-reviews"}
 
 
 def test_usage_errors_exit_1_at_every_level(capsys: pytest.CaptureFixture[str]) -> None:
