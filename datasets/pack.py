@@ -52,6 +52,13 @@ class Source:
 OWN_FRAMES = "this deployment's own frames (no manifest.json: not for redistribution)"
 
 
+def license_line(manifest: Mapping[str, Any]) -> str:
+    """The license line of a source's ``manifest.json``: its license, and the repository and commit it came from
+    when it has them (``datasets materialize``)."""
+    origin = f" ({manifest['repo']} @ {manifest['commit'][:10]})" if manifest.get("repo") else ""
+    return f"{manifest['license']}{origin}"
+
+
 def extra_source(folder: Path) -> tuple[str, frozenset[str]]:
     """The license line and the classes it labels of a folder for ``pack --extra``: from its ``manifest.json``
     (``datasets materialize``, ``datasets self-label``), else a bureau's own labelled frames (``datasets
@@ -65,8 +72,7 @@ def extra_source(folder: Path) -> tuple[str, frozenset[str]]:
     manifest_path = folder / "manifest.json"
     if manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text())
-        origin = f" ({manifest['repo']} @ {manifest['commit'][:10]})" if manifest.get("repo") else ""
-        return f"{manifest['license']}{origin}", frozenset(manifest["classes"])
+        return license_line(manifest), frozenset(manifest["classes"])
     ds = YoloDataset.load(folder / "data.yaml")
     used = {box[0] for split in ds.splits for item in ds.items(split) for box in item.boxes}
     return OWN_FRAMES, frozenset(ds.names[i] for i in used if i in ds.names)

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from datasets.yolo import DatasetError, YoloDataset, label_path, names_block
+from datasets.yolo import DatasetError, YoloDataset, label_path, names_block, read_label_file
 
 log = logging.getLogger(__name__)
 
@@ -70,27 +70,23 @@ def cut_objects(data_yaml: Path, classes: list[str], settings: PasteSettings, sp
             raise DatasetError(f"{item.image}: not a readable image")
         h, w = image.shape[:2]
         for c, cx, cy, bw, bh in boxes:
-            x0, y0 = max(0, round((cx - bw / 2) * w)), max(0, round((cy - bh / 2) * h))
-            x1, y1 = min(w, round((cx + bw / 2) * w)), min(h, round((cy + bh / 2) * h))
+            x0, y0, x1, y1 = pixel_box((cx, cy, bw, bh), (w, h))
+            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
             if min(x1 - x0, y1 - y0) < settings.min_side or (x1 - x0) * (y1 - y0) > settings.max_share * w * h:
                 continue
             cuts.append(Cut(np.ascontiguousarray(image[y0:y1, x0:x1], dtype=np.uint8), wanted[c]))
     return cuts
 
 
+def pixel_box(yolo: tuple[float, float, float, float], size: tuple[int, int]) -> Box:
+    """A normalised YOLO ``cx cy w h`` box in pixels of an image of ``size`` (w, h), not clipped."""
+    (cx, cy, bw, bh), (w, h) = yolo, size
+    return round((cx - bw / 2) * w), round((cy - bh / 2) * h), round((cx + bw / 2) * w), round((cy + bh / 2) * h)
+
+
 def frame_boxes(labels: Path, size: tuple[int, int]) -> list[Box]:
     """The labelled objects of a background frame (its YOLO label file), in pixels of a frame of ``size``."""
-    if not labels.is_file():
-        return []
-    w, h = size
-    out = []
-    for line in labels.read_text().splitlines():
-        f = line.split()
-        if len(f) == 5:
-            cx, cy, bw, bh = map(float, f[1:])
-            out.append((round((cx - bw / 2) * w), round((cy - bh / 2) * h), round((cx + bw / 2) * w),
-                        round((cy + bh / 2) * h)))
-    return out
+    return [pixel_box((cx, cy, bw, bh), size) for _, cx, cy, bw, bh in read_label_file(labels)]
 
 
 def covered(a: Box, b: Box) -> float:
@@ -235,12 +231,11 @@ def source_of(data_yaml: Path) -> str:
 def source_license(data_yaml: Path) -> str:
     """A source's license line: its ``manifest.json`` (``datasets materialize``: license, repository and commit),
     else its README's license line."""
-    from datasets.pack import read_license
+    from datasets.pack import license_line, read_license
 
     manifest = data_yaml.parent / "manifest.json"
     if manifest.is_file():
         meta = json.loads(manifest.read_text(encoding="utf-8"))
         if isinstance(meta, dict) and meta.get("license"):
-            origin = f" ({meta['repo']} @ {str(meta.get('commit', ''))[:10]})" if meta.get("repo") else ""
-            return f"{meta['license']}{origin}"
+            return license_line(meta)
     return read_license(data_yaml)

@@ -297,20 +297,18 @@ class Runtime:
     def camera_ids(self) -> list[str]:
         """Every camera the service has: running ones, then those that did not start."""
         with self.lock:
-            return [*self.cameras, *(c for c in self.not_started if c not in self.cameras)]
+            return [*self.cameras, *self.not_started]  # add_camera keeps the two apart
 
     def camera_config(self, camera_id: str) -> CameraConfig | None:
         """A camera's settings, running or not started; ``None`` for an unknown id."""
         with self.lock:
-            cam = self.cameras.get(camera_id)
-            if cam is None and camera_id in self.not_started:
-                cam = self.not_started[camera_id][0]
-            return cam
+            held = self.not_started.get(camera_id)
+            return held[0] if held is not None else self.cameras.get(camera_id)
 
     def camera_status(self, camera_id: str) -> dict[str, Any]:
         """Health and counters of a camera (a camera that did not start: ``failed``, why, no counters)."""
         held = self.not_started.get(camera_id)
-        if held is not None and camera_id not in self.cameras:
+        if held is not None:
             idle, why = held
             return {"id": idle.id, "name": idle.name, "source": idle.source, "health": "failed", "detail": why,
                     "frames_decoded": 0, "frames_inferred": 0, "frames_dropped": 0, "frames_gated": 0,

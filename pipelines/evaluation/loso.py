@@ -49,26 +49,29 @@ def source_name(source: str) -> str:
     return path.parent.name if path.suffix == ".yaml" else source
 
 
-def source_group(data: Path, source: str) -> str:
-    """The source a folder belongs to: the folder it ``extends`` (its ``manifest.json``, written by
-    ``datasets materialize``), else its own name. Leaving a source out leaves out its whole group."""
+def source_manifest(data: Path, source: str) -> dict[str, Any]:
+    """A folder's ``manifest.json`` when it is an object (``datasets materialize``, ``datasets paste``), else
+    empty (none, or the per-file list of a ../shared folder)."""
     manifest = source_yaml(data, source).parent / "manifest.json"
     if manifest.is_file():
         meta = json.loads(manifest.read_text(encoding="utf-8"))
-        if isinstance(meta, dict) and meta.get("extends"):
-            return str(meta["extends"])
-    return source_name(source)
+        if isinstance(meta, dict):
+            return meta
+    return {}
+
+
+def source_group(data: Path, source: str) -> str:
+    """The source a folder belongs to: the folder it ``extends`` (its ``manifest.json``, written by
+    ``datasets materialize``), else its own name. Leaving a source out leaves out its whole group."""
+    extends = source_manifest(data, source).get("extends")
+    return str(extends) if extends else source_name(source)
 
 
 def objects_from(data: Path, source: str) -> list[str]:
     """The sources a pasted folder's objects were cut from (its ``manifest.json``, written by ``datasets paste``);
     none for any other folder. Leaving a source out leaves out what was pasted from it."""
-    manifest = source_yaml(data, source).parent / "manifest.json"
-    if manifest.is_file():
-        meta = json.loads(manifest.read_text(encoding="utf-8"))
-        if isinstance(meta, dict) and isinstance(meta.get("objects"), list):
-            return [str(o) for o in meta["objects"]]
-    return []
+    objects = source_manifest(data, source).get("objects")
+    return [str(o) for o in objects] if isinstance(objects, list) else []
 
 
 def write_split(data: Path, sources: list[str], left_out: str, classes: list[str], out: Path) -> Path:
