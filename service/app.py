@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.routing import Match
@@ -38,7 +39,7 @@ from service.settings import ServiceConfig, resolve_tokens
 log = logging.getLogger(__name__)
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 403, 413, 422)}
+    status: {"model": ErrorBody} for status in (400, 401, 403, 413, 422, 503)}
 
 
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -96,6 +97,12 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
     return error_response(exc.status_code, str(exc.detail), headers)
 
 
+async def database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The case store cannot be reached: a 503 saying so, not a 500 (the cameras' writes wait meanwhile)."""
+    log.error("%s %s: case store unreachable: %s", request.method, request.url.path, str(exc).splitlines()[0])
+    return error_response(503, "case store unavailable; try again shortly", {"Retry-After": "5"})
+
+
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """A request that breaks the schema: a 422 naming the first offending field."""
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
@@ -127,6 +134,8 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None,
                                "/api/muck-register-imports": config.server.max_import_bytes})
     app.exception_handler(StarletteHTTPException)(http_error)
     app.exception_handler(RequestValidationError)(validation_error)
+    for unreachable in (OperationalError, InterfaceError):
+        app.exception_handler(unreachable)(database_error)
     for router in ROUTERS:
         app.include_router(router)
     add_dashboard(app)

@@ -22,6 +22,7 @@ from detector.backends.base import ModelLoadError
 from detector.events import ViolationEvent
 from detector.privacy import PrivacySettings
 from detector.warnings import WarningAction, WarningStats, warning_stats
+from pipelines.case_spool import CaseSpool
 from pipelines.config import CameraConfig
 from pipelines.muck_register import MuckRegister, read_register
 from pipelines.privacy import EvidenceMasker, MaskerSettings, MaskingError
@@ -39,6 +40,12 @@ from service.shards import RayCameras
 
 log = logging.getLogger(__name__)
 
+
+class CameraChangeError(RuntimeError):
+    """A checked change of a camera did not start; the message says what runs instead."""
+
+
+JOURNAL_NAME = ".case-journal.jsonl"  # in the evidence folder: camera case writes waiting for the database
 MALLOC_ARENAS = 2  # glibc malloc arenas for the service (MALLOC_ARENA_MAX in the environment wins)
 
 
@@ -93,11 +100,14 @@ class Runtime:
         self.dlr_key = hashlib.sha256(("streetwatch-dlr:" + ",".join(sorted(tokens))).encode()).digest()
         self.notifications = Notifications(config, self.store, self.bus.publish,
                                            self.dlr_url if config.dispatch.public_url else None)
+        # The cameras' case writes go through the spool: they wait in its journal while the database is away.
+        # (A Ray fleet's ops wait in its workers' logs instead.)
+        self.spool = CaseSpool(self.store, self.evidence_root / JOURNAL_NAME, self.evidence_root)
         if config.cluster.ray:
             self.fleet: CameraFleet = RayCameras(config, self.store, self.evidence_root, self._publish_violation,
                                                  self._on_health, self._warn)
         else:
-            self.fleet = LocalCameras(config, self.store, self.evidence_root, self._publish_violation,
+            self.fleet = LocalCameras(config, self.spool, self.evidence_root, self._publish_violation,
                                       self._on_health, self._warn, self._reminder_setup, self.register)
         self.cameras: dict[str, CameraConfig] = {}
         # Cameras of the config that could not start (their own model did not load): kept with the reason, so
@@ -112,8 +122,10 @@ class Runtime:
     def start(self) -> None:
         """Start the camera fleet, the notifiers and every configured camera.
 
-        Cases a previous run of the service left active are ended first (their tracking died with it).
+        Case writes a previous run left waiting for the database are applied first, then the cases it left active
+        are ended (their tracking died with it).
         """
+        self.spool.start()
         ended = self.store.end_untracked([c.id for c in self.config.cameras], UNTRACKED_NOTE)
         if ended:
             log.info("%d cases left active by the previous run are no longer active", len(ended))
@@ -123,12 +135,19 @@ class Runtime:
         for cam in self.config.cameras:
             try:
                 self.add_camera(cam)
-            except ModelLoadError as exc:  # that camera's own model: the others start
-                log.error("camera %s not started: %s", cam.id, exc)
-                with self.lock:
-                    self.not_started[cam.id] = (cam, str(exc))
-                self.bus.publish("camera", {"camera": cam.id, "state": "failed", "detail": str(exc),
-                                            "at": time.time()})
+            except Exception as exc:  # that camera's own model, or whatever else stopped it: the others start
+                if not isinstance(exc, ModelLoadError):
+                    log.exception("camera %s not started", cam.id)
+                self._hold(cam, str(exc))
+
+    def _hold(self, cam: CameraConfig, reason: str) -> None:
+        """List a camera that could not start as ``failed`` with ``reason``, to be changed (PUT) or removed."""
+        log.error("camera %s not started: %s", cam.id, reason)
+        with self.lock:
+            if cam.id in self.cameras:  # a concurrent change started it meanwhile
+                return
+            self.not_started[cam.id] = (cam, reason)
+        self.bus.publish("camera", {"camera": cam.id, "state": "failed", "detail": reason, "at": time.time()})
 
     def stop(self) -> None:
         """Stop cameras first (their last frames still get inferred), then the rest."""
@@ -137,6 +156,7 @@ class Runtime:
             self.cameras.clear()
             self.not_started.clear()
         self.fleet.stop()
+        self.spool.stop()  # what the database still does not take stays in the journal for the next start
         self.notifications.stop()
         self.store.close()
 
@@ -266,6 +286,44 @@ class Runtime:
             with self.lock:
                 self.cameras.pop(cam.id, None)
             raise
+
+    def replace_camera(self, cam: CameraConfig) -> None:
+        """Run a camera (running, or held as not started) with new settings; its cases stay.
+
+        What the change needs is checked first (nothing stops when that fails). If the camera then cannot start
+        with its new settings, its previous settings come back: it runs again as before, or, where that fails
+        too or it had not started, it stays listed as failed. A change never makes a camera disappear.
+
+        Raises:
+            KeyError: No such camera.
+            ValueError: The camera names a notifier the service does not have.
+            ModelLoadError: Its own model does not load.
+            CameraChangeError: The checked change did not start (the previous settings are back).
+        """
+        with self.lock:
+            held = self.not_started.get(cam.id)
+            previous = held[0] if held is not None else self.cameras.get(cam.id)
+        if previous is None:
+            raise KeyError(cam.id)
+        self.check_camera(cam)  # before the running camera is stopped
+        self.remove_camera(cam.id)
+        try:
+            self.add_camera(cam)
+            return
+        except Exception as exc:
+            log.exception("camera %s: the change did not start", cam.id)
+            failure = f"camera {cam.id}: the change did not start ({exc})"
+        if held is not None:
+            self._hold(previous, f"{failure}; before it: {held[1]}")
+            raise CameraChangeError(f"{failure}; the camera stays listed as failed with its previous settings")
+        try:
+            self.add_camera(previous)
+        except Exception as exc:
+            log.exception("camera %s: its previous settings did not start again", cam.id)
+            self._hold(previous, f"{failure}; its previous settings did not start again ({exc})")
+            raise CameraChangeError(f"{failure}; its previous settings did not start again either ({exc}): "
+                                    "it is listed as failed") from exc
+        raise CameraChangeError(f"{failure}; its previous settings run again")
 
     def remove_camera(self, camera_id: str) -> None:
         """Stop a camera, end its active violations and keep its cases (or forget one that did not start)."""

@@ -139,6 +139,7 @@ class Case:
 
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+CONNECT_TIMEOUT_S = 5  # seconds to reach a PostgreSQL server before a write counts as failed
 
 
 def database_url(target: Path | str) -> str:
@@ -180,7 +181,10 @@ class CaseStore:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             self.engine = _sqlite_engine(url)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=5)
+            # A database that does not answer is given up on within seconds (libpq waits for ever by default):
+            # camera writes then wait in the service's journal (pipelines.case_spool) instead of stalling.
+            args = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, connect_args=args)
         self.url = url
         self._lock = threading.Lock()
         self._migrate()

@@ -11,7 +11,7 @@ from detector.backends.base import ModelLoadError
 from pipelines.config import CameraConfig
 from service.deps import Admin, ConfigPathDep, ErrorBody, RuntimeDep, Viewer
 from service.models_api import CameraIn, CameraSaved, CameraStatus
-from service.runtime import Runtime
+from service.runtime import CameraChangeError, Runtime
 from service.settings import write_camera_back
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ def cameras(rt: RuntimeDep, _: Viewer) -> list[CameraStatus]:
     return out
 
 
-@router.post("/api/cameras", status_code=201, response_model=CameraSaved, responses={409: {"model": ErrorBody}})
+@router.post("/api/cameras", status_code=201, response_model=CameraSaved,
+             responses={409: {"model": ErrorBody}, 503: {"model": ErrorBody}})
 def add_camera(cam: CameraIn, rt: RuntimeDep, _: Admin, config_path: ConfigPathDep) -> CameraSaved:
     """Add a camera at run time (validated like the YAML config)."""
     try:
@@ -61,23 +62,27 @@ def add_camera(cam: CameraIn, rt: RuntimeDep, _: Admin, config_path: ConfigPathD
         rt.add_camera(cam)
     except ValueError as exc:
         raise HTTPException(409, str(exc)) from exc
+    except Exception as exc:  # checked, yet it did not start: nothing of it runs or is written back
+        log.exception("camera %s: not added", cam.id)
+        raise HTTPException(503, f"camera {cam.id} did not start: {exc}") from exc
     return saved(rt, config_path, cam)
 
 
-@router.put("/api/cameras/{camera_id}", response_model=CameraSaved, responses={404: {"model": ErrorBody}})
+@router.put("/api/cameras/{camera_id}", response_model=CameraSaved,
+            responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}})
 def change_camera(camera_id: str, cam: CameraIn, rt: RuntimeDep, _: Admin, config_path: ConfigPathDep) -> CameraSaved:
     """Replace a camera's settings (the reader restarts; its cases stay). A camera that did not start is started
-    with them."""
+    with them. If the checked change still does not start (503), the previous settings come back."""
     if camera_id != cam.id:
         raise HTTPException(422, "id: the body's id must match the path")
-    if rt.camera_config(camera_id) is None:
-        raise HTTPException(404, "no such camera")
     try:
-        rt.check_camera(cam)  # before the running camera is stopped
-    except (ValueError, ModelLoadError) as exc:
+        rt.replace_camera(cam)
+    except KeyError as exc:
+        raise HTTPException(404, "no such camera") from exc
+    except (ValueError, ModelLoadError) as exc:  # checked before the running camera is stopped
         raise HTTPException(422, str(exc)) from exc
-    rt.remove_camera(camera_id)
-    rt.add_camera(cam)
+    except CameraChangeError as exc:  # not written back: the file keeps what runs (or failed) now
+        raise HTTPException(503, str(exc)) from exc
     return saved(rt, config_path, cam)
 
 

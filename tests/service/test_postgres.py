@@ -1,16 +1,19 @@
-"""The service on PostgreSQL: same schema (Alembic), same API."""
+"""The service on PostgreSQL: same schema (Alembic), same API; cases outlive a database outage."""
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
 
 import httpx
 
+from service.runtime import JOURNAL_NAME
 from service.settings import ServiceConfig
 from tests.helpers.data import DATA
 from tests.helpers.net import free_port, wait_for
-from tests.helpers.pg import postgres_cluster
-from tests.helpers.service import TOKENS, running_service
+from tests.helpers.pg import postgres_cluster, restartable_postgres
+from tests.helpers.service import TOKENS, Receiver, running_service
 
 
 def test_service_stores_cases_in_postgresql(tmp_path: Path) -> None:
@@ -34,3 +37,53 @@ def test_service_stores_cases_in_postgresql(tmp_path: Path) -> None:
             assert case["violation"] == "street_stall"
             r = c.post(f"/api/cases/{case['id']}/transition", json={"to": "rejected", "note": "licensed"})
             assert r.status_code == 200 and r.json()["history"][-1]["who"] == "admin"
+
+
+def test_cases_confirmed_while_postgresql_is_down_reach_it_when_it_is_back(tmp_path: Path) -> None:
+    hook = Receiver()
+    hook.start()
+    with restartable_postgres(free_port()) as pg:
+        cfg = ServiceConfig.model_validate({
+            "server": {"port": free_port()},
+            "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "ADMIN_T"}]},
+            "storage": {"db": pg.url, "evidence": str(tmp_path / "evidence")},
+            "dispatch": {"webhooks": [{"name": "city", "url": f"http://127.0.0.1:{hook.port}/cases",
+                                       "backoff_s": 0.2}]},
+            "cameras": [{"id": "pg-cam", "source": str(DATA / "clips" / "reg_violations_b.mp4"),
+                         "zones": [{"id": "all", "polygon": [[0.44, 0], [1, 0], [1, 1], [0.74, 1]],
+                                    "violations": ["street_stall", "garbage"]}]}],
+            "rules": {"dwell_s": {"street_stall": 1, "garbage": 1}, "gap_tolerance_s": 3},
+        })
+        journal = tmp_path / "evidence" / JOURNAL_NAME
+        headers = {"Authorization": f"Bearer {TOKENS['ADMIN_T']}"}
+        reported: set[str] = set()
+        try:
+            with running_service(cfg) as base, httpx.Client(base_url=base, timeout=30, headers=headers) as c:
+                def listen() -> None:
+                    with httpx.Client(base_url=base, headers=headers, timeout=None) as sse, \
+                            sse.stream("GET", "/api/events") as s:
+                        for line in s.iter_lines():
+                            if line.startswith("data: ") and '"case_id"' in line:
+                                reported.add(json.loads(line[6:])["case_id"])
+
+                threading.Thread(target=listen, daemon=True).start()
+                wait_for(lambda: c.get("/api/cameras").json()[0]["frames_inferred"] > 0, 60, "camera detecting")
+                assert not reported
+                pg.stop()  # as if the database server crashed, before the first case
+                # The cameras go on: cases are confirmed and announced, their writes wait in the journal.
+                wait_for(lambda: reported and journal.is_file(), 60, "a case confirmed while the database is down")
+                assert c.get("/healthz").status_code == 200
+                down = c.get("/api/cases")  # the API's own reads need the database: a clear 503, not a 500
+                assert down.status_code == 503 and down.json()["error"]["message"].startswith("case store unavailable")
+                assert c.get("/api/cameras").json()[0]["health"] == "live"
+                waiting = {json.loads(line)["case_id"] for line in journal.read_text().splitlines()}
+                pg.start()
+                wait_for(lambda: not journal.exists(), 90, "the waiting writes applied")
+                ids = {x["id"] for x in c.get("/api/cases", params={"limit": 500}).json()["items"]}
+                assert reported <= ids and waiting <= ids, f"lost: {(reported | waiting) - ids}"
+                first = c.get(f"/api/cases/{sorted(waiting)[0]}").json()
+                assert first["camera"] == "pg-cam" and first["history"][0]["to"] == "registered"
+                # Their dispatch was queued with them: the city platform hears of each.
+                wait_for(lambda: waiting <= {r["body"]["case_id"] for r in hook.requests}, 60, "cases dispatched")
+        finally:
+            hook.stop()

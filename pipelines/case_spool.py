@@ -1,0 +1,280 @@
+"""Cases survive an unreachable database: the service's camera pipelines write through a :class:`CaseSpool`.
+
+While the case store answers, every call goes straight to it, as before. When a call fails because the database
+cannot be reached (PostgreSQL restarting or failing over, the network to it gone, SQLite locked past its
+timeout), that call and every later one wait, in order, in memory and in a journal file (one JSON line each,
+flushed to disk before the call returns), and the pipelines go on: a new case gets its id here, so evidence, voice
+warnings and the event stream carry on with it. A background thread replays the waiting calls with the same
+:class:`~pipelines.distributed.Applier` that applies a Ray worker's op log, oldest first, as soon as the
+database answers again; the journal is then emptied. If the service stops or dies meanwhile, the next start
+replays the journal before anything else touches the store. A confirmed case is never lost to a database outage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from detector.backends.base import ModelIdentity
+from detector.events import EventDetails, EventState, ViolationEvent
+from pipelines.distributed import Applier, Op
+from pipelines.sinks.store import CaseContext, CaseStore
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY_S = 1.0
+MAX_RETRY_S = 30.0
+
+
+def database_down(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached (worth waiting for), not that a call was wrong."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def event_to_json(ev: ViolationEvent) -> dict[str, Any]:
+    """A violation event as JSON-ready values (:func:`event_from_json` reads it back)."""
+    out = asdict(ev)
+    out["state"] = ev.state.value
+    out["details"] = ev.details.as_dict()
+    return out
+
+
+def event_from_json(raw: dict[str, Any]) -> ViolationEvent:
+    """Read :func:`event_to_json`'s form back."""
+    return ViolationEvent(state=EventState(raw["state"]), key=str(raw["key"]), camera=str(raw["camera"]),
+                          zone=str(raw["zone"]), violation=str(raw["violation"]), start_s=float(raw["start_s"]),
+                          ts=float(raw["ts"]), confidence=float(raw["confidence"]),
+                          box=(float(raw["box"][0]), float(raw["box"][1]), float(raw["box"][2]), float(raw["box"][3])),
+                          best_ts=float(raw["best_ts"]), track_ids=tuple(int(t) for t in raw["track_ids"]),
+                          details=EventDetails.from_dict(raw["details"]))
+
+
+def context_to_json(ctx: CaseContext | None) -> dict[str, Any] | None:
+    """A case context as JSON-ready values (:func:`context_from_json` reads it back)."""
+    return None if ctx is None else asdict(ctx)
+
+
+def context_from_json(raw: dict[str, Any] | None) -> CaseContext | None:
+    """Read :func:`context_to_json`'s form back."""
+    if raw is None:
+        return None
+    gps = raw.get("gps")
+    zones = raw.get("zone_targets")
+    model = raw.get("model")
+    return CaseContext(address=str(raw.get("address", "")), gps=(float(gps[0]), float(gps[1])) if gps else None,
+                       targets=tuple(raw.get("targets", ())), payload_extra=raw.get("payload_extra"),
+                       defer_dispatch=bool(raw.get("defer_dispatch", False)),
+                       zone_targets={str(z): tuple(t) for z, t in zones.items()} if zones else None,
+                       model=ModelIdentity(str(model["name"]), str(model["sha256"])) if model else None)
+
+
+#: Arguments of each journalled call that are objects, with how they are written and read back.
+_CODECS: dict[str, tuple[Any, Any]] = {"event": (event_to_json, event_from_json),
+                                        "context": (context_to_json, context_from_json)}
+
+
+def op_to_line(op: Op) -> str:
+    """One journal line of a waiting call."""
+    args = {k: _CODECS[k][0](v) if k in _CODECS else v for k, v in op.args.items()}
+    return json.dumps({"seq": op.seq, "kind": op.kind, "case_id": op.case_id, "camera": op.camera, "args": args},
+                      ensure_ascii=False)
+
+
+def op_from_line(line: str) -> Op:
+    """Read :func:`op_to_line`'s form back (raises ``ValueError``/``KeyError`` on a damaged line)."""
+    raw = json.loads(line)
+    args = {k: _CODECS[k][1](v) if k in _CODECS else v for k, v in raw["args"].items()}
+    return Op(int(raw["seq"]), str(raw["kind"]), str(raw["case_id"]), str(raw["camera"]), args)
+
+
+def read_journal(path: Path) -> list[Op]:
+    """The calls a journal holds, oldest first. A damaged line (the process died while writing it: only the last
+    can be) is logged and skipped; a missing file holds none."""
+    if not path.is_file():
+        return []
+    ops = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            ops.append(op_from_line(line))
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            log.error("%s:%d: damaged journal line skipped: %s", path, n, exc)
+    return ops
+
+
+class CaseSpool:
+    """A :class:`~pipelines.sinks.store.CaseWriter` in front of the case store that holds the writes while the
+    database cannot be reached, and replays them, in order, when it can (see the module's description).
+
+    Args:
+        store: The case store.
+        journal: The journal file (created when a call first has to wait; a previous run's is replayed by
+            :meth:`start`).
+        evidence_root: The evidence folder (evidence paths of the calls are relative to it).
+    """
+
+    def __init__(self, store: CaseStore, journal: Path, evidence_root: Path) -> None:
+        self.store = store
+        self.journal = journal
+        self.applier = Applier(store, evidence_root)
+        self.lock = threading.Lock()  # the writers, and the waiting list
+        self._replaying = threading.Lock()  # one replay at a time
+        self.pending: list[Op] = read_journal(journal)
+        self.seq = max((op.seq for op in self.pending), default=0)
+        self.case_ids: dict[str, str] = {}  # place key -> case id, for places whose violation has not ended
+        self.replayed = 0  # calls applied late, since start (metrics, tests)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- CaseWriter --------------------------------------------------------------------------------
+    def record(self, event: ViolationEvent, source: str, context: CaseContext | None = None) -> str:
+        """Apply a lifecycle event; returns the case id (chosen here while the database is away)."""
+        key = f"{source}|{event.key}"
+        with self.lock:
+            known = self.case_ids.get(key)
+            if not self.pending:
+                try:
+                    case_id = self.store.record(event, source, context, case_id=known)
+                    self._remember(key, case_id, event)
+                    return case_id
+                except Exception as exc:
+                    self._went_down(exc)
+            case_id = known or uuid.uuid4().hex[:16]
+            self._remember(key, case_id, event)
+            self._wait("record", case_id, event.camera, event=event, source=source, context=context)
+            return case_id
+
+    def add_evidence(self, case_id: str, kind: str, path: str, sha256: str) -> None:
+        """Record an evidence file (``path`` relative to the evidence root)."""
+        self._call("evidence", case_id, lambda: self.store.add_evidence(case_id, kind, path, sha256),
+                   kind=kind, path=path, sha256=sha256)
+
+    def transition(self, case_id: str, to_state: str, who: str, note: str = "") -> object:
+        """Move a case along the case flow (``None`` while the change waits for the database)."""
+        return self._call("transition", case_id, lambda: self.store.transition(case_id, to_state, who, note),
+                          to_state=to_state, who=who, note=note)
+
+    def enqueue_dispatch(self, case_id: str, context: CaseContext, note: str = "") -> None:
+        """Queue a case for dispatch."""
+        self._call("dispatch", case_id, lambda: self.store.enqueue_dispatch(case_id, context, note),
+                   context=context, note=note)
+
+    def annotate(self, case_id: str, who: str, note: str) -> None:
+        """Add a history note."""
+        self._call("annotate", case_id, lambda: self.store.annotate(case_id, who, note), who=who, note=note)
+
+    def set_vehicle(self, case_id: str, vehicle: dict[str, Any]) -> None:
+        """Record a truck case's vehicle."""
+        self._call("vehicle", case_id, lambda: self.store.set_vehicle(case_id, vehicle), vehicle=dict(vehicle))
+
+    # -- waiting and replaying ---------------------------------------------------------------------
+    def _remember(self, key: str, case_id: str, event: ViolationEvent) -> None:
+        if event.state == EventState.END:
+            self.case_ids.pop(key, None)
+        else:
+            self.case_ids[key] = case_id
+
+    def _call(self, op_kind: str, case_id: str, direct: Any, /, **args: Any) -> Any:
+        with self.lock:
+            if not self.pending:
+                try:
+                    return direct()
+                except Exception as exc:
+                    self._went_down(exc)
+            self._wait(op_kind, case_id, "", **args)
+            return None
+
+    def _went_down(self, exc: Exception) -> None:
+        """Re-raise what is not an unreachable database; else say that writes wait from now on."""
+        if not database_down(exc):
+            raise exc
+        log.error("case store unreachable (%s): case writes wait in %s until it answers again",
+                  str(exc).splitlines()[0], self.journal)
+        self._wake.set()
+
+    def _wait(self, op_kind: str, case_id: str, camera: str, /, **args: Any) -> None:
+        """Hold one call (under the lock): in memory and, flushed to disk, in the journal."""
+        self.seq += 1
+        op = Op(self.seq, op_kind, case_id, camera, args)
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
+        with self.journal.open("a", encoding="utf-8") as f:
+            f.write(op_to_line(op) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.pending.append(op)
+
+    def waiting(self) -> int:
+        """Calls waiting for the database."""
+        with self.lock:
+            return len(self.pending)
+
+    def flush(self) -> bool:
+        """Replay the waiting calls, oldest first, as far as the database takes them; True when none is left.
+
+        The database is asked without holding the writers' lock (a database that is slow to refuse must not
+        hold the cameras): calls that come meanwhile wait behind the replayed ones.
+        """
+        with self._replaying:
+            with self.lock:
+                batch = list(self.pending)
+            if not batch:
+                return True
+            last = self.applier.apply(batch, batch[0].seq - 1)
+            with self.lock:
+                self.pending = [op for op in self.pending if op.seq > last]
+                done = sum(1 for op in batch if op.seq <= last)
+                self.replayed += done
+                if self.pending:
+                    self._rewrite()
+                    return False
+                self.journal.unlink(missing_ok=True)
+            log.info("case store answers again: %d waiting case writes applied", done)
+            return True
+
+    def _rewrite(self) -> None:
+        part = self.journal.with_name(self.journal.name + ".part")
+        with part.open("w", encoding="utf-8") as f:
+            f.writelines(op_to_line(op) + "\n" for op in self.pending)
+            f.flush()
+            os.fsync(f.fileno())
+        part.replace(self.journal)
+
+    def start(self) -> None:
+        """Replay a previous run's journal (raises nothing: what the database does not take yet keeps waiting),
+        then keep replaying in the background whenever calls wait."""
+        if self.pending:
+            log.warning("%s: %d case writes of a previous run wait; replaying", self.journal, len(self.pending))
+            self.flush()
+        self._thread = threading.Thread(target=self._run, name="case-spool", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        delay = FIRST_RETRY_S
+        while not self._stop.is_set():
+            self._wake.wait(delay if self.waiting() else None)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            before = self.waiting()
+            self.flush()
+            delay = FIRST_RETRY_S if self.waiting() < before else min(delay * 2, MAX_RETRY_S)
+
+    def stop(self) -> None:
+        """Stop replaying (one last try first); what still waits stays in the journal for the next start."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
