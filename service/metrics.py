@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pipelines.case_spool import database_down
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -63,11 +65,22 @@ def render(rt: Runtime) -> str:
             for s in HEALTH_STATES]
            + [({"camera": c, "state": s}, 1.0 if s == "failed" else 0.0) for c in not_started
               for s in HEALTH_STATES])
-    counts = rt.store.counts()
-    metric("streetwatch_cases", "gauge", "Cases by violation and state.",
-           [({"violation": v, "state": s}, n) for v, s, n in counts["cases"]])
-    metric("streetwatch_outbox", "gauge", "Dispatch outbox rows by state.",
-           [({"state": s}, counts["outbox"].get(s, 0)) for s in ("pending", "delivered", "dead")])
+    try:
+        counts: dict[str, Any] | None = rt.store.counts()
+    except Exception as exc:  # the database is away: the rest is still worth scraping
+        if not database_down(exc):
+            raise
+        counts = None
+    metric("streetwatch_database_up", "gauge", "1 while the case store answers.", [({}, float(counts is not None))])
+    metric("streetwatch_case_writes_waiting", "gauge", "Camera case writes waiting for the database (journalled).",
+           [({}, float(rt.spool.waiting()))])
+    metric("streetwatch_case_writes_replayed_total", "counter", "Case writes applied after waiting for the database.",
+           [({}, float(rt.spool.replayed))])
+    if counts is not None:
+        metric("streetwatch_cases", "gauge", "Cases by violation and state.",
+               [({"violation": v, "state": s}, n) for v, s, n in counts["cases"]])
+        metric("streetwatch_outbox", "gauge", "Dispatch outbox rows by state.",
+               [({"state": s}, counts["outbox"].get(s, 0)) for s in ("pending", "delivered", "dead")])
     stats = rt.warning_stats()
 
     def labels(key: str) -> dict[str, str]:
@@ -80,7 +93,7 @@ def render(rt: Runtime) -> str:
            [(labels(k), float(v["resolved"])) for k, v in stats.items()])
     metric("streetwatch_warnings_no_effect_total", "counter", "Violations still there at the re-check.",
            [(labels(k), float(v["no_effect"])) for k, v in stats.items()])
-    shops = rt.shops.stats()
+    shops = rt.shops.stats() if counts is not None else {}
     for name, key, help_ in (("violations", "violations", "Violations attributed to the shop."),
                              ("reminders", "reminders", "Texts sent to the shop."),
                              ("resolved_by_reminder", "resolved", "Violations cleared by the deadline after a text."),
@@ -89,6 +102,7 @@ def render(rt: Runtime) -> str:
         metric(f"streetwatch_shop_{name}_total", "counter", help_,
                [({"shop": shop}, float(s[key])) for shop, s in shops.items()])  # type: ignore[literal-required]
     metric("streetwatch_sms_sent_total", "counter", "Texts accepted by each SMS gateway.",
-           [({"notifier": str(g["name"])}, float(str(g["sent"]))) for g in rt.notifications.gateways()])
+           [({"notifier": str(g["name"])}, float(str(g["sent"])))
+            for g in (rt.notifications.gateways() if counts is not None else [])])
     metric("streetwatch_sse_clients", "gauge", "Connected event-stream clients.", [({}, rt.bus.subscribers)])
     return "\n".join(out) + "\n"

@@ -39,6 +39,11 @@ def test_service_stores_cases_in_postgresql(tmp_path: Path) -> None:
             assert r.status_code == 200 and r.json()["history"][-1]["who"] == "admin"
 
 
+def metric(text: str, name: str) -> float:
+    """The value of an unlabelled metric in a Prometheus text page."""
+    return next(float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
 def test_cases_confirmed_while_postgresql_is_down_reach_it_when_it_is_back(tmp_path: Path) -> None:
     hook = Receiver()
     hook.start()
@@ -77,8 +82,17 @@ def test_cases_confirmed_while_postgresql_is_down_reach_it_when_it_is_back(tmp_p
                 assert down.status_code == 503 and down.json()["error"]["message"].startswith("case store unavailable")
                 assert c.get("/api/cameras").json()[0]["health"] == "live"
                 waiting = {json.loads(line)["case_id"] for line in journal.read_text().splitlines()}
+                # Monitoring still works, and says what waits.
+                assert c.get("/readyz").json()["checks"]["database"] is False
+                metrics = c.get("/metrics").text
+                assert "streetwatch_database_up 0.0" in metrics and "streetwatch_cases{" not in metrics
+                assert metric(metrics, "streetwatch_case_writes_waiting") >= 1
                 pg.start()
                 wait_for(lambda: not journal.exists(), 90, "the waiting writes applied")
+                metrics = c.get("/metrics").text
+                assert "streetwatch_database_up 1.0" in metrics
+                assert metric(metrics, "streetwatch_case_writes_waiting") == 0
+                assert metric(metrics, "streetwatch_case_writes_replayed_total") >= 1
                 ids = {x["id"] for x in c.get("/api/cases", params={"limit": 500}).json()["items"]}
                 assert reported <= ids and waiting <= ids, f"lost: {(reported | waiting) - ids}"
                 first = c.get(f"/api/cases/{sorted(waiting)[0]}").json()
