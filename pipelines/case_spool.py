@@ -134,6 +134,7 @@ class CaseSpool:
         self.seq = max((op.seq for op in self.pending), default=0)
         self.case_ids: dict[str, str] = {}  # place key -> case id, for places whose violation has not ended
         self.replayed = 0  # calls applied late, since start (metrics, tests)
+        self._journal_whole = False  # an append failed: write the whole journal next time
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -208,12 +209,34 @@ class CaseSpool:
         """Hold one call (under the lock): in memory and, flushed to disk, in the journal."""
         self.seq += 1
         op = Op(self.seq, op_kind, case_id, camera, args)
-        self.journal.parent.mkdir(parents=True, exist_ok=True)
-        with self.journal.open("a", encoding="utf-8") as f:
-            f.write(op_to_line(op) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
         self.pending.append(op)
+        self._journal(op)
+
+    def _journal(self, op: Op | None) -> None:
+        """Append ``op`` to the journal, or write the journal whole (``op`` None, or after a write that failed).
+
+        A journal that cannot be written (the disk full too) costs only the restart safety: the calls are held in
+        memory, logged, and the whole list is written again at the next chance.
+        """
+        try:
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            if op is not None and self._journal_whole is False:
+                with self.journal.open("a", encoding="utf-8") as f:
+                    f.write(op_to_line(op) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            else:
+                part = self.journal.with_name(self.journal.name + ".part")
+                with part.open("w", encoding="utf-8") as f:
+                    f.writelines(op_to_line(o) + "\n" for o in self.pending)
+                    f.flush()
+                    os.fsync(f.fileno())
+                part.replace(self.journal)
+            self._journal_whole = False
+        except OSError as exc:
+            self._journal_whole = True  # a torn line may be there: next time the file is written whole
+            log.error("case journal %s not written (%s): %d waiting case writes are held in memory only until it "
+                      "can be", self.journal, exc, len(self.pending))
 
     def waiting(self) -> int:
         """Calls waiting for the database."""
@@ -237,19 +260,15 @@ class CaseSpool:
                 done = sum(1 for op in batch if op.seq <= last)
                 self.replayed += done
                 if self.pending:
-                    self._rewrite()
+                    if done or self._journal_whole:  # the file still lists what was applied, or missed a write
+                        self._journal(None)
                     return False
-                self.journal.unlink(missing_ok=True)
+                try:
+                    self.journal.unlink(missing_ok=True)
+                except OSError as exc:  # a later start replays it again: the same cases updated, a note twice
+                    log.error("case journal %s not removed: %s", self.journal, exc)
             log.info("case store answers again: %d waiting case writes applied", done)
             return True
-
-    def _rewrite(self) -> None:
-        part = self.journal.with_name(self.journal.name + ".part")
-        with part.open("w", encoding="utf-8") as f:
-            f.writelines(op_to_line(op) + "\n" for op in self.pending)
-            f.flush()
-            os.fsync(f.fileno())
-        part.replace(self.journal)
 
     def start(self) -> None:
         """Replay a previous run's journal (raises nothing: what the database does not take yet keeps waiting),

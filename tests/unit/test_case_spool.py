@@ -153,3 +153,19 @@ def test_events_and_contexts_survive_the_journal_unchanged() -> None:
                       model=ModelIdentity("default 0.4.0", "ab" * 32))
     assert context_from_json(context_to_json(ctx)) == ctx
     assert context_from_json(context_to_json(None)) is None
+
+
+def test_a_journal_that_cannot_be_written_costs_only_the_restart_safety(tmp_path: Path) -> None:
+    store = CaseStore(tmp_path / "cases.db")
+    db = Outage(store)
+    blocked = tmp_path / "evidence"
+    blocked.write_text("a file where the journal's folder should be")  # as unwritable as a full disk
+    spool = CaseSpool(db, blocked / "journal.jsonl", tmp_path)  # type: ignore[arg-type]
+    db.down = True
+    first = spool.record(event(EventState.START, 5.0), "cam")  # held in memory, and logged
+    assert spool.waiting() == 1
+    blocked.unlink()
+    second = spool.record(event(EventState.START, 6.0, key="cam:z:garbage:2"), "cam")
+    assert [op.case_id for op in read_journal(blocked / "journal.jsonl")] == [first, second]  # written whole
+    db.down = False
+    assert spool.flush() and store.get(first) is not None and store.get(second) is not None
