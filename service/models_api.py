@@ -45,6 +45,8 @@ class Readiness(BaseModel):
     ready: bool = Field(description="All checks passed.")
     checks: dict[str, bool] = Field(description="Check -> passed: the camera fleet's (engine in-process; ray_poll "
                                     "and ray_shards with serve --ray), the delivery loops' and the database's.")
+    case_writes_waiting: int = Field(default=0, description="Camera case writes waiting for the database (held in "
+                                     "the journal while it is away; stored, in order, once it answers).")
 
 
 # ---------------------------------------------------------------- cases

@@ -29,7 +29,7 @@ def readyz(rt: RuntimeDep, response: Response) -> Readiness:
         checks["database"] = False
     ok = all(checks.values())
     response.status_code = 200 if ok else 503
-    return Readiness(ready=ok, checks=checks)
+    return Readiness(ready=ok, checks=checks, case_writes_waiting=rt.spool.waiting())
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

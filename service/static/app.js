@@ -25,6 +25,8 @@ const T = {
     fullres: "Full resolution",
     show_original: "Original evidence (faces and other plates unmasked; operators)", detecting: "detecting",
     overloaded: "the shared detector is overloaded: every camera detects less often",
+    store_down: "The case store (database) does not answer: cameras go on, case writes waiting",
+    store_catching_up: "The case store answers again: storing the case writes that waited, left",
     overflowing_bin: "overflowing bin", live: "live", connecting: "connecting", stalled: "stalled", failed: "failed",
     closed_of: "closed", played: "played", resolved_by_warning: "resolved by warning", no_cases: "No cases",
     load: "load", load_covered: "covered", load_uncovered: "uncovered", load_empty: "empty",
@@ -62,6 +64,8 @@ const T = {
     fullres: "高清抓拍",
     show_original: "原始证据（不打码人脸和其他车牌；仅操作员）", detecting: "检测",
     overloaded: "检测器过载：各摄像头按比例降低检测频率",
+    store_down: "案件库（数据库）无响应：摄像头照常检测，等待写入的案件记录",
+    store_catching_up: "案件库已恢复：正在写入等待中的案件记录，剩余",
     overflowing_bin: "垃圾桶满溢", live: "在线", connecting: "连接中", stalled: "卡顿", failed: "离线",
     closed_of: "已结案", played: "播放次数", resolved_by_warning: "劝导后消除", no_cases: "暂无案件",
     load: "装载", load_covered: "已覆盖", load_uncovered: "未覆盖", load_empty: "空车",
@@ -133,6 +137,7 @@ function logout(message) {
   token = "";
   sessionStorage.removeItem("sw.token");
   $("app").hidden = true; $("tabs").hidden = true; $("logout").hidden = true; $("login").hidden = false;
+  $("store-banner").hidden = true;
   if (message) $("login-error").textContent = message;
 }
 
@@ -176,8 +181,21 @@ async function cameraLoop() {
       cameraList = await (await api("/api/cameras")).json();
       renderCameras(cameraList);
     } catch (_) { /* shown by the tiles' state */ }
+    storeBanner();
     await sleep(2000);
   }
+}
+
+// The case store's state: a banner while the database is away or the case writes that waited are being stored.
+async function storeBanner() {
+  let r;
+  try { r = await (await fetch("/readyz")).json(); } catch (_) { return; }
+  const down = r.checks && r.checks.database === false;
+  const waiting = r.case_writes_waiting || 0;
+  const banner = $("store-banner");
+  banner.hidden = !down && waiting === 0;
+  banner.classList.toggle("catching-up", !down && waiting > 0);
+  banner.textContent = `${t(down ? "store_down" : "store_catching_up")}: ${waiting}`;
 }
 
 function renderCameras(list) {

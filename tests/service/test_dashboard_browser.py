@@ -20,9 +20,10 @@ import httpx
 import pytest
 import yaml
 
-from service.settings import load_service_config
+from service.settings import ServiceConfig, load_service_config
 from tests.helpers.data import DATA
 from tests.helpers.net import free_port, wait_for
+from tests.helpers.pg import restartable_postgres
 from tests.helpers.service import TOKENS, running_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -232,3 +233,37 @@ def test_operator_imports_shops_and_draws_a_frontage(dashboard: tuple[str, Path]
         assert "trucks.csv:3: plate" in page.inner_text("#register-msg")
         assert errors == []
         browser.close()
+
+
+def test_the_dashboard_says_when_the_case_store_is_away_and_when_it_caught_up(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with restartable_postgres(free_port()) as pg:
+        cfg = ServiceConfig.model_validate({
+            "server": {"port": free_port()},
+            "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "ADMIN_T"}]},
+            "storage": {"db": pg.url, "evidence": str(tmp_path / "evidence")},
+            "cameras": [{"id": "cam-b", "source": str(DATA / "clips" / "reg_violations_b.mp4"),
+                         "zones": [{"id": "pavement", "polygon": [[0.44, 0.0], [1.0, 0.0], [1.0, 1.0], [0.74, 1.0]],
+                                    "violations": ["street_stall", "garbage"]}]}],
+            "rules": {"dwell_s": {"street_stall": 1, "garbage": 1}, "gap_tolerance_s": 3},
+        })
+        with running_service(cfg) as url, sync_playwright() as pw:
+            browser, page, errors = _open(pw, url)
+            page.fill("#token", TOKENS["ADMIN_T"])
+            page.click("#login-form button[type=submit]")
+            page.wait_for_selector(".tile[data-camera=cam-b] .badge.live", timeout=60_000)
+            assert page.locator("#store-banner").is_hidden()
+            pg.stop()
+            # The camera goes on; the banner says the store is away and counts what waits.
+            page.wait_for_function("(() => { const b = document.getElementById('store-banner');"
+                                   " return !b.hidden && / ([1-9][0-9]*)$/.test(b.textContent); })()",
+                                   timeout=60_000)
+            assert "does not answer" in page.inner_text("#store-banner")
+            assert page.locator(".tile[data-camera=cam-b] .badge.live").count() == 1
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "store-away.png"))
+            pg.start()
+            page.wait_for_selector("#store-banner", state="hidden", timeout=90_000)  # all stored: it goes
+            browser.close()
+            assert errors == []
