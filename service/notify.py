@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from detector.warnings import WarningAction
+from pipelines.case_spool import database_down
 from pipelines.config import CameraConfig
-from pipelines.notifiers.notice import Notice, Notifier
+from pipelines.notifiers.notice import Delivery, Notice, Notifier
 from pipelines.notifiers.outbox import Attempt, deliver_due
 from pipelines.notifiers.registry import build_notifiers
 from pipelines.reminders import ShopReminder
@@ -64,6 +66,8 @@ class Notifications:
         self.notifiers = build_notifiers(config.all_notifiers(), config.dispatch.public_url, config.voice.cache,
                                          config.voice.tts_voice, dlr_url)
         self.loops = {name: OutboxLoop(store, n, self._attempted) for name, n in self.notifiers.items()}
+        # Warnings played while the outbox (the database) cannot be reached, one at a time.
+        self.direct = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warn-now")
 
     def start(self) -> None:
         """Dead-letter rows of notifiers no longer configured, then start every delivery loop."""
@@ -80,6 +84,7 @@ class Notifications:
             loop.wakeup.set()
         for loop in self.loops.values():
             loop.stop()
+        self.direct.shutdown(wait=True)
         for n in self.notifiers.values():
             n.close()
 
@@ -106,7 +111,26 @@ class Notifications:
                 if self.store.enqueue_notice(case_id, speaker, "warning", key, payload):
                     self.wake(speaker)
             except Exception as exc:  # the case stands; a warning that cannot be queued is only logged
-                log.error("warning of case %s for speaker %s not queued: %s", case_id, speaker, exc)
+                if database_down(exc) and speaker in self.notifiers:
+                    # The outbox lives in the database: a warning is worth little later, so it is played now,
+                    # once, off the camera's thread (no retries and no outbox row for it).
+                    log.warning("warning of case %s for speaker %s played without the outbox (database away)",
+                                case_id, speaker)
+                    self.direct.submit(self._play_now, speaker, notice, key)
+                else:
+                    log.error("warning of case %s for speaker %s not queued: %s", case_id, speaker, exc)
+
+    def _play_now(self, speaker: str, notice: Notice, key: str) -> None:
+        """One delivery of a warning that could not be queued; its result is published like any attempt."""
+        try:
+            result = self.notifiers[speaker].deliver(notice, key)
+        except Exception as exc:  # a speaker that raises is a failed attempt
+            result = Delivery(False, f"{type(exc).__name__}: {exc}")
+        if not result.ok:
+            log.error("warning of case %s on speaker %s failed without the outbox: %s", notice.case_id, speaker,
+                      result.error)
+        self._attempted(Attempt(notice.case_id, speaker, "warning", result.ok, 1, not result.ok, result.error,
+                                notice))
 
     def sms_channels(self) -> tuple[str, ...]:
         """The notifiers that send texts to shops."""

@@ -101,3 +101,39 @@ def test_cases_confirmed_while_postgresql_is_down_reach_it_when_it_is_back(tmp_p
                 wait_for(lambda: waiting <= {r["body"]["case_id"] for r in hook.requests}, 60, "cases dispatched")
         finally:
             hook.stop()
+
+
+def test_loudspeakers_keep_warning_while_postgresql_is_down(tmp_path: Path) -> None:
+    speaker = Receiver()
+    speaker.start()
+    with restartable_postgres(free_port()) as pg:
+        cfg = ServiceConfig.model_validate({
+            "server": {"port": free_port()},
+            "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "ADMIN_T"}]},
+            "storage": {"db": pg.url, "evidence": str(tmp_path / "evidence")},
+            "voice": {"cache": str(tmp_path / "tts"), "speakers": [
+                {"name": "pole-1", "type": "http", "url": f"http://127.0.0.1:{speaker.port}/play"}]},
+            "cameras": [{"id": "warn-cam", "source": str(DATA / "clips" / "reg_violations_b.mp4"),
+                         "zones": [{"id": "pavement", "polygon": [[0.44, 0], [1, 0], [1, 1], [0.74, 1]],
+                                    "violations": ["street_stall"],
+                                    "warnings": {"violations": ["street_stall"], "speakers": ["pole-1"],
+                                                 "recheck_s": 4, "max_repeats": 1,
+                                                 "messages": {"street_stall": "请勿占道经营"}}}]}],
+            "rules": {"dwell_s": {"street_stall": 2}, "gap_tolerance_s": 3},
+        })
+        journal = tmp_path / "evidence" / JOURNAL_NAME
+        headers = {"Authorization": f"Bearer {TOKENS['ADMIN_T']}"}
+        try:
+            with running_service(cfg) as base, httpx.Client(base_url=base, timeout=30, headers=headers) as c:
+                wait_for(lambda: c.get("/api/cameras").json()[0]["frames_inferred"] > 0, 60, "camera detecting")
+                pg.stop()
+                # The stall is confirmed while the database is away: its warning is played all the same.
+                wait_for(lambda: speaker.requests, 60, "the warning played while the database is down")
+                assert speaker.requests[0]["body"] == {"text": "请勿占道经营", "volume": 1.0}
+                assert journal.is_file()
+                case_id = json.loads(journal.read_text().splitlines()[0])["case_id"]
+                pg.start()
+                wait_for(lambda: not journal.exists(), 90, "the waiting writes applied")
+                assert c.get(f"/api/cases/{case_id}").json()["violation"] == "street_stall"
+        finally:
+            speaker.stop()
