@@ -40,6 +40,9 @@ from pipelines.sinks.store import CaseContext, CaseStore, TransitionError
 
 log = logging.getLogger(__name__)
 
+#: Op kinds that notify the service (no store call): made even while the store calls wait.
+NOTIFICATION_KINDS = frozenset({"event", "health", "warn"})
+
 RAY_EXTRA_HINT = "Ray is not installed: pip install 'streetwatch[ray]' (ray==2.60.0) on the driver and every node"
 
 
@@ -214,16 +217,29 @@ class Applier:
         self.on_warn = on_warn
         self.alias: dict[str, str] = {}  # worker's case id -> the store's (when the place already had a case)
 
-    def apply(self, ops: list[Op], after: int) -> int:
+    def apply(self, ops: list[Op], after: int, notified: set[int] | None = None) -> int:
         """Apply the ops numbered above ``after``, in order; returns the last sequence number applied.
 
         A store call that fails for good (a state change the flow no longer allows, an unwritable
-        evidence file) is logged and skipped; any other failure (the database itself) stops here, and
-        the ops after the last one applied come again on the next poll.
+        evidence file) is logged and skipped; any other failure (the database itself) stops the store calls
+        there, and the ops after the last one applied come again on the next poll.
+
+        ``notified``: the caller's record of notifications (events, camera health, voice warnings) already
+        made out of order. With it, the notifications after a store call that stopped are made all the same,
+        once: the event stream, camera health and loudspeakers do not wait for the database.
         """
         last = after
+        blocked = False
         for op in ops:
             if op.seq <= after:
+                continue
+            notice = op.kind in NOTIFICATION_KINDS
+            if notified is not None and notice and op.seq in notified:  # made while the store was away
+                if not blocked:
+                    notified.discard(op.seq)
+                    last = op.seq
+                continue
+            if blocked and not (notice and notified is not None):
                 continue
             case_id = self.alias.get(op.case_id, op.case_id)
             try:
@@ -231,10 +247,20 @@ class Applier:
             except (TransitionError, KeyError, ValueError, OSError) as exc:
                 log.error("op %d (%s) of case %s not applied: %s", op.seq, op.kind, case_id, exc)
             except Exception as exc:
-                log.error("central store unavailable at op %d (%s): %s; retrying on the next poll",
-                          op.seq, op.kind, exc)
-                break
-            last = op.seq
+                if blocked:  # a notification that failed on its own: made again, in order, once the store answers
+                    log.error("op %d (%s) of case %s failed: %s", op.seq, op.kind, case_id, exc)
+                    continue
+                else:
+                    log.error("central store unavailable at op %d (%s): %s; retrying on the next poll",
+                              op.seq, op.kind, exc)
+                    if notified is None:
+                        break
+                    blocked = True
+                    continue
+            if not blocked:
+                last = op.seq
+            elif notified is not None:
+                notified.add(op.seq)
         return last
 
     def _apply(self, op: Op, case_id: str) -> None:

@@ -92,6 +92,7 @@ class _Shard:
     node: str = ""
     views: dict[str, CameraView] = field(default_factory=dict)
     reachable: bool = True
+    notified: set[int] = field(default_factory=set)  # its notifications made while store calls waited
 
 
 class RayCameras:
@@ -253,7 +254,7 @@ class RayCameras:
             self._restarted(shard, res)
             return
         shard.incarnation, shard.node, shard.reachable = res["incarnation"], res["node"], True
-        shard.ack = self.applier.apply(res["ops"], shard.ack)
+        shard.ack = self.applier.apply(res["ops"], shard.ack, shard.notified)
         with self.lock:
             shard.views = {v.camera_id: replace(v, node=shard.node) for v in res["views"]
                            if v.camera_id in shard.cameras}
@@ -263,6 +264,7 @@ class RayCameras:
         log.warning("camera shard restarted on node %s; restarting its %d cameras", res["node"][:12],
                     len(shard.cameras))
         shard.incarnation, shard.node, shard.ack, shard.reachable = res["incarnation"], res["node"], 0, True
+        shard.notified.clear()  # the new actor numbers its ops from 1
         self.applier.store.end_untracked(list(shard.cameras), UNTRACKED_NOTE)
         for cam in list(shard.cameras.values()):
             try:

@@ -1,5 +1,6 @@
 """The case spool: camera case writes wait (in order, in a journal on disk) while the database cannot be reached,
-and reach the store, under the ids the pipelines were given, once it answers; a wrong call still fails at once."""
+and reach the store, under the ids the pipelines were given, once it answers; a wrong call still fails at once.
+A Ray shard's notifications are not held behind its store calls meanwhile."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pipelines.case_spool import (
     event_to_json,
     read_journal,
 )
+from pipelines.distributed import Applier, Op
 from pipelines.sinks.store import CaseContext, CaseStore, TransitionError
 
 
@@ -169,3 +171,31 @@ def test_a_journal_that_cannot_be_written_costs_only_the_restart_safety(tmp_path
     assert [op.case_id for op in read_journal(blocked / "journal.jsonl")] == [first, second]  # written whole
     db.down = False
     assert spool.flush() and store.get(first) is not None and store.get(second) is not None
+
+
+def test_notifications_are_not_held_behind_store_calls_that_wait(tmp_path: Path) -> None:
+    """A Ray shard's op log: while the store is away, its events and warnings are still made, once each."""
+    store = CaseStore(tmp_path / "cases.db")
+    db = Outage(store)
+    made: list[tuple[str, str]] = []
+    applier = Applier(db, tmp_path, on_event=lambda cam, ev, case_id, epoch: made.append(("event", case_id)),  # type: ignore[arg-type]
+                      on_warn=lambda cam, action, case_id: made.append(("warn", case_id)))
+    ev = event(EventState.START, 5.0)
+    ops = [Op(1, "record", "c1", "cam", {"event": ev, "source": "cam", "context": None}),
+           Op(2, "event", "c1", "cam", {"event": ev, "clock_epoch": 0.0}),
+           Op(3, "annotate", "c1", "", {"who": "system", "note": "seen"}),
+           Op(4, "warn", "c1", "cam", {"action": "speak"})]
+    notified: set[int] = set()
+    db.down = True
+    assert applier.apply(ops, 0, notified) == 0  # nothing acknowledged: the store calls come again
+    assert made == [("event", "c1"), ("warn", "c1")] and notified == {2, 4}
+    assert applier.apply(ops, 0, notified) == 0 and len(made) == 2  # not made twice
+    db.down = False
+    assert applier.apply(ops, 0, notified) == 4 and len(made) == 2 and notified == set()
+    assert store.get("c1") is not None and store.history("c1")[-1]["note"] == "seen"
+    # Without a record of what was made (a batch run), everything waits in order, as before.
+    db.down, made[:] = True, []
+    later = [Op(5, "record", "c2", "cam", {"event": event(EventState.START, 6.0, key="k2"), "source": "cam",
+                                            "context": None}),
+             Op(6, "event", "c2", "cam", {"event": ev, "clock_epoch": 0.0})]
+    assert applier.apply(later, 4) == 4 and made == []
