@@ -109,13 +109,16 @@ def loso_lines(loso: dict[str, Any]) -> list[str]:
     if not runs:
         return []
     lines = ["## Leave one source out (generalisation to a source never seen)", "", loso.get("what", ""), "",
-             "| start | left-out source | class | AP50 detector | AP50 product | epochs | train s |",
-             "|---|---|---|---|---|---|---|"]
+             "| start | left-out source | class | AP50 detector | AP50 product | as heaps: detector "
+             "| as heaps: product | epochs | train s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for start, by_source in runs.items():
         for source, s in by_source.items():
-            for cls, ap in s["scores"]["detector"].items():
-                lines.append(f"| {start} | {source} | {cls} | {ap} | {s['scores']['product'].get(cls)} | "
-                             f"{s.get('epochs')} | {s.get('train_seconds')} |")
+            sc = s["scores"]
+            for cls, ap in sc["detector"].items():
+                heaps = [sc.get(v, {}).get(cls, "–") for v in ("detector_heaps", "product_heaps")]
+                lines.append(f"| {start} | {source} | {cls} | {ap} | {sc['product'].get(cls)} | {heaps[0]} | "
+                             f"{heaps[1]} | {s.get('epochs')} | {s.get('train_seconds')} |")
     if loso.get("reading"):
         lines += ["", loso["reading"]]
     lines += _sub_table("Data and recipe, one left-out source at a time", loso.get("recipe_study", {}), [

@@ -133,13 +133,17 @@ def train_run(split_dir: Path, out: Path, start: str, classes: list[str], epochs
 
 
 def score(weights: Path, data_yaml: Path, out: Path, imgsz: int) -> dict[str, Any]:
-    """Score weights on a held-out split with the product's evaluator: detector alone and product view."""
+    """Score weights on a held-out split with the product's evaluator: detector alone and product view, each on
+    the source's labels as they are and as heaps (``*_heaps``: touching labelled garbage boxes merged into one,
+    what a case is about; sources differ in whether they box each bag or the heap)."""
     result: dict[str, Any] = {}
     for view in ("detector", "product"):
-        m = evaluate_images(data_yaml, out / view, weights, {}, imgsz, 0.25, "val", view)
-        # Only the classes the left-out source labels (a class it lacks has no AP to report).
-        result[view] = {c: v.get("ap50") for c, v in m["classes"].items()
-                        if not v.get("absent") and v.get("instances", 0) > 0}
+        for heaps in (False, True):
+            name = f"{view}_heaps" if heaps else view
+            m = evaluate_images(data_yaml, out / name, weights, {}, imgsz, 0.25, "val", view, label_piles=heaps)
+            # Only the classes the left-out source labels (a class it lacks has no AP to report).
+            result[name] = {c: v.get("ap50") for c, v in m["classes"].items()
+                            if not v.get("absent") and v.get("instances", 0) > 0}
     return result
 
 

@@ -30,15 +30,20 @@ def test_card_renders_splits_and_size_study(tmp_path: Path) -> None:
 
 def test_card_renders_the_leave_one_source_out_runs_and_the_recipe_study(tmp_path: Path) -> None:
     loso = {"what": "each source left out",
-            "runs": {"coco": {"bags": {"scores": {"detector": {"garbage": 0.15}, "product": {"garbage": 0.16}},
-                                       "epochs": 12, "train_seconds": 100.0}}},
+            "runs": {"coco": {"bags": {"scores": {"detector": {"garbage": 0.15}, "product": {"garbage": 0.16},
+                                                  "detector_heaps": {"garbage": 0.6},
+                                                  "product_heaps": {"garbage": 0.58}},
+                                       "epochs": 12, "train_seconds": 100.0},
+                              "road": {"scores": {"detector": {"garbage": 0.2}, "product": {"garbage": 0.2}},
+                                       "epochs": 12, "train_seconds": 90.0}}},  # scored before heaps were
             "recipe_study": {"what": "one change at a time",
                              "rows": [{"left_out": "bags", "recipe": "+ more CN, 12 epochs", "ap50": 0.21,
                                        "epochs": 12, "train_seconds": 5000, "measured": "stop 28"}],
                              "reading": "more data helps"}}
     write_card(tmp_path, {"name": "m", "leave_one_source_out": loso})
     md = (tmp_path / "card.md").read_text()
-    assert "| coco | bags | garbage | 0.15 | 0.16 | 12 | 100.0 |" in md
+    assert "| coco | bags | garbage | 0.15 | 0.16 | 0.6 | 0.58 | 12 | 100.0 |" in md
+    assert "| coco | road | garbage | 0.2 | 0.2 | – | – | 12 | 90.0 |" in md
     assert "| bags | + more CN, 12 epochs | 0.21 | 12 | 5000 | stop 28 |" in md
     assert md.index("one change at a time") < md.index("more data helps")
 
