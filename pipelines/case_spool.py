@@ -31,7 +31,7 @@ from pipelines.sinks.store import CaseContext, CaseStore
 log = logging.getLogger(__name__)
 
 FIRST_RETRY_S = 1.0
-MAX_RETRY_S = 30.0
+MAX_RETRY_S = 10.0  # a database back is noticed within this (one refused connect per try meanwhile)
 
 
 def database_down(exc: BaseException) -> bool:

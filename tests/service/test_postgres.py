@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -16,21 +17,25 @@ from tests.helpers.pg import postgres_cluster, restartable_postgres
 from tests.helpers.service import TOKENS, Receiver, running_service
 
 
+def service_on(url: str, tmp: Path, zone: dict[str, Any], **sections: Any) -> ServiceConfig:
+    """A service storing cases in the database at ``url``, with one camera looping the stall clip and one zone
+    over its pavement (``zone``: its violations, warnings...); ``sections``: the rest of the configuration."""
+    return ServiceConfig.model_validate({
+        "server": {"port": free_port()},
+        "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "ADMIN_T"}]},
+        "storage": {"db": url, "evidence": str(tmp / "evidence")},
+        "cameras": [{"id": "pg-cam", "source": str(DATA / "clips" / "reg_violations_b.mp4"),
+                     "zones": [{"id": "pavement", "polygon": [[0.44, 0], [1, 0], [1, 1], [0.74, 1]], **zone}]}],
+        **sections})
+
+
 def test_service_stores_cases_in_postgresql(tmp_path: Path) -> None:
     with postgres_cluster(free_port()) as url:
-        cfg = ServiceConfig.model_validate({
-            "server": {"port": free_port()},
-            "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "ADMIN_T"}]},
-            "storage": {"db": url, "evidence": str(tmp_path / "evidence")},
-            "cameras": [{"id": "pg-cam", "source": str(DATA / "clips" / "reg_violations_b.mp4"),
-                         "zones": [{"id": "all", "polygon": [[0.44, 0], [1, 0], [1, 1], [0.74, 1]],
-                                    "violations": ["street_stall"]}]}],
-            "rules": {"dwell_s": {"street_stall": 2}},
-        })
+        cfg = service_on(url, tmp_path, {"violations": ["street_stall"]}, rules={"dwell_s": {"street_stall": 2}})
         headers = {"Authorization": f"Bearer {TOKENS['ADMIN_T']}"}
         with running_service(cfg) as base, httpx.Client(base_url=base, timeout=30, headers=headers) as c:
-            def some_cases() -> dict | None:
-                page: dict = c.get("/api/cases").json()
+            def some_cases() -> dict[str, Any] | None:
+                page: dict[str, Any] = c.get("/api/cases").json()
                 return page if page["total"] >= 1 else None
 
             case = wait_for(some_cases, 60, "a case")["items"][0]
@@ -48,17 +53,10 @@ def test_cases_confirmed_while_postgresql_is_down_reach_it_when_it_is_back(tmp_p
     hook = Receiver()
     hook.start()
     with restartable_postgres(free_port()) as pg:
-        cfg = ServiceConfig.model_validate({
-            "server": {"port": free_port()},
-            "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "ADMIN_T"}]},
-            "storage": {"db": pg.url, "evidence": str(tmp_path / "evidence")},
-            "dispatch": {"webhooks": [{"name": "city", "url": f"http://127.0.0.1:{hook.port}/cases",
-                                       "backoff_s": 0.2}]},
-            "cameras": [{"id": "pg-cam", "source": str(DATA / "clips" / "reg_violations_b.mp4"),
-                         "zones": [{"id": "all", "polygon": [[0.44, 0], [1, 0], [1, 1], [0.74, 1]],
-                                    "violations": ["street_stall", "garbage"]}]}],
-            "rules": {"dwell_s": {"street_stall": 1, "garbage": 1}, "gap_tolerance_s": 3},
-        })
+        cfg = service_on(pg.url, tmp_path, {"violations": ["street_stall", "garbage"]},
+                         dispatch={"webhooks": [{"name": "city", "url": f"http://127.0.0.1:{hook.port}/cases",
+                                                 "backoff_s": 0.2}]},
+                         rules={"dwell_s": {"street_stall": 1, "garbage": 1}, "gap_tolerance_s": 3})
         journal = tmp_path / "evidence" / JOURNAL_NAME
         headers = {"Authorization": f"Bearer {TOKENS['ADMIN_T']}"}
         reported: set[str] = set()
@@ -107,20 +105,13 @@ def test_loudspeakers_keep_warning_while_postgresql_is_down(tmp_path: Path) -> N
     speaker = Receiver()
     speaker.start()
     with restartable_postgres(free_port()) as pg:
-        cfg = ServiceConfig.model_validate({
-            "server": {"port": free_port()},
-            "auth": {"tokens": [{"name": "admin", "role": "admin", "env": "ADMIN_T"}]},
-            "storage": {"db": pg.url, "evidence": str(tmp_path / "evidence")},
-            "voice": {"cache": str(tmp_path / "tts"), "speakers": [
+        cfg = service_on(pg.url, tmp_path, {
+            "violations": ["street_stall"],
+            "warnings": {"violations": ["street_stall"], "speakers": ["pole-1"], "recheck_s": 4, "max_repeats": 1,
+                         "messages": {"street_stall": "请勿占道经营"}}},
+            voice={"cache": str(tmp_path / "tts"), "speakers": [
                 {"name": "pole-1", "type": "http", "url": f"http://127.0.0.1:{speaker.port}/play"}]},
-            "cameras": [{"id": "warn-cam", "source": str(DATA / "clips" / "reg_violations_b.mp4"),
-                         "zones": [{"id": "pavement", "polygon": [[0.44, 0], [1, 0], [1, 1], [0.74, 1]],
-                                    "violations": ["street_stall"],
-                                    "warnings": {"violations": ["street_stall"], "speakers": ["pole-1"],
-                                                 "recheck_s": 4, "max_repeats": 1,
-                                                 "messages": {"street_stall": "请勿占道经营"}}}]}],
-            "rules": {"dwell_s": {"street_stall": 2}, "gap_tolerance_s": 3},
-        })
+            rules={"dwell_s": {"street_stall": 2}, "gap_tolerance_s": 3})
         journal = tmp_path / "evidence" / JOURNAL_NAME
         headers = {"Authorization": f"Bearer {TOKENS['ADMIN_T']}"}
         try:
