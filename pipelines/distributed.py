@@ -250,13 +250,12 @@ class Applier:
                 if blocked:  # a notification that failed on its own: made again, in order, once the store answers
                     log.error("op %d (%s) of case %s failed: %s", op.seq, op.kind, case_id, exc)
                     continue
-                else:
-                    log.error("central store unavailable at op %d (%s): %s; retrying on the next poll",
-                              op.seq, op.kind, exc)
-                    if notified is None:
-                        break
-                    blocked = True
-                    continue
+                log.error("central store unavailable at op %d (%s): %s; retrying on the next poll",
+                          op.seq, op.kind, exc)
+                if notified is None:
+                    break
+                blocked = True
+                continue
             if not blocked:
                 last = op.seq
             elif notified is not None:

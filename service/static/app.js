@@ -26,7 +26,7 @@ const T = {
     show_original: "Original evidence (faces and other plates unmasked; operators)", detecting: "detecting",
     overloaded: "the shared detector is overloaded: every camera detects less often",
     store_down: "The case store (database) does not answer: cameras go on, case writes waiting",
-    store_catching_up: "The case store answers again: storing the case writes that waited, left",
+    store_catching_up: "The case store answers again: waiting case writes still to store",
     overflowing_bin: "overflowing bin", live: "live", connecting: "connecting", stalled: "stalled", failed: "failed",
     closed_of: "closed", played: "played", resolved_by_warning: "resolved by warning", no_cases: "No cases",
     load: "load", load_covered: "covered", load_uncovered: "uncovered", load_empty: "empty",
