@@ -164,9 +164,10 @@ def test_serve_shards_cameras_over_ray_actors(cluster: RayCluster, tmp_path: Pat
                 return False
 
         wait_for(ready, 120, "the service with its Ray shards")
-        cams = wait_for(lambda: [c for c in httpx.get(f"{base}/api/cameras", headers=auth).json()
-                                 if c["health"] == "live" and c["frames_inferred"] > 0] or None, 60, "live cameras")
-        cams = httpx.get(f"{base}/api/cameras", headers=auth).json()
+        # Both cameras reported by their shards (until a shard's first report its camera is a bare "connecting").
+        cams = wait_for(lambda: (lambda cs: cs if len(cs) == 2 and all(
+            c["health"] == "live" and c["frames_inferred"] > 0 for c in cs) else None)(
+            httpx.get(f"{base}/api/cameras", headers=auth).json()), 60, "both cameras live")
         assert len({c["node"] for c in cams}) == 2  # one shard per worker node, one camera each
         models = {c["id"]: c["model"].split()[0] for c in cams}
         assert models == {"cam0": "default", "cam1": "site_north"}  # each camera's detector, shipped to its shard
