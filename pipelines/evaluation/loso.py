@@ -32,7 +32,8 @@ from models import SHARED_DATA
 from models.export import loso_lines
 from models.pretrained import student_start
 from models.train_gpu import main as train_main
-from pipelines.evaluation.score import evaluate_images
+from pipelines.evaluation.images import collect as collect_detections
+from pipelines.evaluation.score import report_images, scoring_backend
 
 log = logging.getLogger("loso")
 
@@ -138,9 +139,11 @@ def score(weights: Path, data_yaml: Path, out: Path, imgsz: int) -> dict[str, An
     what a case is about; sources differ in whether they box each bag or the heap)."""
     result: dict[str, Any] = {}
     for view in ("detector", "product"):
+        backend = scoring_backend(weights, imgsz, view)
+        ev = collect_detections(data_yaml, backend, "val", {})  # the detector runs once a view, scored both ways
         for heaps in (False, True):
             name = f"{view}_heaps" if heaps else view
-            m = evaluate_images(data_yaml, out / name, weights, {}, imgsz, 0.25, "val", view, label_piles=heaps)
+            m = report_images(ev, backend, out / name, weights, data_yaml, {}, 0.25, "val", view, heaps)
             # Only the classes the left-out source labels (a class it lacks has no AP to report).
             result[name] = {c: v.get("ap50") for c, v in m["classes"].items()
                             if not v.get("absent") and v.get("instances", 0) > 0}

@@ -60,9 +60,17 @@ def evaluate_images(data: Path, out: Path, model: Path, remap: dict[str, str], i
     ``label_piles``: touching labelled garbage boxes are merged into one heap box before scoring
     (:func:`~pipelines.evaluation.images.label_piles`).
     """
-    out.mkdir(parents=True, exist_ok=True)
     backend = scoring_backend(model, imgsz, view)
     ev = collect(data, backend, split, remap)
+    return report_images(ev, backend, out, model, data, remap, conf, split, view, label_piles)
+
+
+def report_images(ev: ImageEval, backend: DetectorBackend, out: Path, model: Path, data: Path, remap: dict[str, str],
+                  conf: float, split: str, view: str, label_piles: bool) -> ImageResult:
+    """Score the detections :func:`evaluate_images` collected (``ev``, by ``backend``) and write metrics.json,
+    pictures and report.html to ``out``; ``label_piles``: the labels merged into heaps first. One collection can be
+    scored both ways (the leave-one-source-out report does), the detector running once."""
+    out.mkdir(parents=True, exist_ok=True)
     if label_piles:
         ev = merge_label_piles(ev, backend.names)
     metrics = image_metrics(ev, backend.names, conf)
