@@ -51,7 +51,7 @@ def cameras(rt: RuntimeDep, _: Viewer) -> list[CameraStatus]:
 
 
 @router.post("/api/cameras", status_code=201, response_model=CameraSaved,
-             responses={409: {"model": ErrorBody}, 503: {"model": ErrorBody}})
+             responses={409: {"model": ErrorBody}})
 def add_camera(cam: CameraIn, rt: RuntimeDep, _: Admin, config_path: ConfigPathDep) -> CameraSaved:
     """Add a camera at run time (validated like the YAML config)."""
     try:
@@ -69,7 +69,7 @@ def add_camera(cam: CameraIn, rt: RuntimeDep, _: Admin, config_path: ConfigPathD
 
 
 @router.put("/api/cameras/{camera_id}", response_model=CameraSaved,
-            responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}})
+            responses={404: {"model": ErrorBody}})
 def change_camera(camera_id: str, cam: CameraIn, rt: RuntimeDep, _: Admin, config_path: ConfigPathDep) -> CameraSaved:
     """Replace a camera's settings (the reader restarts; its cases stay). A camera that did not start is started
     with them. If the checked change still does not start (503), the previous settings come back."""

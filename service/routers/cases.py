@@ -54,7 +54,7 @@ def get_case(case_id: str, rt: RuntimeDep, _: Viewer) -> CaseDetail:
 
 @router.get("/api/cases/{case_id}/evidence/{kind}", response_class=FileResponse,
             responses={200: {"content": EVIDENCE_CONTENT, "description": "JPEG (snapshot, frame, plate) or MP4 (clip)"},
-                       403: {"model": ErrorBody}, 404: {"model": ErrorBody}, 503: {"model": ErrorBody}})
+                       403: {"model": ErrorBody}, 404: {"model": ErrorBody}})
 def evidence(case_id: str, kind: EvidenceKind, rt: RuntimeDep, request: Request, _: Viewer,
              original: Annotated[bool, Query(description="The file as recorded, faces and other vehicles' "
                                                          "plates unmasked (operators and admins).")] = False
@@ -85,7 +85,7 @@ def evidence(case_id: str, kind: EvidenceKind, rt: RuntimeDep, request: Request,
 
 
 @router.post("/api/cases/{case_id}/fullres", response_model=FullresOut, status_code=201,
-             responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 503: {"model": ErrorBody}})
+             responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
 def take_fullres(case_id: str, rt: RuntimeDep, who: Operator) -> FullresOut:
     """Re-take the case's snapshot at full resolution: the group of pictures around its best detection is decoded
     from its stream-copied clip (a camera with two streams: the main stream's), the box drawn, and the JPEG kept
