@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,7 @@ class CaseSpool:
         else:
             self.case_ids[key] = case_id
 
-    def _call(self, op_kind: str, case_id: str, direct: Any, /, **args: Any) -> Any:
+    def _call(self, op_kind: str, case_id: str, direct: Callable[[], object], /, **args: Any) -> object:
         with self.lock:
             if not self.pending:
                 try:
