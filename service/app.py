@@ -23,12 +23,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.routing import Match
 from starlette.types import ASGIApp
 
+from pipelines.case_spool import database_down
 from pipelines.distributed import RayUnavailable
 from service.dashboard import add_dashboard
 from service.deps import ErrorBody, ErrorDetail
@@ -98,7 +99,10 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
 
 
 async def database_error(request: Request, exc: Exception) -> JSONResponse:
-    """The case store cannot be reached: a 503 saying so, not a 500 (the cameras' writes wait meanwhile)."""
+    """The case store cannot be reached (:func:`pipelines.case_spool.database_down`, the cameras' rule): a 503
+    saying so, not a 500 (the cameras' writes wait meanwhile). Any other database error stays a 500."""
+    if not database_down(exc):
+        raise exc
     log.error("%s %s: case store unreachable: %s", request.method, request.url.path, str(exc).splitlines()[0])
     return error_response(503, "case store unavailable; try again shortly", {"Retry-After": "5"})
 
@@ -134,8 +138,7 @@ def create_app(config: ServiceConfig, environ: dict[str, str] | None = None,
                                "/api/muck-register-imports": config.server.max_import_bytes})
     app.exception_handler(StarletteHTTPException)(http_error)
     app.exception_handler(RequestValidationError)(validation_error)
-    for unreachable in (OperationalError, InterfaceError):
-        app.exception_handler(unreachable)(database_error)
+    app.exception_handler(DBAPIError)(database_error)
     for router in ROUTERS:
         app.include_router(router)
     add_dashboard(app)
