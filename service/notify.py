@@ -66,8 +66,8 @@ class Notifications:
         self.notifiers = build_notifiers(config.all_notifiers(), config.dispatch.public_url, config.voice.cache,
                                          config.voice.tts_voice, dlr_url)
         self.loops = {name: OutboxLoop(store, n, self._attempted) for name, n in self.notifiers.items()}
-        # Warnings played while the outbox (the database) cannot be reached, one at a time.
-        self.direct = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warn-now")
+        # Warnings and texts sent while the outbox (the database) cannot be reached, one at a time.
+        self.direct = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify-now")
 
     def start(self) -> None:
         """Dead-letter rows of notifiers no longer configured, then start every delivery loop."""
@@ -111,43 +111,65 @@ class Notifications:
                 if self.store.enqueue_notice(case_id, speaker, "warning", key, payload):
                     self.wake(speaker)
             except Exception as exc:  # the case stands; a warning that cannot be queued is only logged
-                if database_down(exc) and speaker in self.notifiers:
-                    # The outbox lives in the database: a warning is worth little later, so it is played now,
-                    # once, off the camera's thread (no retries and no outbox row for it).
-                    log.warning("warning of case %s for speaker %s played without the outbox (database away)",
-                                case_id, speaker)
-                    self.direct.submit(self._play_now, speaker, notice, key)
-                else:
+                if not self._deliver_now(speaker, notice, key, exc):
                     log.error("warning of case %s for speaker %s not queued: %s", case_id, speaker, exc)
 
-    def _play_now(self, speaker: str, notice: Notice, key: str) -> None:
-        """One delivery of a warning that could not be queued; its result is published like any attempt."""
+    def _deliver_now(self, target: str, notice: Notice, key: str, exc: Exception) -> bool:
+        """A notice the outbox could not take because the database is away: delivered now, once, off the
+        camera's thread (no retries and no outbox row for it). Returns False (nothing sent) for any other error,
+        or a notifier not configured.
+
+        The outbox lives in the database. A warning is worth little later and a shop's text is worth most before
+        its deadline, so neither waits for the database.
+        """
+        if not database_down(exc) or target not in self.notifiers:
+            return False
+        log.warning("%s of case %s via %s sent without the outbox (database away)", notice.kind, notice.case_id,
+                    target)
+        self.direct.submit(self._send_once, target, notice, key)
+        return True
+
+    def _send_once(self, target: str, notice: Notice, key: str) -> None:
+        """One delivery of a notice that could not be queued; its result is published like any attempt."""
         try:
-            result = self.notifiers[speaker].deliver(notice, key)
-        except Exception as exc:  # a speaker that raises is a failed attempt
+            result = self.notifiers[target].deliver(notice, key)
+        except Exception as exc:  # a notifier that raises is a failed attempt
             result = Delivery(False, f"{type(exc).__name__}: {exc}")
         if not result.ok:
-            log.error("warning of case %s on speaker %s failed without the outbox: %s", notice.case_id, speaker,
+            log.error("%s of case %s via %s failed without the outbox: %s", notice.kind, notice.case_id, target,
                       result.error)
-        self._attempted(Attempt(notice.case_id, speaker, "warning", result.ok, 1, not result.ok, result.error,
+        self._attempted(Attempt(notice.case_id, target, notice.kind, result.ok, 1, not result.ok, result.error,
                                 notice))
 
     def sms_channels(self) -> tuple[str, ...]:
         """The notifiers that send texts to shops."""
         return tuple(name for name, n in self.notifiers.items() if "sms" in n.kinds)
 
-    def text(self, step: ShopReminder, reminder_id: int) -> None:
-        """Queue a reminder's text for each SMS notifier of its policy (default: every one; returns at once)."""
+    def text(self, step: ShopReminder, reminder_id: int | None, down: Exception | None = None) -> None:
+        """Queue a reminder's text for each SMS notifier of its policy (default: every one; returns at once).
+
+        Args:
+            step: The reminder step to text.
+            reminder_id: The reminder's record (delivery reports name it).
+            down: Why the reminder could not be recorded (``reminder_id`` None): the database is away, so the
+                text is sent now, once per notifier, without the outbox and without a delivery-report address.
+        """
         a, shop = step.action, step.shop
         notice = Notice(kind="sms", case_id=step.case_id, violation=a.violation, camera=step.camera, zone=a.zone,
                         text=step.text, to=shop.phone, shop=shop.id, reminder_id=reminder_id)
         payload = notice.model_dump(mode="json", exclude={"kind"})
         for channel in step.channels or self.sms_channels():
-            try:
-                if self.store.enqueue_notice(step.case_id, channel, "sms", f"sms:{reminder_id}:{channel}", payload):
-                    self.wake(channel)
-            except Exception as exc:  # the case and the reminder's record stand; the text is only logged
-                log.error("text of case %s to shop %s via %s not queued: %s", step.case_id, shop.id, channel, exc)
+            key = f"sms:{reminder_id}:{channel}" if reminder_id is not None else \
+                f"sms:{step.case_id}:{shop.id}:{a.ts:.3f}:{channel}"
+            error = down
+            if error is None:
+                try:
+                    if self.store.enqueue_notice(step.case_id, channel, "sms", key, payload):
+                        self.wake(channel)
+                except Exception as exc:  # the case and the reminder's record stand
+                    error = exc
+            if error is not None and not self._deliver_now(channel, notice, key, error):
+                log.error("text of case %s to shop %s via %s not queued: %s", step.case_id, shop.id, channel, error)
 
     def _attempted(self, a: Attempt) -> None:
         if a.kind == "case":

@@ -22,7 +22,7 @@ from detector.backends.base import ModelLoadError
 from detector.events import ViolationEvent
 from detector.privacy import PrivacySettings
 from detector.warnings import WarningAction, WarningStats, warning_stats
-from pipelines.case_spool import CaseSpool
+from pipelines.case_spool import CaseSpool, database_down
 from pipelines.config import CameraConfig
 from pipelines.muck_register import MuckRegister, read_register
 from pipelines.privacy import EvidenceMasker, MaskerSettings, MaskingError
@@ -210,12 +210,21 @@ class Runtime:
             self.shops.set_outcome(step.case_id, a.shop, a.outcome or "", a.time_to_clear_s)
         else:
             deadline = a.deadline_ts - a.ts if a.deadline_ts is not None else None
-            rid = self.shops.add_reminder(step.case_id, a.shop, step.camera, a.zone, a.violation,
-                                          sent=a.kind == "send", reason=a.reason,
-                                          channels=step.channels or self.notifications.sms_channels(),
-                                          message=step.text, offence=a.offence, deadline_in_s=deadline)
+            rid: int | None = None
+            down: Exception | None = None
+            try:
+                rid = self.shops.add_reminder(step.case_id, a.shop, step.camera, a.zone, a.violation,
+                                              sent=a.kind == "send", reason=a.reason,
+                                              channels=step.channels or self.notifications.sms_channels(),
+                                              message=step.text, offence=a.offence, deadline_in_s=deadline)
+            except Exception as exc:
+                if not database_down(exc):
+                    raise
+                # The shop's text still goes out (without the outbox); only the registry's record is missing.
+                log.error("reminder of case %s to shop %s not recorded (database away)", step.case_id, a.shop)
+                down = exc
             if a.kind == "send":
-                self.notifications.text(step, rid)
+                self.notifications.text(step, rid, down)
         self.bus.publish("reminder", {"case_id": step.case_id, "shop": a.shop, "camera": step.camera,
                                       "zone": a.zone, "violation": a.violation, "step": a.kind,
                                       "reason": a.reason, "outcome": a.outcome, "to": mask_phone(step.shop.phone),
