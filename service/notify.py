@@ -66,8 +66,10 @@ class Notifications:
         self.notifiers = build_notifiers(config.all_notifiers(), config.dispatch.public_url, config.voice.cache,
                                          config.voice.tts_voice, dlr_url)
         self.loops = {name: OutboxLoop(store, n, self._attempted) for name, n in self.notifiers.items()}
-        # Warnings and texts sent while the outbox (the database) cannot be reached, one at a time.
-        self.direct = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify-now")
+        # Warnings and texts sent while the outbox (the database) cannot be reached, one at a time each: a slow
+        # SMS gateway never holds up a warning.
+        self.direct = {kind: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{kind}-now")
+                       for kind in ("warning", "sms")}
 
     def start(self) -> None:
         """Dead-letter rows of notifiers no longer configured, then start every delivery loop."""
@@ -84,9 +86,14 @@ class Notifications:
             loop.wakeup.set()
         for loop in self.loops.values():
             loop.stop()
-        self.direct.shutdown(wait=True)
+        self.drain()
         for n in self.notifiers.values():
             n.close()
+
+    def drain(self) -> None:
+        """Wait for the notices being sent without the outbox, and take no more."""
+        for pool in self.direct.values():
+            pool.shutdown(wait=True)
 
     def wake(self, target: str | None = None) -> None:
         """Deliver now: rows of ``target`` (or every notifier) were queued or put back."""
@@ -120,13 +127,14 @@ class Notifications:
         or a notifier not configured.
 
         The outbox lives in the database. A warning is worth little later and a shop's text is worth most before
-        its deadline, so neither waits for the database.
+        its deadline, so neither waits for the database. A database that dropped the connection while committing
+        the outbox row may still hold it: that notice then goes out twice (same idempotency key).
         """
         if not database_down(exc) or target not in self.notifiers:
             return False
-        log.warning("%s of case %s via %s sent without the outbox (database away)", notice.kind, notice.case_id,
-                    target)
-        self.direct.submit(self._send_once, target, notice, key)
+        log.warning("%s of case %s via %s sent without the outbox (database away: %s)", notice.kind,
+                    notice.case_id, target, str(exc).splitlines()[0])
+        self.direct[notice.kind].submit(self._send_once, target, notice, key)
         return True
 
     def _send_once(self, target: str, notice: Notice, key: str) -> None:

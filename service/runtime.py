@@ -206,25 +206,26 @@ class Runtime:
     def _remind(self, step: ShopReminder) -> None:
         """Record a reminder step (a text, a skipped one, an outcome) and queue the text."""
         a = step.action
-        if a.kind == "outcome":
-            self.shops.set_outcome(step.case_id, a.shop, a.outcome or "", a.time_to_clear_s)
-        else:
-            deadline = a.deadline_ts - a.ts if a.deadline_ts is not None else None
-            rid: int | None = None
-            down: Exception | None = None
-            try:
+        rid: int | None = None
+        down: Exception | None = None
+        try:
+            if a.kind == "outcome":
+                self.shops.set_outcome(step.case_id, a.shop, a.outcome or "", a.time_to_clear_s)
+            else:
+                deadline = a.deadline_ts - a.ts if a.deadline_ts is not None else None
                 rid = self.shops.add_reminder(step.case_id, a.shop, step.camera, a.zone, a.violation,
                                               sent=a.kind == "send", reason=a.reason,
                                               channels=step.channels or self.notifications.sms_channels(),
                                               message=step.text, offence=a.offence, deadline_in_s=deadline)
-            except Exception as exc:
-                if not database_down(exc):
-                    raise
-                # The shop's text still goes out (without the outbox); only the registry's record is missing.
-                log.error("reminder of case %s to shop %s not recorded (database away)", step.case_id, a.shop)
-                down = exc
-            if a.kind == "send":
-                self.notifications.text(step, rid, down)
+        except Exception as exc:
+            if not database_down(exc):
+                raise
+            # A text still goes out (without the outbox); only the registry's record of the step is missing.
+            log.error("reminder %s of case %s to shop %s not recorded (database away: %s)", a.kind, step.case_id,
+                      a.shop, str(exc).splitlines()[0])
+            down = exc
+        if a.kind == "send":
+            self.notifications.text(step, rid, down)
         self.bus.publish("reminder", {"case_id": step.case_id, "shop": a.shop, "camera": step.camera,
                                       "zone": a.zone, "violation": a.violation, "step": a.kind,
                                       "reason": a.reason, "outcome": a.outcome, "to": mask_phone(step.shop.phone),

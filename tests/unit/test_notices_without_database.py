@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from detector.events import EventState, ViolationEvent
 from detector.reminders import ReminderAction
@@ -69,8 +69,12 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     })
     rt = Runtime(cfg, {})
     rt.notifications.notifiers = {"sms-http": Recorder("sms-http", "sms"), "audit": Recorder("audit", "warning")}
+    published: list[tuple[str, dict[str, object]]] = []
+    rt.notifications.publish = lambda kind, data: published.append((kind, data))
+    rt.published = published  # type: ignore[attr-defined]
     yield rt
-    rt.notifications.direct.shutdown(wait=True)
+    rt.notifications.drain()
+    rt.store.engine.dispose()
 
 
 SHOP = Shop(id="fruit", name="水果店", phone="13812345678", camera="cam-b", frontage=[(0.4, 0), (1, 0), (1, 1)])
@@ -92,7 +96,7 @@ def stored_case(rt: Runtime) -> str:
 
 
 def sent(rt: Runtime, name: str) -> list[tuple[Notice, str]]:
-    rt.notifications.direct.shutdown(wait=True)  # the direct sends are done
+    rt.notifications.drain()  # the direct sends are done
     recorder = rt.notifications.notifiers[name]
     assert isinstance(recorder, Recorder)
     return recorder.sent
@@ -104,7 +108,8 @@ def test_a_text_goes_out_when_its_reminder_cannot_be_recorded(runtime: Runtime) 
     [(notice, key)] = sent(runtime, "sms-http")
     assert notice.kind == "sms" and notice.to == "13812345678" and notice.reminder_id is None
     assert notice.text == "请清理门前垃圾" and key == "sms:case-1:fruit:12.000:sms-http"
-    assert runtime.store.outbox() == []
+    [(kind, event)] = runtime.published  # type: ignore[attr-defined]
+    assert kind == "sms" and event["ok"] and event["to"] == "138****5678" and event["attempts"] == 1
 
 
 def test_a_recorded_text_goes_out_when_the_outbox_cannot_take_it(runtime: Runtime) -> None:
@@ -128,6 +133,32 @@ def test_any_other_error_is_raised_and_sends_nothing(runtime: Runtime) -> None:
     with pytest.raises(ValueError, match="bad shop row"):
         runtime._remind(step())
     assert sent(runtime, "sms-http") == []
+
+
+def test_an_outbox_that_refuses_the_row_for_another_reason_sends_nothing(runtime: Runtime) -> None:
+    case_id = stored_case(runtime)
+    refused = IntegrityError("INSERT INTO outbox ...", {}, ValueError("constraint"))
+    runtime.notifications.store = Down(runtime.store, refused)  # type: ignore[assignment]
+    runtime._remind(step(case_id))
+    assert sent(runtime, "sms-http") == [] and len(runtime.shops.reminders(case_id=case_id)) == 1
+
+
+def test_a_gateway_not_configured_is_not_tried(runtime: Runtime) -> None:
+    runtime.shops = Down(runtime.shops)  # type: ignore[assignment]
+    s = step()
+    runtime._remind(ShopReminder(s.action, s.case_id, s.camera, s.shop, ("sms-gone",), s.text))
+    assert sent(runtime, "sms-http") == [] and runtime.published == []  # type: ignore[attr-defined]
+
+
+def test_an_outcome_that_cannot_be_recorded_is_still_announced(runtime: Runtime) -> None:
+    runtime.shops = Down(runtime.shops)  # type: ignore[assignment]
+    s = step()
+    outcome = ReminderAction(kind="outcome", key=s.action.key, shop="fruit", zone="pavement", violation="garbage",
+                             ts=80.0, outcome="resolved_by_reminder", time_to_clear_s=30.0)
+    bus: list[str] = []
+    runtime.bus.publish = lambda kind, data: bus.append(f"{kind}:{data['step']}:{data['outcome']}")  # type: ignore[method-assign]
+    runtime._remind(ShopReminder(outcome, s.case_id, s.camera, s.shop))
+    assert bus == ["reminder:outcome:resolved_by_reminder"] and sent(runtime, "sms-http") == []
 
 
 def test_a_warning_is_played_once_when_the_outbox_cannot_take_it(runtime: Runtime) -> None:
