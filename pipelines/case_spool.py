@@ -8,6 +8,7 @@ warnings and the event stream carry on with it. A background thread replays the 
 :class:`~pipelines.distributed.Applier` that applies a Ray worker's op log, oldest first, as soon as the
 database answers again; the journal is then emptied. If the service stops or dies meanwhile, the next start
 replays the journal before anything else touches the store. A confirmed case is never lost to a database outage.
+The records of texts to shops (:meth:`CaseSpool.add_reminder`, same database) wait and replay with the case writes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from detector.backends.base import ModelIdentity
 from detector.events import EventDetails, EventState, ViolationEvent
 from pipelines.distributed import Applier, Op
+from pipelines.sinks.shop_store import ShopBook
 from pipelines.sinks.store import CaseContext, CaseStore
 
 log = logging.getLogger(__name__)
@@ -123,12 +126,14 @@ class CaseSpool:
         journal: The journal file (created when a call first has to wait; a previous run's is replayed by
             :meth:`start`).
         evidence_root: The evidence folder (evidence paths of the calls are relative to it).
+        shops: The shop registry (in the same database), whose reminder records wait with the case writes.
     """
 
-    def __init__(self, store: CaseStore, journal: Path, evidence_root: Path) -> None:
+    def __init__(self, store: CaseStore, journal: Path, evidence_root: Path, shops: ShopBook | None = None) -> None:
         self.store = store
+        self.shops = shops
         self.journal = journal
-        self.applier = Applier(store, evidence_root)
+        self.applier = Applier(store, evidence_root, shops=shops)
         self.lock = threading.Lock()  # the writers, and the waiting list
         self._replaying = threading.Lock()  # one replay at a time
         self.pending: list[Op] = read_journal(journal)
@@ -180,6 +185,33 @@ class CaseSpool:
     def set_vehicle(self, case_id: str, vehicle: dict[str, Any]) -> None:
         """Record a truck case's vehicle."""
         self._call("vehicle", case_id, lambda: self.store.set_vehicle(case_id, vehicle), vehicle=dict(vehicle))
+
+    # -- shop reminders ------------------------------------------------------------------------------
+    def add_reminder(self, case_id: str, camera: str, shop: str, zone: str, violation: str, *, sent: bool,
+                     reason: str | None, channels: Sequence[str], message: str, offence: int,
+                     deadline_in_s: float | None) -> int | None:
+        """Record a violation attributed to a shop (:meth:`ShopBook.add_reminder`); returns the reminder's id, or
+        None while the record waits for the database (it is replayed with the time it happened)."""
+        book = self._book()
+        created = datetime.now(UTC)
+        got = self._call("reminder", case_id, lambda: book.add_reminder(
+            case_id, shop, camera, zone, violation, sent=sent, reason=reason, channels=channels, message=message,
+            offence=offence, deadline_in_s=deadline_in_s, created=created),
+            camera=camera, shop=shop, zone=zone, violation=violation, sent=sent, reason=reason,
+            channels=list(channels), message=message, offence=offence, deadline_in_s=deadline_in_s,
+            created=created.isoformat())
+        return got if isinstance(got, int) else None
+
+    def set_reminder_outcome(self, case_id: str, shop: str, outcome: str, time_to_clear_s: float | None) -> None:
+        """The re-check's outcome of a case's open reminder to a shop (:meth:`ShopBook.set_outcome`)."""
+        book = self._book()
+        self._call("reminder_outcome", case_id, lambda: book.set_outcome(case_id, shop, outcome, time_to_clear_s),
+                   shop=shop, outcome=outcome, time_to_clear_s=time_to_clear_s)
+
+    def _book(self) -> ShopBook:
+        if self.shops is None:
+            raise ValueError("this spool was given no shop registry")
+        return self.shops
 
     # -- waiting and replaying ---------------------------------------------------------------------
     def _remember(self, key: str, case_id: str, event: ViolationEvent) -> None:

@@ -31,11 +31,13 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from detector.events import ViolationEvent
 from detector.warnings import WarningAction
+from pipelines.sinks.shop_store import ShopBook
 from pipelines.sinks.store import CaseContext, CaseStore, TransitionError
 
 log = logging.getLogger(__name__)
@@ -204,13 +206,16 @@ class Applier:
         on_event: Called with (camera, event, case id, clock epoch) for ``event`` ops.
         on_health: Called with (camera, state, detail) for ``health`` ops.
         on_warn: Called with (camera, action, case id) for ``warn`` ops.
+        shops: The shop registry, for ``reminder`` and ``reminder_outcome`` ops (a service's spool).
     """
 
     def __init__(self, store: CaseStore, evidence_root: Path,
                  on_event: Callable[[str, ViolationEvent, str, float], None] | None = None,
                  on_health: Callable[[str, str, str], None] | None = None,
-                 on_warn: Callable[[str, WarningAction, str], None] | None = None) -> None:
+                 on_warn: Callable[[str, WarningAction, str], None] | None = None,
+                 shops: ShopBook | None = None) -> None:
         self.store = store
+        self.shops = shops
         self.evidence_root = evidence_root
         self.on_event = on_event
         self.on_health = on_health
@@ -286,6 +291,16 @@ class Applier:
             self.store.annotate(case_id, a["who"], a["note"])
         elif op.kind == "vehicle":
             self.store.set_vehicle(case_id, a["vehicle"])
+        elif op.kind in ("reminder", "reminder_outcome"):
+            if self.shops is None:
+                raise ValueError("no shop registry to record a reminder in")
+            if op.kind == "reminder":
+                self.shops.add_reminder(case_id, a["shop"], a["camera"], a["zone"], a["violation"], sent=a["sent"],
+                                        reason=a["reason"], channels=a["channels"], message=a["message"],
+                                        offence=a["offence"], deadline_in_s=a["deadline_in_s"],
+                                        created=datetime.fromisoformat(a["created"]))
+            else:
+                self.shops.set_outcome(case_id, a["shop"], a["outcome"], a["time_to_clear_s"])
         elif op.kind == "event" and self.on_event is not None:
             self.on_event(op.camera, a["event"], case_id, a["clock_epoch"])
         elif op.kind == "health" and self.on_health is not None:

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, dict[str, object]], None]
 
 
+def _first_line(exc: BaseException) -> str:
+    return "database away: " + str(exc).splitlines()[0] if str(exc) else "database away"
+
+
 class OutboxLoop(BackgroundLoop):
     """Delivers one notifier's due outbox rows until stopped (woken early when a row is queued)."""
 
@@ -118,22 +122,20 @@ class Notifications:
                 if self.store.enqueue_notice(case_id, speaker, "warning", key, payload):
                     self.wake(speaker)
             except Exception as exc:  # the case stands; a warning that cannot be queued is only logged
-                if not self._deliver_now(speaker, notice, key, exc):
+                if not (database_down(exc) and self._deliver_now(speaker, notice, key, _first_line(exc))):
                     log.error("warning of case %s for speaker %s not queued: %s", case_id, speaker, exc)
 
-    def _deliver_now(self, target: str, notice: Notice, key: str, exc: Exception) -> bool:
-        """A notice the outbox could not take because the database is away: delivered now, once, off the
-        camera's thread (no retries and no outbox row for it). Returns False (nothing sent) for any other error,
-        or a notifier not configured.
+    def _deliver_now(self, target: str, notice: Notice, key: str, why: str) -> bool:
+        """A notice the outbox cannot take because the database is away: delivered now, once, off the camera's
+        thread (no retries and no outbox row for it). Returns False (nothing sent) for a notifier not configured.
 
         The outbox lives in the database. A warning is worth little later and a shop's text is worth most before
         its deadline, so neither waits for the database. A database that dropped the connection while committing
         the outbox row may still hold it: that notice then goes out twice (same idempotency key).
         """
-        if not database_down(exc) or target not in self.notifiers:
+        if target not in self.notifiers:
             return False
-        log.warning("%s of case %s via %s sent without the outbox (database away: %s)", notice.kind,
-                    notice.case_id, target, str(exc).splitlines()[0])
+        log.warning("%s of case %s via %s sent without the outbox (%s)", notice.kind, notice.case_id, target, why)
         self.direct[notice.kind].submit(self._send_once, target, notice, key)
         return True
 
@@ -153,31 +155,31 @@ class Notifications:
         """The notifiers that send texts to shops."""
         return tuple(name for name, n in self.notifiers.items() if "sms" in n.kinds)
 
-    def text(self, step: ShopReminder, reminder_id: int | None, down: Exception | None = None) -> None:
+    def text(self, step: ShopReminder, reminder_id: int | None) -> None:
         """Queue a reminder's text for each SMS notifier of its policy (default: every one; returns at once).
 
-        Args:
-            step: The reminder step to text.
-            reminder_id: The reminder's record (delivery reports name it).
-            down: Why the reminder could not be recorded (``reminder_id`` None): the database is away, so the
-                text is sent now, once per notifier, without the outbox and without a delivery-report address.
+        ``reminder_id`` None: the reminder's record waits for the database (:meth:`CaseSpool.add_reminder`), so the
+        text is sent now, once per notifier, without the outbox and without a delivery-report address; so is a
+        text whose outbox row the database cannot take.
         """
         a, shop = step.action, step.shop
         notice = Notice(kind="sms", case_id=step.case_id, violation=a.violation, camera=step.camera, zone=a.zone,
                         text=step.text, to=shop.phone, shop=shop.id, reminder_id=reminder_id)
         payload = notice.model_dump(mode="json", exclude={"kind"})
         for channel in step.channels or self.sms_channels():
-            key = f"sms:{reminder_id}:{channel}" if reminder_id is not None else \
-                f"sms:{step.case_id}:{shop.id}:{a.ts:.3f}:{channel}"
-            error = down
-            if error is None:
-                try:
-                    if self.store.enqueue_notice(step.case_id, channel, "sms", key, payload):
-                        self.wake(channel)
-                except Exception as exc:  # the case and the reminder's record stand
-                    error = exc
-            if error is not None and not self._deliver_now(channel, notice, key, error):
-                log.error("text of case %s to shop %s via %s not queued: %s", step.case_id, shop.id, channel, error)
+            if reminder_id is None:
+                key = f"sms:{step.case_id}:{shop.id}:{a.ts:.3f}:{channel}"
+                if not self._deliver_now(channel, notice, key, "its reminder's record waits for the database"):
+                    log.error("text of case %s to shop %s: no SMS notifier %s", step.case_id, shop.id, channel)
+                continue
+            key = f"sms:{reminder_id}:{channel}"
+            try:
+                if self.store.enqueue_notice(step.case_id, channel, "sms", key, payload):
+                    self.wake(channel)
+            except Exception as exc:  # the case and the reminder's record stand
+                if not (database_down(exc) and self._deliver_now(channel, notice, key, _first_line(exc))):
+                    log.error("text of case %s to shop %s via %s not queued: %s", step.case_id, shop.id, channel,
+                              exc)
 
     def _attempted(self, a: Attempt) -> None:
         if a.kind == "case":

@@ -22,7 +22,7 @@ from detector.backends.base import ModelLoadError
 from detector.events import ViolationEvent
 from detector.privacy import PrivacySettings
 from detector.warnings import WarningAction, WarningStats, warning_stats
-from pipelines.case_spool import CaseSpool, database_down
+from pipelines.case_spool import CaseSpool
 from pipelines.config import CameraConfig
 from pipelines.muck_register import MuckRegister, read_register
 from pipelines.privacy import EvidenceMasker, MaskerSettings, MaskingError
@@ -102,7 +102,7 @@ class Runtime:
                                            self.dlr_url if config.dispatch.public_url else None)
         # The cameras' case writes go through the spool: they wait in its journal while the database is away.
         # (A Ray fleet's ops wait in its workers' logs instead.)
-        self.spool = CaseSpool(self.store, self.evidence_root / JOURNAL_NAME, self.evidence_root)
+        self.spool = CaseSpool(self.store, self.evidence_root / JOURNAL_NAME, self.evidence_root, self.shops)
         if config.cluster.ray:
             self.fleet: CameraFleet = RayCameras(config, self.store, self.evidence_root, self._publish_violation,
                                                  self._on_health, self._warn)
@@ -206,26 +206,18 @@ class Runtime:
     def _remind(self, step: ShopReminder) -> None:
         """Record a reminder step (a text, a skipped one, an outcome) and queue the text."""
         a = step.action
-        rid: int | None = None
-        down: Exception | None = None
-        try:
-            if a.kind == "outcome":
-                self.shops.set_outcome(step.case_id, a.shop, a.outcome or "", a.time_to_clear_s)
-            else:
-                deadline = a.deadline_ts - a.ts if a.deadline_ts is not None else None
-                rid = self.shops.add_reminder(step.case_id, a.shop, step.camera, a.zone, a.violation,
-                                              sent=a.kind == "send", reason=a.reason,
-                                              channels=step.channels or self.notifications.sms_channels(),
-                                              message=step.text, offence=a.offence, deadline_in_s=deadline)
-        except Exception as exc:
-            if not database_down(exc):
-                raise
-            # A text still goes out (without the outbox); only the registry's record of the step is missing.
-            log.error("reminder %s of case %s to shop %s not recorded (database away: %s)", a.kind, step.case_id,
-                      a.shop, str(exc).splitlines()[0])
-            down = exc
-        if a.kind == "send":
-            self.notifications.text(step, rid, down)
+        if a.kind == "outcome":
+            self.spool.set_reminder_outcome(step.case_id, a.shop, a.outcome or "", a.time_to_clear_s)
+        else:
+            # While the database is away the record waits in the spool's journal with the case writes (it keeps
+            # its time) and the text goes out at once without the outbox.
+            deadline = a.deadline_ts - a.ts if a.deadline_ts is not None else None
+            rid = self.spool.add_reminder(step.case_id, step.camera, a.shop, a.zone, a.violation,
+                                          sent=a.kind == "send", reason=a.reason,
+                                          channels=step.channels or self.notifications.sms_channels(),
+                                          message=step.text, offence=a.offence, deadline_in_s=deadline)
+            if a.kind == "send":
+                self.notifications.text(step, rid)
         self.bus.publish("reminder", {"case_id": step.case_id, "shop": a.shop, "camera": step.camera,
                                       "zone": a.zone, "violation": a.violation, "step": a.kind,
                                       "reason": a.reason, "outcome": a.outcome, "to": mask_phone(step.shop.phone),

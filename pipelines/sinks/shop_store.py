@@ -85,9 +85,13 @@ class ShopBook:
 
     def add_reminder(self, case_id: str, shop: str, camera: str, zone: str, violation: str, *, sent: bool,
                      reason: str | None = None, channels: Iterable[str] = (), message: str = "", offence: int = 1,
-                     deadline_in_s: float | None = None) -> int:
-        """Record a violation attributed to a shop (texted or not); returns the reminder's id."""
-        now = datetime.now(UTC)
+                     deadline_in_s: float | None = None, created: datetime | None = None) -> int:
+        """Record a violation attributed to a shop (texted or not); returns the reminder's id.
+
+        ``created``: when it happened (default now; a record replayed after a database outage keeps its time, so
+        it counts against that day's limit of texts and its deadline stays where it was).
+        """
+        now = created or datetime.now(UTC)
         deadline = (now + timedelta(seconds=deadline_in_s)).isoformat(timespec="milliseconds") \
             if deadline_in_s is not None else None
         with self._tx() as db:

@@ -1,9 +1,12 @@
-"""While the database (the outbox) cannot be reached, a shop's text and a voice warning are still sent, once each,
-without the outbox; any other error still fails loudly and sends nothing."""
+"""While the database cannot be reached, a shop's text and a voice warning are still sent, once each, without the
+outbox, and the shop's reminder record waits in the case journal (it keeps its time); any other error still fails
+loudly and sends nothing."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +16,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from detector.events import EventState, ViolationEvent
 from detector.reminders import ReminderAction
 from detector.warnings import WarningAction
+from pipelines.case_spool import CaseSpool
 from pipelines.notifiers.notice import Delivery, Notice, NoticeKind, RetryPolicy
 from pipelines.reminders import ShopReminder
 from pipelines.shops import Shop
-from service.runtime import Runtime
+from service.runtime import JOURNAL_NAME, Runtime
 from service.settings import ServiceConfig
 
 PAVEMENT = [[0.4, 0.0], [1.0, 0.0], [1.0, 1.0], [0.7, 1.0]]
+SHOP = Shop(id="fruit", name="水果店", phone="13812345678", camera="cam-b", frontage=[(0.4, 0), (1, 0), (1, 1)])
 
 
 class Recorder:
@@ -41,16 +46,32 @@ class Recorder:
         pass
 
 
-class Down:
-    """An object whose every call fails as an unreachable database server's would (or with ``error``)."""
+class Switch:
+    """Whether the database answers; while it does not, every call fails as an unreachable server's would."""
 
-    def __init__(self, real: object, error: Exception | None = None) -> None:
-        self.real = real
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+
+    def down(self, error: Exception | None = None) -> None:
         self.error = error or OperationalError("INSERT ...", {}, ConnectionRefusedError("connection refused"))
 
+    def up(self) -> None:
+        self.error = None
+
+
+class Behind:
+    """An object of the database (the case store, the shop registry) behind a :class:`Switch`."""
+
+    def __init__(self, real: object, switch: Switch) -> None:
+        self.real, self.switch = real, switch
+
     def __getattr__(self, name: str) -> Any:
+        real = getattr(self.real, name)
+
         def call(*args: Any, **kwargs: Any) -> Any:
-            raise self.error
+            if self.switch.error is not None:
+                raise self.switch.error
+            return real(*args, **kwargs)
         return call
 
 
@@ -72,27 +93,31 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     published: list[tuple[str, dict[str, object]]] = []
     rt.notifications.publish = lambda kind, data: published.append((kind, data))
     rt.published = published  # type: ignore[attr-defined]
+    rt.shops.put([SHOP])
     yield rt
     rt.notifications.drain()
     rt.store.engine.dispose()
 
 
-SHOP = Shop(id="fruit", name="水果店", phone="13812345678", camera="cam-b", frontage=[(0.4, 0), (1, 0), (1, 1)])
-
-
-def step(case_id: str = "case-1") -> ShopReminder:
-    action = ReminderAction(kind="send", key="cam-b:pavement:garbage:1", shop="fruit", zone="pavement",
-                            violation="garbage", ts=12.0, deadline_ts=72.0)
-    return ShopReminder(action, case_id, "cam-b", SHOP, ("sms-http",), "请清理门前垃圾")
+def behind(rt: Runtime, switch: Switch, outbox: bool = True) -> None:
+    """Put the runtime's database behind ``switch`` (the spool's writes; the outbox too unless ``outbox`` False)."""
+    rt.spool = CaseSpool(Behind(rt.store, switch), rt.evidence_root / JOURNAL_NAME,  # type: ignore[arg-type]
+                         rt.evidence_root, Behind(rt.shops, switch))  # type: ignore[arg-type]
+    if outbox:
+        rt.notifications.store = Behind(rt.store, switch)  # type: ignore[assignment]
 
 
 def stored_case(rt: Runtime) -> str:
-    """A case and the shop in the store (a reminder's record names both)."""
-    rt.shops.put([SHOP])
     ev = ViolationEvent(state=EventState.START, key="cam-b:pavement:garbage:1", camera="cam-b", zone="pavement",
                         violation="garbage", start_s=1.0, ts=12.0, confidence=0.7, box=(10, 20, 30, 40), best_ts=12.0,
                         track_ids=(3,))
     return rt.store.record(ev, "cam-b")
+
+
+def step(case_id: str, channels: tuple[str, ...] = ("sms-http",)) -> ShopReminder:
+    action = ReminderAction(kind="send", key="cam-b:pavement:garbage:1", shop="fruit", zone="pavement",
+                            violation="garbage", ts=12.0, deadline_ts=72.0)
+    return ShopReminder(action, case_id, "cam-b", SHOP, channels, "请清理门前垃圾")
 
 
 def sent(rt: Runtime, name: str) -> list[tuple[Notice, str]]:
@@ -102,19 +127,41 @@ def sent(rt: Runtime, name: str) -> list[tuple[Notice, str]]:
     return recorder.sent
 
 
-def test_a_text_goes_out_when_its_reminder_cannot_be_recorded(runtime: Runtime) -> None:
-    runtime.shops = Down(runtime.shops)  # type: ignore[assignment]
-    runtime._remind(step())
+def test_a_text_goes_out_while_its_record_waits_and_the_record_follows_after_a_restart(runtime: Runtime) -> None:
+    case_id, switch = stored_case(runtime), Switch()
+    behind(runtime, switch)
+    switch.down()
+    before = datetime.now(UTC)
+    runtime._remind(step(case_id))
     [(notice, key)] = sent(runtime, "sms-http")
     assert notice.kind == "sms" and notice.to == "13812345678" and notice.reminder_id is None
-    assert notice.text == "请清理门前垃圾" and key == "sms:case-1:fruit:12.000:sms-http"
+    assert notice.text == "请清理门前垃圾" and key == f"sms:{case_id}:fruit:12.000:sms-http"
     [(kind, event)] = runtime.published  # type: ignore[attr-defined]
     assert kind == "sms" and event["ok"] and event["to"] == "138****5678" and event["attempts"] == 1
+    assert runtime.spool.waiting() == 1 and runtime.shops.reminders(case_id=case_id) == []
+    journal = runtime.evidence_root / JOURNAL_NAME
+    line = json.loads(journal.read_text(encoding="utf-8"))
+    assert before - timedelta(milliseconds=1) <= datetime.fromisoformat(line["args"]["created"]) <= datetime.now(UTC)
+    # The service dies; the next start replays the journal with the database back. The record keeps the time it
+    # happened (set back an hour here, to tell it from the replay's).
+    line["args"]["created"] = (before - timedelta(hours=1)).isoformat()
+    journal.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    again = CaseSpool(runtime.store, journal, runtime.evidence_root, runtime.shops)
+    assert again.waiting() == 1 and again.flush()
+    [record] = runtime.shops.reminders(case_id=case_id)
+    created = datetime.fromisoformat(record["created_at"])
+    assert record["sent"] and record["channels"] == ["sms-http"] and record["camera"] == "cam-b"
+    assert abs(created - (before - timedelta(hours=1))) < timedelta(milliseconds=1)
+    assert datetime.fromisoformat(record["deadline_at"]) - created == timedelta(seconds=60)
+    assert runtime.shops.sent_since(before - timedelta(hours=2)) == {"fruit": 1}  # the day's limit counts it
+    assert runtime.shops.open_reminders()[0]["case_id"] == case_id  # a restart before the deadline settles it
 
 
 def test_a_recorded_text_goes_out_when_the_outbox_cannot_take_it(runtime: Runtime) -> None:
     case_id = stored_case(runtime)
-    runtime.notifications.store = Down(runtime.store)  # type: ignore[assignment]
+    switch = Switch()
+    runtime.notifications.store = Behind(runtime.store, switch)  # type: ignore[assignment]
+    switch.down()
     runtime._remind(step(case_id))
     [(notice, key)] = sent(runtime, "sms-http")
     [record] = runtime.shops.reminders(case_id=case_id)
@@ -129,40 +176,51 @@ def test_with_the_database_up_the_text_waits_in_the_outbox(runtime: Runtime) -> 
 
 
 def test_any_other_error_is_raised_and_sends_nothing(runtime: Runtime) -> None:
-    runtime.shops = Down(runtime.shops, ValueError("bad shop row"))  # type: ignore[assignment]
+    switch = Switch()
+    behind(runtime, switch)
+    switch.down(ValueError("bad shop row"))
     with pytest.raises(ValueError, match="bad shop row"):
-        runtime._remind(step())
-    assert sent(runtime, "sms-http") == []
+        runtime._remind(step(stored_case(runtime)))
+    assert sent(runtime, "sms-http") == [] and runtime.spool.waiting() == 0
 
 
 def test_an_outbox_that_refuses_the_row_for_another_reason_sends_nothing(runtime: Runtime) -> None:
-    case_id = stored_case(runtime)
-    refused = IntegrityError("INSERT INTO outbox ...", {}, ValueError("constraint"))
-    runtime.notifications.store = Down(runtime.store, refused)  # type: ignore[assignment]
+    case_id, switch = stored_case(runtime), Switch()
+    runtime.notifications.store = Behind(runtime.store, switch)  # type: ignore[assignment]
+    switch.down(IntegrityError("INSERT INTO outbox ...", {}, ValueError("constraint")))
     runtime._remind(step(case_id))
     assert sent(runtime, "sms-http") == [] and len(runtime.shops.reminders(case_id=case_id)) == 1
 
 
 def test_a_gateway_not_configured_is_not_tried(runtime: Runtime) -> None:
-    runtime.shops = Down(runtime.shops)  # type: ignore[assignment]
-    s = step()
-    runtime._remind(ShopReminder(s.action, s.case_id, s.camera, s.shop, ("sms-gone",), s.text))
+    switch = Switch()
+    behind(runtime, switch)
+    switch.down()
+    runtime._remind(step(stored_case(runtime), ("sms-gone",)))
     assert sent(runtime, "sms-http") == [] and runtime.published == []  # type: ignore[attr-defined]
 
 
-def test_an_outcome_that_cannot_be_recorded_is_still_announced(runtime: Runtime) -> None:
-    runtime.shops = Down(runtime.shops)  # type: ignore[assignment]
-    s = step()
-    outcome = ReminderAction(kind="outcome", key=s.action.key, shop="fruit", zone="pavement", violation="garbage",
-                             ts=80.0, outcome="resolved_by_reminder", time_to_clear_s=30.0)
+def test_an_outcome_waits_with_the_record_and_is_announced(runtime: Runtime) -> None:
+    case_id, switch = stored_case(runtime), Switch()
+    behind(runtime, switch)
+    switch.down()
+    runtime._remind(step(case_id))
+    outcome = ReminderAction(kind="outcome", key="cam-b:pavement:garbage:1", shop="fruit", zone="pavement",
+                             violation="garbage", ts=80.0, outcome="resolved_by_reminder", time_to_clear_s=30.0)
     bus: list[str] = []
-    runtime.bus.publish = lambda kind, data: bus.append(f"{kind}:{data['step']}:{data['outcome']}")  # type: ignore[method-assign]
-    runtime._remind(ShopReminder(outcome, s.case_id, s.camera, s.shop))
-    assert bus == ["reminder:outcome:resolved_by_reminder"] and sent(runtime, "sms-http") == []
+    runtime.bus.publish = lambda kind, data: bus.append(f"{kind}:{data['step']}")  # type: ignore[method-assign]
+    runtime._remind(ShopReminder(outcome, case_id, "cam-b", SHOP))
+    assert bus == ["reminder:outcome"] and runtime.spool.waiting() == 2
+    switch.up()
+    assert runtime.spool.flush()
+    [record] = runtime.shops.reminders(case_id=case_id)
+    assert record["outcome"] == "resolved_by_reminder" and record["time_to_clear_s"] == 30.0
 
 
 def test_a_warning_is_played_once_when_the_outbox_cannot_take_it(runtime: Runtime) -> None:
-    runtime.notifications.store = Down(runtime.store)  # type: ignore[assignment]
+    switch = Switch()
+    runtime.notifications.store = Behind(runtime.store, switch)  # type: ignore[assignment]
+    switch.down()
     camera = runtime.config.cameras[0]
     runtime.notifications.warn(camera, WarningAction("play", "k", "pavement", "garbage", 5.0, "请勿乱堆垃圾"), "case-2")
     [(notice, _)] = sent(runtime, "audit")
