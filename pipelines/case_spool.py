@@ -22,15 +22,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from detector.backends.base import ModelIdentity
 from detector.events import EventDetails, EventState, ViolationEvent
 from pipelines.distributed import Applier, Op
-from pipelines.sinks.shop_store import ShopBook
 from pipelines.sinks.store import CaseContext, CaseStore
+
+if TYPE_CHECKING:
+    from pipelines.sinks.shop_store import ShopBook
 
 log = logging.getLogger(__name__)
 

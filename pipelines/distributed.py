@@ -33,12 +33,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import IntegrityError
 
 from detector.events import ViolationEvent
 from detector.warnings import WarningAction
-from pipelines.sinks.shop_store import ShopBook
 from pipelines.sinks.store import CaseContext, CaseStore, TransitionError
+
+if TYPE_CHECKING:
+    from pipelines.sinks.shop_store import ShopBook
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +230,9 @@ class Applier:
         """Apply the ops numbered above ``after``, in order; returns the last sequence number applied.
 
         A store call that fails for good (a state change the flow no longer allows, an unwritable
-        evidence file) is logged and skipped; any other failure (the database itself) stops the store calls
-        there, and the ops after the last one applied come again on the next poll.
+        evidence file, a row the database's constraints refuse) is logged and skipped; any other failure (the
+        database itself) stops the store calls there, and the ops after the last one applied come again on the
+        next poll.
 
         ``notified``: the caller's record of notifications (events, camera health, voice warnings) already
         made out of order. With it, the notifications after a store call that stopped are made all the same,
@@ -249,7 +254,7 @@ class Applier:
             case_id = self.alias.get(op.case_id, op.case_id)
             try:
                 self._apply(op, case_id)
-            except (TransitionError, KeyError, ValueError, OSError) as exc:
+            except (TransitionError, KeyError, ValueError, OSError, IntegrityError) as exc:
                 log.error("op %d (%s) of case %s not applied: %s", op.seq, op.kind, case_id, exc)
             except Exception as exc:
                 if blocked:  # a notification that failed on its own: made again, in order, once the store answers

@@ -89,12 +89,19 @@ class ShopBook:
         """Record a violation attributed to a shop (texted or not); returns the reminder's id.
 
         ``created``: when it happened (default now; a record replayed after a database outage keeps its time, so
-        it counts against that day's limit of texts and its deadline stays where it was).
+        it counts against that day's limit of texts and its deadline stays where it was). A record of the same
+        case, shop and time is stored once: a journal replayed twice does not count a text twice.
         """
-        now = created or datetime.now(UTC)
+        now = (created or datetime.now(UTC)).astimezone(UTC)
         deadline = (now + timedelta(seconds=deadline_in_s)).isoformat(timespec="milliseconds") \
             if deadline_in_s is not None else None
         with self._tx() as db:
+            if created is not None:
+                known = db.execute(text("SELECT id FROM reminders WHERE case_id = :case AND shop_id = :shop AND "
+                                        "created_at = :now"), {"case": case_id, "shop": shop,
+                                                               "now": now.isoformat(timespec="milliseconds")}).first()
+                if known is not None:
+                    return int(known[0])
             row = db.execute(text("INSERT INTO reminders (case_id, shop_id, camera, zone, violation, sent, reason, "
                                   "channels, text, offence, created_at, deadline_at) VALUES (:case, :shop, :camera, "
                                   ":zone, :violation, :sent, :reason, :channels, :text, :offence, :now, :deadline) "

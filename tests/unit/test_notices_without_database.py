@@ -225,3 +225,35 @@ def test_a_warning_is_played_once_when_the_outbox_cannot_take_it(runtime: Runtim
     runtime.notifications.warn(camera, WarningAction("play", "k", "pavement", "garbage", 5.0, "请勿乱堆垃圾"), "case-2")
     [(notice, _)] = sent(runtime, "audit")
     assert notice.kind == "warning" and notice.case_id == "case-2" and notice.text == "请勿乱堆垃圾"
+
+
+def test_a_case_and_its_reminder_wait_together_and_a_second_replay_stores_nothing_twice(runtime: Runtime) -> None:
+    switch = Switch()
+    behind(runtime, switch)
+    switch.down()
+    ev = ViolationEvent(state=EventState.START, key="cam-b:pavement:garbage:9", camera="cam-b", zone="pavement",
+                        violation="garbage", start_s=1.0, ts=12.0, confidence=0.7, box=(10, 20, 30, 40), best_ts=12.0,
+                        track_ids=(9,))
+    case_id = runtime.spool.record(ev, "cam-b")  # a new case: its id is chosen while the database is away
+    runtime._remind(step(case_id))
+    journal = runtime.evidence_root / JOURNAL_NAME
+    lines = journal.read_text(encoding="utf-8")
+    assert [json.loads(x)["kind"] for x in lines.splitlines()] == ["record", "reminder"]
+    switch.up()
+    assert runtime.spool.flush() and runtime.store.get(case_id) is not None
+    # The journal could not be removed (or the process died after the database took it): replayed again.
+    journal.write_text(lines, encoding="utf-8")
+    assert CaseSpool(runtime.store, journal, runtime.evidence_root, runtime.shops).flush()
+    assert len(runtime.shops.reminders(case_id=case_id)) == 1
+
+
+def test_a_reminder_the_database_refuses_is_skipped_and_holds_up_nothing(runtime: Runtime) -> None:
+    case_id, switch = stored_case(runtime), Switch()
+    behind(runtime, switch)
+    switch.down()
+    runtime._remind(step("no-such-case"))  # its case's record was lost: the reminder's foreign key fails
+    runtime.spool.annotate(case_id, "operator", "seen on patrol")
+    switch.up()
+    assert runtime.spool.flush() and runtime.spool.waiting() == 0
+    assert runtime.shops.reminders(case_id="no-such-case") == []
+    assert runtime.store.history(case_id)[-1]["note"] == "seen on patrol"
