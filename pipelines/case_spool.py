@@ -189,7 +189,7 @@ class CaseSpool:
         self._call("vehicle", case_id, lambda: self.store.set_vehicle(case_id, vehicle), vehicle=dict(vehicle))
 
     # -- shop reminders ------------------------------------------------------------------------------
-    def add_reminder(self, case_id: str, camera: str, shop: str, zone: str, violation: str, *, sent: bool,
+    def add_reminder(self, case_id: str, shop: str, camera: str, zone: str, violation: str, *, sent: bool,
                      reason: str | None, channels: Sequence[str], message: str, offence: int,
                      deadline_in_s: float | None) -> int | None:
         """Record a violation attributed to a shop (:meth:`ShopBook.add_reminder`); returns the reminder's id, or

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, dict[str, object]], None]
 
 
-def _first_line(exc: BaseException) -> str:
+def _down_reason(exc: BaseException) -> str:
+    """Why a notice skips the outbox: the database error's first line."""
     return "database away: " + str(exc).splitlines()[0] if str(exc) else "database away"
 
 
@@ -122,7 +123,7 @@ class Notifications:
                 if self.store.enqueue_notice(case_id, speaker, "warning", key, payload):
                     self.wake(speaker)
             except Exception as exc:  # the case stands; a warning that cannot be queued is only logged
-                if not (database_down(exc) and self._deliver_now(speaker, notice, key, _first_line(exc))):
+                if not (database_down(exc) and self._deliver_now(speaker, notice, key, _down_reason(exc))):
                     log.error("warning of case %s for speaker %s not queued: %s", case_id, speaker, exc)
 
     def _deliver_now(self, target: str, notice: Notice, key: str, why: str) -> bool:
@@ -177,7 +178,7 @@ class Notifications:
                 if self.store.enqueue_notice(step.case_id, channel, "sms", key, payload):
                     self.wake(channel)
             except Exception as exc:  # the case and the reminder's record stand
-                if not (database_down(exc) and self._deliver_now(channel, notice, key, _first_line(exc))):
+                if not (database_down(exc) and self._deliver_now(channel, notice, key, _down_reason(exc))):
                     log.error("text of case %s to shop %s via %s not queued: %s", step.case_id, shop.id, channel,
                               exc)
 

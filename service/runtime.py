@@ -212,7 +212,7 @@ class Runtime:
             # While the database is away the record waits in the spool's journal with the case writes (it keeps
             # its time) and the text goes out at once without the outbox.
             deadline = a.deadline_ts - a.ts if a.deadline_ts is not None else None
-            rid = self.spool.add_reminder(step.case_id, step.camera, a.shop, a.zone, a.violation,
+            rid = self.spool.add_reminder(step.case_id, a.shop, step.camera, a.zone, a.violation,
                                           sent=a.kind == "send", reason=a.reason,
                                           channels=step.channels or self.notifications.sms_channels(),
                                           message=step.text, offence=a.offence, deadline_in_s=deadline)
