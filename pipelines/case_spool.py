@@ -8,6 +8,8 @@ warnings and the event stream carry on with it. A background thread replays the 
 :class:`~pipelines.distributed.Applier` that applies a Ray worker's op log, oldest first, as soon as the
 database answers again; the journal is then emptied. If the service stops or dies meanwhile, the next start
 replays the journal before anything else touches the store. A confirmed case is never lost to a database outage.
+Where the database refuses part of a previous run's journal at start, :attr:`CaseSpool.on_previous_run_applied`
+is told once the rest is in, so the caller can settle what that run left open (its tracking died with it).
 The records of texts to shops (:meth:`CaseSpool.add_reminder`, same database) wait and replay with the case writes.
 """
 
@@ -140,6 +142,11 @@ class CaseSpool:
         self._replaying = threading.Lock()  # one replay at a time
         self.pending: list[Op] = read_journal(journal)
         self.seq = max((op.seq for op in self.pending), default=0)
+        # A previous run's writes still waiting (its last sequence number and its cases), and who is told once
+        # they are all applied after start() (the first replay of start() is the caller's to follow up).
+        self._previous_last = self.seq
+        self._previous_cases = sorted({op.case_id for op in self.pending})
+        self.on_previous_run_applied: Callable[[list[str]], None] | None = None
         self.case_ids: dict[str, str] = {}  # place key -> case id, for places whose violation has not ended
         self.replayed = 0  # calls applied late, since start (metrics, tests)
         self._journal_whole = False  # an append failed: write the whole journal next time
@@ -290,6 +297,7 @@ class CaseSpool:
             if not batch:
                 return True
             last = self.applier.apply(batch, batch[0].seq - 1)
+            self._previous_applied(last)
             with self.lock:
                 self.pending = [op for op in self.pending if op.seq > last]
                 done = sum(1 for op in batch if op.seq <= last)
@@ -304,6 +312,21 @@ class CaseSpool:
                     log.error("case journal %s not removed: %s", self.journal, exc)
             log.info("case store answers again: %d waiting case writes applied", done)
             return True
+
+    def _previous_applied(self, last: int) -> None:
+        """A replay got as far as ``last``: once that covers a previous run's writes, say so (once), where this is
+        a replay after start(): start()'s own first replay is followed up by its caller."""
+        if not self._previous_last or last < self._previous_last:
+            return
+        cases, self._previous_last, self._previous_cases = self._previous_cases, 0, []
+        hook = self.on_previous_run_applied
+        if self._thread is None or hook is None:
+            return
+        log.info("the previous run's waiting case writes are all applied now (%d cases)", len(cases))
+        try:
+            hook(cases)
+        except Exception:  # the follow-up is the caller's; the replay goes on
+            log.exception("following up the previous run's late case writes failed")
 
     def start(self) -> None:
         """Replay a previous run's journal (raises nothing: what the database does not take yet keeps waiting),

@@ -125,11 +125,12 @@ class Runtime:
         Case writes a previous run left waiting for the database are applied first, then the cases it left active
         are ended (their tracking died with it).
         """
+        self.spool.on_previous_run_applied = self._previous_run_applied_late
         self.spool.start()
         ended = self.store.end_untracked([c.id for c in self.config.cameras], UNTRACKED_NOTE)
         if ended:
             log.info("%d cases left active by the previous run are no longer active", len(ended))
-        self.settle_open_reminders()
+        self.settle_open_reminders(before=dt.datetime.fromtimestamp(self.started_at, dt.UTC))
         self.fleet.start()
         self.notifications.start()
         for cam in self.config.cameras:
@@ -223,10 +224,20 @@ class Runtime:
                                       "reason": a.reason, "outcome": a.outcome, "to": mask_phone(step.shop.phone),
                                       "at": time.time()})
 
-    def settle_open_reminders(self) -> int:
-        """Reminders whose deadline a previous run did not live to see: their cases take the usual path now
-        (dispatch to the camera's notifiers), so no case waits forever for a re-check. Returns how many."""
-        open_ = self.shops.open_reminders()
+    def _previous_run_applied_late(self, case_ids: list[str]) -> None:
+        """The writes a previous run left waiting reached the database only after this run started (it refused
+        them at start): what start() does for them is done now. Its cases still active are ended (only those: this
+        run's cameras track their own) and its texts still waiting for a re-check are settled."""
+        ended = self.store.end_untracked([c.id for c in self.config.cameras], UNTRACKED_NOTE, case_ids)
+        if ended:
+            log.info("%d cases of the previous run, written late, are no longer active", len(ended))
+        self.settle_open_reminders(before=dt.datetime.fromtimestamp(self.started_at, dt.UTC))
+
+    def settle_open_reminders(self, before: dt.datetime | None = None) -> int:
+        """Reminders whose deadline a previous run did not live to see (sent before ``before``, where given: the
+        start of this run): their cases take the usual path now (dispatch to the camera's notifiers), so no case
+        waits forever for a re-check. Returns how many."""
+        open_ = self.shops.open_reminders(before)
         cameras = {c.id: c for c in self.config.cameras}
         for r in open_:
             case_id = str(r["case_id"])

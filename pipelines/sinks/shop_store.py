@@ -127,11 +127,16 @@ class ShopBook:
                               {"since": since.astimezone(UTC).isoformat(timespec="milliseconds")}).all()
         return {str(shop): int(n) for shop, n in rows}
 
-    def open_reminders(self) -> list[dict[str, Any]]:
-        """Texts sent whose re-check never came (the service stopped before the deadline)."""
+    def open_reminders(self, before: datetime | None = None) -> list[dict[str, Any]]:
+        """Texts sent whose re-check never came (the service stopped before the deadline); of those, where given,
+        only texts sent before ``before`` (a previous run's, not the re-checks this run is waiting for)."""
+        sql = "SELECT id, case_id, shop_id, camera, zone FROM reminders WHERE sent = 1 AND outcome IS NULL"
+        params: dict[str, str] = {}
+        if before is not None:
+            sql += " AND created_at < :before"
+            params["before"] = before.astimezone(UTC).isoformat(timespec="milliseconds")
         with self.engine.connect() as db:
-            rows = db.execute(text("SELECT id, case_id, shop_id, camera, zone FROM reminders WHERE sent = 1 AND "
-                                   "outcome IS NULL ORDER BY id")).mappings().all()
+            rows = db.execute(text(sql + " ORDER BY id"), params).mappings().all()
         return [dict(r) for r in rows]
 
     def set_delivery(self, reminder_id: int, state: str) -> bool:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, text
+from sqlalchemy import BindParameter, Connection, Engine, bindparam, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
 from detector.backends.base import ModelIdentity
@@ -466,18 +466,24 @@ class CaseStore:
                 {"since": since}).mappings().all()
         return [{**r, "count": int(r["count"])} for r in rows]
 
-    def end_untracked(self, cameras: Sequence[str], note: str) -> list[str]:
-        """Mark the active cases of ``cameras`` no longer active, with a history note; returns their ids.
+    def end_untracked(self, cameras: Sequence[str], note: str, case_ids: Sequence[str] | None = None) -> list[str]:
+        """Mark the active cases of ``cameras`` (of those, only ``case_ids`` where given) no longer active, with a
+        history note; returns their ids.
 
         For cases whose tracking state is gone (the service, or the Ray shard running the camera, restarted):
         nothing would ever end them. A violation still present is confirmed again as a new case.
         """
-        if not cameras:
+        if not cameras or (case_ids is not None and not case_ids):
             return []
+        sql = "SELECT id FROM cases WHERE active = 1 AND camera IN :cams"
+        params: dict[str, Any] = {"cams": list(cameras)}
+        binds: list[BindParameter[Any]] = [bindparam("cams", expanding=True)]
+        if case_ids is not None:
+            sql += " AND id IN :ids"
+            params["ids"] = list(case_ids)
+            binds.append(bindparam("ids", expanding=True))
         with self._tx() as db:
-            ids = [str(r[0]) for r in db.execute(
-                text("SELECT id FROM cases WHERE active = 1 AND camera IN :cams").bindparams(
-                    bindparam("cams", expanding=True)), {"cams": list(cameras)})]
+            ids = [str(r[0]) for r in db.execute(text(sql).bindparams(*binds), params)]
             for case_id in ids:
                 db.execute(text("UPDATE cases SET active = 0, updated_at = :now WHERE id = :id"),
                            {"now": _now(), "id": case_id})

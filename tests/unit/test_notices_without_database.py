@@ -257,3 +257,38 @@ def test_a_reminder_the_database_refuses_is_skipped_and_holds_up_nothing(runtime
     assert runtime.spool.flush() and runtime.spool.waiting() == 0
     assert runtime.shops.reminders(case_id="no-such-case") == []
     assert runtime.store.history(case_id)[-1]["note"] == "seen on patrol"
+
+
+def test_a_previous_runs_writes_refused_at_start_are_settled_when_they_get_in(runtime: Runtime) -> None:
+    """A restart while the database refuses the previous run's journal: when the writes get in later, that run's
+    case is ended and its text's re-check settled, as a start would have done; this run's own stay as they are."""
+    switch = Switch()
+    behind(runtime, switch)
+    switch.down()
+    ev = ViolationEvent(state=EventState.START, key="cam-b:pavement:garbage:7", camera="cam-b", zone="pavement",
+                        violation="garbage", start_s=1.0, ts=12.0, confidence=0.7, box=(10, 20, 30, 40), best_ts=12.0,
+                        track_ids=(7,))
+    old_case = runtime.spool.record(ev, "cam-b")
+    runtime._remind(step(old_case))
+    # The service dies; the next run starts with the database still away.
+    journal = runtime.evidence_root / JOURNAL_NAME
+    runtime.started_at = datetime.now(UTC).timestamp() + 0.01
+    runtime.spool = CaseSpool(Behind(runtime.store, switch), journal, runtime.evidence_root,  # type: ignore[arg-type]
+                              Behind(runtime.shops, switch))  # type: ignore[arg-type]
+    runtime.spool.on_previous_run_applied = runtime._previous_run_applied_late
+    runtime.spool.start()
+    assert runtime.spool.waiting() == 2
+    # This run's own case and text, once the database answers, are tracked by this run: left alone.
+    new_case = runtime.store.record(
+        ViolationEvent(state=EventState.START, key="cam-b:pavement:garbage:8", camera="cam-b", zone="pavement",
+                       violation="garbage", start_s=1.0, ts=30.0, confidence=0.7, box=(50, 20, 30, 40), best_ts=30.0,
+                       track_ids=(8,)), "cam-b")
+    runtime.shops.add_reminder(new_case, "fruit", "cam-b", "pavement", "garbage", sent=True, reason="",
+                               channels=["sms-http"], message="请清理门前垃圾", offence=1, deadline_in_s=600)
+    switch.up()
+    runtime.spool.stop()  # its last replay (or the background one it waits for) applies the journal
+    assert runtime.spool.waiting() == 0
+    old, new = runtime.store.get(old_case), runtime.store.get(new_case)
+    assert old is not None and new is not None and not old.active and new.active
+    assert {r["case_id"]: r["outcome"] for r in runtime.shops.reminders()} == {old_case: "undecided", new_case: None}
+    assert [r["case_id"] for r in runtime.shops.open_reminders()] == [new_case]
