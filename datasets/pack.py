@@ -253,10 +253,15 @@ def _write_images(items: list[_Item], encoded: dict[Path, bytes], lines_of: dict
     return files, counts
 
 
-def _write_yamls(out: Path, sources: list[Source]) -> None:
-    """``data.yaml`` (every source), ``val_<source>.yaml`` and ``only_<source>.yaml`` (one source)."""
+def _write_yamls(out: Path, sources: list[Source], repeats: Mapping[str, int] | None = None) -> None:
+    """``data.yaml`` (every source; a source of ``repeats`` has its training folder listed that many times in all,
+    so each epoch shows its images as often), ``val_<source>.yaml`` and ``only_<source>.yaml`` (one source)."""
     names = names_block()
     train_dirs = sorted({f"images/train_{s.name}" for s in sources if (out / f"images/train_{s.name}").exists()})
+    for name, times in sorted((repeats or {}).items()):
+        if f"images/train_{name}" not in train_dirs:
+            raise ValueError(f"repeat: the pack has no training images of {name!r}")
+        train_dirs += [f"images/train_{name}"] * (times - 1)
     val_dirs = sorted({f"images/val_{s.name}" for s in sources if (out / f"images/val_{s.name}").exists()})
     (out / "data.yaml").write_text(
         "# no path key: folders resolve relative to this file\n"
@@ -287,8 +292,12 @@ def pack_sha256(out: Path, files: list[dict[str, object]]) -> str:
 def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 416,
                qualities: tuple[int, ...] = (82, 75, 68, 60, 52, 45, 38, 32), val_cap: int = 0,
                fmt: str = "jpg", teacher: Callable[[npt.NDArray[np.uint8]], list[TeacherBox]] | None = None,
-               teacher_cache: Path | None = None, teacher_id: str = "") -> dict[str, object]:
+               teacher_cache: Path | None = None, teacher_id: str = "",
+               repeats: Mapping[str, int] | None = None) -> dict[str, object]:
     """Write a pack of ``sources`` into ``out``, lowering the quality until it fits ``max_mb``.
+
+    ``repeats``: sources whose training images ``data.yaml`` lists more than once (source name -> times), to keep
+    a small source's share of each epoch as other sources grow.
 
     ``fmt`` is the image format, ``jpg`` or ``webp`` (see ``IMAGE_FORMATS``).
 
@@ -305,6 +314,9 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
     Returns:
         The manifest written to ``out/manifest.json``.
     """
+    for name, times in (repeats or {}).items():
+        if times < 1 or name not in {src.name for src in sources}:
+            raise ValueError(f"repeat {name}={times}: a source of the pack, listed at least once")
     items = _pack_items(sources, val_cap)
     if not items:
         raise ValueError("no images in the given sources")
@@ -315,7 +327,7 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
     if out.exists():
         shutil.rmtree(out)
     files, counts = _write_images(items, encoded, labelled.lines_of, out, fmt)
-    _write_yamls(out, sources)
+    _write_yamls(out, sources, repeats)
     added = labelled.added
     manifest: dict[str, object] = {
         "names": list(CANONICAL_LABELS),
@@ -323,6 +335,7 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
         "format": fmt,
         "quality": chosen,
         "dataset_sha256": pack_sha256(out, files),
+        "train_repeats": dict(sorted((repeats or {}).items())),
         "sources": [{"name": s.name, "data": str(s.data_yaml), "license": s.license, "remap": s.remap,
                      "counts": counts.get(s.name, {}),
                      "uncovered_from_load_labels": labelled.uncovered.get(s.name, 0),

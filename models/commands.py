@@ -59,8 +59,18 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.teacher:
         teacher = CocoTeacher(load_coco_checkpoint(args.teacher))
         teacher_id = f"yolov5n-coco {CHECKPOINT_SHA256[:16]} imgsz {teacher.imgsz} conf {teacher.conf}"
-    manifest = build_pack(sources, args.out, args.max_mb, args.max_side, val_cap=args.val_cap, fmt=args.format,
-                          teacher=teacher, teacher_cache=args.teacher_cache, teacher_id=teacher_id)
+    repeats = {}
+    for item in args.repeat:
+        name, _, times = item.partition("=")
+        if not times.isdigit() or int(times) < 1:
+            raise SystemExit(f"--repeat {item}: give SOURCE=N with N a whole number, at least 1")
+        repeats[name] = int(times)
+    try:
+        manifest = build_pack(sources, args.out, args.max_mb, args.max_side, val_cap=args.val_cap, fmt=args.format,
+                              teacher=teacher, teacher_cache=args.teacher_cache, teacher_id=teacher_id,
+                              repeats=repeats)
+    except ValueError as exc:
+        raise SystemExit(f"pack: {exc}") from exc
     sys.stdout.write(f"pack: {args.out} ({len(manifest['files'])} images, {args.format} "  # type: ignore[arg-type]
                      f"quality {manifest['quality']})\n")
     return 0
@@ -156,6 +166,9 @@ def _add_pack(dsub: Subcommands) -> None:
                          "called truck becomes car, a bin it called truck is dropped")
     pk.add_argument("--val-cap", type=int, default=0,
                     help="at most this many validation images per source (0: all); evaluate fully here")
+    pk.add_argument("--repeat", nargs="*", default=[], metavar="SOURCE=N",
+                    help="list a source's training images N times in data.yaml (e.g. smoke=2: a small source keeps "
+                         "its share of each epoch as other sources grow)")
     pk.set_defaults(func=cmd_pack)
 
 

@@ -106,6 +106,16 @@ def test_datasets_pack_cli(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "pk" / "manifest.json").read_text())
     assert {s["name"] for s in manifest["sources"]} == {"fake_real", "synthetic"}
     assert len(manifest["files"]) == 14
+    # A small source listed twice keeps its share of each epoch; a source the pack lacks is a clear error.
+    assert main(["datasets", "pack", "--data", str(data_root), "--out", str(tmp_path / "rep"), "--max-mb", "1",
+                 "--max-side", "160", "--synth", "0", "--repeat", "fake_real=2"]) == 0
+    train = yaml.safe_load((tmp_path / "rep" / "data.yaml").read_text())["train"]
+    assert train == ["images/train_fake_real", "images/train_fake_real"]
+    assert json.loads((tmp_path / "rep" / "manifest.json").read_text())["train_repeats"] == {"fake_real": 2}
+    for bad, says in (("smoke=2", "a source of the pack"), ("fake_real=0", "at least 1"), ("fake_real", "SOURCE=N")):
+        with pytest.raises(SystemExit, match=says):
+            main(["datasets", "pack", "--data", str(data_root), "--out", str(tmp_path / "bad"), "--max-mb", "1",
+                  "--max-side", "160", "--synth", "0", "--repeat", bad])
 
 
 def test_trucks_labelled_uncovered_go_into_the_pack_as_uncovered_truck(tmp_path: Path) -> None:
