@@ -272,7 +272,7 @@ def test_a_previous_runs_writes_refused_at_start_are_settled_when_they_get_in(ru
     runtime._remind(step(old_case))
     # The service dies; the next run starts with the database still away.
     journal = runtime.evidence_root / JOURNAL_NAME
-    runtime.started_at = datetime.now(UTC).timestamp() + 0.01
+    runtime.started_at = datetime.now(UTC).timestamp() + 0.5  # clearly after the old run's writes
     runtime.spool = CaseSpool(Behind(runtime.store, switch), journal, runtime.evidence_root,  # type: ignore[arg-type]
                               Behind(runtime.shops, switch))  # type: ignore[arg-type]
     runtime.spool.on_previous_run_applied = runtime._previous_run_applied_late
@@ -284,7 +284,8 @@ def test_a_previous_runs_writes_refused_at_start_are_settled_when_they_get_in(ru
                        violation="garbage", start_s=1.0, ts=30.0, confidence=0.7, box=(50, 20, 30, 40), best_ts=30.0,
                        track_ids=(8,)), "cam-b")
     runtime.shops.add_reminder(new_case, "fruit", "cam-b", "pavement", "garbage", sent=True, reason="",
-                               channels=["sms-http"], message="请清理门前垃圾", offence=1, deadline_in_s=600)
+                               channels=["sms-http"], message="请清理门前垃圾", offence=1, deadline_in_s=600,
+                               created=datetime.fromtimestamp(runtime.started_at + 1, UTC))
     switch.up()
     runtime.spool.stop()  # its last replay (or the background one it waits for) applies the journal
     assert runtime.spool.waiting() == 0
