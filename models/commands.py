@@ -34,6 +34,12 @@ def cmd_pack(args: argparse.Namespace) -> int:
     from datasets.yolo import DatasetError
     from models.pretrained import CHECKPOINT_SHA256, CocoTeacher, load_coco_checkpoint
 
+    repeats = {}
+    for item in args.repeat:  # checked before anything is rendered or labelled
+        name, _, times = item.partition("=")
+        if not times.isdigit() or int(times) < 1:
+            raise SystemExit(f"--repeat {item}: give SOURCE=N with N a whole number, at least 1")
+        repeats[name] = int(times)
     uncovered = uncovered_trucks(args.truck_loads)
     fixes = {s: {i: [(f.teacher, f.cx, f.cy, f.label) for f in rows] for i, rows in images.items()}
              for s, images in fixes_by_image(args.teacher_fixes).items()}
@@ -59,12 +65,6 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.teacher:
         teacher = CocoTeacher(load_coco_checkpoint(args.teacher))
         teacher_id = f"yolov5n-coco {CHECKPOINT_SHA256[:16]} imgsz {teacher.imgsz} conf {teacher.conf}"
-    repeats = {}
-    for item in args.repeat:
-        name, _, times = item.partition("=")
-        if not times.isdigit() or int(times) < 1:
-            raise SystemExit(f"--repeat {item}: give SOURCE=N with N a whole number, at least 1")
-        repeats[name] = int(times)
     try:
         manifest = build_pack(sources, args.out, args.max_mb, args.max_side, val_cap=args.val_cap, fmt=args.format,
                               teacher=teacher, teacher_cache=args.teacher_cache, teacher_id=teacher_id,

@@ -114,6 +114,13 @@ def stored_case(rt: Runtime) -> str:
     return rt.store.record(ev, "cam-b")
 
 
+def garbage_seen(track: int) -> ViolationEvent:
+    """A new garbage case on the pavement (one per track)."""
+    return ViolationEvent(state=EventState.START, key=f"cam-b:pavement:garbage:{track}", camera="cam-b",
+                          zone="pavement", violation="garbage", start_s=1.0, ts=12.0, confidence=0.7,
+                          box=(10, 20, 30, 40), best_ts=12.0, track_ids=(track,))
+
+
 def step(case_id: str, channels: tuple[str, ...] = ("sms-http",)) -> ShopReminder:
     action = ReminderAction(kind="send", key="cam-b:pavement:garbage:1", shop="fruit", zone="pavement",
                             violation="garbage", ts=12.0, deadline_ts=72.0)
@@ -231,10 +238,7 @@ def test_a_case_and_its_reminder_wait_together_and_a_second_replay_stores_nothin
     switch = Switch()
     behind(runtime, switch)
     switch.down()
-    ev = ViolationEvent(state=EventState.START, key="cam-b:pavement:garbage:9", camera="cam-b", zone="pavement",
-                        violation="garbage", start_s=1.0, ts=12.0, confidence=0.7, box=(10, 20, 30, 40), best_ts=12.0,
-                        track_ids=(9,))
-    case_id = runtime.spool.record(ev, "cam-b")  # a new case: its id is chosen while the database is away
+    case_id = runtime.spool.record(garbage_seen(9), "cam-b")  # a new case: its id is chosen while the database is away
     runtime._remind(step(case_id))
     journal = runtime.evidence_root / JOURNAL_NAME
     lines = journal.read_text(encoding="utf-8")
@@ -265,10 +269,7 @@ def test_a_previous_runs_writes_refused_at_start_are_settled_when_they_get_in(ru
     switch = Switch()
     behind(runtime, switch)
     switch.down()
-    ev = ViolationEvent(state=EventState.START, key="cam-b:pavement:garbage:7", camera="cam-b", zone="pavement",
-                        violation="garbage", start_s=1.0, ts=12.0, confidence=0.7, box=(10, 20, 30, 40), best_ts=12.0,
-                        track_ids=(7,))
-    old_case = runtime.spool.record(ev, "cam-b")
+    old_case = runtime.spool.record(garbage_seen(7), "cam-b")
     runtime._remind(step(old_case))
     # The service dies; the next run starts with the database still away.
     journal = runtime.evidence_root / JOURNAL_NAME
@@ -279,10 +280,7 @@ def test_a_previous_runs_writes_refused_at_start_are_settled_when_they_get_in(ru
     runtime.spool.start()
     assert runtime.spool.waiting() == 2
     # This run's own case and text, once the database answers, are tracked by this run: left alone.
-    new_case = runtime.store.record(
-        ViolationEvent(state=EventState.START, key="cam-b:pavement:garbage:8", camera="cam-b", zone="pavement",
-                       violation="garbage", start_s=1.0, ts=30.0, confidence=0.7, box=(50, 20, 30, 40), best_ts=30.0,
-                       track_ids=(8,)), "cam-b")
+    new_case = runtime.store.record(garbage_seen(8), "cam-b")
     runtime.shops.add_reminder(new_case, "fruit", "cam-b", "pavement", "garbage", sent=True, reason="",
                                channels=["sms-http"], message="请清理门前垃圾", offence=1, deadline_in_s=600,
                                created=datetime.fromtimestamp(runtime.started_at + 1, UTC))
