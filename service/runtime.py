@@ -125,12 +125,9 @@ class Runtime:
         Case writes a previous run left waiting for the database are applied first, then the cases it left active
         are ended (their tracking died with it).
         """
-        self.spool.on_previous_run_applied = self._previous_run_applied_late
+        self.spool.on_previous_run_applied = self._settle_previous_run  # its writes the start could not apply
         self.spool.start()
-        ended = self.store.end_untracked([c.id for c in self.config.cameras], UNTRACKED_NOTE)
-        if ended:
-            log.info("%d cases left active by the previous run are no longer active", len(ended))
-        self.settle_open_reminders(before=dt.datetime.fromtimestamp(self.started_at, dt.UTC))
+        self._settle_previous_run(None)
         self.fleet.start()
         self.notifications.start()
         for cam in self.config.cameras:
@@ -224,13 +221,13 @@ class Runtime:
                                       "reason": a.reason, "outcome": a.outcome, "to": mask_phone(step.shop.phone),
                                       "at": time.time()})
 
-    def _previous_run_applied_late(self, case_ids: list[str]) -> None:
-        """The writes a previous run left waiting reached the database only after this run started (it refused
-        them at start): what start() does for them is done now. Its cases still active are ended (only those: this
-        run's cameras track their own) and its texts still waiting for a re-check are settled."""
+    def _settle_previous_run(self, case_ids: list[str] | None) -> None:
+        """End what a previous run left open, its tracking having died with it: its cases still active (where
+        ``case_ids`` is given, only those: the writes the database took only after this run started, whose cameras
+        track their own cases by then) and its texts still waiting for a re-check."""
         ended = self.store.end_untracked([c.id for c in self.config.cameras], UNTRACKED_NOTE, case_ids)
         if ended:
-            log.info("%d cases of the previous run, written late, are no longer active", len(ended))
+            log.info("%d cases left active by the previous run are no longer active", len(ended))
         self.settle_open_reminders(before=dt.datetime.fromtimestamp(self.started_at, dt.UTC))
 
     def settle_open_reminders(self, before: dt.datetime | None = None) -> int:

@@ -21,8 +21,13 @@ from pipelines.shops import Shop
 from pipelines.sinks.store import CaseStore, where_equal
 
 
+def _iso(when: datetime) -> str:
+    """A time as the reminders table stores it (UTC, milliseconds), so stored times compare as text."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return _iso(datetime.now(UTC))
 
 
 class ShopBook:
@@ -124,7 +129,7 @@ class ShopBook:
         with self.engine.connect() as db:
             rows = db.execute(text("SELECT shop_id, COUNT(*) FROM reminders WHERE sent = 1 AND created_at >= :since "
                                    "GROUP BY shop_id"),
-                              {"since": since.astimezone(UTC).isoformat(timespec="milliseconds")}).all()
+                              {"since": _iso(since)}).all()
         return {str(shop): int(n) for shop, n in rows}
 
     def open_reminders(self, before: datetime | None = None) -> list[dict[str, Any]]:
@@ -134,7 +139,7 @@ class ShopBook:
         params: dict[str, str] = {}
         if before is not None:
             sql += " AND created_at < :before"
-            params["before"] = before.astimezone(UTC).isoformat(timespec="milliseconds")
+            params["before"] = _iso(before)
         with self.engine.connect() as db:
             rows = db.execute(text(sql + " ORDER BY id"), params).mappings().all()
         return [dict(r) for r in rows]

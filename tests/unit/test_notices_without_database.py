@@ -276,7 +276,7 @@ def test_a_previous_runs_writes_refused_at_start_are_settled_when_they_get_in(ru
     runtime.started_at = datetime.now(UTC).timestamp() + 0.5  # clearly after the old run's writes
     runtime.spool = CaseSpool(Behind(runtime.store, switch), journal, runtime.evidence_root,  # type: ignore[arg-type]
                               Behind(runtime.shops, switch))  # type: ignore[arg-type]
-    runtime.spool.on_previous_run_applied = runtime._previous_run_applied_late
+    runtime.spool.on_previous_run_applied = runtime._settle_previous_run
     runtime.spool.start()
     assert runtime.spool.waiting() == 2
     # This run's own case and text, once the database answers, are tracked by this run: left alone.
