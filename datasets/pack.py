@@ -21,7 +21,7 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -30,6 +30,8 @@ import numpy.typing as npt
 from datasets.pseudo import TeacherBox, correct_teacher, merge_teacher, to_yolo_lines
 from datasets.yolo import DatasetError, LabeledImage, YoloDataset, names_block
 from detector.types import CANONICAL_LABELS
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -134,18 +136,24 @@ def _write_teacher_cache(path: Path, teacher_id: str, cache: dict[str, list[Teac
 _Item = tuple[Source, str, LabeledImage, dict[int, int]]  # source, split, image and labels, class map
 
 
-def _pack_items(sources: list[Source], val_cap: int) -> list[_Item]:
-    """Every image of the sources (validation splits capped at ``val_cap`` per source when > 0)."""
+def _evenly(items: list[T], cap: int) -> list[T]:
+    """At most ``cap`` of ``items``, evenly spaced in their order (all of them when ``cap`` is 0 or enough)."""
+    if not 0 < cap < len(items):
+        return items
+    step = len(items) / cap
+    return [items[int(i * step)] for i in range(cap)]
+
+
+def _pack_items(sources: list[Source], val_cap: int, train_caps: Mapping[str, int] | None = None) -> list[_Item]:
+    """Every image of the sources (validation splits capped at ``val_cap`` per source when > 0, the training split
+    of a source in ``train_caps`` at that many images)."""
     items: list[_Item] = []
     for src in sources:
         ds = YoloDataset.load(src.data_yaml)
         cmap = ds.canonical_map(src.remap)
         for split in ("train", "val"):
-            split_items = list(ds.items(split))
-            if split == "val" and 0 < val_cap < len(split_items):
-                step = len(split_items) / val_cap
-                split_items = [split_items[int(i * step)] for i in range(val_cap)]
-            items.extend((src, split, it, cmap) for it in split_items)
+            cap = val_cap if split == "val" else (train_caps or {}).get(src.name, 0)
+            items.extend((src, split, it, cmap) for it in _evenly(list(ds.items(split)), cap))
     return items
 
 
@@ -218,7 +226,16 @@ def _fit(images: dict[Path, npt.NDArray[np.uint8]], max_mb: float, max_side: int
          fmt: str) -> tuple[dict[Path, bytes], int]:
     """The images encoded at the highest quality that fits ``max_mb``, and that quality."""
     budget = max_mb * 1024 * 1024 * 0.97  # leave room for labels and yaml files
-    for q in qualities:
+    # Estimate on an evenly spaced sample first, so a tight budget does not encode everything at each quality.
+    paths = list(images)
+    sample = paths[:: max(1, len(paths) // 200)]
+    start = len(qualities) - 1
+    for i, q in enumerate(qualities):
+        estimate = sum(len(_encode(images[p], max_side, q, fmt)) for p in sample) * len(paths) / max(1, len(sample))
+        if estimate <= budget * 0.95:
+            start = i
+            break
+    for q in qualities[start:]:
         encoded = {p: _encode(img, max_side, q, fmt) for p, img in images.items()}
         total = sum(len(b) for b in encoded.values())
         log.info("pack: %s quality %d -> %.1f MB", fmt, q, total / 2**20)
@@ -290,14 +307,18 @@ def pack_sha256(out: Path, files: list[dict[str, object]]) -> str:
 
 
 def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 416,
-               qualities: tuple[int, ...] = (82, 75, 68, 60, 52, 45, 38, 32), val_cap: int = 0,
+               qualities: tuple[int, ...] = (82, 75, 68, 60, 52, 45, 38, 32, 26, 20), val_cap: int = 0,
                fmt: str = "jpg", teacher: Callable[[npt.NDArray[np.uint8]], list[TeacherBox]] | None = None,
                teacher_cache: Path | None = None, teacher_id: str = "",
-               repeats: Mapping[str, int] | None = None) -> dict[str, object]:
+               repeats: Mapping[str, int] | None = None,
+               train_caps: Mapping[str, int] | None = None) -> dict[str, object]:
     """Write a pack of ``sources`` into ``out``, lowering the quality until it fits ``max_mb``.
 
     ``repeats``: sources whose training images ``data.yaml`` lists more than once (source name -> times), to keep
     a small source's share of each epoch as other sources grow.
+
+    ``train_caps``: sources whose training split is cut to at most that many images (source name -> images,
+    evenly spaced in file order), for a pack that must fit a transfer limit (the GPU machine's 64 MiB).
 
     ``fmt`` is the image format, ``jpg`` or ``webp`` (see ``IMAGE_FORMATS``).
 
@@ -317,7 +338,10 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
     for name, times in (repeats or {}).items():
         if times < 1 or name not in {src.name for src in sources}:
             raise ValueError(f"repeat {name}={times}: a source of the pack, listed at least once")
-    items = _pack_items(sources, val_cap)
+    for name, cap in (train_caps or {}).items():
+        if cap < 1 or name not in {src.name for src in sources}:
+            raise ValueError(f"train cap {name}={cap}: a source of the pack, at least one image")
+    items = _pack_items(sources, val_cap, train_caps)
     if not items:
         raise ValueError("no images in the given sources")
     if fmt not in IMAGE_FORMATS:
@@ -336,6 +360,7 @@ def build_pack(sources: list[Source], out: Path, max_mb: float, max_side: int = 
         "quality": chosen,
         "dataset_sha256": pack_sha256(out, files),
         "train_repeats": dict(sorted((repeats or {}).items())),
+        "train_caps": dict(sorted((train_caps or {}).items())),
         "sources": [{"name": s.name, "data": str(s.data_yaml), "license": s.license, "remap": s.remap,
                      "counts": counts.get(s.name, {}),
                      "uncovered_from_load_labels": labelled.uncovered.get(s.name, 0),

@@ -25,6 +25,17 @@ if TYPE_CHECKING:
     from datasets.commands import Groups, Subcommands
 
 
+def _per_source(items: list[str], flag: str) -> dict[str, int]:
+    """``SOURCE=N`` arguments as a mapping; a malformed one (N not a whole number of at least 1) ends the command."""
+    out = {}
+    for item in items:
+        name, _, number = item.partition("=")
+        if not number.isdigit() or int(number) < 1:
+            raise SystemExit(f"{flag} {item}: give SOURCE=N with N a whole number, at least 1")
+        out[name] = int(number)
+    return out
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     """Write a compact training pack from the real data folders plus synthetic scenes."""
     from datasets.pack import Source, build_pack, extra_source, read_license
@@ -34,12 +45,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     from datasets.yolo import DatasetError
     from models.pretrained import CHECKPOINT_SHA256, CocoTeacher, load_coco_checkpoint
 
-    repeats = {}
-    for item in args.repeat:  # checked before anything is rendered or labelled
-        name, _, times = item.partition("=")
-        if not times.isdigit() or int(times) < 1:
-            raise SystemExit(f"--repeat {item}: give SOURCE=N with N a whole number, at least 1")
-        repeats[name] = int(times)
+    repeats = _per_source(args.repeat, "--repeat")  # checked before anything is rendered or labelled
+    caps = _per_source(args.train_cap, "--train-cap")
     uncovered = uncovered_trucks(args.truck_loads)
     fixes = {s: {i: [(f.teacher, f.cx, f.cy, f.label) for f in rows] for i, rows in images.items()}
              for s, images in fixes_by_image(args.teacher_fixes).items()}
@@ -68,7 +75,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     try:
         manifest = build_pack(sources, args.out, args.max_mb, args.max_side, val_cap=args.val_cap, fmt=args.format,
                               teacher=teacher, teacher_cache=args.teacher_cache, teacher_id=teacher_id,
-                              repeats=repeats)
+                              repeats=repeats, train_caps=caps)
     except ValueError as exc:
         raise SystemExit(f"pack: {exc}") from exc
     sys.stdout.write(f"pack: {args.out} ({len(manifest['files'])} images, {args.format} "  # type: ignore[arg-type]
@@ -169,6 +176,9 @@ def _add_pack(dsub: Subcommands) -> None:
     pk.add_argument("--repeat", nargs="*", default=[], metavar="SOURCE=N",
                     help="list a source's training images N times in data.yaml (e.g. smoke=2: a small source keeps "
                          "its share of each epoch as other sources grow)")
+    pk.add_argument("--train-cap", nargs="*", default=[], metavar="SOURCE=N",
+                    help="at most N training images of a source, evenly spaced (a pack that must fit the GPU "
+                         "machine's transfer limit)")
     pk.set_defaults(func=cmd_pack)
 
 

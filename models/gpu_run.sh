@@ -6,7 +6,9 @@
 #   s2r:  the sim-to-real study, yolo26n from scratch on the synthetic images only, garbage/bin/smoke
 #         classes only, validated on the real splits (its metrics.json answers "how far does synthetic go").
 #         S2R_MINUTES=0 skips it and gives the main run all the data-loader workers (the data loader, not
-#         the GPU, bounds an epoch at these sizes).
+#         the GPU, bounds an epoch at these sizes). With SIDE=ft the second run is instead the default model
+#         fine-tuned on the same pack at the main run's size (learning rate FT_LR0, default 0.003), its outputs
+#         in OUT/s2r all the same; the two runs then share the workers evenly.
 # Each run has its own time budget and a hard `timeout` two minutes after it, so the call ends in time
 # and train_gpu.py still writes its outputs (it saves on SIGTERM).
 #
@@ -26,7 +28,7 @@ if [ -d .whl ]; then
     && export PYTHONPATH=/tmp/site || exit 1
 fi
 mkdir -p "$out/main"
-if awk -v m="$s2r_min" 'BEGIN { exit !(m > 0) }'; then s2r=1 main_workers=10; else s2r=0 main_workers=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 )); fi
+if awk -v m="$s2r_min" 'BEGIN { exit !(m > 0) }'; then s2r=1 main_workers=$([ "${SIDE:-s2r}" = ft ] && echo 7 || echo 10); else s2r=0 main_workers=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 )); fi
 limit() { awk -v m="$1" 'BEGIN { printf "%d", (m + 2) * 60 }'; }  # budget + 2 minutes, in whole seconds
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 timeout -s TERM "$(limit "$main_min")" python3 -m models.train_gpu --pack pack --out "$out/main" \
@@ -35,17 +37,26 @@ timeout -s TERM "$(limit "$main_min")" python3 -m models.train_gpu --pack pack -
   >"$out/main.log" 2>&1 &
 a=$!
 rb=0
-if [ "$s2r" = 1 ]; then
+if [ "$s2r" = 1 ] && [ "${SIDE:-s2r}" = ft ]; then
+  # SIDE=ft: the default model (models/default/model.pt) fine-tuned on the same pack at a low learning rate, side
+  # by side with the main run: a start that already knows the old sources, so they are forgotten less.
+  mkdir -p "$out/s2r"
+  timeout -s TERM "$(limit "$s2r_min")" python3 -m models.train_gpu --pack pack --out "$out/s2r" \
+    --model models/default/model.pt --lr0 "${FT_LR0:-0.003}" --warmup-epochs 1 --hyp warmup_bias_lr=0.0 \
+    --minutes "$s2r_min" --imgsz "$imgsz" --batch 64 --workers "$main_workers" >"$out/s2r.log" 2>&1 &
+  b=$!
+elif [ "$s2r" = 1 ]; then
   mkdir -p "$out/s2r"
   timeout -s TERM "$(limit "$s2r_min")" python3 -m models.train_gpu --pack pack --out "$out/s2r" \
     --model yolo26n.yaml --data only_synthetic.yaml --classes garbage,garbage_bin,overflowing_bin,smoke \
     --minutes "$s2r_min" --imgsz 320 --batch 64 --workers 5 >"$out/s2r.log" 2>&1 &
   b=$!
-  wait "$b"; rb=$?
 fi
+if [ "$s2r" = 1 ]; then wait "$b"; rb=$?; fi
 wait "$a"; ra=$?
 # What comes back is limited to 8 files: keep the main weights and both runs' metrics and logs.
-rm -f "$out"/s2r/best.pt "$out"/*/best.onnx "$out"/*/train.log
+[ "${SIDE:-s2r}" = ft ] || rm -f "$out"/s2r/best.pt
+rm -f "$out"/*/best.onnx "$out"/*/train.log "$out"/*/start.pt
 echo "main rc=$ra s2r rc=$rb"
 ls -la "$out" "$out"/*
 [ -f "$out/main/best.pt" ]

@@ -46,6 +46,25 @@ def test_yolo_dataset_round_trip(tmp_path: Path) -> None:
             assert 0 <= cx - w / 2 + 1e-6 and cx + w / 2 <= 1 + 1e-6 and 0 <= cy - h / 2 + 1e-6
 
 
+def test_a_finished_render_is_reused_and_a_changed_or_unfinished_one_is_not(tmp_path: Path) -> None:
+    from datasets.synth import STAMP_FILE
+
+    out = tmp_path / "syn"
+    write_yolo_dataset(out, n=3, seed=1, width=160, height=96)
+    marker = out / "images" / "train" / "marker.jpg"  # a file no render writes: survives only a reuse
+    marker.write_bytes(b"x")
+    write_yolo_dataset(out, n=3, seed=1, width=160, height=96)
+    assert marker.exists()
+    write_yolo_dataset(out, n=3, seed=2, width=160, height=96)  # other settings: rendered again
+    assert json.loads((out / STAMP_FILE).read_text())["seed"] == 2
+    assert len(list((out / "images" / "train").glob("synth_2_*.jpg"))) == 2
+    (out / STAMP_FILE).unlink()  # as a render stopped midway leaves it: never reused
+    first = sorted((out / "images" / "train").glob("synth_2_*.jpg"))[0]
+    first.unlink()
+    write_yolo_dataset(out, n=3, seed=2, width=160, height=96)
+    assert first.exists() and (out / STAMP_FILE).exists()
+
+
 def test_label_path_and_bad_label(tmp_path: Path) -> None:
     assert label_path(Path("/d/images/train/a.jpg")) == Path("/d/labels/train/a.txt")
     (tmp_path / "images").mkdir()
@@ -116,6 +135,18 @@ def test_datasets_pack_cli(tmp_path: Path) -> None:
         with pytest.raises(SystemExit, match=says):
             main(["datasets", "pack", "--data", str(data_root), "--out", str(tmp_path / "bad"), "--max-mb", "1",
                   "--max-side", "160", "--synth", "0", "--repeat", bad])
+    # A training split cut to fit a transfer limit: evenly spaced images, the validation split untouched.
+    assert main(["datasets", "pack", "--data", str(data_root), "--out", str(tmp_path / "cap"), "--max-mb", "1",
+                 "--max-side", "160", "--synth", "0", "--train-cap", "fake_real=2"]) == 0
+    full = {s["name"]: s["counts"] for s in manifest["sources"]}["fake_real"]
+    capped = json.loads((tmp_path / "cap" / "manifest.json").read_text())
+    counts = capped["sources"][0]["counts"]
+    assert full["train"]["images"] > 2 and counts["train"]["images"] == 2
+    assert counts["val"]["images"] == full["val"]["images"] and capped["train_caps"] == {"fake_real": 2}
+    for bad, says in (("smoke=2", "a source of the pack"), ("fake_real=0", "at least 1")):
+        with pytest.raises(SystemExit, match=says):
+            main(["datasets", "pack", "--data", str(data_root), "--out", str(tmp_path / "bad"), "--max-mb", "1",
+                  "--max-side", "160", "--synth", "0", "--train-cap", bad])
 
 
 def test_trucks_labelled_uncovered_go_into_the_pack_as_uncovered_truck(tmp_path: Path) -> None:
