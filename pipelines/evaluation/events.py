@@ -135,7 +135,9 @@ def regressions(metrics: Mapping[str, Any], baseline: Mapping[str, Any], margin:
         elif isinstance(base, int | float) and not isinstance(base, bool) and _is_score(path.rsplit(".", 1)[-1]):
             if missing:
                 found.append(f"{path}: missing (baseline {base})")
-            elif cur is None or (isinstance(cur, int | float) and cur < base - margin):
+            elif cur is None and base > margin:  # undefined now (e.g. no events raised) and there was a score to lose
+                found.append(f"{path}: {cur} < baseline {base} - {margin}")
+            elif isinstance(cur, int | float) and cur < base - margin:
                 found.append(f"{path}: {cur} < baseline {base} - {margin}")
 
     walk(metrics.get("events", metrics.get("classes")), baseline.get("events", baseline.get("classes")), "")

@@ -74,6 +74,11 @@ def test_regression_gate() -> None:
     assert found == ["garbage.precision: 0.85 < baseline 0.9 - 0.02", "garbage.recall: None < baseline 0.8 - 0.02"]
     assert regressions({"events": {}}, base, 0.02) == ["garbage.precision: missing (baseline 0.9)",
                                                       "garbage.recall: missing (baseline 0.8)"]
+    # A class whose baseline raised only false events (precision and F1 0.0) and now raises none (undefined): nothing
+    # was lost.
+    only_false = {"events": {"overflowing_bin": {"precision": 0.0, "f1": 0.0, "tp": 0, "fp": 1}}}
+    assert regressions({"events": {"overflowing_bin": {"precision": None, "f1": None, "tp": 0, "fp": 0}}},
+                       only_false, 0.02) == []
     img = {"classes": {"garbage": {"ap50": 0.6}}, "map50": 0.6}
     assert regressions({"classes": {"garbage": {"ap50": 0.5}}, "map50": 0.5}, img, 0.02) == [
         "garbage.ap50: 0.5 < baseline 0.6 - 0.02", "map50: 0.5 < baseline 0.6 - 0.02"]
