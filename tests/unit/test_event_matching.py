@@ -89,5 +89,14 @@ def test_regression_gate() -> None:
     assert regressions({**img, "label_piles": True}, img, 0.02) == [
         "labels: scores on labels merged into heaps do not compare with scores on the labels as they are"]
     assert regressions({**img, "label_piles": False}, img, 0.02) == []
+    # Frame AP of a class the baseline found none of at its threshold (rendered smoke: 9 boxes, all below it) is its
+    # boxes' order alone: not gated. Its recall still is, and so is the AP of a class found at the threshold.
+    frames_base = {"events": {}, "frames": {"classes": {
+        "smoke": {"ap50": 1.0, "precision": 0.0, "recall": 0.0, "instances": 9},
+        "garbage": {"ap50": 0.6, "precision": 0.5, "recall": 0.5, "instances": 30}}}}
+    frames_now = {"events": {}, "frames": {"classes": {
+        "smoke": {"ap50": 0.2, "precision": 0.0, "recall": 0.0, "instances": 9},
+        "garbage": {"ap50": 0.4, "precision": 0.5, "recall": 0.5, "instances": 30}}}}
+    assert regressions(frames_now, frames_base, 0.02) == ["frames.garbage.ap50: 0.4 < baseline 0.6 - 0.02"]
     clips = {"events": {}, "settings": {"frame_view": "product"}}
     assert regressions({"events": {}, "settings": {"frame_view": "product"}}, clips, 0.02) == []
