@@ -81,6 +81,25 @@ def test_classes_the_model_lacks_are_reported_absent(tmp_path: Path) -> None:
     assert "ap50" in m["classes"]["overflowing_bin"]
 
 
+def test_compare_a_model_with_itself(tmp_path: Path) -> None:
+    """`evaluate compare` on rendered scenes: the default model (the baseline unless told) against itself differs
+    by nothing, on every resample."""
+    from datasets.synth import write_yolo_dataset
+    from models import DEFAULT_MODEL
+
+    data = write_yolo_dataset(tmp_path / "syn", n=14, seed=3, width=320, height=192)
+    assert main(["evaluate", "compare", "--data", str(data), "--split", "train", "--model", str(DEFAULT_MODEL),
+                 "--out", str(tmp_path / "same"), "--rounds", "20"]) == 0
+    same = json.loads((tmp_path / "same" / "compare.json").read_text())
+    assert same["images"] == 12 and same["rounds"] == 20
+    present = {c: d for c, d in same["classes"].items() if d["instances"]}
+    assert present and all(d["delta"] == 0 and d["delta_ci95"] == [0.0, 0.0] for d in present.values())
+    assert (tmp_path / "same" / "compare.md").read_text().startswith("| class | boxes |")
+    with pytest.raises(SystemExit, match="--rounds"):
+        main(["evaluate", "compare", "--data", str(data), "--model", str(DEFAULT_MODEL), "--out", str(tmp_path / "x"),
+              "--rounds", "0"])
+
+
 @pytest.mark.shared_data
 def test_thresholds_for_a_precision_on_real_garbage(tmp_path: Path) -> None:
     """`evaluate thresholds` on real bag photos: a garbage threshold keeping the precision, a valid fragment.
