@@ -147,6 +147,7 @@ class CaseSpool:
         self._previous_last = self.seq
         self._previous_cases = sorted({op.case_id for op in self.pending})
         self.on_previous_run_applied: Callable[[list[str]], None] | None = None
+        self._after: list[tuple[str, Callable[[], object]]] = []  # calls to make once the database takes writes
         self.case_ids: dict[str, str] = {}  # place key -> case id, for places whose violation has not ended
         self.replayed = 0  # calls applied late, since start (metrics, tests)
         self._journal_whole = False  # an append failed: write the whole journal next time
@@ -285,8 +286,18 @@ class CaseSpool:
         with self.lock:
             return len(self.pending)
 
+    def after_waiting(self, what: str, call: Callable[[], object]) -> None:
+        """Make ``call`` once the database takes writes again, after the calls waiting now; while it raises that the
+        database is away (:func:`database_down`) it is tried again with them, any other error is logged and it is
+        dropped. ``what`` names it in the log. For work of the caller's own that needs the database (the start's
+        settling of a previous run, when the database is away at start)."""
+        with self.lock:
+            self._after.append((what, call))
+        self._wake.set()
+
     def flush(self) -> bool:
-        """Replay the waiting calls, oldest first, as far as the database takes them; True when none is left.
+        """Replay the waiting calls, oldest first, as far as the database takes them, then the calls made
+        :meth:`after_waiting`; True when none is left.
 
         The database is asked without holding the writers' lock (a database that is slow to refuse must not
         hold the cameras): calls that come meanwhile wait behind the replayed ones.
@@ -294,24 +305,46 @@ class CaseSpool:
         with self._replaying:
             with self.lock:
                 batch = list(self.pending)
-            if not batch:
-                return True
-            last = self.applier.apply(batch, batch[0].seq - 1)
-            self._previous_applied(last)
+            if batch and not self._replay(batch):
+                return False
+            return self._make_after()
+
+    def _make_after(self) -> bool:
+        """The calls waiting for the database to take writes, in order; True when all were made."""
+        while True:
             with self.lock:
-                self.pending = [op for op in self.pending if op.seq > last]
-                done = sum(1 for op in batch if op.seq <= last)
-                self.replayed += done
-                if self.pending:
-                    if done or self._journal_whole:  # the file still lists what was applied, or missed a write
-                        self._journal(None)
+                if not self._after:
+                    return True
+                what, call = self._after[0]
+            try:
+                call()
+                log.info("%s: done", what)
+            except Exception as exc:
+                if database_down(exc):
+                    log.info("%s waits for the database: %s", what, str(exc).splitlines()[0])
                     return False
-                try:
-                    self.journal.unlink(missing_ok=True)
-                except OSError as exc:  # a later start replays it again: the same cases updated, a note twice
-                    log.error("case journal %s not removed: %s", self.journal, exc)
-            log.info("case store answers again: %d waiting case writes applied", done)
-            return True
+                log.exception("%s failed", what)
+            with self.lock:
+                self._after.pop(0)
+
+    def _replay(self, batch: list[Op]) -> bool:
+        """Apply ``batch`` (the calls waiting now) as far as the database takes it; True when none is left."""
+        last = self.applier.apply(batch, batch[0].seq - 1)
+        self._previous_applied(last)
+        with self.lock:
+            self.pending = [op for op in self.pending if op.seq > last]
+            done = sum(1 for op in batch if op.seq <= last)
+            self.replayed += done
+            if self.pending:
+                if done or self._journal_whole:  # the file still lists what was applied, or missed a write
+                    self._journal(None)
+                return False
+            try:
+                self.journal.unlink(missing_ok=True)
+            except OSError as exc:  # a later start replays it again: the same cases updated, a note twice
+                log.error("case journal %s not removed: %s", self.journal, exc)
+        log.info("case store answers again: %d waiting case writes applied", done)
+        return True
 
     def _previous_applied(self, last: int) -> None:
         """A replay got as far as ``last``: once that covers a previous run's writes, say so (once), where this is
@@ -340,7 +373,7 @@ class CaseSpool:
     def _run(self) -> None:
         delay = FIRST_RETRY_S
         while not self._stop.is_set():
-            self._wake.wait(delay if self.waiting() else None)
+            self._wake.wait(delay if self.waiting() or self._after else None)
             self._wake.clear()
             if self._stop.is_set():
                 break

@@ -76,11 +76,14 @@ class Notifications:
         self.direct = {kind: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{kind}-now")
                        for kind in ("warning", "sms")}
 
-    def start(self) -> None:
-        """Dead-letter rows of notifiers no longer configured, then start every delivery loop."""
+    def dead_letter_unknown(self) -> None:
+        """Dead-letter the outbox rows of notifiers no longer configured (nothing would ever deliver them)."""
         gone = self.store.outbox_dead_letter_unknown(list(self.notifiers), "no notifier of this name is configured")
         if gone:
             log.warning("%d outbox rows name notifiers no longer configured: dead-lettered", gone)
+
+    def start(self) -> None:
+        """Start every delivery loop (each waits out a database that is away)."""
         for loop in self.loops.values():
             loop.start()
 

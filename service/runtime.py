@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from detector.backends.base import ModelLoadError
 from detector.events import ViolationEvent
 from detector.privacy import PrivacySettings
 from detector.warnings import WarningAction, WarningStats, warning_stats
-from pipelines.case_spool import CaseSpool
+from pipelines.case_spool import CaseSpool, database_down
 from pipelines.config import CameraConfig
 from pipelines.muck_register import MuckRegister, read_register
 from pipelines.privacy import EvidenceMasker, MaskerSettings, MaskingError
@@ -92,7 +93,7 @@ class Runtime:
         self.config = config
         self.tokens = tokens
         self.bus = EventBus()
-        self.store = CaseStore(config.storage.db)
+        self.store = CaseStore(config.storage.db, wait_for_database=True)  # starts while the database is away
         self.shops = ShopBook(self.store)
         self.register = load_register(config.muck_register)
         self.evidence_root = config.storage.evidence.resolve()
@@ -127,7 +128,15 @@ class Runtime:
         """
         self.spool.on_previous_run_applied = self._settle_previous_run  # its writes the start could not apply
         self.spool.start()
-        self._settle_previous_run(None)
+        # Where the database is away at start, the cameras start all the same (their writes wait in the journal),
+        # and these are done once it answers. The previous run's open cases are then only those stored before this
+        # run started (the journal's late ones are settled by the spool's hook above); now, all of them, the
+        # journal's replayed by spool.start() included.
+        started = dt.datetime.fromtimestamp(self.started_at, dt.UTC)
+        self._with_database("settling the previous run's open cases and texts", lambda: self._settle_previous_run(
+            None), lambda: self._settle_previous_run(None, started))
+        self._with_database("dead-lettering the outbox rows of notifiers no longer configured",
+                            self.notifications.dead_letter_unknown)
         self.fleet.start()
         self.notifications.start()
         for cam in self.config.cameras:
@@ -137,6 +146,17 @@ class Runtime:
                 if not isinstance(exc, ModelLoadError):
                     log.exception("camera %s not started", cam.id)
                 self._hold(cam, str(exc))
+
+    def _with_database(self, what: str, now: Callable[[], object], later: Callable[[], object] | None = None) -> None:
+        """Make ``now``, or, where the database does not answer, ``later`` (default: the same) once it does, after
+        the writes waiting for it."""
+        try:
+            now()
+        except Exception as exc:
+            if not database_down(exc):
+                raise
+            log.warning("the case database does not answer at start: %s waits for it", what)
+            self.spool.after_waiting(what, later or now)
 
     def _hold(self, cam: CameraConfig, reason: str) -> None:
         """List a camera that could not start as ``failed`` with ``reason``, to be changed (PUT) or removed."""
@@ -221,11 +241,13 @@ class Runtime:
                                       "reason": a.reason, "outcome": a.outcome, "to": mask_phone(step.shop.phone),
                                       "at": time.time()})
 
-    def _settle_previous_run(self, case_ids: list[str] | None) -> None:
+    def _settle_previous_run(self, case_ids: list[str] | None, created_before: dt.datetime | None = None) -> None:
         """End what a previous run left open, its tracking having died with it: its cases still active (where
         ``case_ids`` is given, only those: the writes the database took only after this run started, whose cameras
-        track their own cases by then) and its texts still waiting for a re-check."""
-        ended = self.store.end_untracked([c.id for c in self.config.cameras], UNTRACKED_NOTE, case_ids)
+        track their own cases by then; where ``created_before`` is given, only the cases stored before it: this
+        run's start, when the database was away then) and its texts still waiting for a re-check."""
+        ended = self.store.end_untracked([c.id for c in self.config.cameras], UNTRACKED_NOTE, case_ids,
+                                         created_before)
         if ended:
             log.info("%d cases left active by the previous run are no longer active", len(ended))
         self.settle_open_reminders(before=dt.datetime.fromtimestamp(self.started_at, dt.UTC))

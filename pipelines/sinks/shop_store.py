@@ -38,18 +38,18 @@ class ShopBook:
     """
 
     def __init__(self, store: CaseStore) -> None:
-        self.engine = store.engine
+        self.store = store  # its connections bring the schema up first (a database that was away at start)
         self._lock = threading.Lock()
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
-        with self._lock, self.engine.begin() as conn:
+        with self._lock, self.store.begin() as conn:
             yield conn
 
     def shops(self, camera: str | None = None, shop_id: str | None = None) -> list[Shop]:
         """Registered shops (of one camera, or the one with an id), by id."""
         cond, args = where_equal(camera=camera, id=shop_id)
-        with self.engine.connect() as db:
+        with self.store.connect() as db:
             rows = db.execute(text("SELECT id, name, address, phone, camera, frontage, violations, licence, contact,"
                                    f" opt_out FROM shops{cond} ORDER BY id"), args).mappings().all()
         return [Shop.model_validate({**r, "frontage": json.loads(r["frontage"]), "violations": json.loads(
@@ -126,7 +126,7 @@ class ShopBook:
 
     def sent_since(self, since: datetime) -> dict[str, int]:
         """Texts sent per shop since a moment (a day's limit survives restarts of the camera or the service)."""
-        with self.engine.connect() as db:
+        with self.store.connect() as db:
             rows = db.execute(text("SELECT shop_id, COUNT(*) FROM reminders WHERE sent = 1 AND created_at >= :since "
                                    "GROUP BY shop_id"),
                               {"since": _iso(since)}).all()
@@ -140,7 +140,7 @@ class ShopBook:
         if before is not None:
             sql += " AND created_at < :before"
             params["before"] = _iso(before)
-        with self.engine.connect() as db:
+        with self.store.connect() as db:
             rows = db.execute(text(sql + " ORDER BY id"), params).mappings().all()
         return [dict(r) for r in rows]
 
@@ -162,7 +162,7 @@ class ShopBook:
         """Reminders, newest first (of one shop or case)."""
         cond, args = where_equal(shop_id=shop, case_id=case_id)
         args["limit"] = limit
-        with self.engine.connect() as db:
+        with self.store.connect() as db:
             rows = db.execute(text("SELECT id, case_id, shop_id, camera, zone, violation, sent, reason, channels, text,"
                                    " offence, created_at, deadline_at, outcome, time_to_clear_s, delivery, delivery_at"
                                    f" FROM reminders{cond} ORDER BY id DESC LIMIT :limit"), args).mappings().all()
@@ -170,7 +170,7 @@ class ShopBook:
 
     def stats(self) -> dict[str, ShopStats]:
         """Each shop's record over every stored reminder."""
-        with self.engine.connect() as db:
+        with self.store.connect() as db:
             rows = db.execute(text("SELECT shop_id, sent, outcome, time_to_clear_s FROM reminders")).all()
         records: list[ReminderRecord] = [{"shop": str(s), "sent": bool(sent), "outcome": o, "time_to_clear_s": t}
                                          for s, sent, o, t in rows]

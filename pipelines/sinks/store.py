@@ -12,6 +12,7 @@ Alembic migrations in ``pipelines/sinks/migrations`` when the store opens.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -21,11 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import BindParameter, Connection, Engine, bindparam, create_engine, event, text
+from sqlalchemy import BindParameter, Connection, Engine, bindparam, create_engine, event, make_url, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from detector.backends.base import ModelIdentity
 from detector.events import EventDetails, ViolationEvent
+
+log = logging.getLogger(__name__)
 
 #: The city case flow: allowed state changes (``rejected``: the operator says it is no violation).
 TRANSITIONS: dict[str, set[str]] = {
@@ -173,9 +177,12 @@ class CaseStore:
 
     Args:
         target: A SQLite file path, or a SQLAlchemy URL (``postgresql+psycopg://...``).
+        wait_for_database: A database that cannot be reached now is no error (the service starts while its
+            PostgreSQL is away): the schema is brought up by the first call once it answers; until then every call
+            fails as during any outage (``OperationalError``), which the service's callers wait out.
     """
 
-    def __init__(self, target: Path | str) -> None:
+    def __init__(self, target: Path | str, wait_for_database: bool = False) -> None:
         url = database_url(target)
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +194,38 @@ class CaseStore:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, connect_args=args)
         self.url = url
         self._lock = threading.Lock()
-        self._migrate()
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+        try:
+            self.ensure_schema()
+        except OperationalError as exc:
+            if not wait_for_database:
+                raise
+            log.warning("case database %s does not answer (%s); its schema is brought up once it does",
+                        make_url(url).render_as_string(hide_password=True), str(exc).splitlines()[0])
+
+    def ensure_schema(self) -> None:
+        """Bring the schema up to date, once: at construction, or by the first call after the database answers."""
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if not self._schema_ready:
+                self._migrate()
+                self._schema_ready = True
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection to the database, its schema up to date (for reads, and for the shop registry)."""
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction on the database, its schema up to date."""
+        self.ensure_schema()
+        with self.engine.begin() as conn:
+            yield conn
 
     def _migrate(self) -> None:
         from alembic import command
@@ -202,17 +240,17 @@ class CaseStore:
     @property
     def version(self) -> int:
         """The schema version (the Alembic revision number)."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return int(conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
-        with self._lock, self.engine.begin() as conn:
+        with self._lock, self.begin() as conn:
             yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             yield conn
 
     def record(self, event: ViolationEvent, source: str, context: CaseContext | None = None,
@@ -466,9 +504,10 @@ class CaseStore:
                 {"since": since}).mappings().all()
         return [{**r, "count": int(r["count"])} for r in rows]
 
-    def end_untracked(self, cameras: Sequence[str], note: str, case_ids: Sequence[str] | None = None) -> list[str]:
-        """Mark the active cases of ``cameras`` (of those, only ``case_ids`` where given) no longer active, with a
-        history note; returns their ids.
+    def end_untracked(self, cameras: Sequence[str], note: str, case_ids: Sequence[str] | None = None,
+                      created_before: datetime | None = None) -> list[str]:
+        """Mark the active cases of ``cameras`` (of those, only ``case_ids`` where given, and only those stored
+        before ``created_before`` where given) no longer active, with a history note; returns their ids.
 
         For cases whose tracking state is gone (the service, or the Ray shard running the camera, restarted):
         nothing would ever end them. A violation still present is confirmed again as a new case.
@@ -482,6 +521,9 @@ class CaseStore:
             sql += " AND id IN :ids"
             params["ids"] = list(case_ids)
             binds.append(bindparam("ids", expanding=True))
+        if created_before is not None:
+            sql += " AND created_at < :before"
+            params["before"] = created_before.astimezone(UTC).isoformat(timespec="milliseconds")
         with self._tx() as db:
             ids = [str(r[0]) for r in db.execute(text(sql).bindparams(*binds), params)]
             for case_id in ids:

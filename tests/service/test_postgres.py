@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 
+from detector.events import EventState, ViolationEvent
+from pipelines.sinks.store import CaseStore
+from service.fleet import UNTRACKED_NOTE
 from service.runtime import JOURNAL_NAME
 from service.settings import ServiceConfig
 from tests.helpers.data import DATA
@@ -128,3 +131,37 @@ def test_loudspeakers_keep_warning_while_postgresql_is_down(tmp_path: Path) -> N
                 assert c.get(f"/api/cases/{case_id}").json()["violation"] == "street_stall"
         finally:
             speaker.stop()
+
+
+def test_the_service_starts_while_postgresql_is_down_and_catches_up_when_it_is_back(tmp_path: Path) -> None:
+    """A restart while the database is away: the service starts and its cameras confirm cases (their writes wait);
+    once PostgreSQL answers, they are stored, and the case the previous run left active is ended, this run's not."""
+    with restartable_postgres(free_port()) as pg:
+        previous = CaseStore(pg.url)  # the previous run: one case still active when it died
+        left_open = previous.record(ViolationEvent(
+            state=EventState.START, key="pg-cam:pavement:garbage:1", camera="pg-cam", zone="pavement",
+            violation="garbage", start_s=1.0, ts=5.0, confidence=0.8, box=(500, 100, 600, 200), best_ts=5.0), "pg-cam")
+        previous.engine.dispose()
+        pg.stop()
+        cfg = service_on(pg.url, tmp_path, {"violations": ["street_stall"]},
+                         rules={"dwell_s": {"street_stall": 1}, "gap_tolerance_s": 3})
+        journal = tmp_path / "evidence" / JOURNAL_NAME
+        headers = {"Authorization": f"Bearer {TOKENS['ADMIN_T']}"}
+        with running_service(cfg) as base, httpx.Client(base_url=base, timeout=30, headers=headers) as c:
+            assert c.get("/api/cases").status_code == 503
+            assert c.get("/readyz").json()["checks"]["database"] is False
+            wait_for(lambda: journal.is_file(), 60, "a case confirmed while the database is down")
+            waiting = {json.loads(line)["case_id"] for line in journal.read_text().splitlines()}
+            pg.start()
+            wait_for(lambda: not journal.exists(), 90, "the waiting writes applied")
+
+            def ended() -> dict[str, Any] | None:
+                case: dict[str, Any] = c.get(f"/api/cases/{left_open}").json()
+                return case if not case["active"] else None
+
+            old = wait_for(ended, 60, "the previous run's case ended")
+            assert old["history"][-1]["note"] == UNTRACKED_NOTE
+            for case_id in waiting:  # this run's cases: stored, and not taken for the previous run's
+                case = c.get(f"/api/cases/{case_id}").json()
+                assert case["violation"] == "street_stall"
+                assert all(h["note"] != UNTRACKED_NOTE for h in case["history"])

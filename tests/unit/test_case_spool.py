@@ -199,3 +199,41 @@ def test_notifications_are_not_held_behind_store_calls_that_wait(tmp_path: Path)
                                             "context": None}),
              Op(6, "event", "c2", "cam", {"event": ev, "clock_epoch": 0.0})]
     assert applier.apply(later, 4) == 4 and made == []
+
+
+def test_calls_after_the_waiting_writes_are_made_once_the_database_answers(
+        setup: tuple[CaseStore, Outage, CaseSpool]) -> None:
+    """Work of the caller's that needs the database (a start's settling of the previous run) waits with the writes:
+    it is made after them, retried while the database is away, and dropped with a log on any other error."""
+    store, db, spool = setup
+    db.down = True
+    cid = spool.record(event(EventState.START, 5.0), "cam")
+    made: list[str] = []
+
+    def settle() -> None:
+        db.end_untracked(["cam"], "ended late")  # through the switch: fails while the database is away
+        made.append("settle")
+
+    def wrong() -> None:
+        raise ValueError("not a database outage")
+
+    spool.after_waiting("settling", settle)
+    spool.after_waiting("a wrong call", wrong)
+    spool.after_waiting("last", lambda: made.append("last"))
+    assert spool.flush() is False and made == [] and spool.waiting() == 1
+    db.down = False
+    assert spool.flush() is True and made == ["settle", "last"]
+    case = store.get(cid)
+    assert case is not None and not case.active  # the write went in first, then the settle ended it
+    assert spool.flush() is True and made == ["settle", "last"]  # each made once
+
+
+def test_a_store_may_be_made_while_its_database_is_away(tmp_path: Path) -> None:
+    """The service's store starts without its database (the schema comes with the first call that gets in);
+    anywhere else an unreachable database is an error at once."""
+    url = "postgresql+psycopg://sw@127.0.0.1:9/none"  # nothing listens on port 9 (discard): refused at once
+    with pytest.raises(OperationalError):
+        CaseStore(url)
+    waiting = CaseStore(url, wait_for_database=True)
+    with pytest.raises(OperationalError):
+        waiting.cases()

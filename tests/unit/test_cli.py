@@ -17,7 +17,7 @@ def _choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
 def test_every_layer_registers_its_commands() -> None:
     top = _choices(build_parser())
     assert set(top) == {"analyze", "plates", "evaluate", "synth", "datasets", "train", "export", "serve", "speak"}
-    assert set(_choices(top["evaluate"])) == {"images", "clips", "loads", "thresholds", "reviews"}
+    assert set(_choices(top["evaluate"])) == {"images", "compare", "clips", "loads", "thresholds", "reviews"}
     # The datasets group gets commands from three layers: datasets, models (pack, self-label) and service
     # (from-reviews).
     assert set(_choices(top["datasets"])) == {"import", "export", "check", "merge", "mix", "paste", "materialize",
