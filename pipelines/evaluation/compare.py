@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
-from pipelines.evaluation.images import ImageEval, coco_ap, collect
+from detector.postprocess import box_iou
+from pipelines.evaluation.images import ImageEval, collect
 from pipelines.evaluation.images import label_piles as merge_label_piles
 from pipelines.evaluation.score import scoring_backend
 
@@ -37,23 +39,67 @@ class ClassDelta(TypedDict):
     rounds: int  # resamples that held at least one box of the class
 
 
-def resample(ev: ImageEval, picks: Sequence[int]) -> ImageEval:
-    """``ev`` restricted to the images at positions ``picks`` (repeats allowed), numbered anew so that each pick
-    counts as an image of its own."""
-    gt, dets, sizes = [], [], {}
-    for new, pos in enumerate(picks):
-        k, boxes, cls = ev.gt[pos]
-        _, dboxes, dscores, dcls = ev.dets[pos]
-        gt.append((new, boxes, cls))
-        dets.append((new, dboxes, dscores, dcls))
-        sizes[new] = ev.sizes[k]
-    return ImageEval(classes=ev.classes, absent=ev.absent, gt=gt, dets=dets, sizes=sizes)
+#: COCO's recall points and detections kept per image and class (``COCOeval`` defaults).
+RECALL_POINTS = np.linspace(0.0, 1.00, 101)
+MAX_DETS = 100
 
 
-def _check_paired(base: ImageEval, cand: ImageEval) -> None:
-    if len(base.gt) != len(cand.gt) or any(
-            len(b[1]) != len(c[1]) or not np.array_equal(b[1], c[1]) for b, c in zip(base.gt, cand.gt, strict=True)):
-        raise ValueError("the two evaluations are not of the same labelled images")
+@dataclass(frozen=True)
+class Matched:
+    """One class's detections over a split, matched once to the labelled boxes at IoU 0.5 the way ``COCOeval``
+    does (per image, best score first, each to the unmatched labelled box it overlaps most), highest score first.
+    A resample of the images then needs no new matching: its AP50 comes from these arrays alone."""
+
+    image: npt.NDArray[np.int64]  # image position of each detection
+    score: npt.NDArray[np.float32]
+    tp: npt.NDArray[np.bool_]
+    labelled: npt.NDArray[np.int64]  # labelled boxes of the class per image position
+
+
+def match_class(ev: ImageEval, names: list[str], cls: str, iou: float = 0.5) -> Matched:
+    """The detections of ``cls`` in ``ev`` with whether each found a labelled box (see :class:`Matched`)."""
+    cid = names.index(cls)
+    images, scores, tps, labelled = [], [], [], []
+    for pos, ((_k, gboxes, gcls), (_k2, dboxes, dscores, dcls)) in enumerate(zip(ev.gt, ev.dets, strict=True)):
+        gt = gboxes[gcls == cid]
+        labelled.append(len(gt))
+        keep = dcls == cid
+        boxes, sc = dboxes[keep], dscores[keep]
+        order = np.argsort(-sc, kind="mergesort")[:MAX_DETS]
+        boxes, sc = boxes[order], sc[order]
+        ious = box_iou(boxes, gt)
+        used = np.zeros(len(gt), bool)
+        hit = np.zeros(len(sc), bool)
+        for i in range(len(sc)):
+            cand = np.where(~used & (ious[i] >= iou), ious[i], -1.0)
+            if len(cand) and cand.max() >= iou:
+                j = int(cand.argmax())
+                used[j], hit[i] = True, True
+        images.append(np.full(len(sc), pos, np.int64))
+        scores.append(sc)
+        tps.append(hit)
+    score = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+    order = np.argsort(-score, kind="mergesort")
+    return Matched(image=np.concatenate(images)[order] if images else np.zeros(0, np.int64), score=score[order],
+                   tp=np.concatenate(tps)[order] if tps else np.zeros(0, bool), labelled=np.asarray(labelled, np.int64))
+
+
+def ap50(m: Matched, counts: npt.NDArray[np.int64] | None = None) -> float | None:
+    """COCO's AP at IoU 0.5 of ``m``, each image counted ``counts[i]`` times (None: once each); None when no
+    labelled box of the class is among the images counted."""
+    weight = np.ones(len(m.labelled), np.int64) if counts is None else counts
+    n_labelled = int((m.labelled * weight).sum())
+    if n_labelled == 0:
+        return None
+    copies = weight[m.image]
+    tp = np.repeat(m.tp, copies)
+    tp_sum = np.cumsum(tp, dtype=np.float64)
+    fp_sum = np.cumsum(~tp, dtype=np.float64)
+    recall = tp_sum / n_labelled
+    precision = tp_sum / np.maximum(tp_sum + fp_sum, np.spacing(1))
+    precision = np.maximum.accumulate(precision[::-1])[::-1]  # COCO's envelope: the best precision further on
+    at = np.searchsorted(recall, RECALL_POINTS, side="left")
+    return float(np.where(at < len(precision), precision[np.minimum(at, len(precision) - 1)], 0.0).mean())
 
 
 def paired_bootstrap(base: ImageEval, base_names: list[str], cand: ImageEval, cand_names: list[str],
@@ -65,30 +111,31 @@ def paired_bootstrap(base: ImageEval, base_names: list[str], cand: ImageEval, ca
     """
     _check_paired(base, cand)
     classes = [c for c in base.classes if c in cand.classes]
-    point_b, _ = coco_ap(base, base_names)
-    point_c, _ = coco_ap(cand, cand_names)
-    instances = {c: sum(int((cls == base_names.index(c)).sum()) for _k, _b, cls in base.gt) for c in classes}
+    matched = {c: (match_class(base, base_names, c), match_class(cand, cand_names, c)) for c in classes}
     rng = np.random.default_rng(seed)
-    deltas: dict[str, list[float]] = {c: [] for c in classes}
     n = len(base.gt)
-    for _ in range(rounds if n else 0):
-        picks = rng.integers(0, n, n).tolist()
-        rb, rc = resample(base, picks), resample(cand, picks)
-        ap_b, _ = coco_ap(rb, base_names)
-        ap_c, _ = coco_ap(rc, cand_names)
-        for c in classes:
-            cid = base_names.index(c)
-            if any((cls == cid).any() for _k, _b, cls in rb.gt):
-                deltas[c].append(ap_c[c][0] - ap_b[c][0])
+    draws = [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(rounds if n else 0)]
     out: dict[str, ClassDelta] = {}
-    for c in classes:
-        d = np.asarray(deltas[c], np.float64)
+    for c, (mb, mc) in matched.items():
+        point_b, point_c = ap50(mb) or 0.0, ap50(mc) or 0.0
+        deltas = []
+        for counts in draws:
+            b, k = ap50(mb, counts), ap50(mc, counts)
+            if b is not None and k is not None:
+                deltas.append(k - b)
+        d = np.asarray(deltas, np.float64)
         lo, hi = (float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))) if len(d) else (0.0, 0.0)
-        out[c] = {"baseline": round(point_b[c][0], 4), "candidate": round(point_c[c][0], 4),
-                  "delta": round(point_c[c][0] - point_b[c][0], 4), "delta_ci95": [round(lo, 4), round(hi, 4)],
+        out[c] = {"baseline": round(point_b, 4), "candidate": round(point_c, 4),
+                  "delta": round(point_c - point_b, 4), "delta_ci95": [round(lo, 4), round(hi, 4)],
                   "p_worse": round(float((d < 0).mean()), 3) if len(d) else 0.0,
-                  "instances": instances[c], "rounds": len(d)}
+                  "instances": int(mb.labelled.sum()), "rounds": len(d)}
     return out
+
+
+def _check_paired(base: ImageEval, cand: ImageEval) -> None:
+    if len(base.gt) != len(cand.gt) or any(
+            len(b[1]) != len(c[1]) or not np.array_equal(b[1], c[1]) for b, c in zip(base.gt, cand.gt, strict=True)):
+        raise ValueError("the two evaluations are not of the same labelled images")
 
 
 def compare_images(data: Path, out: Path, model: Path, against: Path, remap: dict[str, str], imgsz: int | None,

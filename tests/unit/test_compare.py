@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.evaluation.compare import paired_bootstrap, resample, table
-from pipelines.evaluation.images import ImageEval
+from pipelines.evaluation.compare import ap50, match_class, paired_bootstrap, table
+from pipelines.evaluation.images import ImageEval, coco_ap
 
 NAMES = ["garbage", "smoke"]
 
@@ -25,12 +25,45 @@ def _eval(found: list[bool]) -> ImageEval:
     return ev
 
 
-def test_resample_renumbers_repeated_images() -> None:
-    ev = _eval([True, False, True])
-    r = resample(ev, [2, 2, 0])
-    assert [k for k, _b, _c in r.gt] == [0, 1, 2] and set(r.sizes) == {0, 1, 2}
-    assert all(np.array_equal(r.gt[i][1], ev.gt[j][1]) for i, j in enumerate([2, 2, 0]))
-    assert r.dets[1][2][0] == pytest.approx(0.9) and r.dets[2][2][0] == pytest.approx(0.9)
+def _random_eval(seed: int, images: int = 25) -> ImageEval:
+    """Labelled boxes of two classes and noisy detections of them: near misses, duplicates, strays."""
+    rng = np.random.default_rng(seed)
+    ev = ImageEval(classes=list(NAMES), absent={})
+    for k in range(images):
+        n = int(rng.integers(0, 5))
+        xy = rng.uniform(0, 400, (n, 2))
+        wh = rng.uniform(20, 120, (n, 2))
+        gt = np.hstack([xy, xy + wh]).astype(np.float32)
+        gcls = rng.integers(0, 2, n)
+        shifted = gt + rng.normal(0, 8, gt.shape).astype(np.float32)
+        shifted[:, 2:] = np.maximum(shifted[:, 2:], shifted[:, :2] + 4)  # still a box
+        strays = rng.uniform(0, 400, (int(rng.integers(0, 4)), 2))
+        stray_boxes = np.hstack([strays, strays + 60]).astype(np.float32)
+        boxes = np.vstack([shifted, shifted[: n // 2], stray_boxes]).astype(np.float32)
+        cls = np.concatenate([gcls, gcls[: n // 2], rng.integers(0, 2, len(stray_boxes))])
+        scores = rng.uniform(0.05, 1.0, len(boxes)).astype(np.float32)
+        ev.gt.append((k, gt, gcls.astype(np.int64)))
+        ev.dets.append((k, boxes, scores, cls.astype(np.int64)))
+        ev.sizes[k] = (640, 640)
+    return ev
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_fast_ap50_is_cocoevals(seed: int) -> None:
+    """The bootstrap's AP50 (matched once, then counted per resample) is pycocotools' on the same boxes, also with
+    images counted several times."""
+    ev = _random_eval(seed)
+    coco, _ = coco_ap(ev, NAMES)
+    for c in NAMES:
+        assert ap50(match_class(ev, NAMES, c)) == pytest.approx(coco[c][0], abs=1e-9)
+    counts = np.random.default_rng(seed).integers(0, 3, len(ev.gt))
+    picked = [k for k in range(len(ev.gt)) for _ in range(counts[k])]
+    repeated = ImageEval(classes=ev.classes, absent={}, gt=[(i, *ev.gt[k][1:]) for i, k in enumerate(picked)],
+                         dets=[(i, *ev.dets[k][1:]) for i, k in enumerate(picked)],
+                         sizes={i: ev.sizes[k] for i, k in enumerate(picked)})
+    coco_r, _ = coco_ap(repeated, NAMES)
+    for c in NAMES:
+        assert ap50(match_class(ev, NAMES, c), counts) == pytest.approx(coco_r[c][0], abs=0.01)
 
 
 def test_the_same_model_differs_by_nothing() -> None:
