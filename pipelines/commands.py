@@ -101,7 +101,18 @@ def cmd_evaluate_clips(args: argparse.Namespace) -> int:
 def cmd_evaluate_compare(args: argparse.Namespace) -> int:
     """A candidate model beside a baseline on one labelled split, with the interval of their difference."""
     from pipelines.evaluation.compare import compare_images, table
+    from pipelines.evaluation.compare_suite import SuiteError, load_suite, run_suite, suite_table
 
+    if (args.data is None) == (args.suite is None):
+        raise SystemExit("evaluate compare: give --data (one split) or --suite (a decision rule), not both")
+    if args.suite is not None:
+        try:
+            suite = load_suite(args.suite)
+        except SuiteError as exc:
+            raise SystemExit(f"evaluate compare: {exc}") from exc
+        res = run_suite(suite, args.model, args.against, args.out)
+        sys.stdout.write(f"{suite_table(res)}\nsuite: {args.out / 'suite.json'}\n")
+        return 0 if res["passed"] else 3
     if args.rounds < 1:
         raise SystemExit("--rounds: at least 1")
     result = compare_images(args.data, args.out, args.model, args.against, parse_renames(args.names), args.imgsz,
@@ -202,7 +213,9 @@ def _add_evaluate_images(esub: Subcommands) -> None:
 def _add_evaluate_compare(esub: Subcommands) -> None:
     ec = esub.add_parser("compare", help="a candidate model beside a baseline on one labelled split: AP50 of each, "
                          "their difference and its 95 %% interval over paired resamples of the images")
-    ec.add_argument("--data", type=Path, required=True, help="data.yaml of a YOLO dataset")
+    ec.add_argument("--data", type=Path, help="data.yaml of a YOLO dataset")
+    ec.add_argument("--suite", type=Path, help="a decision rule instead: measures with their limits (YAML, see "
+                    "models/compare_suite.yaml); exit 3 when the candidate breaks one")
     ec.add_argument("--out", type=Path, required=True)
     ec.add_argument("--model", type=Path, required=True, help="the candidate")
     ec.add_argument("--against", type=Path, default=DEFAULT_MODEL, help="the baseline (default: the default model)")

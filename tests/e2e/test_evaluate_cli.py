@@ -98,6 +98,20 @@ def test_compare_a_model_with_itself(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--rounds"):
         main(["evaluate", "compare", "--data", str(data), "--model", str(DEFAULT_MODEL), "--out", str(tmp_path / "x"),
               "--rounds", "0"])
+    # A suite of measures: the same model keeps every limit, and a measure whose data is missing fails the suite.
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"rounds: 10\nmeasures:\n  - {{name: stalls, data: {data}, class: street_stall, split: train, "
+                     f"max_loss: 0.0, fail_if_worse: true}}\n")
+    args = ["evaluate", "compare", "--suite", str(suite), "--model", str(DEFAULT_MODEL), "--out", str(tmp_path / "s")]
+    assert main(args) == 0
+    kept = json.loads((tmp_path / "s" / "suite.json").read_text())
+    assert kept["passed"] and kept["measures"][0]["verdict"] == "pass" and kept["measures"][0]["delta"] == 0
+    suite.write_text(suite.read_text() + "  - {name: gone, data: nowhere/data.yaml, class: smoke}\n")
+    assert main(args) == 3
+    gone = json.loads((tmp_path / "s" / "suite.json").read_text())["measures"][1]
+    assert gone["verdict"] == "missing" and "nowhere/data.yaml not found" in gone["reasons"][0]
+    with pytest.raises(SystemExit, match="not both"):
+        main([*args, "--data", str(data)])
 
 
 @pytest.mark.shared_data

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from pipelines.evaluation.compare import ap50, match_class, paired_bootstrap, table
+from pipelines.evaluation.compare import ClassDelta, ap50, match_class, paired_bootstrap, table
 from pipelines.evaluation.images import ImageEval, coco_ap
 
 NAMES = ["garbage", "smoke"]
@@ -94,3 +96,26 @@ def test_a_model_that_misses_half_is_worse_beyond_chance_and_a_small_split_is_wi
 def test_evaluations_of_different_images_do_not_compare() -> None:
     with pytest.raises(ValueError, match="not of the same labelled images"):
         paired_bootstrap(_eval([True] * 3), NAMES, _eval([True] * 4), NAMES, rounds=2)
+
+
+def test_a_suite_measure_fails_on_a_loss_past_its_limit_or_a_loss_beyond_chance(tmp_path: Path) -> None:
+    from pipelines.evaluation.compare_suite import Measure, SuiteError, load_suite, verdict
+
+    def delta(d: float, lo: float, hi: float, boxes: int = 40) -> ClassDelta:
+        return {"baseline": 0.7, "candidate": 0.7 + d, "delta": d, "delta_ci95": [lo, hi], "p_worse": 0.5,
+                "instances": boxes, "rounds": 200}
+
+    smoke = Measure.model_validate({"name": "smoke", "data": "s.yaml", "class": "smoke", "max_loss": 0.05,
+                                    "fail_if_worse": True})
+    assert verdict(smoke, delta(-0.04, -0.12, 0.03)) == []  # a loss within the limit and within chance
+    assert verdict(smoke, delta(-0.06, -0.14, 0.02)) == ["AP50 fell by 0.060, more than 0.05"]
+    assert verdict(smoke, delta(-0.03, -0.05, -0.01)) == ["worse beyond chance: 95 % interval -0.050 … -0.010"]
+    assert verdict(smoke, delta(0.0, 0.0, 0.0, boxes=0)) == ["no labelled smoke box in s.yaml"]
+    assert verdict(smoke, None) == ["no smoke in both models or in the data"]
+    lenient = Measure.model_validate({"name": "g", "data": "g.yaml", "class": "garbage"})
+    assert verdict(lenient, delta(-0.2, -0.3, -0.1)) == []  # no limit set: informative only
+    (tmp_path / "bad.yaml").write_text("measures:\n  - {name: x, data: a.yaml, class: smoke, max_los: 0.1}\n")
+    with pytest.raises(SuiteError, match="max_los"):
+        load_suite(tmp_path / "bad.yaml")
+    committed = Path(__file__).resolve().parents[2] / "models" / "compare_suite.yaml"
+    assert len(load_suite(committed).measures) >= 10  # the committed rule reads
