@@ -146,6 +146,7 @@ class CaseSpool:
         # they are all applied after start() (the first replay of start() is the caller's to follow up).
         self._previous_last = self.seq
         self._previous_cases = sorted({op.case_id for op in self.pending})
+        self.previous_run_cases: tuple[str, ...] = tuple(self._previous_cases)  # the journal's cases, at start
         self.on_previous_run_applied: Callable[[list[str]], None] | None = None
         self._after: list[tuple[str, Callable[[], object]]] = []  # calls to make once the database takes writes
         self.case_ids: dict[str, str] = {}  # place key -> case id, for places whose violation has not ended

@@ -128,13 +128,7 @@ class Runtime:
         """
         self.spool.on_previous_run_applied = self._settle_previous_run  # its writes the start could not apply
         self.spool.start()
-        # Where the database is away at start, the cameras start all the same (their writes wait in the journal),
-        # and these are done once it answers. The previous run's open cases are then only those stored before this
-        # run started (the journal's late ones are settled by the spool's hook above); now, all of them, the
-        # journal's replayed by spool.start() included.
-        started = dt.datetime.fromtimestamp(self.started_at, dt.UTC)
-        self._with_database("settling the previous run's open cases and texts", lambda: self._settle_previous_run(
-            None), lambda: self._settle_previous_run(None, started))
+        self._settle_at_start()
         self._with_database("dead-lettering the outbox rows of notifiers no longer configured",
                             self.notifications.dead_letter_unknown)
         self.fleet.start()
@@ -146,6 +140,21 @@ class Runtime:
                 if not isinstance(exc, ModelLoadError):
                     log.exception("camera %s not started", cam.id)
                 self._hold(cam, str(exc))
+
+    def _settle_at_start(self) -> None:
+        """Settle what the previous run left open, now (every open case: the journal's, just replayed, included) or,
+        where the database is away, once it answers: then the cases stored before this run started and those of the
+        previous run's journal (the cameras start meanwhile, their writes waiting in the journal)."""
+        started = dt.datetime.fromtimestamp(self.started_at, dt.UTC)
+        journal_cases = list(self.spool.previous_run_cases)
+
+        def settle_late() -> None:
+            self._settle_previous_run(None, started)
+            if journal_cases:
+                self._settle_previous_run(journal_cases)
+
+        self._with_database("settling the previous run's open cases and texts",
+                            lambda: self._settle_previous_run(None), settle_late)
 
     def _with_database(self, what: str, now: Callable[[], object], later: Callable[[], object] | None = None) -> None:
         """Make ``now``, or, where the database does not answer, ``later`` (default: the same) once it does, after

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from detector.events import EventState, ViolationEvent
@@ -291,3 +292,37 @@ def test_a_previous_runs_writes_refused_at_start_are_settled_when_they_get_in(ru
     assert old is not None and new is not None and not old.active and new.active
     assert {r["case_id"]: r["outcome"] for r in runtime.shops.reminders()} == {old_case: "undecided", new_case: None}
     assert [r["case_id"] for r in runtime.shops.open_reminders()] == [new_case]
+
+
+def test_a_start_that_loses_the_database_after_the_replay_settles_the_previous_run_once_it_is_back(
+        runtime: Runtime) -> None:
+    """The previous run's journal gets in at start, then the database drops before the start settles that run: the
+    settling waits, and once the database answers it ends the old run's case (stored only at this start) and the
+    case stored before it, while this run's case, stored late too, stays."""
+    before = stored_case(runtime)  # the previous run's case stored while the database answered (a day before)
+    with runtime.store.engine.begin() as db:
+        db.execute(text("UPDATE cases SET created_at = :t WHERE id = :id"),
+                   {"t": (datetime.now(UTC) - timedelta(days=1)).isoformat(timespec="milliseconds"), "id": before})
+    switch = Switch()
+    behind(runtime, switch)
+    switch.down()
+    journalled = runtime.spool.record(garbage_seen(7), "cam-b")  # ... and one that waited in its journal
+    journal = runtime.evidence_root / JOURNAL_NAME
+    runtime.started_at = datetime.now(UTC).timestamp()  # the next run starts
+    runtime.spool = CaseSpool(Behind(runtime.store, switch), journal, runtime.evidence_root,  # type: ignore[arg-type]
+                              Behind(runtime.shops, switch))  # type: ignore[arg-type]
+    real_store = runtime.store
+    runtime.store = Behind(real_store, switch)  # type: ignore[assignment]
+    switch.up()
+    runtime.spool.start()  # the journal gets in (under this run's clock)...
+    assert runtime.spool.waiting() == 0 and real_store.get(journalled) is not None
+    switch.down()  # ... and the database drops before the start settles
+    runtime._settle_at_start()
+    this_run = runtime.spool.record(garbage_seen(8), "cam-b")  # this run's case waits
+    switch.up()
+    runtime.spool.stop()  # its last replay applies the waiting write, then the settling
+    runtime.store = real_store
+    cases = {c: real_store.get(c) for c in (before, journalled, this_run)}
+    assert all(c is not None for c in cases.values())
+    assert not cases[before].active and not cases[journalled].active  # type: ignore[union-attr]
+    assert cases[this_run].active  # type: ignore[union-attr]
