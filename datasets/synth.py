@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -440,6 +441,9 @@ def write_yolo_dataset(out: Path, n: int, seed: int, val_fraction: float = 0.15,
 
     ``renderer``: ``auto`` (OpenGL where available, else the painter's), ``gl`` or ``cpu``.
 
+    A folder that already holds a finished render of the same settings and renderer code (``render_stamp.json``)
+    is reused as it is; any other render there (its ``images/`` and ``labels/``) is replaced.
+
     Returns:
         The path of the written ``data.yaml``.
     """
@@ -450,6 +454,8 @@ def write_yolo_dataset(out: Path, n: int, seed: int, val_fraction: float = 0.15,
         log.info("synth: %s already holds these %d renders (same settings and renderer code); reused", out, n)
         return data_yaml
     (out / STAMP_FILE).unlink(missing_ok=True)
+    for folder in ("images", "labels"):  # another render's images would stay beside these
+        shutil.rmtree(out / folder, ignore_errors=True)
     rng = np.random.default_rng(seed)
     index = {name: i for i, name in enumerate(CANONICAL_LABELS)}
     focus_cycle = ["street_stall", "barbecue", "truck", "garbage", "bin", None]
