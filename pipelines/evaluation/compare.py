@@ -19,6 +19,7 @@ from typing import Any, TypedDict
 import numpy as np
 import numpy.typing as npt
 
+from detector.backends.base import DetectorBackend
 from detector.postprocess import box_iou
 from pipelines.evaluation.images import ImageEval, collect
 from pipelines.evaluation.images import label_piles as merge_label_piles
@@ -138,19 +139,25 @@ def _check_paired(base: ImageEval, cand: ImageEval) -> None:
         raise ValueError("the two evaluations are not of the same labelled images")
 
 
+def compare_split(backends: tuple[DetectorBackend, DetectorBackend], data: Path, split: str, remap: dict[str, str],
+                  label_piles: bool, rounds: int, seed: int) -> tuple[int, dict[str, ClassDelta]]:
+    """Both models (``backends``: the baseline's, the candidate's) on one split, labels merged into heaps where
+    ``label_piles``; the number of images and :func:`paired_bootstrap`'s comparison."""
+    evs = []
+    for backend in backends:
+        ev = collect(data, backend, split, remap)
+        evs.append(merge_label_piles(ev, backend.names) if label_piles else ev)
+    return len(evs[0].gt), paired_bootstrap(evs[0], backends[0].names, evs[1], backends[1].names, rounds, seed)
+
+
 def compare_images(data: Path, out: Path, model: Path, against: Path, remap: dict[str, str], imgsz: int | None,
                    split: str = "val", view: str = "product", label_piles: bool = False, rounds: int = 200,
                    seed: int = 0) -> dict[str, Any]:
     """Score ``model`` (the candidate) and ``against`` (the baseline) on one split, each as ``view`` sees it, and
     write ``compare.json`` and ``compare.md`` to ``out``."""
-    evs, names = [], []
-    for weights in (against, model):
-        backend = scoring_backend(weights, imgsz, view)
-        ev = collect(data, backend, split, remap)
-        evs.append(merge_label_piles(ev, backend.names) if label_piles else ev)
-        names.append(backend.names)
-    classes = paired_bootstrap(evs[0], names[0], evs[1], names[1], rounds, seed)
-    result = {"data": str(data), "split": split, "images": len(evs[0].gt), "view": view, "label_piles": label_piles,
+    backends = (scoring_backend(against, imgsz, view), scoring_backend(model, imgsz, view))
+    images, classes = compare_split(backends, data, split, remap, label_piles, rounds, seed)
+    result = {"data": str(data), "split": split, "images": images, "view": view, "label_piles": label_piles,
               "baseline": str(against), "candidate": str(model), "rounds": rounds, "seed": seed, "classes": classes}
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(result, indent=1))

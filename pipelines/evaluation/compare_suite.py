@@ -30,9 +30,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipelines.evaluation.compare import ClassDelta, paired_bootstrap
-from pipelines.evaluation.images import ImageEval, collect
-from pipelines.evaluation.images import label_piles as merge_label_piles
+from pipelines.evaluation.compare import ClassDelta, compare_split
 from pipelines.evaluation.score import scoring_backend
 
 
@@ -102,13 +100,8 @@ def run_suite(suite: Suite, model: Path, against: Path, out: Path) -> dict[str, 
                          "reasons": [f"{m.data} not found (materialize the source first)"]})
             continue
         if key not in scored:
-            evs: list[ImageEval] = []
-            for w in (against, model):
-                backend = backends[w][m.view]
-                ev = collect(m.data, backend, m.split)
-                evs.append(merge_label_piles(ev, backend.names) if m.label_piles else ev)
-            scored[key] = paired_bootstrap(evs[0], backends[against][m.view].names, evs[1],
-                                           backends[model][m.view].names, suite.rounds, suite.seed)
+            pair = (backends[against][m.view], backends[model][m.view])
+            _, scored[key] = compare_split(pair, m.data, m.split, {}, m.label_piles, suite.rounds, suite.seed)
         d = scored[key].get(m.cls)
         reasons = verdict(m, d)
         row: dict[str, Any] = {"name": m.name, "data": str(m.data), "class": m.cls, "label_piles": m.label_piles}

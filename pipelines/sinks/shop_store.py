@@ -18,16 +18,11 @@ from sqlalchemy import Connection, text
 
 from detector.reminders import ReminderRecord, ShopStats, shop_stats
 from pipelines.shops import Shop
-from pipelines.sinks.store import CaseStore, where_equal
-
-
-def _iso(when: datetime) -> str:
-    """A time as the reminders table stores it (UTC, milliseconds), so stored times compare as text."""
-    return when.astimezone(UTC).isoformat(timespec="milliseconds")
+from pipelines.sinks.store import CaseStore, iso_time, where_equal
 
 
 def _now() -> str:
-    return _iso(datetime.now(UTC))
+    return iso_time(datetime.now(UTC))
 
 
 class ShopBook:
@@ -129,7 +124,7 @@ class ShopBook:
         with self.store.connect() as db:
             rows = db.execute(text("SELECT shop_id, COUNT(*) FROM reminders WHERE sent = 1 AND created_at >= :since "
                                    "GROUP BY shop_id"),
-                              {"since": _iso(since)}).all()
+                              {"since": iso_time(since)}).all()
         return {str(shop): int(n) for shop, n in rows}
 
     def open_reminders(self, before: datetime | None = None) -> list[dict[str, Any]]:
@@ -139,7 +134,7 @@ class ShopBook:
         params: dict[str, str] = {}
         if before is not None:
             sql += " AND created_at < :before"
-            params["before"] = _iso(before)
+            params["before"] = iso_time(before)
         with self.store.connect() as db:
             rows = db.execute(text(sql + " ORDER BY id"), params).mappings().all()
         return [dict(r) for r in rows]

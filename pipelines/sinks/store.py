@@ -93,8 +93,13 @@ def where_equal(**filters: object) -> tuple[str, dict[str, object]]:
     return (f" WHERE {cond}" if cond else ""), given
 
 
+def iso_time(when: datetime) -> str:
+    """A time as the database stores it (UTC, milliseconds), so stored times compare as text."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return iso_time(datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -248,11 +253,6 @@ class CaseStore:
         with self._lock, self.begin() as conn:
             yield conn
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.connect() as conn:
-            yield conn
-
     def record(self, event: ViolationEvent, source: str, context: CaseContext | None = None,
                case_id: str | None = None) -> str:
         """Apply a lifecycle event; returns the case id (created on the first event of a place).
@@ -330,7 +330,7 @@ class CaseStore:
         if ids is not None:
             q = q.bindparams(bindparam("ids", expanding=True))
             ev_q = ev_q.bindparams(bindparam("ids", expanding=True))
-        with self._read() as db:
+        with self.connect() as db:
             rows = db.execute(q, args).mappings().all()
             ev = db.execute(ev_q, {"ids": list(ids)} if ids else {}).all()
         evidence: dict[str, dict[str, dict[str, str]]] = {}
@@ -355,7 +355,7 @@ class CaseStore:
             if val is not None:
                 cond += f"{' AND' if cond else ' WHERE'} created_at {op} :{name}"
                 args[name] = val
-        with self._read() as db:
+        with self.connect() as db:
             total = int(db.execute(text(f"SELECT COUNT(*) FROM cases{cond}"), args).scalar_one())
             ids = [r[0] for r in db.execute(text(
                 f"SELECT id FROM cases{cond} ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset"),
@@ -370,7 +370,7 @@ class CaseStore:
 
     def history(self, case_id: str) -> list[dict[str, Any]]:
         """State changes of a case, oldest first."""
-        with self._read() as db:
+        with self.connect() as db:
             rows = db.execute(text("SELECT from_state AS \"from\", to_state AS \"to\", who, note, at FROM case_history"
                                    " WHERE case_id = :c ORDER BY id"), {"c": case_id}).mappings().all()
         return [dict(r) for r in rows]
@@ -488,7 +488,7 @@ class CaseStore:
 
     def reviewed(self) -> list[Case]:
         """Cases with an operator's verdict, in the order they were reviewed."""
-        with self._read() as db:
+        with self.connect() as db:
             ids = [r[0] for r in db.execute(text(
                 "SELECT c.id FROM cases c WHERE c.review IS NOT NULL ORDER BY"
                 " (SELECT MAX(h.id) FROM case_history h WHERE h.case_id = c.id AND h.note LIKE 'review:%')"))]
@@ -497,7 +497,7 @@ class CaseStore:
 
     def daily(self, since: str) -> list[dict[str, Any]]:
         """Cases per day (UTC date of registration), violation, camera and state, from ``since`` (ISO time)."""
-        with self._read() as db:
+        with self.connect() as db:
             rows = db.execute(text(
                 "SELECT SUBSTR(created_at, 1, 10) AS day, violation, camera, state, COUNT(*) AS count FROM cases"
                 " WHERE created_at >= :since GROUP BY day, violation, camera, state ORDER BY day"),
@@ -523,7 +523,7 @@ class CaseStore:
             binds.append(bindparam("ids", expanding=True))
         if created_before is not None:
             sql += " AND created_at < :before"
-            params["before"] = created_before.astimezone(UTC).isoformat(timespec="milliseconds")
+            params["before"] = iso_time(created_before)
         with self._tx() as db:
             ids = [str(r[0]) for r in db.execute(text(sql).bindparams(*binds), params)]
             for case_id in ids:
@@ -548,7 +548,7 @@ class CaseStore:
     def outbox_due(self, now: float, limit: int = 20, target: str | None = None) -> list[dict[str, Any]]:
         """Pending outbox rows whose next attempt is due (of one notifier, or all)."""
         cond = " AND target = :target" if target is not None else ""
-        with self._read() as db:
+        with self.connect() as db:
             rows = db.execute(text(
                 "SELECT id, case_id, target, kind, idempotency_key, payload, attempts, created_at FROM outbox"
                 f" WHERE state = 'pending' AND next_attempt <= :now{cond} ORDER BY id LIMIT :limit"),
@@ -557,7 +557,7 @@ class CaseStore:
 
     def outbox_pending_by_target(self) -> dict[str, int]:
         """Rows waiting for delivery, per notifier."""
-        with self._read() as db:
+        with self.connect() as db:
             rows = db.execute(text("SELECT target, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY target")).all()
         return {str(t): int(n) for t, n in rows}
 
@@ -595,7 +595,7 @@ class CaseStore:
                ) -> list[dict[str, Any]]:
         """Outbox rows (for the API), optionally filtered."""
         cond, args = where_equal(kind=kind or None, state=state or None, case_id=case_id or None)
-        with self._read() as db:
+        with self.connect() as db:
             rows = db.execute(text("SELECT id, case_id, target, kind, idempotency_key, state, attempts, last_error,"
                                    f" created_at, delivered_at FROM outbox{cond} ORDER BY id"), args).all()
         keys = ("id", "case_id", "target", "kind", "idempotency_key", "state", "attempts", "last_error",
@@ -611,7 +611,7 @@ class CaseStore:
 
     def counts(self) -> dict[str, Any]:
         """Cases by violation and state, and the outbox backlog (for metrics)."""
-        with self._read() as db:
+        with self.connect() as db:
             by = db.execute(text("SELECT violation, state, COUNT(*) FROM cases GROUP BY violation, state")).all()
             ob = db.execute(text("SELECT state, COUNT(*) FROM outbox GROUP BY state")).all()
         return {"cases": [(v, s, int(n)) for v, s, n in by], "outbox": {s: int(n) for s, n in ob}}
