@@ -92,14 +92,14 @@ class ShopBook:
         it counts against that day's limit of texts and its deadline stays where it was). A record of the same
         case, shop and time is stored once: a journal replayed twice does not count a text twice.
         """
-        now = (created or datetime.now(UTC)).astimezone(UTC)
-        deadline = (now + timedelta(seconds=deadline_in_s)).isoformat(timespec="milliseconds") \
-            if deadline_in_s is not None else None
+        when = created or datetime.now(UTC)
+        now = iso_time(when)
+        deadline = iso_time(when + timedelta(seconds=deadline_in_s)) if deadline_in_s is not None else None
         with self._tx() as db:
             if created is not None:
                 known = db.execute(text("SELECT id FROM reminders WHERE case_id = :case AND shop_id = :shop AND "
                                         "created_at = :now"), {"case": case_id, "shop": shop,
-                                                               "now": now.isoformat(timespec="milliseconds")}).first()
+                                                               "now": now}).first()
                 if known is not None:
                     return int(known[0])
             row = db.execute(text("INSERT INTO reminders (case_id, shop_id, camera, zone, violation, sent, reason, "
@@ -108,7 +108,7 @@ class ShopBook:
                                   "RETURNING id"),
                              {"case": case_id, "shop": shop, "camera": camera, "zone": zone, "violation": violation,
                               "sent": int(sent), "reason": reason, "channels": json.dumps(list(channels)),
-                              "text": message, "offence": offence, "now": now.isoformat(timespec="milliseconds"),
+                              "text": message, "offence": offence, "now": now,
                               "deadline": deadline})
             return int(row.scalar_one())
 
